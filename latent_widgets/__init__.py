@@ -1,0 +1,55 @@
+"""latent-widgets: explore the latent space of segmentation networks in Jupyter.
+
+Public names are imported lazily, so that ``import latent_widgets`` is fast
+and does not start TensorFlow until a model is used.
+
+Examples
+--------
+>>> import latent_widgets as lw
+>>> ds = lw.synthetic_road_scenes(8, size=(48, 64), seed=0)
+>>> len(ds)
+8
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # data
+    "SegmentationDataset": "data",
+    "DatasetError": "data",
+    "load_camvid": "data",
+    "load_folder": "data",
+    "CAMVID_CLASSES": "data",
+    "CAMVID_PALETTE": "data",
+    "synthetic_road_scenes": "synthetic",
+    # models
+    "LatentModel": "latent_model",
+    "Encoding": "latent_model",
+    "LatentModelError": "latent_model",
+    # widgets
+    "ProjectionScatter": "widgets",
+    "MaskViewer": "widgets",
+    "InterpolationSlider": "widgets",
+    "LatentExplorer": "widgets",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'latent_widgets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

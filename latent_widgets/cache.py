@@ -1,0 +1,205 @@
+"""On-disk cache for long computations, keyed by a content hash.
+
+Encoding a dataset, training a model and computing a t-SNE map all take long
+enough that a notebook should not redo them on every run. Results are stored
+as ``.npz`` files (loaded with ``allow_pickle=False``) under a cache folder
+named by a SHA-256 hash of everything the result depends on, so that a change
+in any input is a cache miss and never a stale answer.
+
+Example
+-------
+>>> import numpy as np
+>>> from latent_widgets.cache import cached_arrays, content_hash
+>>> key = content_hash("squares", np.arange(4))
+>>> out = cached_arrays("doc-example", key, lambda: {"y": np.arange(4) ** 2})
+>>> out["y"].tolist()
+[0, 1, 4, 9]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "cache_dir",
+    "content_hash",
+    "cached_arrays",
+    "load_arrays",
+    "save_arrays",
+    "atomic_path",
+]
+
+_ENV = "LATENT_WIDGETS_CACHE_DIR"
+
+
+def cache_dir(subdir: str | None = None) -> Path:
+    """Return (and create) the cache folder.
+
+    The folder is ``$LATENT_WIDGETS_CACHE_DIR`` when set, otherwise
+    ``~/.cache/latent-widgets``.
+
+    Parameters
+    ----------
+    subdir : str, optional
+        A namespace inside the cache folder (``"models"``, ``"latents"``...).
+
+    Examples
+    --------
+    >>> cache_dir("projections").name
+    'projections'
+    """
+    root = Path(os.environ.get(_ENV) or Path.home() / ".cache" / "latent-widgets")
+    path = root / subdir if subdir else root
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _feed(h: Any, obj: Any) -> None:
+    # Each value is prefixed with its type so that e.g. "1" and 1 differ.
+    if isinstance(obj, np.ndarray):
+        arr = np.ascontiguousarray(obj)
+        h.update(f"nd{arr.dtype.str}{arr.shape}".encode())
+        h.update(memoryview(arr).cast("B") if arr.size else b"")
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        h.update(b"by")
+        h.update(bytes(obj))
+    elif isinstance(obj, str):
+        h.update(b"st" + obj.encode())
+    elif obj is None or isinstance(obj, (bool, int, float, np.generic)):
+        h.update(f"sc{type(obj).__name__}{obj!r}".encode())
+    elif isinstance(obj, Mapping):
+        h.update(b"map{")
+        for key in sorted(obj, key=str):
+            _feed(h, str(key))
+            _feed(h, obj[key])
+        h.update(b"}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"seq{len(obj)}[".encode())
+        for item in obj:
+            _feed(h, item)
+        h.update(b"]")
+    else:
+        try:
+            h.update(b"js" + json.dumps(obj, sort_keys=True, default=str).encode())
+        except TypeError as exc:  # pragma: no cover - defensive
+            raise TypeError(f"content_hash cannot hash a {type(obj).__name__}") from exc
+
+
+def content_hash(*parts: Any) -> str:
+    """SHA-256 hex digest of numpy arrays, strings, numbers and containers.
+
+    Arrays are hashed by dtype, shape and bytes; dicts by sorted key.
+
+    Examples
+    --------
+    >>> content_hash(np.zeros(3)) == content_hash(np.zeros(3))
+    True
+    >>> content_hash(np.zeros(3)) == content_hash(np.zeros(3, dtype=np.float32))
+    False
+    """
+    h = hashlib.sha256()
+    for part in parts:
+        _feed(h, part)
+    return h.hexdigest()
+
+
+class atomic_path:
+    """Context manager yielding a temporary path that replaces ``target`` on success.
+
+    A crash midway leaves no half-written file under the final name, so a
+    cache entry is either complete or absent.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> target.read_text()
+    'done'
+    """
+
+    def __init__(self, target: str | os.PathLike[str]) -> None:
+        self.target = Path(target)
+
+    def __enter__(self) -> Path:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            dir=self.target.parent, prefix=".tmp-", suffix=self.target.suffix
+        )
+        os.close(fd)
+        self.tmp = Path(name)
+        return self.tmp
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.target)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def save_arrays(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> Path:
+    """Write ``arrays`` to ``path`` (``.npz``) atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+    return path
+
+
+def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray] | None:
+    """Read an ``.npz`` written by :func:`save_arrays`.
+
+    Returns ``None`` when the file is missing, truncated or corrupt (and
+    deletes a corrupt file), so that the caller recomputes instead of using it.
+    Object arrays are refused (``allow_pickle=False``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError):
+        path.unlink(missing_ok=True)
+        return None
+
+
+def cached_arrays(
+    namespace: str,
+    key: str,
+    compute: Callable[[], Mapping[str, np.ndarray]],
+    *,
+    use_cache: bool = True,
+) -> dict[str, np.ndarray]:
+    """Return ``compute()``, stored under ``cache_dir(namespace)/key.npz``.
+
+    Parameters
+    ----------
+    namespace : str
+        Sub-folder of the cache.
+    key : str
+        Usually :func:`content_hash` of every input of ``compute``.
+    compute : callable
+        Returns a mapping of array name to array.
+    use_cache : bool
+        ``False`` always recomputes and does not write.
+    """
+    if not use_cache:
+        return {k: np.asarray(v) for k, v in compute().items()}
+    path = cache_dir(namespace) / f"{key}.npz"
+    hit = load_arrays(path)
+    if hit is not None:
+        return hit
+    result = {k: np.asarray(v) for k, v in compute().items()}
+    save_arrays(path, result)
+    return result

@@ -1,0 +1,49 @@
+"""Shared fixtures: the real CamVid copy beside the repository, small datasets, toy models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Keep TensorFlow quiet and on the CPU threads CI has.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+CAMVID = Path(os.environ.get("LATENT_WIDGETS_CAMVID", REPO.parent / "shared" / "camvid"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test session writes its caches to a fresh temporary folder."""
+    if "LATENT_WIDGETS_CACHE_DIR" not in os.environ:
+        os.environ["LATENT_WIDGETS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def camvid_root() -> Path:
+    if not (CAMVID / "train").is_dir():
+        pytest.fail(f"CamVid not found at {CAMVID}; CI lays it at ../shared/camvid")
+    return CAMVID
+
+
+@pytest.fixture(scope="session")
+def camvid_small(camvid_root: Path):
+    """CamVid train at 48x64 (fast to load and to feed a model)."""
+    from latent_widgets import load_camvid
+
+    return load_camvid(camvid_root, "train", size=(48, 64), progress=False)
+
+
+@pytest.fixture(scope="session")
+def synthetic_small():
+    from latent_widgets import synthetic_road_scenes
+
+    return synthetic_road_scenes(40, size=(48, 64), seed=0)
+
+
+@pytest.fixture()
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
