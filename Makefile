@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# Where the real CamVid copy lives (tests, benchmarks, notebooks in CI).
+CAMVID ?= ../shared/camvid
+export LATENT_WIDGETS_CAMVID ?= $(abspath $(CAMVID))
+
+.PHONY: demo test test-fast bench docs clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,docs]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/latent-widgets demo $(DEMO_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not browser and not notebooks"
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
+clean:
+	rm -rf $(VENV) site .pytest_cache
