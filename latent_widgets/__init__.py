@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "DatasetError": "data",
     "load_camvid": "data",
     "load_folder": "data",
+    "load_dataset": "data",
     "CAMVID_CLASSES": "data",
     "CAMVID_PALETTE": "data",
     "synthetic_road_scenes": "synthetic",

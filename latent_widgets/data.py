@@ -37,7 +37,9 @@ __all__ = [
     "Sample",
     "SegmentationDataset",
     "default_palette",
+    "camvid_sequence",
     "load_camvid",
+    "load_dataset",
     "load_folder",
 ]
 
@@ -543,3 +545,43 @@ def load_camvid(
         f"{root} is not a CamVid folder: expected train/ and trainannot/ (SegNet tutorial) "
         "or images_prepped_train/ and annotations_prepped_train/ (image-segmentation-keras)."
     )
+
+
+def load_dataset(
+    source: str | os.PathLike[str] = "synthetic",
+    split: str = "train",
+    size: tuple[int, int] | None = (96, 128),
+    *,
+    n: int = 240,
+    progress: bool = True,
+) -> SegmentationDataset:
+    """The dataset a notebook or the command line names by one string.
+
+    Parameters
+    ----------
+    source : str or path
+        ``"synthetic"`` for the embedded road scenes, otherwise a CamVid folder
+        (:func:`load_camvid`).
+    split : {"train", "val", "test"}
+        For the synthetic scenes each split is drawn with its own seed
+        (train 0, val 1, test 2) and val/test have ``n // 4`` samples.
+    size : (H, W), optional
+        Image size; ``None`` keeps CamVid's 360x480.
+    n : int
+        Number of synthetic training samples.
+
+    Examples
+    --------
+    >>> load_dataset("synthetic", "val", size=(48, 64), n=40).names[:1]
+    ('drive00_frame000.png',)
+    """
+    if str(source) == "synthetic":
+        from .synthetic import synthetic_road_scenes
+
+        seeds = {"train": 0, "val": 1, "test": 2}
+        if split not in seeds:
+            raise DatasetError(f"split {split!r} does not exist for the synthetic scenes; choose one of {sorted(seeds)}.")
+        return synthetic_road_scenes(
+            n if split == "train" else max(n // 4, 1), size=size or (96, 128), seed=seeds[split]
+        )
+    return load_camvid(source, split, size=size, progress=progress)

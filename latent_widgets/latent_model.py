@@ -1,0 +1,900 @@
+"""Split a Keras segmentation network into an encoder and a decoder.
+
+:class:`LatentModel` wraps two Keras 3 models, an *encoder* that maps images
+to a latent tensor (plus, for networks with skip connections, the skip
+features), and a *decoder* that maps them back to per-pixel class
+probabilities. It is what the widgets call: ``encode`` a dataset once, then
+``decode`` edited, interpolated or projected latents, one per slider move.
+
+:meth:`LatentModel.from_model` cuts a trained functional model at a named
+layer. Every tensor from before the cut that a layer after the cut consumes
+(U-Net skip connections, DeepLabv3+'s low-level features) becomes an extra
+encoder output and an extra decoder input, found by walking the layer graph;
+no layer counting, no project-specific code in the model.
+
+Conventions:
+
+- The decoder's inputs are named ``"latent"`` and ``"skip_0"``,
+  ``"skip_1"``, ...; the encoder returns ``[latent, skip_0, skip_1, ...]``
+  (just the latent when there are no skips).
+- Skips found by :meth:`~LatentModel.from_model` are in topological order,
+  the tensor nearest the model input first: for a U-Net, ``skip_0`` is the
+  highest-resolution feature map.
+- The decoder side of a split is every layer whose input depends on the
+  latent; layers that do not (e.g. DeepLabv3+'s 1x1 projection of the
+  low-level features) stay on the encoder side, and their outputs are the
+  skips.
+
+Examples
+--------
+>>> from latent_widgets import LatentModel
+>>> from latent_widgets.models import segnet
+>>> lm = LatentModel.from_model(segnet(12, (48, 64, 3), width=0.125))  # doctest: +SKIP
+>>> enc = lm.encode(images)  # doctest: +SKIP
+>>> probs = lm.decode(enc.latents[0])  # one latent -> (1, 48, 64, 12)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+    from .data import SegmentationDataset
+
+__all__ = ["LATENT_LAYER", "Encoding", "LatentModel", "LatentModelError"]
+
+#: Layer name that :meth:`LatentModel.from_model` splits at when none is given.
+LATENT_LAYER = "latent"
+# Name given to the combined model written by LatentModel.save, so that
+# LatentModel.load recognises it.
+_SAVED_NAME = "latent_model"
+# Show a progress bar in encode() from this many batches on (progress=None).
+_AUTO_PROGRESS_BATCHES = 8
+
+
+class LatentModelError(ValueError):
+    """A model or an input that :class:`LatentModel` cannot use; the message says why and how to fix it."""
+
+
+class Encoding(NamedTuple):
+    """What :meth:`LatentModel.encode` returns.
+
+    Attributes
+    ----------
+    latents : ndarray, float32, shape (N, *latent_shape)
+    skips : tuple of ndarray
+        One array ``(N, *skip_shape)`` per skip input of the decoder, in the
+        decoder's order; ``()`` for a network without skips.
+    """
+
+    latents: np.ndarray
+    skips: tuple[np.ndarray, ...]
+
+
+# ----------------------------------------------------------------------------
+# helpers
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _require_keras_model(obj: Any, what: str) -> None:
+    keras = _keras()
+    if not isinstance(obj, keras.Model):
+        raise LatentModelError(
+            f"{what} must be a Keras 3 model (keras.Model), got {type(obj).__module__}.{type(obj).__qualname__}. "
+            "Load a saved network with LatentModel.load('model.keras') or keras.saving.load_model; "
+            "models from tf.keras 2 / PyTorch must be converted to Keras 3 first."
+        )
+
+
+def _graph_io(model: Any, what: str) -> tuple[list[Any], list[Any]]:
+    """The symbolic inputs and outputs of a functional or Sequential model."""
+    try:
+        inputs, outputs = list(model.inputs), list(model.outputs)
+    except (AttributeError, ValueError, TypeError):
+        inputs = outputs = []
+    if not inputs or not outputs:
+        raise LatentModelError(
+            f"{what} {model.name!r} ({type(model).__name__}) has no layer graph: it is a subclassed "
+            "or unbuilt model. Build it with the functional API (keras.Input ... keras.Model(inputs, "
+            "outputs)), or pass its encoder and decoder yourself: LatentModel(encoder, decoder)."
+        )
+    return inputs, outputs
+
+
+def _static_shape(tensor: Any, what: str, fix: str) -> tuple[int, ...]:
+    shape = tuple(tensor.shape[1:])
+    if any(d is None for d in shape):
+        raise LatentModelError(f"{what} has a dynamic shape {shape}; {fix}")
+    return tuple(int(d) for d in shape)
+
+
+def _history(tensor: Any) -> tuple[Any, Any, int]:
+    """(operation, node, tensor_index) that produced a symbolic tensor."""
+    op, node_index, tensor_index = tensor._keras_history
+    node = op._inbound_nodes[node_index] if op is not None else None
+    return op, node, tensor_index
+
+
+def _topological_nodes(outputs: Sequence[Any]) -> list[Any]:
+    """Nodes that produce ``outputs``, parents first (iterative DFS post-order).
+
+    Inputs of a node are visited in argument order, which makes the order
+    deterministic for a given graph.
+    """
+    order: list[Any] = []
+    seen: set[int] = set()
+    stack: list[tuple[Any, bool]] = []
+    for t in reversed(list(outputs)):
+        node = _history(t)[1]
+        if node is not None:
+            stack.append((node, False))
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        for t in reversed(node.input_tensors):
+            parent = _history(t)[1]
+            if parent is not None and id(parent) not in seen:
+                stack.append((parent, False))
+    return order
+
+
+def _ends_with_softmax(decoder: Any) -> bool | None:
+    """True if the decoder's output layer is a softmax, False if it is linear, None if unknown."""
+    keras = _keras()
+    op = _history(decoder.outputs[0])[0]
+    if isinstance(op, keras.layers.Softmax):
+        return True
+    act = getattr(op, "activation", None)
+    if act is None:
+        return None
+    name = getattr(act, "__name__", "")
+    if name == "softmax":
+        return True
+    if name == "linear":
+        return False
+    return None
+
+
+def _describe_layers(model: Any, limit: int = 12) -> str:
+    names = [layer.name for layer in model.layers]
+    shown = ", ".join(repr(n) for n in names[-limit:])
+    return f"{len(names)} layers, the last ones: {shown}" if len(names) > limit else shown
+
+
+# ----------------------------------------------------------------------------
+# the adapter
+
+
+class LatentModel:
+    """An encoder / decoder pair around a segmentation network's latent space.
+
+    Parameters
+    ----------
+    encoder : keras.Model
+        One input ``(N, H, W, C)``; outputs ``[latent, skip_0, ...]`` (or the
+        latent alone). Spatial sizes must be fixed.
+    decoder : keras.Model
+        Inputs: the latent and the skips; output ``(N, H', W', n_classes)``.
+    latent_input : str or int, optional
+        Which decoder input is the latent (a name or an index). Defaults to
+        the input named ``"latent"``, or the only input.
+    skip_inputs : sequence of str or int, optional
+        The decoder's skip inputs, in the order of the encoder's extra
+        outputs. Defaults to every other input, sorted by name when they
+        are named ``skip_<i>``, otherwise in the decoder's order.
+    apply_softmax : bool, optional
+        Apply a softmax to the decoder output. Default: only if the
+        decoder's last layer has a linear activation (it outputs logits).
+
+    Attributes
+    ----------
+    encoder, decoder : keras.Model
+    model : keras.Model or None
+        The full network this pair was split from (``from_model``/``load``).
+    latent_shape : tuple of int
+    skip_shapes : tuple of tuple of int
+    has_skips : bool
+    n_classes : int
+    input_shape : (H, W, C)
+
+    Notes
+    -----
+    ``decode`` runs the decoder through a ``tf.function`` compiled once per
+    batch size (a fixed input signature), never ``model.predict``: for one
+    latent the per-call overhead of ``predict`` exceeds the work. If the
+    decoder's output size differs from the input size, probabilities are
+    resized bilinearly to ``(H, W)`` so that they align with the images.
+
+    Examples
+    --------
+    >>> lm = LatentModel(encoder, decoder)  # doctest: +SKIP
+    >>> lm.latent_shape, lm.n_classes  # doctest: +SKIP
+    ((6, 8, 128), 12)
+    """
+
+    encoder: keras.Model
+    decoder: keras.Model
+
+    def __init__(
+        self,
+        encoder: keras.Model,
+        decoder: keras.Model,
+        *,
+        latent_input: str | int | None = None,
+        skip_inputs: Sequence[str | int] | None = None,
+        apply_softmax: bool | None = None,
+    ) -> None:
+        _require_keras_model(encoder, "encoder")
+        _require_keras_model(decoder, "decoder")
+        enc_in, enc_out = _graph_io(encoder, "encoder")
+        dec_in, dec_out = _graph_io(decoder, "decoder")
+        if len(enc_in) != 1:
+            raise LatentModelError(
+                f"the encoder must take one input (the images), it takes {len(enc_in)}: "
+                f"{[t.name for t in enc_in]}."
+            )
+        if len(dec_out) != 1:
+            raise LatentModelError(
+                f"the decoder must have one output (per-pixel class scores), it has {len(dec_out)}."
+            )
+        shape = _static_shape(
+            enc_in[0], "the encoder input", "build the model with a fixed image size, e.g. keras.Input((288, 384, 3))."
+        )
+        if len(shape) != 3:
+            raise LatentModelError(f"the encoder input must be (H, W, C) images, its shape is {shape}.")
+        self.input_shape: tuple[int, int, int] = shape  # type: ignore[assignment]
+        out_shape = tuple(dec_out[0].shape[1:])
+        if len(out_shape) != 3 or out_shape[-1] is None:
+            raise LatentModelError(
+                f"the decoder output must be (H, W, n_classes) per-pixel scores, its shape is {out_shape}."
+            )
+        self.n_classes: int = int(out_shape[-1])
+
+        # Which decoder input is the latent, which are skips.
+        names = [t.name for t in dec_in]
+
+        def index_of(key: str | int, role: str) -> int:
+            if isinstance(key, (int, np.integer)):
+                if not 0 <= int(key) < len(dec_in):
+                    raise LatentModelError(
+                        f"{role}={key} is out of range: the decoder has {len(dec_in)} input(s) {names}."
+                    )
+                return int(key)
+            if key not in names:
+                raise LatentModelError(f"{role}={key!r} is not an input of the decoder; its inputs are {names}.")
+            return names.index(key)
+
+        if latent_input is not None:
+            li = index_of(latent_input, "latent_input")
+        elif LATENT_LAYER in names:
+            li = names.index(LATENT_LAYER)
+        elif len(dec_in) == 1:
+            li = 0
+        else:
+            raise LatentModelError(
+                f"cannot tell which of the decoder inputs {names} is the latent: name it "
+                f"{LATENT_LAYER!r} (keras.Input(..., name={LATENT_LAYER!r})) or pass latent_input=<name or index>."
+            )
+        if skip_inputs is not None:
+            si = [index_of(k, "skip_inputs") for k in skip_inputs]
+            if li in si or len(set(si)) != len(si) or len(si) != len(dec_in) - 1:
+                raise LatentModelError(
+                    f"skip_inputs={list(skip_inputs)} must name each decoder input except the latent "
+                    f"{names[li]!r} exactly once; the inputs are {names}."
+                )
+        else:
+            si = [i for i in range(len(dec_in)) if i != li]
+            if all(names[i].startswith("skip_") and names[i][5:].isdigit() for i in si):
+                si.sort(key=lambda i: int(names[i][5:]))
+        self._latent_index = li
+        self._skip_indices = tuple(si)
+        self._n_decoder_inputs = len(dec_in)
+
+        # The encoder's outputs must be exactly what the decoder takes.
+        expected = [dec_in[li]] + [dec_in[i] for i in si]
+        roles = ["latent"] + [f"skip {k} ({names[i]!r})" for k, i in enumerate(si)]
+        if len(enc_out) != len(expected):
+            raise LatentModelError(
+                f"the encoder has {len(enc_out)} output(s) but the decoder takes {len(expected)} input(s) "
+                f"(latent + {len(si)} skip(s): {names}); the encoder must return [latent, skip_0, ...] "
+                "in that order. LatentModel.from_model builds a matching pair automatically."
+            )
+        for role, out, inp in zip(roles, enc_out, expected):
+            got, want = tuple(out.shape[1:]), tuple(inp.shape[1:])
+            ok = len(got) == len(want) and all(w is None or g == w for g, w in zip(got, want))
+            if not ok:
+                raise LatentModelError(
+                    f"encoder output shape {got} does not fit the decoder's {role} input of shape {want}; "
+                    "the encoder and decoder do not belong together (split the same network, or check the "
+                    "order of the encoder outputs: latent first, then the skips)."
+                )
+        self.latent_shape: tuple[int, ...] = _static_shape(
+            enc_out[0], "the latent (encoder output 0)", "build the model with a fixed image size."
+        )
+        self.skip_shapes: tuple[tuple[int, ...], ...] = tuple(
+            _static_shape(t, f"skip {k} (encoder output {k + 1})", "build the model with a fixed image size.")
+            for k, t in enumerate(enc_out[1:])
+        )
+        self.has_skips: bool = bool(self.skip_shapes)
+        self.encoder = encoder
+        self.decoder = decoder
+        self.model: keras.Model | None = None
+        self.latent_layer: str | None = None
+
+        if apply_softmax is None:
+            apply_softmax = _ends_with_softmax(decoder) is False
+        self.apply_softmax = bool(apply_softmax)
+        out_hw = tuple(dec_out[0].shape[1:3])
+        self._resize_to = None if out_hw == self.input_shape[:2] else self.input_shape[:2]
+
+        # Compiled functions, one per batch size (fixed input signatures:
+        # no retracing, and the cheapest call path is a concrete function).
+        self._decode_fns: dict[int, Any] = {}
+        self._encode_fns: dict[int, Any] = {}
+        self._mask_fns: dict[int, Any] = {}
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_model(
+        cls,
+        model: keras.Model,
+        latent_layer: str | None = None,
+        *,
+        apply_softmax: bool | None = None,
+    ) -> LatentModel:
+        """Split a functional Keras model at the layer named ``latent_layer``.
+
+        Parameters
+        ----------
+        model : keras.Model
+            A functional (or Sequential) model with one image input and one
+            output of per-pixel class scores.
+        latent_layer : str, optional
+            Name of the layer whose output is the latent. Defaults to
+            ``"latent"``, the name every :mod:`latent_widgets.models` network
+            gives its split layer.
+        apply_softmax : bool, optional
+            See :class:`LatentModel`.
+
+        Returns
+        -------
+        LatentModel
+            Its encoder maps the model input to ``[latent, *skips]``, its
+            decoder re-applies the model's layers after the split (shared
+            weights, no copy) to ``latent``, ``skip_0``, ... inputs.
+            ``decode(*encode(x))`` equals ``model(x)``.
+
+        Raises
+        ------
+        LatentModelError
+            Not a Keras model, no graph (subclassed model), no such layer, a
+            layer the output does not depend on, a layer used more than once.
+
+        Examples
+        --------
+        >>> lm = LatentModel.from_model(unet, latent_layer="bottleneck_relu")  # doctest: +SKIP
+        >>> lm.skip_shapes  # doctest: +SKIP
+        ((48, 64, 16), (24, 32, 32))
+        """
+        keras = _keras()
+        _require_keras_model(model, "model")
+        inputs, outputs = _graph_io(model, "model")
+        name = LATENT_LAYER if latent_layer is None else latent_layer
+        try:
+            layer = model.get_layer(name)
+        except ValueError:
+            close = difflib.get_close_matches(name, [layer.name for layer in model.layers], n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            default = (
+                " Zoo models name their split layer 'latent'; for another model pass "
+                "latent_layer=<layer name> (model.summary() lists them)."
+                if latent_layer is None
+                else ""
+            )
+            raise LatentModelError(
+                f"model {model.name!r} has no layer named {name!r}.{hint}{default} "
+                f"Layers: {_describe_layers(model)}."
+            ) from None
+        if len(outputs) != 1:
+            raise LatentModelError(
+                f"model {model.name!r} has {len(outputs)} outputs; from_model needs one output of per-pixel "
+                "class scores. Build a model with just the segmentation output first."
+            )
+        try:
+            latent = layer.output
+        except (AttributeError, ValueError, RuntimeError):
+            latent = None
+        if latent is None or isinstance(latent, (list, tuple)):
+            raise LatentModelError(
+                f"layer {name!r} has several outputs or is used several times in the model, so its output is "
+                "not one tensor; split at a layer with a single output that is called once."
+            )
+
+        nodes = _topological_nodes(outputs)
+        node_ids = {id(n) for n in nodes}
+        if id(_history(latent)[1]) not in node_ids:
+            raise LatentModelError(
+                f"layer {name!r} is not on the path from the model input to its output; split at a layer "
+                "the output depends on."
+            )
+        # Which tensors depend on the latent (decoder side)?
+        depends: set[int] = {id(latent)}
+        decoder_nodes = []
+        for node in nodes:
+            if any(id(t) in depends for t in node.input_tensors):
+                decoder_nodes.append(node)
+                depends.update(id(t) for t in node.outputs)
+        if id(outputs[0]) not in depends:
+            raise LatentModelError(
+                f"the model output does not depend on layer {name!r}, so it cannot be the latent; "
+                "split at a layer between the input and the output."
+            )
+        if not decoder_nodes:
+            raise LatentModelError(
+                f"layer {name!r} is the model output; split at a layer before it (its latent must be decoded)."
+            )
+
+        # Skips: tensors from before the split consumed after it, ordered by
+        # the position of their producing node (nearest the input first).
+        position = {id(n): i for i, n in enumerate(nodes)}
+        skip_tensors: dict[int, Any] = {}
+        for node in decoder_nodes:
+            for t in node.input_tensors:
+                if id(t) not in depends and id(t) not in skip_tensors:
+                    skip_tensors[id(t)] = t
+        skips = sorted(
+            skip_tensors.values(),
+            key=lambda t: (position.get(id(_history(t)[1]), -1), _history(t)[2]),
+        )
+
+        # Rebuild the layers after the split on new inputs (same layer
+        # objects, hence shared weights).
+        latent_in = keras.Input(shape=latent.shape[1:], dtype=latent.dtype, name=LATENT_LAYER)
+        skip_ins = [
+            keras.Input(shape=t.shape[1:], dtype=t.dtype, name=f"skip_{i}") for i, t in enumerate(skips)
+        ]
+        mapped: dict[int, Any] = {id(latent): latent_in}
+        mapped.update({id(t): s for t, s in zip(skips, skip_ins)})
+        for node in decoder_nodes:
+            args, kwargs = node.arguments.fill_in(mapped)
+            result = node.operation(*args, **kwargs)
+            flat = keras.tree.flatten(result)
+            for old, new in zip(node.outputs, flat):
+                mapped[id(old)] = new
+        decoder = keras.Model(
+            [latent_in, *skip_ins] if skip_ins else latent_in,
+            mapped[id(outputs[0])],
+            name=f"{model.name}_decoder",
+        )
+        encoder = keras.Model(
+            inputs if len(inputs) > 1 else inputs[0],
+            [latent, *skips] if skips else latent,
+            name=f"{model.name}_encoder",
+        )
+        lm = cls(encoder, decoder, apply_softmax=apply_softmax)
+        lm.model = model
+        lm.latent_layer = name
+        return lm
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        latent_layer: str | None = None,
+        safe_mode: bool = True,
+    ) -> LatentModel:
+        """Load a ``.keras`` file and split it at ``latent_layer``.
+
+        Parameters
+        ----------
+        path : path
+            A ``.keras`` file: a full network (split with :meth:`from_model`)
+            or one written by :meth:`save`.
+        latent_layer : str, optional
+            Split layer; ``"latent"`` by default.
+        safe_mode : bool
+            Keep ``True`` unless you trust the file: ``False`` lets a
+            ``Lambda`` layer in the file run arbitrary Python code.
+
+        Examples
+        --------
+        >>> lm = LatentModel.load("segnet.keras")  # doctest: +SKIP
+        """
+        keras = _keras()
+        path = Path(path)
+        if path.suffix != ".keras":
+            raise LatentModelError(
+                f"{path} is not a .keras file; save the model with model.save('model.keras') "
+                "(Keras 3 format). Legacy .h5 files: load them with keras.saving.load_model and use "
+                "LatentModel.from_model."
+            )
+        if not path.is_file():
+            raise LatentModelError(f"model file {path} does not exist; check the path.")
+        try:
+            model = keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
+        except Exception as exc:
+            text = str(exc)
+            if safe_mode and ("safe_mode" in text or "Lambda" in text or "unsafe" in text.lower()):
+                raise LatentModelError(
+                    f"{path} contains a Lambda layer (arbitrary Python code) and was refused because "
+                    "safe_mode=True. If you trust the file, load it with "
+                    "LatentModel.load(path, safe_mode=False)."
+                ) from exc
+            raise LatentModelError(f"cannot load {path}: {type(exc).__name__}: {text[:500]}") from exc
+        if latent_layer is None and model.name == _SAVED_NAME:
+            subs = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+            if len(subs) == 2:
+                lm = cls(subs[0], subs[1])
+                lm.model = model
+                return lm
+        return cls.from_model(model, latent_layer)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write encoder and decoder into one ``.keras`` file that :meth:`load` splits again.
+
+        The file holds a model named ``"latent_model"`` made of two nested
+        models, the encoder and the decoder.
+
+        Examples
+        --------
+        >>> lm.save("explorer.keras"); LatentModel.load("explorer.keras")  # doctest: +SKIP
+        """
+        keras = _keras()
+        path = Path(path)
+        if path.suffix != ".keras":
+            raise LatentModelError(f"save to a path ending in .keras, got {path}.")
+        names = [t.name for t in self.decoder.inputs]
+        decoder = self.decoder
+        conventional = names[self._latent_index] == LATENT_LAYER and all(
+            names[i] == f"skip_{k}" for k, i in enumerate(self._skip_indices)
+        )
+        if not conventional:
+            # Wrap the decoder so that its inputs carry the names load() expects.
+            lat = keras.Input(self.latent_shape, name=LATENT_LAYER)
+            sk = [keras.Input(s, name=f"skip_{k}") for k, s in enumerate(self.skip_shapes)]
+            decoder = keras.Model([lat, *sk] if sk else lat, self.decoder(self._arrange(lat, sk)), name="decoder")
+        image = keras.Input(self.input_shape, name="image")
+        enc = self.encoder(image)
+        enc = list(enc) if isinstance(enc, (list, tuple)) else [enc]
+        out = decoder(enc if len(enc) > 1 else enc[0])
+        combined = keras.Model(image, out, name=_SAVED_NAME)
+        from .cache import atomic_path
+
+        with atomic_path(path) as tmp:
+            combined.save(tmp)
+        return path
+
+    # ------------------------------------------------------------------ compiled calls
+
+    def _arrange(self, latent: Any, skips: Sequence[Any]) -> Any:
+        """Put latent and skips in the decoder's input order."""
+        if self._n_decoder_inputs == 1:
+            return latent
+        inputs: list[Any] = [None] * self._n_decoder_inputs
+        inputs[self._latent_index] = latent
+        for i, s in zip(self._skip_indices, skips):
+            inputs[i] = s
+        return inputs
+
+    def _finish(self, probs: Any) -> Any:
+        tf = _tf()
+        if self.apply_softmax:
+            probs = tf.nn.softmax(probs, axis=-1)
+        if self._resize_to is not None:
+            probs = tf.image.resize(probs, self._resize_to, method="bilinear")
+        return probs
+
+    def _decode_fn(self, n: int) -> Any:
+        fn = self._decode_fns.get(n)
+        if fn is None:
+            tf = _tf()
+            decoder = self.decoder
+
+            def run(latent, *skips):
+                return self._finish(decoder(self._arrange(latent, skips), training=False))
+
+            specs = [tf.TensorSpec((n, *self.latent_shape), tf.float32)]
+            specs += [tf.TensorSpec((n, *s), tf.float32) for s in self.skip_shapes]
+            fn = tf.function(run, autograph=False).get_concrete_function(*specs)
+            self._decode_fns[n] = fn
+        return fn
+
+    def _encode_fn(self, n: int) -> Any:
+        fn = self._encode_fns.get(n)
+        if fn is None:
+            tf = _tf()
+            encoder = self.encoder
+
+            def run(images):
+                out = encoder(images, training=False)
+                return tuple(out) if isinstance(out, (list, tuple)) else (out,)
+
+            spec = tf.TensorSpec((n, *self.input_shape), tf.float32)
+            fn = tf.function(run, autograph=False).get_concrete_function(spec)
+            self._encode_fns[n] = fn
+        return fn
+
+    def _mask_fn(self, n: int) -> Any:
+        fn = self._mask_fns.get(n)
+        if fn is None:
+            tf = _tf()
+            encoder, decoder = self.encoder, self.decoder
+
+            def run(images):
+                out = encoder(images, training=False)
+                out = list(out) if isinstance(out, (list, tuple)) else [out]
+                probs = self._finish(decoder(self._arrange(out[0], out[1:]), training=False))
+                return tf.argmax(probs, axis=-1, output_type=tf.int32)
+
+            spec = tf.TensorSpec((n, *self.input_shape), tf.float32)
+            fn = tf.function(run, autograph=False).get_concrete_function(spec)
+            self._mask_fns[n] = fn
+        return fn
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_images(self, images: Any) -> np.ndarray:
+        x = np.asarray(images)
+        if x.dtype == np.uint8:
+            x = x.astype(np.float32) / np.float32(255)  # 0..255 images -> the 0..1 the models expect
+        elif x.dtype != np.float32:
+            if not np.issubdtype(x.dtype, np.number):
+                raise LatentModelError(f"images must be numeric arrays, got dtype {x.dtype}.")
+            x = x.astype(np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        h, w, c = self.input_shape
+        if x.ndim != 4:
+            raise LatentModelError(
+                f"images must have shape (N, {h}, {w}, {c}) or ({h}, {w}, {c}), got {x.shape}."
+            )
+        if x.shape[3] != c:
+            raise LatentModelError(
+                f"images have {x.shape[3]} channel(s) but the model expects {c}; "
+                + ("convert them to RGB (e.g. PIL Image.convert('RGB'))." if c == 3 else f"give {c}-channel images.")
+            )
+        if x.shape[1:3] != (h, w):
+            raise LatentModelError(
+                f"images are {x.shape[1]}x{x.shape[2]} (HxW) but the model expects {h}x{w}; resize them "
+                f"first, e.g. load_camvid(..., size=({h}, {w}))."
+            )
+        return x
+
+    def _check_latents(self, latents: Any, skips: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+        z = np.asarray(latents, dtype=np.float32)
+        single = z.shape == self.latent_shape
+        if single:
+            z = z[None]
+        elif z.ndim != len(self.latent_shape) + 1 or z.shape[1:] != self.latent_shape:
+            raise LatentModelError(
+                f"latents must have shape (N, {', '.join(map(str, self.latent_shape))}) or "
+                f"{self.latent_shape} for one latent, got {z.shape}."
+            )
+        if not np.isfinite(z).all():
+            bad = np.flatnonzero(~np.isfinite(z.reshape(len(z), -1)).all(axis=1))
+            raise LatentModelError(
+                f"latent {int(bad[0])} contains NaN or Inf ({len(bad)} of {len(z)} latents); the decoder "
+                "would return garbage. Check the edit, interpolation or inverse projection that produced it."
+            )
+        n_skips = len(self.skip_shapes)
+        if n_skips == 0:
+            if skips is not None and len(skips):
+                raise LatentModelError(
+                    f"this decoder takes no skip features, got {len(skips)}; call decode(latents)."
+                )
+            return z, []
+        if skips is None:
+            raise LatentModelError(
+                f"this decoder needs {n_skips} skip feature array(s) beside the latent (shapes "
+                f"{list(self.skip_shapes)}); pass skips=encode(images).skips."
+            )
+        if isinstance(skips, np.ndarray) and n_skips == 1 and skips.ndim in (
+            len(self.skip_shapes[0]),
+            len(self.skip_shapes[0]) + 1,
+        ):
+            skips = (skips,)
+        if len(skips) != n_skips:
+            raise LatentModelError(
+                f"this decoder needs {n_skips} skip feature array(s), got {len(skips)}; "
+                "pass skips=encode(images).skips."
+            )
+        out = []
+        for k, (s, shape) in enumerate(zip(skips, self.skip_shapes)):
+            s = np.asarray(s, dtype=np.float32)
+            if s.shape == shape:
+                s = s[None]
+            if len(s) == 1 and len(z) > 1 and s.shape[1:] == shape:
+                # One image's skips for many latents (e.g. an interpolation path).
+                s = np.broadcast_to(s, (len(z), *shape))
+            if s.shape[1:] != shape or len(s) != len(z):
+                raise LatentModelError(
+                    f"skip {k} must have shape ({len(z)}, {', '.join(map(str, shape))}) to go with "
+                    f"{len(z)} latent(s), got {s.shape}."
+                )
+            if not np.isfinite(s).all():
+                raise LatentModelError(f"skip {k} contains NaN or Inf; recompute it with encode().")
+            out.append(s)
+        return z, out
+
+    # ------------------------------------------------------------------ public API
+
+    def encode(self, images: Any, batch_size: int = 32, progress: bool | None = None) -> Encoding:
+        """Map images to latents (and skip features).
+
+        Parameters
+        ----------
+        images : array, (N, H, W, C) or (H, W, C)
+            Floats in 0..1 (uint8 images are divided by 255).
+        batch_size : int
+            Images per compiled call.
+        progress : bool, optional
+            Show a progress bar; default: when there are 8 batches or more.
+
+        Returns
+        -------
+        Encoding
+            ``latents`` ``(N, *latent_shape)`` and ``skips``, float32 numpy.
+
+        Examples
+        --------
+        >>> enc = lm.encode(ds.images)  # doctest: +SKIP
+        >>> enc.latents.shape  # doctest: +SKIP
+        (367, 6, 8, 128)
+        """
+        tf = _tf()
+        x = self._check_images(images)
+        n = len(x)
+        batch_size = max(1, int(batch_size))
+        starts = range(0, n, batch_size)
+        if progress is None:
+            progress = len(starts) >= _AUTO_PROGRESS_BATCHES
+        latents = np.empty((n, *self.latent_shape), np.float32)
+        skips = tuple(np.empty((n, *s), np.float32) for s in self.skip_shapes)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc="encoding", unit="img", leave=False)
+        try:
+            for s in starts:
+                chunk = x[s : s + batch_size]
+                outs = self._encode_fn(len(chunk))(tf.convert_to_tensor(chunk))
+                latents[s : s + len(chunk)] = outs[0].numpy()
+                for dst, src in zip(skips, outs[1:]):
+                    dst[s : s + len(chunk)] = src.numpy()
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+        return Encoding(latents, skips)
+
+    def decode(self, latents: Any, skips: Any = None, batch_size: int = 32) -> np.ndarray:
+        """Map latents (and skips) to per-pixel class probabilities.
+
+        Parameters
+        ----------
+        latents : array, (N, *latent_shape) or latent_shape
+            One latent without a batch axis gives a batch of 1.
+        skips : sequence of arrays, optional
+            Required when ``has_skips``: ``encode(...).skips`` matching the
+            latents, or one sample's skips (with or without batch axis),
+            which are then used for every latent.
+        batch_size : int
+            Latents per compiled call.
+
+        Returns
+        -------
+        ndarray, float32, (N, H, W, n_classes)
+
+        Raises
+        ------
+        LatentModelError
+            Wrong shape, missing skips, NaN or Inf in a latent.
+
+        Examples
+        --------
+        >>> probs = lm.decode(0.5 * (enc.latents[0] + enc.latents[1]))  # doctest: +SKIP
+        >>> probs.shape  # doctest: +SKIP
+        (1, 96, 128, 12)
+        """
+        tf = _tf()
+        z, sk = self._check_latents(latents, skips)
+        n = len(z)
+        if n <= batch_size:  # the widgets' case: one call, no copies
+            return self._decode_fn(n)(tf.convert_to_tensor(z), *map(tf.convert_to_tensor, sk)).numpy()
+        parts = []
+        for s in range(0, n, batch_size):
+            zc = z[s : s + batch_size]
+            args = [tf.convert_to_tensor(zc)] + [tf.convert_to_tensor(a[s : s + batch_size]) for a in sk]
+            parts.append(self._decode_fn(len(zc))(*args).numpy())
+        return np.concatenate(parts)
+
+    def predict_masks(self, images: Any, batch_size: int = 32) -> np.ndarray:
+        """Predicted class id per pixel, ``(N, H, W)`` int32.
+
+        Examples
+        --------
+        >>> masks = lm.predict_masks(ds.images)  # doctest: +SKIP
+        """
+        tf = _tf()
+        x = self._check_images(images)
+        batch_size = max(1, int(batch_size))
+        parts = [
+            self._mask_fn(len(x[s : s + batch_size]))(tf.convert_to_tensor(x[s : s + batch_size])).numpy()
+            for s in range(0, len(x), batch_size)
+        ]
+        if not parts:
+            return np.empty((0, *self.input_shape[:2]), np.int32)
+        return np.concatenate(parts)
+
+    def weights_hash(self) -> str:
+        """Hash of the encoder's architecture and weights (a cache key)."""
+        from .cache import content_hash
+
+        try:
+            config = self.encoder.to_json()
+        except Exception:  # pragma: no cover - unserialisable custom layers
+            config = repr([(layer.__class__.__name__, layer.name) for layer in self.encoder.layers])
+        return content_hash("encoder", config, [np.asarray(w) for w in self.encoder.get_weights()])
+
+    def encode_dataset(
+        self, dataset: SegmentationDataset, batch_size: int = 32, cache: bool = True
+    ) -> Encoding:
+        """:meth:`encode` a dataset's images, cached on disk.
+
+        The cache key is the encoder's weights and architecture
+        (:meth:`weights_hash`) and ``dataset.content_hash()``, so retraining
+        the model or changing the data is a cache miss.
+
+        Examples
+        --------
+        >>> enc = lm.encode_dataset(load_camvid(root, "train", size=(96, 128)))  # doctest: +SKIP
+        """
+        from .cache import cached_arrays, content_hash
+
+        key = content_hash("encode_dataset-v1", self.weights_hash(), dataset.content_hash())
+
+        def compute() -> dict[str, np.ndarray]:
+            enc = self.encode(dataset.images, batch_size=batch_size)
+            out = {"latents": enc.latents}
+            out.update({f"skip_{k}": s for k, s in enumerate(enc.skips)})
+            return out
+
+        arrays = cached_arrays("latents", key, compute, use_cache=cache)
+        return Encoding(
+            arrays["latents"].astype(np.float32, copy=False),
+            tuple(arrays[f"skip_{k}"].astype(np.float32, copy=False) for k in range(len(self.skip_shapes))),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"LatentModel(input {self.input_shape}, latent {self.latent_shape}, "
+            f"{len(self.skip_shapes)} skip(s), {self.n_classes} classes)"
+        )

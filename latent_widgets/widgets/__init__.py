@@ -1,0 +1,37 @@
+"""Jupyter widgets for the latent space of a segmentation network.
+
+- :class:`ProjectionScatter`: a PCA / t-SNE / UMAP map of the latents.
+- :class:`MaskViewer`: image, ground truth, prediction, overlay and errors.
+- :class:`InterpolationSlider`: decode the path between two samples.
+- :class:`LatentExplorer`: the three, linked, in one call.
+
+Every widget keeps its state in traits and exposes what it shows (arrays,
+PNG bytes, coordinates) as plain Python attributes; its ipywidgets tree is
+``.widget`` and it displays itself in a notebook.
+
+Examples
+--------
+>>> import latent_widgets as lw  # doctest: +SKIP
+>>> explorer = lw.LatentExplorer(lw.LatentModel.from_model(net), data)  # doctest: +SKIP
+>>> explorer  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from ._common import ErrorSink
+from .explorer import CLICK_ACTIONS, LatentExplorer
+from .interpolation_slider import InterpolationSlider
+from .mask_viewer import PANES, MaskViewer
+from .scatter import COLOR_FIELDS, ProjectionScatter, gl_scatter_class
+
+__all__ = [
+    "CLICK_ACTIONS",
+    "COLOR_FIELDS",
+    "PANES",
+    "ErrorSink",
+    "InterpolationSlider",
+    "LatentExplorer",
+    "MaskViewer",
+    "ProjectionScatter",
+    "gl_scatter_class",
+]

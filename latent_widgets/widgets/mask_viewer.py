@@ -1,0 +1,252 @@
+"""``MaskViewer``: image, ground truth, prediction, overlay and errors of one sample."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+import traitlets
+
+from .. import render
+from ._common import ErrorSink, View, blank_png, image_pane, labelled
+
+__all__ = ["PANES", "MaskViewer"]
+
+#: The image panes of the viewer, in display order.
+PANES: tuple[str, ...] = ("image", "truth", "prediction", "overlay", "errors")
+
+
+class MaskViewer(View):
+    """Show a sample (or a decoded latent): input, truth, prediction, overlay, errors.
+
+    Parameters
+    ----------
+    dataset : SegmentationDataset
+        Images, masks, class names and the palette.
+    model : LatentModel, optional
+        Predicts masks of samples without ``predictions`` and decodes
+        latents for :meth:`show_latent`.
+    predictions : ndarray of int, shape (N, H, W), optional
+        Precomputed predicted masks (the explorer computes them once).
+    index : int, optional
+        Sample to show first.
+    opacity : float
+        Opacity of the mask in the overlay pane.
+    display_width : int
+        Width of each pane in px; small masks are upscaled with nearest
+        neighbour (integer factor) so class boundaries stay sharp.
+    errors : ErrorSink, optional
+
+    Attributes
+    ----------
+    index : int or None (trait)
+        The sample shown; ``None`` while showing a decoded latent.
+    opacity : float (trait)
+    image, true_mask, pred_mask : ndarray or None
+        What is shown (``image`` float HxWx3, masks HxW int).
+    iou : ndarray (n_classes,) or None
+        Per-class IoU of the prediction (NaN for classes in neither mask).
+    values : dict str -> bytes
+        PNG bytes of each pane (:data:`PANES`).
+    image_value : bytes
+        PNG bytes of the prediction pane.
+
+    Examples
+    --------
+    >>> from latent_widgets import synthetic_road_scenes
+    >>> ds = synthetic_road_scenes(4, size=(48, 64), seed=0)
+    >>> viewer = MaskViewer(ds, predictions=ds.masks, index=1)
+    >>> viewer.pred_mask.shape, float(np.nanmean(viewer.iou))
+    ((48, 64), 1.0)
+    """
+
+    index = traitlets.Int(None, allow_none=True)
+    opacity = traitlets.Float(0.5, min=0.0, max=1.0)
+
+    def __init__(
+        self,
+        dataset: Any,
+        model: Any = None,
+        *,
+        predictions: np.ndarray | None = None,
+        index: int | None = None,
+        opacity: float = 0.5,
+        display_width: int = 256,
+        errors: ErrorSink | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.model = model
+        self.predictions = None if predictions is None else np.asarray(predictions)
+        if self.predictions is not None and self.predictions.shape != dataset.masks.shape:
+            raise ValueError(f"predictions {self.predictions.shape} do not match the masks {dataset.masks.shape}")
+        self.errors = errors or ErrorSink()
+        self._predicted: dict[int, np.ndarray] = {}
+        h, w = dataset.image_size
+        self.scale = render.display_scale(h, w, display_width)
+        self.display_width = display_width
+        self.image: np.ndarray | None = None
+        self.true_mask: np.ndarray | None = None
+        self.pred_mask: np.ndarray | None = None
+        self.iou: np.ndarray | None = None
+        self.title = ""
+
+        self.panes = {name: image_pane(display_width) for name in PANES}
+        self._captions = {name: W.HTML(f"<b style='font-size:12px'>{name}</b>") for name in PANES}
+        self._title = W.HTML()
+        self._opacity_slider = W.FloatSlider(min=0.0, max=1.0, step=0.05, description="opacity",
+                                             continuous_update=True, readout_format=".2f",
+                                             layout=W.Layout(width=f"{display_width}px"),
+                                             style={"description_width": "50px"})
+        self.legend = W.HTML(layout=W.Layout(width=f"{display_width}px"))
+        for name, pane in self.panes.items():
+            pane.add_class(f"lw-viewer-{name}")  # CSS hooks for the browser tests
+        boxes = {name: labelled(self.panes[name], self._captions[name]) for name in PANES}
+        overlay_box = W.VBox([boxes["overlay"], self._opacity_slider])
+        self.widget = W.VBox([
+            self._title,
+            W.HBox([boxes["image"], boxes["truth"], boxes["prediction"]]),
+            W.HBox([overlay_box, boxes["errors"], labelled(self.legend, "classes (IoU)")]),
+        ])
+        self.set_trait("opacity", opacity)
+        W.link((self, "opacity"), (self._opacity_slider, "value"))
+        self._observe_guarded(self._on_opacity, "opacity")
+        self._observe_guarded(self._on_index, "index")
+        if index is not None:
+            self.index = index
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def values(self) -> dict[str, bytes]:
+        """PNG bytes currently shown in each pane."""
+        return {name: pane.value for name, pane in self.panes.items()}
+
+    @property
+    def image_value(self) -> bytes:
+        """PNG bytes of the prediction pane."""
+        return self.panes["prediction"].value
+
+    def predicted(self, index: int) -> np.ndarray:
+        """Predicted mask of sample ``index`` (from ``predictions`` or the model, kept)."""
+        if self.predictions is not None:
+            return self.predictions[index]
+        if index not in self._predicted:
+            if self.model is None:
+                raise ValueError("MaskViewer needs a model or predictions=... to show a predicted mask")
+            self._predicted[index] = np.asarray(self.model.predict_masks(self.dataset.images[index : index + 1]))[0]
+        return self._predicted[index]
+
+    def show_sample(self, index: int) -> None:
+        """Show sample ``index`` (same as setting ``viewer.index``)."""
+        index = int(index)
+        if self.index == index:
+            self._show_sample(index)
+        else:
+            self.index = index
+
+    def show_mask(
+        self,
+        pred_mask: np.ndarray,
+        *,
+        image: np.ndarray | None = None,
+        true_mask: np.ndarray | None = None,
+        title: str = "decoded latent",
+    ) -> None:
+        """Show an arbitrary predicted mask, e.g. of a decoded latent.
+
+        Without ``image`` the image pane is blank and the overlay is drawn
+        on grey; without ``true_mask`` the truth pane is blank, the error
+        map is grey and there is no IoU.
+        """
+        self.set_trait("index", None)
+        self._show(image, true_mask, np.asarray(pred_mask), title)
+
+    def show_latent(
+        self,
+        latent: np.ndarray,
+        skips: Any = None,
+        *,
+        image: np.ndarray | None = None,
+        true_mask: np.ndarray | None = None,
+        title: str = "decoded latent",
+    ) -> None:
+        """Decode one latent with the model and show its mask (see :meth:`show_mask`)."""
+        if self.model is None:
+            raise ValueError("MaskViewer needs a model to decode latents")
+        z = np.asarray(latent, np.float32)
+        if z.ndim == len(self.model.latent_shape):
+            z = z[None]
+        probs = np.asarray(self.model.decode(z, skips))
+        self.show_mask(probs[0].argmax(-1), image=image, true_mask=true_mask, title=title)
+
+    # ------------------------------------------------------------------ drawing
+
+    def _on_index(self, change: Mapping[str, Any]) -> None:
+        if change["new"] is not None:
+            self._show_sample(int(change["new"]))
+
+    def _show_sample(self, index: int) -> None:
+        ds = self.dataset
+        if not 0 <= index < len(ds):
+            raise IndexError(f"sample {index} is out of range for a dataset of {len(ds)} samples")
+        group = ""
+        if ds.groups is not None:
+            g = int(ds.groups[index])
+            group = f" · {ds.group_names[g] if ds.group_names and g < len(ds.group_names) else f'group {g}'}"
+        self._show(ds.images[index], ds.masks[index], self.predicted(index),
+                   f"#{index} {ds.names[index]}{group}")
+
+    def _show(self, image: np.ndarray | None, true_mask: np.ndarray | None, pred_mask: np.ndarray,
+              title: str) -> None:
+        from ..metrics import iou_per_class
+
+        ds, s = self.dataset, self.scale
+        h, w = pred_mask.shape
+        self.image, self.true_mask, self.pred_mask, self.title = image, true_mask, pred_mask, title
+        self.iou = None if true_mask is None else np.asarray(iou_per_class(pred_mask, true_mask, ds.n_classes), float)
+        blank = blank_png(h * s, w * s)
+        self.panes["image"].value = blank if image is None else render.to_png(image, scale=s)
+        self.panes["truth"].value = blank if true_mask is None else render.to_png(render.colorize(true_mask, ds.palette), scale=s)
+        self.panes["prediction"].value = render.to_png(render.colorize(pred_mask, ds.palette), scale=s)
+        self.panes["errors"].value = render.to_png(render.error_map(pred_mask, true_mask, image), scale=s)
+        self._draw_overlay()
+        if true_mask is None:
+            self._captions["errors"].value = "<b style='font-size:12px'>errors</b> <i>(no ground truth)</i>"
+        else:
+            wrong = float((pred_mask != true_mask).mean())
+            self._captions["errors"].value = f"<b style='font-size:12px'>errors</b> ({100 * wrong:.1f}% of pixels)"
+        miou = "" if self.iou is None or np.isnan(self.iou).all() else f" · mean IoU {np.nanmean(self.iou):.3f}"
+        self._title.value = f"<b>{html.escape(title)}</b>{miou}"
+        self.legend.value = self.legend_html()
+
+    def _draw_overlay(self) -> None:
+        if self.pred_mask is None:
+            return
+        base = self.image if self.image is not None else np.full((*self.pred_mask.shape, 3), 0.5, np.float32)
+        self.panes["overlay"].value = render.to_png(
+            render.overlay(base, self.pred_mask, self.dataset.palette, self.opacity), scale=self.scale)
+
+    def _on_opacity(self, change: Mapping[str, Any]) -> None:
+        self._draw_overlay()
+
+    def legend_html(self) -> str:
+        """HTML of the class legend: colour, name, per-class IoU of the shown sample."""
+        ds = self.dataset
+        present = set()
+        if self.pred_mask is not None:
+            present |= set(np.unique(self.pred_mask).tolist())
+        if self.true_mask is not None:
+            present |= set(np.unique(self.true_mask).tolist())
+        rows = []
+        for c, (name, colour) in enumerate(zip(ds.class_names, render.hex_colours(ds.palette))):
+            iou = "" if self.iou is None or c >= len(self.iou) or np.isnan(self.iou[c]) else f"{self.iou[c]:.2f}"
+            style = "" if c in present else "opacity:0.45"
+            rows.append(
+                f"<tr style='{style}'><td><span style='display:inline-block;width:12px;height:12px;"
+                f"background:{colour};border:1px solid #555'></span></td>"
+                f"<td style='padding:0 6px'>{html.escape(name)}</td><td style='text-align:right'>{iou}</td></tr>"
+            )
+        return f"<table style='font-size:11px;line-height:1.2'>{''.join(rows)}</table>"

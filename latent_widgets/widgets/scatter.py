@@ -1,0 +1,631 @@
+"""``ProjectionScatter``: a bqplot map of the latents, one point per sample."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import bqplot as bq
+import ipywidgets as W
+import numpy as np
+import traitlets
+
+from .. import render
+from ._common import ErrorSink, View, image_pane
+
+__all__ = ["COLOR_FIELDS", "METHOD_LABELS", "ProjectionScatter", "gl_scatter_class"]
+
+#: Fields a map can be coloured by (``color_by``).
+COLOR_FIELDS: tuple[str, ...] = ("group", "dominant class", "mean IoU", "split", "none")
+
+#: Button label of each projection method.
+METHOD_LABELS: dict[str, str] = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+
+#: Above this many points the SVG scatter pans at a few frames per second
+#: (bqplot's issue tracker reports 0.5 fps at 10k points); use WebGL.
+DEFAULT_GL_THRESHOLD = 2000
+
+# Above this many points index labels overlap into a grey blob.
+_AUTO_LABEL_LIMIT = 300
+
+_PATH_COLOUR = "#d62728"
+_NEIGHBOUR_COLOUR = "#ff8c00"
+_GREY = "#4c72b0"
+
+
+def gl_scatter_class() -> type | None:
+    """``bqplot_gl.ScatterGL`` when bqplot-gl is installed, else ``None``.
+
+    Examples
+    --------
+    >>> gl_scatter_class() is None or gl_scatter_class().__name__ == "ScatterGL"
+    True
+    """
+    try:
+        from bqplot_gl import ScatterGL  # type: ignore[import-not-found]
+    except Exception:  # ImportError, or a broken install: fall back to SVG
+        return None
+    return ScatterGL
+
+
+def _quantised_viridis(values: np.ndarray, lo: float, hi: float, levels: int = 32) -> tuple[np.ndarray, list[str]]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    colours = render.hex_colours((np.asarray(cmap(np.linspace(0, 1, levels)))[:, :3] * 255).round())
+    t = (np.nan_to_num(values, nan=lo) - lo) / max(hi - lo, 1e-12)
+    return np.clip((t * (levels - 1)).round(), 0, levels - 1).astype(int), colours
+
+
+class ProjectionScatter(View):
+    """A 2-D map (PCA / t-SNE / UMAP) of the latents of a dataset.
+
+    Points are labelled with their sample index (``show_labels``), coloured
+    by a field (``color_by``); the map pans and zooms (drag, wheel), shows
+    the sample's image and masks on hover, and sets :attr:`selected` on
+    click. :meth:`show_path` draws an interpolation path and the nearest
+    real neighbours of its steps; :meth:`set_current` the slider's point.
+
+    Parameters
+    ----------
+    latents : ndarray, shape (N, ...)
+        One latent per sample (flattened for the projection).
+    dataset : SegmentationDataset
+        The N samples: images and masks for the tooltip, groups and class
+        fractions for the colours.
+    method : str
+        Initial projection (``"pca"``, ``"tsne"``, ``"umap"``).
+    methods : sequence of str
+        Methods offered by the selector.
+    projections : mapping method -> ndarray (N, 2), optional
+        Precomputed maps; others are computed on first use with
+        :func:`latent_widgets.projection.project` (disk-cached) and kept.
+    projection_kwargs : mapping method -> dict, optional
+        Extra arguments of each method (perplexity, n_neighbors...).
+    predictions : ndarray of int, shape (N, H, W), optional
+        Predicted masks: enable the "mean IoU" colouring and the predicted
+        mask in the tooltip.
+    splits : sequence of str, optional
+        A split name per sample ("train", "val"...), for ``color_by="split"``.
+    color_by : str, optional
+        One of :data:`COLOR_FIELDS`; default "group" when the dataset has
+        groups, else "dominant class".
+    show_labels : bool, optional
+        Index labels; default on up to 300 points.
+    gl_threshold : int
+        Above this many points use bqplot-gl's ``ScatterGL`` when installed
+        (the SVG scatter otherwise, with a warning).
+    errors : ErrorSink, optional
+        Where callback exceptions go (the explorer passes its own).
+    width, height : int
+        Figure size in px.
+
+    Attributes
+    ----------
+    method : str (trait)
+    selected : int or None (trait)
+        The clicked sample; set it from Python to select a point.
+    color_by : str (trait)
+    show_labels : bool (trait)
+    pan_zoom : bool (trait)
+        Pan (drag) and zoom (wheel) mode; points are not clickable meanwhile.
+    hovered : int or None (trait)
+        The sample under the mouse.
+    points : ndarray (N, 2)
+        Coordinates of the current map.
+    colors : list of str
+        The ``#rrggbb`` colour of each point.
+
+    Examples
+    --------
+    >>> from latent_widgets import synthetic_road_scenes
+    >>> ds = synthetic_road_scenes(20, size=(48, 64), seed=0)
+    >>> z = ds.images.reshape(20, -1)[:, ::97]
+    >>> sc = ProjectionScatter(z, ds, projections={"pca": z[:, :2]}, methods=("pca",))
+    >>> sc.points.shape, sc.mark.names[:3]
+    ((20, 2), ['0', '1', '2'])
+    >>> sc.click(4); sc.selected
+    4
+    """
+
+    method = traitlets.Unicode("pca")
+    selected = traitlets.Int(None, allow_none=True)
+    color_by = traitlets.Enum(COLOR_FIELDS, default_value="group")
+    show_labels = traitlets.Bool(True)
+    hovered = traitlets.Int(None, allow_none=True)
+    pan_zoom = traitlets.Bool(False)
+
+    @traitlets.validate("method")
+    def _valid_method(self, proposal: Mapping[str, Any]) -> str:
+        if proposal["value"] not in self.methods:
+            raise traitlets.TraitError(f"method {proposal['value']!r}: choose one of {self.methods}")
+        return proposal["value"]
+
+    @traitlets.validate("selected")
+    def _valid_selected(self, proposal: Mapping[str, Any]) -> int | None:
+        i = proposal["value"]
+        if i is not None and not 0 <= i < self.n:
+            raise traitlets.TraitError(f"selected={i} is out of range for {self.n} points")
+        return i
+
+    def __init__(
+        self,
+        latents: np.ndarray,
+        dataset: Any,
+        *,
+        method: str = "pca",
+        methods: Sequence[str] = ("pca", "tsne", "umap"),
+        projections: Mapping[str, np.ndarray] | None = None,
+        projection_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+        predictions: np.ndarray | None = None,
+        splits: Sequence[str] | np.ndarray | None = None,
+        color_by: str | None = None,
+        show_labels: bool | None = None,
+        gl_threshold: int = DEFAULT_GL_THRESHOLD,
+        errors: ErrorSink | None = None,
+        width: int = 520,
+        height: int = 460,
+    ) -> None:
+        z = np.asarray(latents)
+        self.n = len(z)
+        if self.n != len(dataset):
+            raise ValueError(f"{self.n} latents for a dataset of {len(dataset)} samples")
+        if self.n < 2:
+            raise ValueError("a projection needs at least 2 samples")
+        self.latents = z.reshape(self.n, -1).astype(np.float32, copy=False)
+        self.dataset = dataset
+        self.predictions = None if predictions is None else np.asarray(predictions)
+        self.splits = None if splits is None else np.asarray([str(s) for s in splits])
+        if self.splits is not None and len(self.splits) != self.n:
+            raise ValueError(f"{len(self.splits)} split names for {self.n} samples")
+        self.methods = tuple(methods)
+        if method not in self.methods:
+            raise ValueError(f"method {method!r} is not among {self.methods}")
+        self.errors = errors or ErrorSink()
+        self._maps: dict[str, np.ndarray] = {k: np.asarray(v, np.float64) for k, v in (projections or {}).items()}
+        for k, v in self._maps.items():
+            if v.shape != (self.n, 2):
+                raise ValueError(f"projection {k!r} has shape {v.shape}, expected ({self.n}, 2)")
+        self._projectors: dict[str, Any] = {}
+        self._projection_kwargs = {k: dict(v) for k, v in (projection_kwargs or {}).items()}
+        self._thumbs: dict[int, bytes] = {}
+        self._iou: np.ndarray | None = None
+        self._path_latents: np.ndarray | None = None
+        self._path_neighbors: np.ndarray | None = None
+        self._endpoints: tuple[int, int] | None = None
+        self._current_alpha: float | None = None
+        #: Map coordinates of the drawn path steps, (M, 2), or None.
+        self.path_points: np.ndarray | None = None
+        #: Map coordinates of the slider's current point, or None.
+        self.current_point: np.ndarray | None = None
+
+        # Renderer: ScatterGL above the threshold when it is importable.
+        gl = gl_scatter_class() if self.n > gl_threshold else None
+        if self.n > gl_threshold and gl is None:
+            warnings.warn(
+                f"{self.n} points with the SVG scatter will pan slowly; `pip install bqplot-gl` "
+                "to draw them with WebGL.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self.uses_gl = gl is not None
+        #: Which mark class draws the points: "ScatterGL" or "Scatter".
+        self.renderer = "ScatterGL" if self.uses_gl else "Scatter"
+
+        self.x_scale = bq.LinearScale()
+        self.y_scale = bq.LinearScale()
+        self.color_scale = bq.OrdinalColorScale(domain=[0], colors=[_GREY])
+        scales = {"x": self.x_scale, "y": self.y_scale, "color": self.color_scale}
+        self._tooltip_image = image_pane(220)
+        self._tooltip_caption = W.HTML()
+        self.tooltip = W.VBox([self._tooltip_caption, self._tooltip_image],
+                              layout=W.Layout(padding="4px"))
+        names = [str(i) for i in range(self.n)]
+        mark_cls = gl if gl is not None else bq.Scatter
+        kwargs: dict[str, Any] = dict(
+            x=np.zeros(self.n), y=np.zeros(self.n), color=np.zeros(self.n), scales=scales,
+            default_size=48 if self.n <= 500 else 16, stroke="white", stroke_width=0.5,
+            selected_style={"stroke": "black", "stroke-width": "3", "opacity": "1"},
+            # Known trap: with bqplot-gl installed, interactions={'click': 'select'}
+            # breaks (a duplicated d3); selection is set from Python instead.
+            interactions={"hover": "tooltip"},
+        )
+        if not self.uses_gl:
+            kwargs.update(names=names, display_names=False, tooltip=self.tooltip,
+                          label_display_horizontal_offset=4.0, label_display_vertical_offset=-4.0)
+        self.mark = mark_cls(**kwargs)
+        self.mark.on_element_click(self.errors.guard(self._on_element_click))
+        if hasattr(self.mark, "on_hover"):
+            self.mark.on_hover(self.errors.guard(self._on_hover))
+
+        # Overlay: path, its steps' neighbours, the endpoints and the current point.
+        xy = dict(x=np.zeros(1), y=np.zeros(1), scales={"x": self.x_scale, "y": self.y_scale}, visible=False)
+        self.path_line = bq.Lines(colors=[_PATH_COLOUR], stroke_width=2, **xy)
+        self.path_steps = bq.Scatter(colors=[_PATH_COLOUR], default_size=20, enable_hover=False, **xy)
+        self.neighbor_marks = bq.Scatter(colors=[_NEIGHBOUR_COLOUR], fill=False, stroke_width=2.5,
+                                         default_size=180, enable_hover=False, **xy)
+        self.endpoint_marks = bq.Scatter(colors=["black"], fill=False, stroke_width=2, default_size=260,
+                                         marker="square", names=["A", "B"], display_names=True,
+                                         enable_hover=False, **xy)
+        self.current_mark = bq.Scatter(colors=[_PATH_COLOUR], stroke="black", stroke_width=1.5,
+                                       default_size=220, marker="diamond", enable_hover=False, **xy)
+        self.overlay_marks = [self.path_line, self.path_steps, self.neighbor_marks, self.endpoint_marks,
+                              self.current_mark]
+        self.figure = bq.Figure(
+            marks=[self.mark, *self.overlay_marks],
+            axes=[bq.Axis(scale=self.x_scale, num_ticks=5, grid_lines="none"),
+                  bq.Axis(scale=self.y_scale, side="left", num_ticks=5, grid_lines="none")],
+            fig_margin={"top": 10, "bottom": 30, "left": 45, "right": 10},
+            layout=W.Layout(width=f"{width}px", height=f"{height}px"),
+            min_aspect_ratio=0.01, max_aspect_ratio=100, display_toolbar=False,
+        )
+
+        # CSS hooks for the browser tests and for styling.
+        self.figure.add_class("lw-projection-scatter")
+        self._method_buttons = W.ToggleButtons(
+            options=[(METHOD_LABELS.get(m, m), m) for m in self.methods], value=method,
+            style={"button_width": "64px"},
+        )
+        self._color_dropdown = W.Dropdown(options=list(COLOR_FIELDS), description="colour",
+                                          layout=W.Layout(width="200px"), style={"description_width": "45px"})
+        self._labels_box = W.Checkbox(description="index labels", indent=False, layout=W.Layout(width="110px"))
+        # bqplot's PanZoom interaction lies over the marks and swallows their
+        # hover and click events, so it is a mode: on to pan (drag) and zoom
+        # (wheel), off to hover and click points.
+        self.panzoom = bq.PanZoom(scales={"x": [self.x_scale], "y": [self.y_scale]})
+        self._panzoom_button = W.ToggleButton(value=False, icon="arrows", description="pan/zoom",
+                                              tooltip="drag to pan, wheel to zoom (points cannot be clicked meanwhile)",
+                                              layout=W.Layout(width="100px"))
+        self._reset_button = W.Button(icon="home", tooltip="reset zoom", layout=W.Layout(width="36px"))
+        self._reset_button.on_click(self.errors.guard(lambda _: self.reset_view()))
+        self._status = W.HTML()
+        self.legend = W.HTML(layout=W.Layout(max_width=f"{width}px"))
+        controls = W.HBox([self._method_buttons, self._panzoom_button, self._reset_button])
+        controls2 = W.HBox([self._color_dropdown, self._labels_box, self._status])
+        self.widget = W.VBox([controls, controls2, self.figure, self.legend])
+
+        if color_by is None:
+            color_by = "group" if dataset.groups is not None else "dominant class"
+        if show_labels is None:
+            show_labels = self.n <= _AUTO_LABEL_LIMIT and not self.uses_gl
+        # Initial state, drawn once, before the observers exist.
+        self.set_trait("method", method)
+        self.set_trait("color_by", color_by)
+        self.set_trait("show_labels", bool(show_labels))
+        self._on_method({"new": method})
+        self._on_color_by({"new": color_by})
+        self._on_show_labels({"new": self.show_labels})
+        self._observe_guarded(self._on_method, "method")
+        self._observe_guarded(self._on_color_by, "color_by")
+        self._observe_guarded(self._on_show_labels, "show_labels")
+        self._observe_guarded(self._on_selected, "selected")
+        self._observe_guarded(self._on_pan_zoom, "pan_zoom")
+        # The traits are the source of truth: link them to the controls.
+        W.link((self, "method"), (self._method_buttons, "value"))
+        W.link((self, "color_by"), (self._color_dropdown, "value"))
+        W.link((self, "show_labels"), (self._labels_box, "value"))
+        W.link((self, "pan_zoom"), (self._panzoom_button, "value"))
+
+    # ------------------------------------------------------------------ maps
+
+    @property
+    def points(self) -> np.ndarray:
+        """Coordinates of the current map, shape (N, 2)."""
+        return self._maps[self.method]
+
+    def projection(self, method: str) -> np.ndarray:
+        """The map of ``method``, computed on first use and then kept."""
+        if method not in self._maps:
+            from ..projection import project
+
+            kw = self._projection_kwargs.get(method, {})
+            pts = np.asarray(project(self.latents, method=method, cache=True, progress=False, **kw), np.float64)
+            if pts.shape != (self.n, 2):
+                raise ValueError(f"projection {method!r} returned shape {pts.shape}, expected ({self.n}, 2)")
+            self._maps[method] = pts
+        return self._maps[method]
+
+    @property
+    def cached_methods(self) -> tuple[str, ...]:
+        """Methods whose map is already computed."""
+        return tuple(self._maps)
+
+    def transform(self, latents: np.ndarray, method: str | None = None) -> np.ndarray:
+        """Place new latents (e.g. an interpolation path) on a map, shape (M, 2).
+
+        PCA maps new points exactly with the fitted projector's ``transform``.
+        t-SNE and UMAP maps are cached and computed without keeping their
+        model, and t-SNE has no out-of-sample transform; there a point is put
+        at the distance-weighted mean of the map positions of its 3 nearest
+        samples in latent space, which keeps it consistent with the map
+        that is drawn.
+        """
+        method = method or self.method
+        pts = self.projection(method)
+        z = np.asarray(latents, np.float32).reshape(len(latents), -1)
+        if method == "pca":
+            proj = self._projectors.get(method)
+            if proj is None:
+                from ..projection import make_projection
+
+                proj = make_projection("pca", **self._projection_kwargs.get("pca", {}))
+                fitted = np.asarray(proj.fit_transform(self.latents), np.float64)
+                # Same data, same algorithm: only a sign flip per axis can differ.
+                sign = np.sign(np.sum(fitted * pts, axis=0))
+                sign[sign == 0] = 1
+                proj = (proj, sign)
+                self._projectors[method] = proj
+            model, sign = proj
+            return np.asarray(model.transform(z), np.float64) * sign
+        index = self._latent_index()
+        idx, dist = index.query(z, k=min(3, self.n))
+        idx, dist = np.asarray(idx), np.asarray(dist, np.float64)
+        w = 1.0 / np.maximum(dist, 1e-9)
+        return (pts[idx] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
+
+    def _latent_index(self) -> Any:
+        index = self._projectors.get("_index")
+        if index is None:
+            from ..neighbors import LatentIndex
+
+            index = self._projectors["_index"] = LatentIndex(self.latents)
+        return index
+
+    def reset_view(self) -> None:
+        """Fit the axes to the map (undo pan and zoom)."""
+        pts = self.points
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        pad = 0.05 * np.maximum(hi - lo, 1e-9)
+        with self.x_scale.hold_sync(), self.y_scale.hold_sync():
+            self.x_scale.min, self.x_scale.max = float(lo[0] - pad[0]), float(hi[0] + pad[0])
+            self.y_scale.min, self.y_scale.max = float(lo[1] - pad[1]), float(hi[1] + pad[1])
+
+    def _on_pan_zoom(self, change: Mapping[str, Any]) -> None:
+        self.figure.interaction = self.panzoom if change["new"] else None
+
+    def _on_method(self, change: Mapping[str, Any]) -> None:
+        method = change["new"]
+        if method not in self._maps:
+            self._status.value = f"<i>computing {METHOD_LABELS.get(method, method)}…</i>"
+        try:
+            pts = self.projection(method)
+        finally:
+            self._status.value = ""
+        with self.mark.hold_sync():
+            self.mark.x, self.mark.y = pts[:, 0], pts[:, 1]
+        self.reset_view()
+        self._redraw_overlay()
+
+    # ------------------------------------------------------------------ colours
+
+    def _mean_iou(self) -> np.ndarray:
+        if self._iou is None:
+            if self.predictions is None:
+                raise ValueError("colouring by mean IoU needs predictions=... (the predicted masks)")
+            from ..metrics import per_sample_mean_iou
+
+            self._iou = np.asarray(per_sample_mean_iou(self.predictions, self.dataset.masks, self.dataset.n_classes),
+                                   np.float64)
+        return self._iou
+
+    def color_values(self, field: str | None = None) -> tuple[np.ndarray, list[str], list[str]]:
+        """Colour codes, colours and legend names of ``field``.
+
+        Returns
+        -------
+        codes : ndarray of int, shape (N,)
+            Index into ``colours`` of each point.
+        colours : list of str
+        names : list of str
+            Legend entry of each colour ("" for the steps of a continuous scale).
+        """
+        field = field or self.color_by
+        ds = self.dataset
+        if field == "group":
+            if ds.groups is None:
+                return np.zeros(self.n, int), [_GREY], ["all samples"]
+            ids, codes = np.unique(ds.groups, return_inverse=True)
+            colours = _categorical_colours(len(ids))
+            names = [ds.group_names[g] if ds.group_names and g < len(ds.group_names) else f"group {g}" for g in ids]
+            return codes, colours, names
+        if field == "dominant class":
+            dominant = ds.class_fractions().argmax(axis=1)
+            return dominant, render.hex_colours(ds.palette), list(ds.class_names)
+        if field == "mean IoU":
+            iou = self._mean_iou()
+            codes, colours = _quantised_viridis(iou, 0.0, 1.0)
+            return codes, colours, [""] * len(colours)
+        if field == "split":
+            if self.splits is None:
+                return np.zeros(self.n, int), [_GREY], ["all samples"]
+            names_, codes = np.unique(self.splits, return_inverse=True)
+            return codes, _categorical_colours(len(names_)), list(names_)
+        if field == "none":
+            return np.zeros(self.n, int), [_GREY], [""]
+        raise ValueError(f"unknown colour field {field!r}; choose one of {COLOR_FIELDS}")
+
+    @property
+    def colors(self) -> list[str]:
+        """The ``#rrggbb`` colour of each point under the current ``color_by``."""
+        codes, colours, _ = self.color_values()
+        return [colours[c] for c in codes]
+
+    def _on_color_by(self, change: Mapping[str, Any]) -> None:
+        field = change["new"]
+        codes, colours, names = self.color_values(field)
+        # An ordinal scale over colour indices: one scale serves categories
+        # and the quantised continuous scale, so the mark is never rebuilt.
+        with self.color_scale.hold_sync():
+            self.color_scale.domain = list(range(len(colours)))
+            self.color_scale.colors = colours
+        self.mark.color = codes.astype(np.float64)
+        self.legend.value = self._legend_html(field, codes, colours, names)
+
+    def _legend_html(self, field: str, codes: np.ndarray, colours: list[str], names: list[str]) -> str:
+        if field == "mean IoU":
+            iou = self._mean_iou()
+            stops = ", ".join(colours)
+            return (f"<div style='font-size:11px'>mean IoU 0 <span style='display:inline-block;width:120px;"
+                    f"height:10px;background:linear-gradient(to right,{stops})'></span> 1 "
+                    f"(dataset mean {np.nanmean(iou):.3f})</div>")
+        if field == "none":
+            return ""
+        used = np.unique(codes)
+        items = "".join(
+            f"<span style='margin-right:8px;white-space:nowrap'><span style='display:inline-block;width:10px;"
+            f"height:10px;background:{colours[c]};border:1px solid #555'></span> {names[c]}</span>"
+            for c in used[:30]
+        )
+        more = f" … {len(used) - 30} more" if len(used) > 30 else ""
+        return f"<div style='font-size:11px;line-height:1.6'>{items}{more}</div>"
+
+    def _on_show_labels(self, change: Mapping[str, Any]) -> None:
+        if not self.uses_gl:
+            self.mark.display_names = bool(change["new"])
+
+    # ------------------------------------------------------------------ selection and hover
+
+    @staticmethod
+    def _event_index(content: Mapping[str, Any]) -> int | None:
+        data = content.get("data") or {}
+        index = data.get("index", content.get("index"))
+        return None if index is None else int(index)
+
+    def _on_element_click(self, _mark: Any, content: Mapping[str, Any]) -> None:
+        index = self._event_index(content)
+        if index is not None:
+            self.click(index)
+
+    def click(self, index: int) -> None:
+        """Do what a click on point ``index`` does (sets :attr:`selected`)."""
+        index = int(index)
+        if not 0 <= index < self.n:
+            raise IndexError(f"no point {index} in a map of {self.n} samples")
+        if self.selected == index:
+            # Clicking the selected point again still notifies (re-show, re-set A/B).
+            self.notify_change(traitlets.Bunch(name="selected", old=index, new=index, owner=self, type="change"))
+        else:
+            self.selected = index
+
+    def _on_selected(self, change: Mapping[str, Any]) -> None:
+        index = change["new"]
+        self.mark.selected = None if index is None else [int(index)]
+
+    def _on_hover(self, _mark: Any, content: Mapping[str, Any]) -> None:
+        index = self._event_index(content)
+        if index is not None:
+            self.hover(index)
+
+    def hover(self, index: int) -> None:
+        """Fill the tooltip with sample ``index`` (what hovering it does)."""
+        index = int(index)
+        self.hovered = index
+        self._tooltip_caption.value = (f"<b>#{index}</b> {self.dataset.names[index]}"
+                                       + ("" if self.predictions is None else " · image | truth | prediction"))
+        self._tooltip_image.value = self.thumbnail(index)
+
+    def thumbnail(self, index: int) -> bytes:
+        """PNG of the tooltip of sample ``index``: image, true mask (and prediction)."""
+        png = self._thumbs.get(index)
+        if png is None:
+            ds = self.dataset
+            tiles = [render.thumbnail(ds.images[index], ds.masks[index], ds.palette, height=80)]
+            if self.predictions is not None:
+                tiles.append(render.thumbnail(render.colorize(self.predictions[index], ds.palette), height=80))
+            png = render.to_png(render.hstack(tiles))
+            self._thumbs[index] = png
+        return png
+
+    @property
+    def tooltip_value(self) -> bytes:
+        """PNG bytes currently in the hover tooltip."""
+        return self._tooltip_image.value
+
+    # ------------------------------------------------------------------ path overlay
+
+    def show_path(
+        self,
+        latents: np.ndarray | None,
+        neighbors: Sequence[int] | np.ndarray | None = None,
+        endpoints: tuple[int, int] | None = None,
+    ) -> None:
+        """Draw an interpolation path (its latents) and its steps' nearest samples.
+
+        Parameters
+        ----------
+        latents : ndarray, shape (M, ...), or None
+            The latents of the path steps; ``None`` removes the overlay.
+        neighbors : sequence of int, optional
+            Nearest real sample of each step (ringed on the map).
+        endpoints : (a, b), optional
+            Sample indices of the endpoints (marked "A" and "B").
+        """
+        self._path_latents = None if latents is None else np.asarray(latents, np.float32).reshape(len(latents), -1)
+        self._path_neighbors = None if neighbors is None else np.asarray(neighbors, int).reshape(-1)
+        self._endpoints = endpoints
+        self._redraw_overlay()
+
+    def set_current(self, alpha: float | None) -> None:
+        """Put the slider's point at ``alpha`` along the drawn path (None hides it).
+
+        The point is interpolated between the projected path steps, so it
+        moves on the drawn line without projecting every slider value.
+        """
+        self._current_alpha = alpha
+        self._draw_current()
+
+    def _redraw_overlay(self) -> None:
+        if self._path_latents is None:
+            self.path_points = None
+            for m in self.overlay_marks:
+                m.visible = False
+            self._draw_current()
+            return
+        p = self.transform(self._path_latents)
+        self.path_points = p
+        with self.path_line.hold_sync():
+            self.path_line.x, self.path_line.y, self.path_line.visible = p[:, 0], p[:, 1], True
+        with self.path_steps.hold_sync():
+            self.path_steps.x, self.path_steps.y, self.path_steps.visible = p[:, 0], p[:, 1], True
+        pts = self.points
+        if self._path_neighbors is not None and len(self._path_neighbors):
+            nb = np.unique(self._path_neighbors)
+            with self.neighbor_marks.hold_sync():
+                self.neighbor_marks.x, self.neighbor_marks.y = pts[nb, 0], pts[nb, 1]
+                self.neighbor_marks.visible = True
+        else:
+            self.neighbor_marks.visible = False
+        if self._endpoints is not None:
+            ab = np.asarray(self._endpoints, int)
+            with self.endpoint_marks.hold_sync():
+                self.endpoint_marks.x, self.endpoint_marks.y = pts[ab, 0], pts[ab, 1]
+                self.endpoint_marks.visible = True
+        else:
+            self.endpoint_marks.visible = False
+        self._draw_current()
+
+    def _draw_current(self) -> None:
+        p, alpha = self.path_points, self._current_alpha
+        if p is None or alpha is None:
+            self.current_point = None
+            self.current_mark.visible = False
+            return
+        # Path steps are evenly spaced in alpha from 0 to 1.
+        t = float(np.clip(alpha, 0.0, 1.0)) * (len(p) - 1)
+        i = min(int(t), len(p) - 2) if len(p) > 1 else 0
+        f = t - i
+        xy = p[i] if len(p) == 1 else (1 - f) * p[i] + f * p[i + 1]
+        self.current_point = xy
+        with self.current_mark.hold_sync():
+            self.current_mark.x, self.current_mark.y = xy[:1], xy[1:]
+            self.current_mark.visible = True
+
+
+def _categorical_colours(n: int) -> list[str]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    rgb = np.asarray(cmap(np.arange(n) % cmap.N))[:, :3] * 255
+    return render.hex_colours(rgb.round())
+

@@ -1,0 +1,263 @@
+"""The explorer in a real browser: Voilà serves a notebook, headless Chromium drives it.
+
+The notebook builds the explorer on 40 synthetic road scenes with an
+untrained SegNet (width 0.125) from the model zoo, through the public API;
+if the zoo cannot be built (no TensorFlow), it falls back to the numpy toy
+model of ``tests/toy.py``. The tests assert what a user sees:
+
+- the scatter draws one mark per sample;
+- dragging the alpha slider with the mouse changes the decoded mask image;
+- clicking a point changes the mask viewer;
+
+and save screenshots of the explorer to ``docs/img/``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path(os.environ.get("LATENT_WIDGETS_CHROMIUM", "/usr/bin/chromium"))
+SHOTS = REPO / "docs" / "img"
+N_SAMPLES = 40
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Voilà runs the notebook before the page is sent; TensorFlow's import and
+# the first compiled calls take a while on two shared CI cores.
+PAGE_TIMEOUT_MS = 150_000
+
+NOTEBOOK_CELLS = [
+    f"""\
+import sys
+sys.path.insert(0, {str(REPO / 'tests')!r})  # the toy model, if the zoo is unavailable
+import latent_widgets as lw
+
+data = lw.synthetic_road_scenes({N_SAMPLES}, size=(48, 64), seed=0)
+try:
+    from latent_widgets import models
+    net = models.segnet(n_classes=data.n_classes, input_shape=(48, 64, 3), width=0.125)
+    model = lw.LatentModel.from_model(net)
+except ImportError:
+    from toy import ToyLatentModel
+    model = ToyLatentModel(input_shape=(48, 64, 3), n_classes=data.n_classes, latent_channels=8)
+print(model)""",
+    "explorer = lw.LatentExplorer(model, data, index_a=0, index_b=25)\nexplorer",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _write_notebook(folder: Path) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / "explorer.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop Voilà and its kernels.
+
+    Voilà runs in its own process group; jupyter_client starts each kernel in
+    a session of its own, so the kernels are collected as Voilà's children
+    first and killed if Voilà's shutdown did not stop them.
+    """
+    import psutil  # an ipykernel dependency
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=5)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+@pytest.fixture(scope="module")
+def voila_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium (.ci/run does) to run the browser tests")
+    pytest.importorskip("voila", reason="Voilà is not installed (pip install -e '.[test]')")
+    pytest.importorskip("playwright", reason="Playwright is not installed (pip install -e '.[test]')")
+    folder = tmp_path_factory.mktemp("voila")
+    notebook = _write_notebook(folder)
+    port = _free_port()
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONUNBUFFERED"] = "1"
+    log = open(folder / "voila.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={port}",
+         "--Voila.ip=127.0.0.1", "--ServerApp.port_retries=0", "--show_tracebacks=True"],
+        cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"voila exited with {proc.returncode}:\n{(folder / 'voila.log').read_text()}")
+            try:
+                # A static file: "/" itself would start a kernel and run the notebook.
+                with urllib.request.urlopen(url + "voila/static/voila.js", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"voila did not answer in 60 s:\n{(folder / 'voila.log').read_text()}")
+                time.sleep(0.3)
+        yield url
+    finally:
+        _stop(proc)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(voila_url: str):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1400, "height": 1450})
+            console: list[str] = []
+            pg.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            pg.goto(voila_url, timeout=PAGE_TIMEOUT_MS)
+            try:
+                pg.wait_for_selector(".latent-explorer .lw-current-mask", timeout=PAGE_TIMEOUT_MS)
+                # The strip (12 steps over their neighbours) is the last thing drawn.
+                pg.wait_for_function("document.querySelectorAll('.lw-strip img').length >= 24",
+                                     timeout=PAGE_TIMEOUT_MS)
+            except Exception:
+                raise AssertionError("the explorer did not render; browser console:\n" + "\n".join(console[-30:]))
+            pg.wait_for_timeout(500)
+            yield pg
+        finally:
+            browser.close()
+
+
+MAIN_DOTS_JS = """() => {
+  // Every bqplot mark draws its points as .dot paths, one group per mark, in
+  // the order of figure.marks: the first group is the samples.
+  const fig = document.querySelector('.lw-projection-scatter');
+  const groups = new Map();
+  fig.querySelectorAll('.dot').forEach(d => {
+    const mark = d.parentElement.parentElement;
+    if (!groups.has(mark)) groups.set(mark, []);
+    groups.get(mark).push(d);
+  });
+  const first = groups.values().next().value || [];
+  return first.map((d, i) => {
+    const r = d.getBoundingClientRect();
+    const cx = r.x + r.width / 2, cy = r.y + r.height / 2;
+    // Whether a click there reaches this point (not an overlay mark).
+    return {i, cx, cy, w: r.width, top: document.elementFromPoint(cx, cy) === d};
+  });
+}"""
+
+
+def _src(page, selector: str) -> str:
+    return page.eval_on_selector(selector, "e => e.src")
+
+
+def test_scatter_draws_one_mark_per_sample(page):
+    dots = page.evaluate(MAIN_DOTS_JS)
+    assert len(dots) == N_SAMPLES
+    assert all(d["w"] > 0 for d in dots)
+    labels = page.eval_on_selector_all(".lw-projection-scatter text", "els => els.map(e => e.textContent)")
+    assert {str(i) for i in range(N_SAMPLES)} <= set(labels)  # index labels
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "explorer.png"), full_page=True)
+
+
+def test_dragging_the_alpha_slider_changes_the_mask(page):
+    before = _src(page, ".lw-current-mask")
+    handle = page.locator(".lw-alpha-slider .noUi-handle")
+    box = handle.bounding_box()
+    track = page.locator(".lw-alpha-slider .noUi-target").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    target = track["x"] + 0.43 * track["width"]
+    for k in range(1, 13):  # a drag, not a jump: the mask updates along the way
+        page.mouse.move(x + (target - x) * k / 12, y)
+        page.wait_for_timeout(40)
+    page.mouse.up()
+    page.wait_for_function(
+        "([sel, old]) => document.querySelector(sel).src !== old", arg=[".lw-current-mask", before], timeout=30_000
+    )
+    readout = page.inner_text(".lw-alpha-slider .widget-readout")
+    assert 0.2 < float(readout) < 0.7
+    # the newest request wins: the caption ends at the slider's value
+    page.wait_for_function(
+        "(v) => Array.from(document.querySelectorAll('.latent-explorer b')).some(b => b.textContent === 'α = ' + v)",
+        arg=f"{float(readout):.3f}", timeout=30_000,
+    )
+    assert _src(page, ".lw-current-mask") != before
+    page.screenshot(path=str(SHOTS / "explorer_interpolation.png"), clip=_clip_below(page, ".lw-alpha-slider"))
+
+
+def _clip_below(page, selector: str) -> dict:
+    box = page.locator(selector).bounding_box()
+    strip = page.locator(".lw-strip").bounding_box()
+    top = max(0, box["y"] - 40)
+    return {"x": 0, "y": top, "width": 1400, "height": strip["y"] + strip["height"] - top + 10}
+
+
+def test_clicking_a_point_changes_the_mask_viewer(page):
+    before_image = _src(page, ".lw-viewer-image")
+    before_pred = _src(page, ".lw-viewer-prediction")
+    dots = page.evaluate(MAIN_DOTS_JS)
+    # a point that is not the one shown (sample 0) and not under an overlay mark
+    dot = next(d for d in dots if d["top"] and d["i"] not in (0, 25))
+    page.mouse.move(dot["cx"], dot["cy"])
+    page.wait_for_timeout(600)  # the hover tooltip with the sample's thumbnail
+    fig = page.locator(".lw-projection-scatter").bounding_box()
+    page.screenshot(path=str(SHOTS / "explorer_tooltip.png"),
+                    clip={"x": fig["x"], "y": fig["y"], "width": fig["width"] + 120, "height": fig["height"]})
+    page.mouse.click(dot["cx"], dot["cy"])
+    page.wait_for_function(
+        "([sel, old]) => document.querySelector(sel).src !== old", arg=[".lw-viewer-image", before_image],
+        timeout=30_000,
+    )
+    assert _src(page, ".lw-viewer-prediction") != before_pred
+    title = page.inner_text(".latent-explorer")
+    assert f"#{dot['i']} " in title

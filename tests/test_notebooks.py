@@ -1,0 +1,124 @@
+"""The example notebooks run top to bottom on the real CamVid copy, with small settings.
+
+Each notebook opens with a cell tagged ``parameters``; as papermill does, the
+test inserts a cell after it that overrides those values for CI (CamVid at a
+small size, a narrow model, few epochs). The executed notebooks are kept for
+the docs build (``tests/test_docs.py``) and each one's findings table is
+printed in the pytest summary.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import CAMVID, REPO
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+EXPECTED = {
+    "01_segnet_camvid.ipynb",
+    "02_deeplabv3plus_camvid.ipynb",
+    "03_bring_your_own_model.ipynb",
+    "04_attribute_vectors.ipynb",
+}
+
+# Small settings: every notebook must run in a few minutes on 2 cores.
+CI_PARAMETERS = {
+    "DATA": str(CAMVID),
+    "IMAGE_SIZE": (48, 64),
+    "WIDTH": 0.125,
+    "EPOCHS": 2,
+    "N_SYNTHETIC": 60,
+}
+
+FINDINGS: dict[str, str] = {}
+
+
+def test_all_notebooks_are_present_and_stripped() -> None:
+    assert {p.name for p in NOTEBOOKS} == EXPECTED
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
+        assert nb.cells.index(tagged[0]) <= 2, f"{path.name}: the parameters cell comes first"
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, (
+                    f"{path.name}: outputs must be stripped in the repository"
+                )
+
+
+def _with_parameters(nb: nbformat.NotebookNode, params: dict) -> nbformat.NotebookNode:
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    source = "# Parameters injected by tests/test_notebooks.py\n" + "\n".join(
+        f"{k} = {v!r}" for k, v in params.items()
+    )
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    nb.cells.insert(index + 1, cell)
+    return nb
+
+
+@pytest.fixture(scope="session")
+def executed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = os.environ.get("LATENT_WIDGETS_EXECUTED_NOTEBOOKS")
+    path = Path(target) if target else tmp_path_factory.mktemp("executed-notebooks")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path: Path, executed_dir: Path) -> None:
+    from nbclient import NotebookClient
+
+    nb = _with_parameters(nbformat.read(path, as_version=4), CI_PARAMETERS)
+    client = NotebookClient(
+        nb,
+        timeout=900,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute()  # raises CellExecutionError, with the cell and traceback, on any error
+    nbformat.write(nb, executed_dir / path.name)
+
+    text = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                text.append(out.get("text", ""))
+            elif "text/markdown" in out.get("data", {}):
+                text.append(out["data"]["text/markdown"])
+    joined = "\n".join(text)
+    assert "Findings" in joined, f"{path.name} printed no findings table"
+    FINDINGS[path.stem] = joined[joined.rindex("Findings"):]
+    # every figure the notebook draws made it into the outputs
+    images = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert images >= 1, f"{path.name} shows no figure"
+
+
+def pytest_terminal_summary_findings() -> str:
+    return "\n\n".join(f"== {name}\n{table}" for name, table in FINDINGS.items())
+
+
+# Make the findings visible in CI's log even when the tests pass.
+@pytest.fixture(scope="session", autouse=True)
+def _print_findings_at_end(request: pytest.FixtureRequest):
+    yield
+    if FINDINGS:
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", "notebook findings")
+            reporter.write_line(pytest_terminal_summary_findings())
+
+
+def test_parameters_cell_names_the_common_settings() -> None:
+    # CI overrides these names; a notebook that renamed one would silently run at full size
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        names = [line.split("=")[0].strip() for line in cell.source.splitlines()
+                 if "=" in line and not line.lstrip().startswith("#")]
+        assert {"DATA", "IMAGE_SIZE", "WIDTH", "EPOCHS"} <= set(names), f"{path.name}: {names}"

@@ -1,0 +1,172 @@
+"""latent_widgets.render: colours, overlays, error maps and PNG bytes."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from latent_widgets import render
+from latent_widgets.data import CAMVID_PALETTE
+
+PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
+
+
+def decode_png(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def test_colorize_is_a_palette_lookup(rng):
+    mask = rng.integers(0, 4, size=(5, 7))
+    rgb = render.colorize(mask, PALETTE)
+    assert rgb.dtype == np.uint8 and rgb.shape == (5, 7, 3)
+    np.testing.assert_array_equal(rgb, PALETTE[mask])
+
+
+def test_colorize_batches_and_clips_unknown_ids():
+    masks = np.array([[[0, 3]], [[9, 1]]])  # 9 is past the palette
+    rgb = render.colorize(masks, PALETTE)
+    assert rgb.shape == (2, 1, 2, 3)
+    assert rgb[1, 0, 0].tolist() == PALETTE[-1].tolist()
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 2), np.float32), np.zeros((2, 2), bool)])
+def test_colorize_rejects_non_integer_masks(bad):
+    with pytest.raises(ValueError, match="integer"):
+        render.colorize(bad, PALETTE)
+
+
+def test_colorize_rejects_bad_palette():
+    with pytest.raises(ValueError, match="palette"):
+        render.colorize(np.zeros((2, 2), int), np.zeros((3, 4), np.uint8))
+
+
+def test_as_uint8_scales_floats_and_keeps_bytes():
+    assert render.as_uint8(np.array([0.0, 0.5, 1.0, -1.0, 3.0])).tolist() == [0, 128, 255, 0, 255]
+    u8 = np.array([1, 2, 3], np.uint8)
+    assert render.as_uint8(u8) is u8
+    assert render.as_uint8(np.array([-5, 300])).tolist() == [0, 255]
+
+
+def test_overlay_blends_image_and_mask_colours():
+    image = np.full((2, 2, 3), 0.5, np.float32)
+    mask = np.array([[0, 1], [2, 3]])
+    assert np.array_equal(render.overlay(image, mask, PALETTE, 0.0), np.full((2, 2, 3), 128, np.uint8))
+    np.testing.assert_array_equal(render.overlay(image, mask, PALETTE, 1.0), PALETTE[mask])
+    half = render.overlay(image, mask, PALETTE, 0.5)
+    assert half[0, 1].tolist() == [191, 64, 64]  # (127.5 + 255) / 2, 127.5 / 2
+    # uint8 images are read as 0..255, opacity is clipped to 0..1
+    np.testing.assert_array_equal(render.overlay((image * 255).astype(np.uint8), mask, PALETTE, 7.0), PALETTE[mask])
+
+
+def test_overlay_rejects_size_mismatch():
+    with pytest.raises(ValueError, match="differ"):
+        render.overlay(np.zeros((2, 3, 3)), np.zeros((2, 2), int), PALETTE)
+
+
+def test_error_map_marks_wrong_pixels():
+    true = np.array([[0, 1], [2, 3]])
+    pred = np.array([[0, 1], [3, 3]])
+    em = render.error_map(pred, true)
+    assert em[1, 0].tolist() == list(render.ERROR_COLOUR)
+    assert (em[pred == true] == 0).all()
+    # with an image, right pixels are the darkened grey image
+    image = np.ones((2, 2, 3), np.float32)
+    em = render.error_map(pred, true, image)
+    assert em[0, 0].tolist() == [102, 102, 102] and em[1, 0].tolist() == list(render.ERROR_COLOUR)
+
+
+def test_error_map_without_truth_and_with_ignore_index():
+    pred = np.zeros((3, 4), int)
+    assert np.unique(render.error_map(pred, None).reshape(-1, 3), axis=0).shape == (1, 3)
+    true = np.array([[0, 0, 0, 5]] * 3)
+    em = render.error_map(pred, true, ignore_index=5)
+    assert em[0, 3].tolist() != list(render.ERROR_COLOUR)
+    with pytest.raises(ValueError, match="differ"):
+        render.error_map(pred, true[:, :2])
+
+
+def test_to_png_round_trips_exact_pixels(rng):
+    rgb = render.colorize(rng.integers(0, 4, size=(6, 9)), PALETTE)
+    png = render.to_png(rgb)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    np.testing.assert_array_equal(decode_png(png), rgb)
+    big = decode_png(render.to_png(rgb, scale=3))
+    assert big.shape == (18, 27, 3)
+    np.testing.assert_array_equal(big[::3, ::3], rgb)  # nearest-neighbour upscaling
+
+
+def test_to_png_accepts_grey_float_and_rgba():
+    grey = Image.open(io.BytesIO(render.to_png(np.zeros((4, 5)))))
+    assert grey.mode == "L" and grey.size == (5, 4)
+    assert decode_png(render.to_png(np.ones((2, 2, 3), np.float32)))[0, 0].tolist() == [255, 255, 255]
+    assert Image.open(io.BytesIO(render.to_png(np.zeros((2, 2, 4), np.uint8)))).mode == "RGBA"
+    with pytest.raises(ValueError, match="pixels"):
+        render.to_png(np.zeros((2, 2, 5), np.uint8))
+
+
+def test_to_png_compression_levels_trade_size_for_speed(rng):
+    rgb = render.colorize(rng.integers(0, 4, size=(96, 128)), PALETTE)
+    fast, small = render.to_png(rgb, compress_level=1), render.to_png(rgb, compress_level=9)
+    np.testing.assert_array_equal(decode_png(fast), decode_png(small))
+    assert len(small) <= len(fast)
+
+
+def test_display_scale_and_upscale():
+    assert render.display_scale(48, 64) == 4
+    assert render.display_scale(96, 128) == 2
+    assert render.display_scale(360, 480) == 1
+    assert render.display_scale(2, 3, max_scale=8) == 8
+    assert render.upscale(np.array([[1, 2]]), 1).tolist() == [[1, 2]]
+    assert render.upscale(np.array([[1, 2]]), 2).shape == (2, 4)
+
+
+def test_thumbnail_puts_image_and_mask_side_by_side():
+    image = np.zeros((48, 64, 3), np.float32)
+    mask = np.ones((48, 64), int)
+    thumb = render.thumbnail(image, mask, PALETTE, height=24, gap=2)
+    assert thumb.shape == (24, 32 + 2 + 32, 3)
+    assert thumb[0, 0].tolist() == [0, 0, 0]
+    assert thumb[0, -1].tolist() == PALETTE[1].tolist()
+    assert thumb[0, 32].tolist() == [255, 255, 255]  # the gap
+    assert render.thumbnail(image, height=12).shape == (12, 16, 3)
+    with pytest.raises(ValueError, match="palette"):
+        render.thumbnail(image, mask)
+
+
+def test_hstack_checks_heights():
+    with pytest.raises(ValueError, match="height"):
+        render.hstack([np.zeros((2, 2, 3)), np.zeros((3, 2, 3))])
+    with pytest.raises(ValueError):
+        render.hstack([])
+
+
+def test_hex_colours_and_data_uri():
+    assert render.hex_colours(CAMVID_PALETTE)[3] == "#804080"  # Road
+    assert render.data_uri(b"\x89PNG").startswith("data:image/png;base64,")
+
+
+def test_mask_render_is_fast_enough_for_a_slider():
+    """argmax + colour + 2x upscale + PNG of a 96x128 CamVid mask in a few ms."""
+    probs = np.random.default_rng(0).random((96, 128, 12), dtype=np.float32)
+    times = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        render.to_png(render.colorize(probs.argmax(-1), CAMVID_PALETTE), scale=2)
+        times.append(time.perf_counter() - t0)
+    # Random masks are the worst case for zlib; the bound is loose for shared CI cores.
+    assert np.median(times) < 0.05
+
+
+def test_render_and_figures_do_not_import_ipywidgets():
+    code = (
+        "import sys, latent_widgets.render, latent_widgets.figures; "
+        "bad = [m for m in ('ipywidgets', 'bqplot', 'tensorflow') if m in sys.modules]; "
+        "sys.exit(1 if bad else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -1,0 +1,535 @@
+"""The widgets without a browser: drive traits, assert on arrays and PNG bytes."""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+import time
+import types
+import warnings
+
+import bqplot as bq
+import numpy as np
+import pytest
+import traitlets
+from PIL import Image
+
+from latent_widgets import render
+from latent_widgets.widgets import (
+    COLOR_FIELDS,
+    ErrorSink,
+    InterpolationSlider,
+    LatentExplorer,
+    MaskViewer,
+    ProjectionScatter,
+)
+from toy import ToyLatentModel
+
+
+def png_pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def shown_mask_pixels(mask: np.ndarray, palette: np.ndarray, scale: int) -> np.ndarray:
+    return render.upscale(render.colorize(mask, palette), scale)
+
+
+@pytest.fixture(scope="module")
+def ds():
+    from latent_widgets import synthetic_road_scenes
+
+    # Two drives so that "group" has two colours.
+    return synthetic_road_scenes(24, size=(48, 64), seed=0, frames_per_drive=12)
+
+
+@pytest.fixture()
+def model():
+    return ToyLatentModel(input_shape=(48, 64, 3), n_classes=12, latent_channels=8, seed=1)
+
+
+@pytest.fixture()
+def skip_model():
+    return ToyLatentModel(input_shape=(48, 64, 3), n_classes=12, latent_channels=8, with_skip=True, seed=2)
+
+
+@pytest.fixture()
+def encoding(model, ds):
+    return model.encode(ds.images)
+
+
+@pytest.fixture()
+def predictions(model, ds):
+    return model.predict_masks(ds.images)
+
+
+class SlowModel:
+    """Wraps a model; on-demand (batch of 1) decodes sleep, optionally raise."""
+
+    def __init__(self, model, delay=0.15, fail=False):
+        self._m, self.delay, self.fail = model, delay, fail
+        self.started = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._m, name)
+
+    def decode(self, latents, skips=None, batch_size=32):
+        if len(latents) == 1:
+            self.started.set()
+            time.sleep(self.delay)
+            if self.fail:
+                raise RuntimeError("decoder exploded")
+        return self._m.decode(latents, skips)
+
+
+# ---------------------------------------------------------------------------- ProjectionScatter
+
+
+@pytest.fixture()
+def scatter(encoding, ds, predictions):
+    return ProjectionScatter(encoding.latents, ds, predictions=predictions, splits=["train"] * 20 + ["val"] * 4)
+
+
+def test_scatter_draws_one_labelled_point_per_sample(scatter, ds):
+    assert scatter.points.shape == (len(ds), 2)
+    np.testing.assert_allclose(scatter.mark.x, scatter.points[:, 0])
+    np.testing.assert_allclose(scatter.mark.y, scatter.points[:, 1])
+    assert list(scatter.mark.names) == [str(i) for i in range(len(ds))]
+    assert scatter.show_labels and scatter.mark.display_names
+    scatter.show_labels = False
+    assert not scatter.mark.display_names
+    assert scatter.renderer == "Scatter" and not scatter.uses_gl
+
+
+def test_scatter_colour_fields(scatter, ds):
+    assert scatter.color_by == "group"
+    assert len(set(scatter.colors)) == 2
+    scatter.color_by = "dominant class"
+    dominant = ds.class_fractions().argmax(axis=1)
+    assert scatter.colors == [render.hex_colours(ds.palette)[c] for c in dominant]
+    np.testing.assert_array_equal(scatter.mark.color, dominant)
+    assert scatter.color_scale.colors == render.hex_colours(ds.palette)
+    assert ds.class_names[dominant[0]] in scatter.legend.value
+    scatter.color_by = "mean IoU"
+    assert "mean IoU" in scatter.legend.value and len(scatter.colors) == len(ds)
+    scatter.color_by = "split"
+    assert len(set(scatter.colors[:20])) == 1 and scatter.colors[0] != scatter.colors[-1]
+    scatter.color_by = "none"
+    assert len(set(scatter.colors)) == 1
+    assert set(COLOR_FIELDS) == {"group", "dominant class", "mean IoU", "split", "none"}
+    with pytest.raises(traitlets.TraitError):
+        scatter.color_by = "nonsense"
+
+
+def test_scatter_mean_iou_needs_predictions(encoding, ds):
+    sc = ProjectionScatter(encoding.latents, ds)
+    sc.color_by = "mean IoU"  # the handler fails; the error is reported, not raised
+    assert "predictions" in sc.errors.messages[-1]
+
+
+def test_scatter_method_switch_reuses_cached_maps(encoding, ds, monkeypatch):
+    from latent_widgets import projection
+
+    calls = []
+    real = projection.project
+
+    def counting(latents, method="pca", **kw):
+        calls.append(method)
+        if method == "pca":
+            return real(latents, method="pca", **kw)
+        return np.random.default_rng(len(calls)).normal(size=(len(latents), 2))
+
+    monkeypatch.setattr(projection, "project", counting)
+    sc = ProjectionScatter(encoding.latents, ds)
+    pca = sc.points.copy()
+    sc.method = "tsne"
+    tsne = sc.points.copy()
+    assert not np.allclose(pca, tsne)
+    np.testing.assert_allclose(sc.mark.x, tsne[:, 0])
+    sc.method = "pca"
+    sc.method = "tsne"
+    assert calls == ["pca", "tsne"]
+    assert sc.cached_methods == ("pca", "tsne")
+    with pytest.raises(traitlets.TraitError):
+        sc.method = "mds"
+
+
+def test_scatter_click_selects_through_element_click(scatter):
+    seen = []
+    scatter.observe(lambda c: seen.append(c["new"]), "selected")
+    # What the browser sends on a click (bqplot's element_click message).
+    scatter.mark._handle_custom_msgs(None, {"event": "element_click", "data": {"index": 5}})
+    assert scatter.selected == 5 and scatter.mark.selected == [5]
+    scatter.click(5)  # clicking it again still notifies
+    assert seen == [5, 5]
+    scatter.selected = None
+    assert scatter.mark.selected is None
+    with pytest.raises(IndexError):
+        scatter.click(999)
+
+
+def test_scatter_hover_tooltip_shows_thumbnail_and_masks(scatter, ds, predictions):
+    scatter.mark._handle_custom_msgs(None, {"event": "hover", "data": {"index": 3}})
+    assert scatter.hovered == 3
+    assert scatter.mark.tooltip is scatter.tooltip
+    pixels = png_pixels(scatter.tooltip_value)
+    expected = render.hstack([render.thumbnail(ds.images[3], ds.masks[3], ds.palette, height=80),
+                              render.thumbnail(render.colorize(predictions[3], ds.palette), height=80)])
+    np.testing.assert_array_equal(pixels, expected)
+    assert ds.names[3] in scatter._tooltip_caption.value
+
+
+def test_scatter_path_overlay_on_pca_map(scatter, encoding):
+    z = encoding.latents.reshape(len(encoding.latents), -1)
+    path = np.linspace(z[2], z[9], 7)
+    scatter.show_path(path, neighbors=[2, 2, 2, 4, 9, 9, 9], endpoints=(2, 9))
+    p = scatter.path_points
+    assert p.shape == (7, 2)
+    # PCA is linear: the endpoints land on the samples and the steps on a line
+    np.testing.assert_allclose(p[0], scatter.points[2], atol=1e-4)
+    np.testing.assert_allclose(p[-1], scatter.points[9], atol=1e-4)
+    np.testing.assert_allclose(p[3], (p[0] + p[-1]) / 2, atol=1e-4)
+    np.testing.assert_allclose(scatter.path_line.x, p[:, 0])
+    assert scatter.neighbor_marks.visible and len(scatter.neighbor_marks.x) == 3
+    np.testing.assert_allclose(scatter.endpoint_marks.x, scatter.points[[2, 9], 0])
+    scatter.set_current(0.5)
+    np.testing.assert_allclose(scatter.current_point, p[3], atol=1e-6)
+    assert scatter.current_mark.visible
+    scatter.set_current(None)
+    assert scatter.current_point is None and not scatter.current_mark.visible
+    scatter.show_path(None)
+    assert not scatter.path_line.visible and scatter.path_points is None
+
+
+def test_scatter_path_on_a_nonlinear_map_uses_neighbour_positions(encoding, ds):
+    z = encoding.latents.reshape(len(ds), -1)
+    maps = {"pca": np.random.default_rng(0).normal(size=(len(ds), 2)),
+            "tsne": np.random.default_rng(1).normal(size=(len(ds), 2))}
+    sc = ProjectionScatter(z, ds, projections=maps, method="tsne")
+    sc.show_path(z[[4, 11]])
+    np.testing.assert_allclose(sc.path_points, maps["tsne"][[4, 11]], atol=1e-6)
+
+
+def test_scatter_reset_view_fits_the_map(scatter):
+    scatter.x_scale.min, scatter.x_scale.max = -1000.0, 1000.0
+    scatter.reset_view()
+    lo, hi = scatter.points.min(0), scatter.points.max(0)
+    assert scatter.x_scale.min < lo[0] < hi[0] < scatter.x_scale.max
+    assert scatter.x_scale.max - scatter.x_scale.min < 1.2 * (hi[0] - lo[0])
+
+
+def test_scatter_pan_zoom_is_a_mode(scatter):
+    assert scatter.figure.interaction is None  # points clickable
+    scatter.pan_zoom = True
+    assert scatter.figure.interaction is scatter.panzoom
+    scatter.pan_zoom = False
+    assert scatter.figure.interaction is None
+
+
+def test_scatter_gl_fallback_without_bqplot_gl(encoding, ds, monkeypatch):
+    monkeypatch.setitem(sys.modules, "bqplot_gl", None)  # import fails
+    with pytest.warns(RuntimeWarning, match="bqplot-gl"):
+        sc = ProjectionScatter(encoding.latents, ds, gl_threshold=10)
+    assert sc.renderer == "Scatter" and not sc.uses_gl
+    assert not sc.show_labels or len(ds) <= 300
+
+
+def test_scatter_switches_to_scatter_gl_when_installed(encoding, ds, monkeypatch):
+    class ScatterGL(bq.Scatter):  # a stand-in with bqplot-gl's name
+        pass
+
+    monkeypatch.setitem(sys.modules, "bqplot_gl", types.SimpleNamespace(ScatterGL=ScatterGL))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        sc = ProjectionScatter(encoding.latents, ds, gl_threshold=10)
+    assert sc.renderer == "ScatterGL" and isinstance(sc.mark, ScatterGL)
+    # the duplicated-d3 trap: no 'click': 'select' interaction, selection from Python
+    assert "click" not in sc.mark.interactions
+    assert not sc.show_labels
+    sc.mark._handle_custom_msgs(None, {"event": "element_click", "data": {"index": 7}})
+    assert sc.selected == 7 and sc.mark.selected == [7]
+    # below the threshold the SVG scatter is used even with bqplot-gl installed
+    assert ProjectionScatter(encoding.latents, ds).renderer == "Scatter"
+
+
+def test_scatter_checks_its_inputs(encoding, ds):
+    with pytest.raises(ValueError, match="latents"):
+        ProjectionScatter(encoding.latents[:5], ds)
+    with pytest.raises(ValueError, match="method"):
+        ProjectionScatter(encoding.latents, ds, method="mds")
+    with pytest.raises(ValueError, match="shape"):
+        ProjectionScatter(encoding.latents, ds, projections={"pca": np.zeros((3, 2))})
+
+
+# ---------------------------------------------------------------------------- MaskViewer
+
+
+def test_mask_viewer_panes_show_the_sample(ds, model, predictions):
+    from latent_widgets.metrics import iou_per_class
+
+    viewer = MaskViewer(ds, model, predictions=predictions)
+    viewer.index = 4
+    s = viewer.scale
+    assert s == 4  # 64 px wide masks are shown >= 256 px wide
+    np.testing.assert_array_equal(png_pixels(viewer.values["image"]), render.upscale(render.as_uint8(ds.images[4]), s))
+    np.testing.assert_array_equal(png_pixels(viewer.values["truth"]), shown_mask_pixels(ds.masks[4], ds.palette, s))
+    np.testing.assert_array_equal(png_pixels(viewer.image_value), shown_mask_pixels(predictions[4], ds.palette, s))
+    np.testing.assert_array_equal(png_pixels(viewer.values["errors"]),
+                                  render.upscale(render.error_map(predictions[4], ds.masks[4], ds.images[4]), s))
+    np.testing.assert_allclose(viewer.iou, iou_per_class(predictions[4], ds.masks[4], ds.n_classes))
+    assert ds.names[4] in viewer._title.value
+    for name in ds.class_names:
+        assert name in viewer.legend.value
+
+
+def test_mask_viewer_opacity_redraws_the_overlay(ds, predictions):
+    viewer = MaskViewer(ds, predictions=predictions, index=2, opacity=0.0)
+    img = render.upscale(render.as_uint8(ds.images[2]), viewer.scale)
+    np.testing.assert_array_equal(png_pixels(viewer.values["overlay"]), img)
+    before = viewer.values["prediction"]
+    viewer._opacity_slider.value = 1.0  # the slider drives the trait
+    assert viewer.opacity == 1.0
+    np.testing.assert_array_equal(png_pixels(viewer.values["overlay"]),
+                                  shown_mask_pixels(predictions[2], ds.palette, viewer.scale))
+    assert viewer.values["prediction"] == before
+
+
+def test_mask_viewer_predicts_with_the_model_when_needed(ds, model):
+    viewer = MaskViewer(ds, model)
+    viewer.show_sample(6)
+    np.testing.assert_array_equal(viewer.pred_mask, model.predict_masks(ds.images[6:7])[0])
+    with pytest.raises(ValueError, match="model"):
+        MaskViewer(ds).predicted(0)
+
+
+def test_mask_viewer_shows_a_decoded_latent(ds, model, encoding):
+    viewer = MaskViewer(ds, model, index=1)
+    z = 0.5 * (encoding.latents[1] + encoding.latents[2])
+    viewer.show_latent(z, title="midpoint")
+    assert viewer.index is None and viewer.true_mask is None and viewer.iou is None
+    expected = model.decode(z[None]).argmax(-1)[0]
+    np.testing.assert_array_equal(viewer.pred_mask, expected)
+    np.testing.assert_array_equal(png_pixels(viewer.image_value), shown_mask_pixels(expected, ds.palette, viewer.scale))
+    assert "no ground truth" in viewer._captions["errors"].value and "midpoint" in viewer._title.value
+    viewer.show_sample(1)  # back to a sample, even the same index as before
+    assert viewer.index == 1 and viewer.true_mask is not None
+
+
+def test_mask_viewer_rejects_bad_index(ds, predictions):
+    viewer = MaskViewer(ds, predictions=predictions)
+    viewer.index = 10_000
+    assert "out of range" in viewer.errors.messages[-1]
+
+
+# ---------------------------------------------------------------------------- InterpolationSlider
+
+
+def expected_mask(model, encoding, ds, a, b, alpha, method="linear", policy="image"):
+    from latent_widgets.interpolation import path_inputs
+
+    Encoding = type(encoding)
+    enc = lambda i: Encoding(encoding.latents[i : i + 1], tuple(s[i : i + 1] for s in encoding.skips))  # noqa: E731
+    z, skips = path_inputs(model, ds.images[a], ds.images[b], np.array([alpha], np.float32), method=method,
+                           skip_policy=policy, encoding_a=enc(a), encoding_b=enc(b))
+    return model.decode(z, skips if model.has_skips else None).argmax(-1)[0]
+
+
+@pytest.fixture()
+def slider(model, ds, encoding):
+    return InterpolationSlider(model, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=False)
+
+
+def test_slider_decodes_the_strip_in_one_batch(model, ds, encoding):
+    from latent_widgets.interpolation import steps
+
+    before = model.decode_calls
+    s = InterpolationSlider(model, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=False)
+    assert model.decode_calls - before == 1  # 12 steps, one call; alpha=0 is a strip step
+    assert s.n_steps == 12 and len(s.strip_values) == 12
+    np.testing.assert_allclose(s.alphas, steps(12))
+    np.testing.assert_array_equal(s.current_mask, s.strip.masks[0])
+    assert s.image_value == s.strip_values[0]
+    assert len(s.strip_box.children) == 24  # steps over their neighbours
+
+
+def test_slider_strip_step_is_served_from_the_cache(slider, model):
+    calls = model.decode_calls
+    for k in (3, 7, 11):
+        slider.alpha = float(slider.alphas[k])
+        assert slider.image_value == slider.strip_values[k]
+        np.testing.assert_array_equal(slider.current_mask, slider.strip.masks[k])
+    assert model.decode_calls == calls and slider.ondemand_decodes == 0
+
+
+def test_slider_decodes_any_other_alpha_on_demand(slider, model, ds, encoding):
+    slider.alpha = 0.37
+    assert slider.ondemand_decodes == 1 and slider.current_alpha == pytest.approx(0.37)
+    expected = expected_mask(model, encoding, ds, 1, 17, 0.37)
+    np.testing.assert_array_equal(slider.current_mask, expected)
+    np.testing.assert_array_equal(png_pixels(slider.image_value), shown_mask_pixels(expected, ds.palette, slider.scale))
+    assert slider.current_probs.shape == (48, 64, 12)
+    assert slider.current_latent.shape == model.latent_shape
+
+
+def test_slider_spherical_path_and_endpoints(slider, model, ds, encoding):
+    slider.method = "spherical"
+    slider.alpha = 0.61
+    np.testing.assert_array_equal(slider.current_mask, expected_mask(model, encoding, ds, 1, 17, 0.61, "spherical"))
+    with pytest.raises(traitlets.TraitError):
+        slider.method = "cubic"
+    with pytest.raises(traitlets.TraitError):
+        slider.index_a = 99
+
+
+def test_slider_strip_cache_per_path(slider, model):
+    v = slider.strip_version
+    first = list(slider.strip_values)
+    slider.index_b = 5
+    assert slider.strip_version == v + 1 and slider.strip_values != first
+    calls = model.decode_calls
+    slider.index_b = 17  # back to a path decoded before: no decode
+    assert slider.strip_values == first and model.decode_calls == calls
+    slider.n_steps = 5
+    assert len(slider.strip_values) == 5 and len(slider.strip_box.children) == 10
+
+
+def test_slider_fractions_and_neighbours(slider, ds):
+    from latent_widgets.metrics import class_fractions
+
+    np.testing.assert_allclose(slider.fractions, class_fractions(slider.strip.masks, ds.n_classes))
+    np.testing.assert_allclose(slider.fraction_lines.y, slider.fractions.T)
+    nb = slider._neighbor_indices()
+    assert nb[0] == 1 and nb[-1] == 17  # the endpoints are their own nearest samples
+    assert slider._neighbor_distances()[0] == pytest.approx(0.0, abs=1e-4)
+    slider.alpha = 0.5
+    np.testing.assert_allclose(slider.fraction_cursor.x, [0.5, 0.5])
+
+
+def test_slider_skip_policies(skip_model, ds):
+    s = InterpolationSlider(skip_model, ds, index_a=0, index_b=20, asynchronous=False)
+    assert not s._policy_dropdown.disabled
+    enc = skip_model.encode(ds.images)
+    for policy in ("image", "skips", "hold_a", "hold_b"):
+        s.skip_policy = policy
+        s.alpha = 0.43
+        np.testing.assert_array_equal(s.current_mask, expected_mask(skip_model, enc, ds, 0, 20, 0.43, policy=policy))
+        s.alpha = 0.0
+    assert not s.errors.messages
+
+
+def test_slider_widgets_drive_the_traits(slider):
+    slider.slider.value = 0.25  # what dragging the handle does
+    assert slider.alpha == 0.25 and slider.current_alpha == 0.25
+    slider._b_box.value = 3
+    assert slider.index_b == 3
+    slider._method_buttons.value = "spherical"
+    assert slider.method == "spherical"
+    assert slider._policy_dropdown.disabled  # the toy decoder has no skips
+
+
+def test_slider_async_newest_request_wins(model, ds, encoding):
+    slow = SlowModel(model, delay=0.1)
+    s = InterpolationSlider(slow, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=True)
+    alphas = np.linspace(0.01, 0.49, 25)
+    t0 = time.perf_counter()
+    for a in alphas:  # a drag: many values, faster than the decoder
+        s.alpha = float(a)
+    assert time.perf_counter() - t0 < 0.5  # setting alpha never waits for a decode
+    s.wait()
+    assert s.current_alpha == pytest.approx(alphas[-1])
+    assert s.ondemand_decodes < len(alphas)  # stale requests were skipped
+    np.testing.assert_array_equal(s.current_mask, expected_mask(model, encoding, ds, 1, 17, alphas[-1]))
+    s.close()
+
+
+def test_slider_async_stale_result_never_replaces_a_newer_one(model, ds, encoding):
+    slow = SlowModel(model, delay=0.2)
+    s = InterpolationSlider(slow, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=True)
+    s.alpha = 0.33  # slow, in the worker
+    assert slow.started.wait(5)
+    s.alpha = float(s.alphas[4])  # a cached step, shown at once
+    assert s.image_value == s.strip_values[4]
+    s.wait()
+    assert s.current_alpha == pytest.approx(s.alphas[4]) and s.image_value == s.strip_values[4]
+    s.close()
+
+
+def test_slider_worker_errors_are_reported(model, ds, encoding):
+    s = InterpolationSlider(SlowModel(model, delay=0.0, fail=True), ds, encoding=encoding, asynchronous=True)
+    s.alpha = 0.5
+    s.wait()
+    assert s.errors.messages == ["RuntimeError: decoder exploded"]
+    assert "decoder exploded" in s.errors.output.outputs[-1]["text"]
+    s.close()
+
+
+# ---------------------------------------------------------------------------- LatentExplorer
+
+
+@pytest.fixture()
+def explorer(model, ds, encoding):
+    ex = LatentExplorer(model, ds, encoding=encoding, asynchronous=False)
+    yield ex
+    ex.close()
+
+
+def test_explorer_composes_the_three(explorer, ds):
+    assert explorer.scatter.points.shape == (len(ds), 2)
+    assert explorer.viewer.index == explorer.slider.index_a == 0
+    assert explorer.slider.index_b == len(ds) - 1
+    assert explorer.scatter.path_points.shape == (12, 2)
+    assert explorer.scatter.selected == 0
+    bundle = explorer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_explorer_click_shows_the_sample_and_sets_endpoints(explorer):
+    before = explorer.viewer.image_value
+    explorer.scatter.mark._handle_custom_msgs(None, {"event": "element_click", "data": {"index": 9}})
+    assert explorer.viewer.index == 9 and explorer.viewer.image_value != before
+    assert (explorer.slider.index_a, explorer.slider.index_b) == (0, 23)
+    explorer.click_action = "set A"
+    explorer.scatter.click(4)
+    assert explorer.slider.index_a == 4 and explorer.viewer.index == 4
+    explorer.click_action = "set B"
+    explorer.scatter.click(12)
+    assert explorer.slider.index_b == 12
+    # the map follows the new path: endpoints A and B are drawn on samples 4 and 12
+    np.testing.assert_allclose(explorer.scatter.endpoint_marks.x, explorer.scatter.points[[4, 12], 0])
+    np.testing.assert_allclose(explorer.scatter.path_points[0], explorer.scatter.points[4], atol=1e-4)
+
+
+def test_explorer_slider_moves_the_point_on_the_map(explorer):
+    p = explorer.scatter.path_points
+    explorer.slider.alpha = 1.0
+    np.testing.assert_allclose(explorer.scatter.current_point, p[-1])
+    explorer.slider.alpha = 0.5
+    np.testing.assert_allclose(explorer.scatter.current_point, (p[5] + p[6]) / 2)
+
+
+def test_explorer_shows_callback_errors_in_its_output(explorer, monkeypatch):
+    def boom(index):
+        raise RuntimeError(f"cannot show sample {index}")
+
+    monkeypatch.setattr(explorer.viewer, "show_sample", boom)
+    explorer.scatter.click(3)  # the browser's click goes through the same handler
+    assert explorer.errors.messages[-1] == "RuntimeError: cannot show sample 3"
+    texts = [o.get("text", "") for o in explorer.output.outputs]
+    assert any("cannot show sample 3" in t and "Traceback" in t for t in texts)
+    explorer.errors.clear()
+    assert explorer.output.outputs == ()
+
+
+def test_explorer_reports_async_decode_errors(model, ds, encoding):
+    ex = LatentExplorer(SlowModel(model, delay=0.0, fail=True), ds, encoding=encoding, asynchronous=True)
+    ex.slider.alpha = 0.3
+    ex.slider.wait()
+    assert any("decoder exploded" in o.get("text", "") for o in ex.output.outputs)
+    ex.close()
+
+
+def test_error_sink_can_reraise():
+    sink = ErrorSink(raise_errors=True)
+    with pytest.raises(ZeroDivisionError):
+        sink.guard(lambda: 1 / 0)()
+    assert sink.messages == ["ZeroDivisionError: division by zero"]
