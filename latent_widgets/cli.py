@@ -1,61 +1,266 @@
-"""Command-line entry point: ``latent-widgets``.
+"""Command-line entry point, ``latent-widgets``: the headless part of the workflow.
+
+Every step is cached on disk (training, encoding, projections), so running a
+later step repeats none of the earlier work.
 
 Examples
 --------
 .. code-block:: console
 
-    $ latent-widgets data                      # summary of the embedded dataset
-    $ latent-widgets data --camvid ../shared/camvid
+    $ latent-widgets data                          # summary of the embedded dataset
+    $ latent-widgets train --epochs 8              # SegNet on the synthetic scenes
+    $ latent-widgets figures --out figs/           # maps, strip, triptych as PNG and SVG
+    $ latent-widgets demo                          # all of the above, then serve the explorer
+    $ latent-widgets demo --camvid ../shared/camvid
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import socket
+import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-__all__ = ["main"]
+__all__ = ["main", "explorer_notebook"]
 
 
-def _load(args: argparse.Namespace):
-    from .data import load_camvid
-    from .synthetic import synthetic_road_scenes
+# ----------------------------------------------------------------------------
+# the pipeline steps
 
+
+def _datasets(args: argparse.Namespace) -> tuple[Any, Any]:
+    from .data import load_dataset
+
+    source = args.camvid or "synthetic"
     size = tuple(args.size)
-    if args.camvid:
-        return load_camvid(args.camvid, args.split, size=size)
-    return synthetic_road_scenes(args.n, size=size, seed=args.seed)
+    return (
+        load_dataset(source, "train", size=size, n=args.n),
+        load_dataset(source, "val", size=size, n=args.n),
+    )
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--camvid", metavar="DIR", help="a CamVid folder instead of the embedded synthetic scenes")
-    p.add_argument("--split", default="train", help="CamVid split (train, val, test)")
-    p.add_argument("--size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"), help="image size")
-    p.add_argument("-n", type=int, default=240, help="number of synthetic samples")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes")
+def _build(args: argparse.Namespace, n_classes: int) -> Any:
+    from . import models
+
+    shape = (*args.size, 3)
+    if args.model == "segnet":
+        return models.segnet(n_classes=n_classes, input_shape=shape, width=args.width)
+    return models.deeplabv3_plus(n_classes=n_classes, input_shape=shape, backbone_width=args.width)
+
+
+def _trained(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """(train data, val data, TrainResult, LatentModel) for the arguments."""
+    from .latent_model import LatentModel
+    from .training import train
+
+    train_data, val_data = _datasets(args)
+    result = train(_build(args, train_data.n_classes), train_data, val_data, epochs=args.epochs)
+    return train_data, val_data, result, LatentModel.from_model(result.model)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    ds = _load(args)
-    print(ds.summary())
+    train_data, val_data = _datasets(args)
+    print(train_data.summary())
+    print(f"validation: {val_data!r}")
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _, _, result, lm = _trained(args)
+    print(result.history.iou_table())
+    print(f"model: {result.path} ({'loaded from cache' if result.from_cache else 'trained'})")
+    print(f"latent shape {lm.latent_shape}, skips {lm.skip_shapes}")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    train_data, _, _, lm = _trained(args)
+    encoding = lm.encode_dataset(train_data)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "latents.npy", encoding.latents)
+    for i, skip in enumerate(encoding.skips):
+        np.save(out / f"skip_{i}.npy", skip)
+    print(f"wrote {out / 'latents.npy'} {encoding.latents.shape}")
+    return 0
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .projection import project
+
+    train_data, _, _, lm = _trained(args)
+    latents = lm.encode_dataset(train_data).latents
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for method in args.methods:
+        points = project(latents, method)
+        path = out / f"{method}.csv"
+        rows = np.column_stack([np.arange(len(points)), points])
+        np.savetxt(path, rows, delimiter=",", header="index,x,y", comments="", fmt=["%d", "%.6g", "%.6g"])
+        print(f"wrote {path}")
+    return 0
+
+
+def write_figures(train_data: Any, lm: Any, out: Path, *, a: int = 38, b: int = 138, steps: int = 12) -> list[Path]:
+    """Write the static figures of the study to ``out`` (PNG and SVG); return the PNG paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from . import figures, findings, interpolation, metrics, neighbors, projection
+
+    out.mkdir(parents=True, exist_ok=True)
+    a, b = min(a, len(train_data) - 1), min(b, len(train_data) - 1)
+    encoding = lm.encode_dataset(train_data)
+    latents = encoding.latents
+    written: list[Path] = []
+
+    def save(fig: Any, name: str) -> None:
+        figures.save(fig, out / f"{name}.png")
+        figures.save(fig, out / f"{name}.svg")
+        written.append(out / f"{name}.png")
+
+    maps = {m: projection.project(latents, m) for m in ("pca", "tsne", "umap")}
+    for method, points in maps.items():
+        save(figures.annotated_scatter(points, labels=True, values=train_data.groups, categorical=True,
+                                       value_names=train_data.group_names, highlight=[a, b],
+                                       title=f"{method.upper()} of {len(points)} latents"), f"map_{method}")
+    ends = dict(encoding_a=lm.encode(train_data.images[a:a + 1]), encoding_b=lm.encode(train_data.images[b:b + 1]))
+    path = interpolation.decode_path(lm, train_data.images[a], train_data.images[b],
+                                     interpolation.steps(steps), **ends)
+    nn = neighbors.path_neighbors(path.latents, neighbors.LatentIndex(latents))
+    save(figures.strip_from_path(path, nn, train_data, index_a=a, index_b=b,
+                                 title=f"{steps}-step linear path {a} -> {b}"), "interpolation_strip")
+    pred = lm.predict_masks(train_data.images[[a]])[0]
+    iou = metrics.iou_per_class(pred, train_data.masks[a], train_data.n_classes)
+    save(figures.mask_triptych(train_data.images[a], train_data.masks[a], pred, train_data.palette,
+                               class_names=train_data.class_names, iou=iou, title=f"sample {a}"), "triptych")
+    rows = findings.study_findings(groups=train_data.groups, maps=maps, path=path, path_neighbors=nn,
+                                   n_classes=train_data.n_classes)
+    (out / "findings.md").write_text(findings.findings_markdown(rows) + "\n")
+    matplotlib.pyplot.close("all")
+    return written
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    train_data, _, _, lm = _trained(args)
+    for path in write_figures(train_data, lm, Path(args.out)):
+        print(f"wrote {path}")
+    print((Path(args.out) / "findings.md").read_text())
+    return 0
+
+
+def explorer_notebook(args: argparse.Namespace) -> Any:
+    """The notebook ``demo`` serves: the same cached steps, then the explorer."""
+    import nbformat
+
+    source = repr(args.camvid or "synthetic")
+    code = f"""\
+import latent_widgets as lw
+from latent_widgets import models, training
+
+SOURCE, SIZE, N, EPOCHS, WIDTH = {source}, {tuple(args.size)!r}, {args.n}, {args.epochs}, {args.width}
+train_data = lw.load_dataset(SOURCE, "train", size=SIZE, n=N, progress=False)
+val_data = lw.load_dataset(SOURCE, "val", size=SIZE, n=N, progress=False)
+build = models.{'segnet' if args.model == 'segnet' else 'deeplabv3_plus'}
+net = build(n_classes=train_data.n_classes, input_shape=(*SIZE, 3), {'width' if args.model == 'segnet' else 'backbone_width'}=WIDTH)
+result = training.train(net, train_data, val_data, epochs=EPOCHS, progress=False)  # cached: loads
+lm = lw.LatentModel.from_model(result.model)
+lw.LatentExplorer(lm, train_data)"""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# latent-widgets explorer\nClick a point, set A and B, drag alpha."),
+        nbformat.v4.new_code_cell(code),
+    ]
+    return nb
+
+
+def _free_port(preferred: int) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import nbformat
+
+    train_data, _, result, lm = _trained(args)
+    print(train_data.summary())
+    print(result.history.iou_table())
+    out = Path(args.out)
+    for path in write_figures(train_data, lm, out):
+        print(f"wrote {path}")
+    print((out / "findings.md").read_text())
+    notebook = out / "explorer.ipynb"
+    nbformat.write(explorer_notebook(args), notebook)
+    if args.no_serve:
+        print(f"wrote {notebook}; serve it with: voila {notebook}")
+        return 0
+    voila = shutil.which("voila") or str(Path(sys.executable).with_name("voila"))
+    port = _free_port(args.port)
+    print(f"\nServing the explorer at http://127.0.0.1:{port}/  (Ctrl-C to stop)\n", flush=True)
+    cmd = [voila, str(notebook), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1"]
+    try:
+        return subprocess.call(cmd, env=os.environ.copy())
+    except KeyboardInterrupt:
+        return 0
+
+
+# ----------------------------------------------------------------------------
+# argument parsing
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="latent-widgets", description="Explore the latent space of segmentation networks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Any, help_: str, *, model: bool = True, out: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--camvid", metavar="DIR", help="a CamVid folder instead of the embedded synthetic scenes")
+        p.add_argument("--size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"), help="image size (default 96 128)")
+        p.add_argument("-n", type=int, default=240, help="number of synthetic training samples (default 240)")
+        if model:
+            p.add_argument("--model", choices=("segnet", "deeplabv3plus"), default="segnet")
+            p.add_argument("--width", type=float, default=0.25, help="channel width multiplier (default 0.25)")
+            p.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+        if out:
+            p.add_argument("--out", default=out, help=f"output folder (default {out})")
+        p.set_defaults(func=func)
+        return p
+
+    add("data", cmd_data, "load a dataset and print its summary", model=False)
+    add("train", cmd_train, "train a zoo model (or load it from the cache)")
+    add("encode", cmd_encode, "encode the training set, save latents.npy", out="latents")
+    p = add("project", cmd_project, "2-D maps of the latents as CSV", out="maps")
+    p.add_argument("--methods", nargs="+", default=["pca", "tsne", "umap"], choices=["pca", "tsne", "umap"])
+    add("figures", cmd_figures, "the study's static figures as PNG and SVG", out="figures")
+    p = add("demo", cmd_demo, "train, write figures, serve the explorer with Voila", out="demo-output")
+    p.add_argument("--port", type=int, default=8866)
+    p.add_argument("--no-serve", action="store_true", help="write everything, do not start Voila")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="latent-widgets", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, func, help_ in (
-        ("data", cmd_data, "load a dataset and print its summary"),
-        ("demo", cmd_data, "the main job on the embedded default"),
-    ):
-        p = sub.add_parser(name, help=help_)
-        _add_data_args(p)
-        p.set_defaults(func=func)
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ValueError as exc:  # our errors are ValueErrors whose message says the fix
+    except ValueError as exc:  # the package's errors are ValueErrors whose message says the fix
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
