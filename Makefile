@@ -27,7 +27,9 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# Executes the notebooks on CamVid (small settings) into docs/notebooks/, then builds site/.
 docs: $(STAMP)
+	LATENT_WIDGETS_EXECUTED_NOTEBOOKS=$(abspath docs/notebooks) $(PY) -m pytest -q tests/test_notebooks.py -k "not docs_build"
 	$(VENV)/bin/mkdocs build --strict
 
 clean:

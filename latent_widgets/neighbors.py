@@ -331,20 +331,19 @@ class LatentIndex:
                 out[s : s + step] = np.sqrt(np.einsum("ij,ij->i", rows, rows))
             else:
                 denom = self._norms[ids] * qnorm
-                dots = rows @ q64
+                dots = np.einsum("ij,j->i", rows, q64)  # BLAS dgemv threads contend on busy machines
                 cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
                 out[s : s + step] = np.clip(1.0 - cos, 0.0, 2.0)
         return out
 
-    def _rerank(
-        self, q: np.ndarray, q_sq: np.ndarray, cand_rows: list[np.ndarray], k: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _rerank(self, q: np.ndarray, cand_rows: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         m = len(cand_rows)
         idx = np.empty((m, k), np.int64)
         dist = np.empty((m, k), np.float64)
         for r, cand in enumerate(cand_rows):
             q64 = q[r].astype(np.float64)
-            d = self._refine(q64, math.sqrt(q_sq[r]), cand)
+            qnorm = math.sqrt(float(q64 @ q64)) if self.metric == "cosine" else 0.0
+            d = self._refine(q64, qnorm, cand)
             order = np.lexsort((cand, d))[:k]
             idx[r], dist[r] = cand[order], d[order]
         return idx, dist
@@ -354,10 +353,13 @@ class LatentIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         x = self.data
         n = self.n_samples
-        q_sq = _row_sq_norms(q)
-        q_norm = np.sqrt(q_sq)
         # One GEMM per block of queries, in the data's dtype (no float64 copy of x).
         qc = q if q.dtype == x.dtype else q.astype(x.dtype)
+        # ||q||^2 shifts a whole row of distances (and ||q|| scales a row of
+        # cosines) equally, so it cannot change the candidates: the data's
+        # precision is enough here; the refinement recomputes exact values.
+        q_sq = np.einsum("ij,ij->i", qc, qc).astype(np.float64)
+        q_norm = np.sqrt(q_sq)
         rows_per_block = max(1, _BLOCK_BYTES // (8 * 3 * n))
         cand_rows: list[np.ndarray] = []
         for s in range(0, len(q), rows_per_block):
@@ -390,7 +392,7 @@ class LatentIndex:
             # in the true top k; refine them all (usually k of them).
             maybe = (approx - bound) <= kth_upper[:, None]
             cand_rows.extend(np.flatnonzero(row) for row in maybe)
-        return self._rerank(q, q_sq, cand_rows, k)
+        return self._rerank(q, cand_rows, k)
 
     # ------------------------------------------------------------------ approximate
 
@@ -417,13 +419,12 @@ class LatentIndex:
     def _query_approximate(
         self, q: np.ndarray, k: int, exclude: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        q_sq = _row_sq_norms(q)
         if self.backend == "svd":
             c = self.n_candidates or max(10 * k, 64)
             c = min(c, self.n_samples - (1 if exclude is not None else 0))
             qs = q.astype(self.data.dtype, copy=False) @ self._components.T
             cand, _ = self._sketch.query(qs, max(c, k), exclude=exclude)
-            return self._rerank(q, q_sq, list(cand), k)
+            return self._rerank(q, list(cand), k)
         extra = 0 if exclude is None else 1
         cand, _ = self._nnd.query(q.astype(np.float32, copy=False), k=k + extra)
         cand = np.asarray(cand, np.int64)
@@ -437,7 +438,7 @@ class LatentIndex:
         for r, row in enumerate(rows):
             if len(row) < k:  # a tiny graph can return fewer than k: pad, fixed below
                 rows[r] = np.arange(k, dtype=np.int64)
-        idx, dist = self._rerank(q, q_sq, rows, k)
+        idx, dist = self._rerank(q, rows, k)
         if short:
             sel = np.array(short)
             idx[sel], dist[sel] = self._query_exact(q[sel], k, None if exclude is None else exclude[sel])

@@ -1,9 +1,9 @@
 """The explorer in a real browser: Voilà serves a notebook, headless Chromium drives it.
 
-The notebook builds the explorer on 40 synthetic road scenes with an
-untrained SegNet (width 0.125) from the model zoo, through the public API;
-if the zoo cannot be built (no TensorFlow), it falls back to the numpy toy
-model of ``tests/toy.py``. The tests assert what a user sees:
+The notebook builds the explorer on 40 synthetic road scenes (4 drives) with
+a SegNet (width 0.125) from the model zoo trained for a few seconds, through
+the public API; if the zoo cannot be built (no TensorFlow), it falls back to
+the numpy toy model of ``tests/toy.py``. The tests assert what a user sees:
 
 - the scatter draws one mark per sample;
 - dragging the alpha slider with the mouse changes the decoded mask image;
@@ -51,10 +51,12 @@ import sys
 sys.path.insert(0, {str(REPO / 'tests')!r})  # the toy model, if the zoo is unavailable
 import latent_widgets as lw
 
-data = lw.synthetic_road_scenes({N_SAMPLES}, size=(48, 64), seed=0)
+data = lw.synthetic_road_scenes({N_SAMPLES}, size=(48, 64), seed=0, frames_per_drive=10)
 try:
-    from latent_widgets import models
-    net = models.segnet(n_classes=data.n_classes, input_shape=(48, 64, 3), width=0.125)
+    from latent_widgets import models, training
+    # A few seconds of training: the masks in the screenshots look like scenes.
+    net = training.train(models.segnet(n_classes=data.n_classes, input_shape=(48, 64, 3), width=0.125),
+                         data, epochs=6, learning_rate=3e-3, progress=False).model
     model = lw.LatentModel.from_model(net)
 except ImportError:
     from toy import ToyLatentModel
@@ -161,13 +163,17 @@ def page(voila_url: str):
             console: list[str] = []
             pg.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
             pg.goto(voila_url, timeout=PAGE_TIMEOUT_MS)
-            try:
-                pg.wait_for_selector(".latent-explorer .lw-current-mask", timeout=PAGE_TIMEOUT_MS)
-                # The strip (12 steps over their neighbours) is the last thing drawn.
-                pg.wait_for_function("document.querySelectorAll('.lw-strip img').length >= 24",
-                                     timeout=PAGE_TIMEOUT_MS)
-            except Exception:
-                raise AssertionError("the explorer did not render; browser console:\n" + "\n".join(console[-30:]))
+            # Ready when the strip (12 steps over their neighbours, drawn last)
+            # is there; a traceback in the page fails at once instead of timing out.
+            pg.wait_for_function(
+                """() => document.querySelectorAll('.latent-explorer .lw-strip img').length >= 24
+                         || document.body.innerText.includes('Traceback')""",
+                timeout=PAGE_TIMEOUT_MS,
+            )
+            text = pg.inner_text("body")
+            if "Traceback" in text or not pg.query_selector(".latent-explorer"):
+                raise AssertionError("the explorer notebook failed in Voilà:\n" + text[-3000:]
+                                     + "\nbrowser console:\n" + "\n".join(console[-20:]))
             pg.wait_for_timeout(500)
             yield pg
         finally:
@@ -205,7 +211,7 @@ def test_scatter_draws_one_mark_per_sample(page):
     labels = page.eval_on_selector_all(".lw-projection-scatter text", "els => els.map(e => e.textContent)")
     assert {str(i) for i in range(N_SAMPLES)} <= set(labels)  # index labels
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "explorer.png"), full_page=True)
+    page.locator(".latent-explorer").screenshot(path=str(SHOTS / "explorer.png"))
 
 
 def test_dragging_the_alpha_slider_changes_the_mask(page):
@@ -251,8 +257,9 @@ def test_clicking_a_point_changes_the_mask_viewer(page):
     page.mouse.move(dot["cx"], dot["cy"])
     page.wait_for_timeout(600)  # the hover tooltip with the sample's thumbnail
     fig = page.locator(".lw-projection-scatter").bounding_box()
+    top = max(0.0, min(fig["y"], dot["cy"] - 170))  # the tooltip opens above the point
     page.screenshot(path=str(SHOTS / "explorer_tooltip.png"),
-                    clip={"x": fig["x"], "y": fig["y"], "width": fig["width"] + 120, "height": fig["height"]})
+                    clip={"x": fig["x"], "y": top, "width": fig["width"] + 160, "height": fig["y"] + fig["height"] - top})
     page.mouse.click(dot["cx"], dot["cy"])
     page.wait_for_function(
         "([sel, old]) => document.querySelector(sel).src !== old", arg=[".lw-viewer-image", before_image],

@@ -273,7 +273,8 @@ def test_error_encoder_output_the_decoder_does_not_accept() -> None:
     encoder = keras.Model(enc_in, layers.Conv2D(8, 3, strides=4, padding="same")(enc_in))
     dec_in = keras.Input((12, 16, 6), name="latent")
     decoder = keras.Model(dec_in, layers.Softmax()(layers.UpSampling2D(4)(dec_in)))
-    with pytest.raises(LatentModelError, match=r"encoder output shape \(12, 16, 8\) does not fit the decoder's latent input of shape \(12, 16, 6\)"):
+    msg = r"encoder output shape \(12, 16, 8\) does not fit the decoder's latent input of shape \(12, 16, 6\)"
+    with pytest.raises(LatentModelError, match=msg):
         LatentModel(encoder, decoder)
     two = keras.Model([dec_in, keras.Input((4,), name="skip_0")], decoder.outputs)
     with pytest.raises(LatentModelError, match="encoder has 1 output.*decoder takes 2 input"):

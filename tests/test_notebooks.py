@@ -122,3 +122,31 @@ def test_parameters_cell_names_the_common_settings() -> None:
         names = [line.split("=")[0].strip() for line in cell.source.splitlines()
                  if "=" in line and not line.lstrip().startswith("#")]
         assert {"DATA", "IMAGE_SIZE", "WIDTH", "EPOCHS"} <= set(names), f"{path.name}: {names}"
+
+
+@pytest.mark.notebooks
+def test_docs_build_strict_with_rendered_notebooks(executed_dir: Path, tmp_path: Path) -> None:
+    """`mkdocs build --strict` passes, and the notebook pages carry their figures."""
+    import shutil
+    import subprocess
+    import sys
+
+    executed = sorted(executed_dir.glob("*.ipynb"))
+    assert {p.name for p in executed} == EXPECTED, "the notebook tests above must pass first"
+    site_src = tmp_path / "src"
+    shutil.copytree(REPO / "docs", site_src / "docs")
+    shutil.copy(REPO / "mkdocs.yml", site_src / "mkdocs.yml")
+    (site_src / "docs" / "notebooks").mkdir(exist_ok=True)
+    for nb in executed:
+        shutil.copy(nb, site_src / "docs" / "notebooks" / nb.name)
+    mkdocs = Path(sys.executable).with_name("mkdocs")
+    proc = subprocess.run(
+        [str(mkdocs), "build", "--strict", "-f", str(site_src / "mkdocs.yml"), "-d", str(tmp_path / "site")],
+        capture_output=True, text=True, cwd=site_src,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "WARNING" not in proc.stderr, proc.stderr
+    page = (tmp_path / "site" / "notebooks" / "01_segnet_camvid" / "index.html").read_text()
+    assert page.count("data:image/png;base64") >= 3, "the rendered notebook lost its figures"
+    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    assert "LatentModel" in api and "synthetic_road_scenes" in api

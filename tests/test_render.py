@@ -170,3 +170,19 @@ def test_render_and_figures_do_not_import_ipywidgets():
         "sys.exit(1 if bad else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_mask_png_matches_the_rgb_rendering(rng):
+    mask = rng.integers(0, 12, size=(24, 32))
+    png = render.mask_png(mask, CAMVID_PALETTE, scale=2)
+    assert Image.open(io.BytesIO(png)).mode == "P"
+    np.testing.assert_array_equal(decode_png(png), render.upscale(render.colorize(mask, CAMVID_PALETTE), 2))
+    # ids past the palette take its last colour, as in colorize
+    assert decode_png(render.mask_png(np.array([[40]]), PALETTE))[0, 0].tolist() == PALETTE[-1].tolist()
+    # more classes than a PNG colour table holds: RGB fallback, same pixels
+    big = np.tile(PALETTE, (80, 1))
+    np.testing.assert_array_equal(decode_png(render.mask_png(np.array([[300]]), big)), [[big[300]]])
+    with pytest.raises(ValueError):
+        render.mask_png(np.zeros((2, 2, 2), int), PALETTE)
+    with pytest.raises(ValueError, match="integer"):
+        render.mask_png(np.zeros((2, 2)), PALETTE)

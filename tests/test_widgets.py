@@ -131,15 +131,16 @@ def test_scatter_method_switch_reuses_cached_maps(encoding, ds, monkeypatch):
     from latent_widgets import projection
 
     calls = []
-    real = projection.project
+    real = projection.fit_projection
 
     def counting(latents, method="pca", **kw):
         calls.append(method)
         if method == "pca":
             return real(latents, method="pca", **kw)
-        return np.random.default_rng(len(calls)).normal(size=(len(latents), 2))
+        emb = np.random.default_rng(len(calls)).normal(size=(len(latents), 2))
+        return types.SimpleNamespace(embedding_=emb, transform=lambda z: np.zeros((len(z), 2)))
 
-    monkeypatch.setattr(projection, "project", counting)
+    monkeypatch.setattr(projection, "fit_projection", counting)
     sc = ProjectionScatter(encoding.latents, ds)
     pca = sc.points.copy()
     sc.method = "tsne"
@@ -152,6 +153,22 @@ def test_scatter_method_switch_reuses_cached_maps(encoding, ds, monkeypatch):
     assert sc.cached_methods == ("pca", "tsne")
     with pytest.raises(traitlets.TraitError):
         sc.method = "mds"
+
+
+def test_scatter_failed_projection_keeps_the_current_map(encoding, ds, monkeypatch):
+    from latent_widgets import projection
+
+    sc = ProjectionScatter(encoding.latents, ds)
+    before = sc.points.copy()
+
+    def broken(*args, **kwargs):
+        raise ImportError("umap-learn is not installed")
+
+    monkeypatch.setattr(projection, "fit_projection", broken)
+    sc._method_buttons.value = "umap"  # the user clicks "UMAP"
+    assert sc.method == "pca" and sc._method_buttons.value == "pca"
+    np.testing.assert_allclose(sc.points, before)
+    assert sc.errors.messages == ["ImportError: umap-learn is not installed"]
 
 
 def test_scatter_click_selects_through_element_click(scatter):
@@ -403,6 +420,16 @@ def test_slider_fractions_and_neighbours(slider, ds):
     assert slider._neighbor_distances()[0] == pytest.approx(0.0, abs=1e-4)
     slider.alpha = 0.5
     np.testing.assert_allclose(slider.fraction_cursor.x, [0.5, 0.5])
+    # under each step: the nearest real sample's ground truth
+    for k in (0, 5, 11):
+        np.testing.assert_array_equal(png_pixels(slider.neighbor_values[k]),
+                                      shown_mask_pixels(ds.masks[nb[k]], ds.palette, slider.tile_scale))
+    assert slider.n_distinct == len(set(nb.tolist()))
+    assert f"{slider.n_distinct} distinct" in slider._strip_caption.value
+    # the strip's tile widgets are reused for the next path
+    tiles = list(slider.strip_box.children)
+    slider.index_b = 8
+    assert list(slider.strip_box.children) == tiles
 
 
 def test_slider_skip_policies(skip_model, ds):
@@ -452,6 +479,33 @@ def test_slider_async_stale_result_never_replaces_a_newer_one(model, ds, encodin
     s.wait()
     assert s.current_alpha == pytest.approx(s.alphas[4]) and s.image_value == s.strip_values[4]
     s.close()
+
+
+def test_slider_async_result_of_an_old_path_is_never_shown(model, ds, encoding):
+    slow = SlowModel(model, delay=0.2)
+    s = InterpolationSlider(slow, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=True)
+    old = render.mask_png(expected_mask(model, encoding, ds, 1, 17, 0.33), ds.palette, scale=s.scale)
+    shown = []
+    s.image.observe(lambda c: shown.append(bytes(c["new"])), "value")
+    s.alpha = 0.33
+    assert slow.started.wait(5)
+    s.index_b = 5  # while the old path's mask is being decoded
+    s.wait()
+    np.testing.assert_array_equal(s.current_mask, expected_mask(model, encoding, ds, 1, 5, 0.33))
+    assert old != s.image_value and old not in shown
+    s.close()
+
+
+def test_slider_strip_cache_is_bounded(model, ds, encoding):
+    s = InterpolationSlider(model, ds, encoding=encoding, asynchronous=False, max_cached_strips=2)
+    for b in (3, 4, 5):
+        s.index_b = b
+    assert [k[1] for k in s._strips] == [4, 5]
+    calls = model.decode_calls
+    s.index_b = 4
+    assert model.decode_calls == calls
+    s.index_b = 23  # the first strip was dropped: decoded again
+    assert model.decode_calls == calls + 1
 
 
 def test_slider_worker_errors_are_reported(model, ds, encoding):

@@ -119,17 +119,16 @@ class LatentExplorer(View):
             predictions = _predict_all(latent_model, dataset.images)
         self.predictions = np.asarray(predictions)
         latents = np.asarray(encoding.latents)
-        flat = latents.reshape(len(latents), -1)
 
         from ..neighbors import LatentIndex
 
-        self.latent_index = LatentIndex(flat)
+        # One index of the dataset latents: the strip's nearest neighbours.
+        self.latent_index = LatentIndex(latents)
         self.scatter = ProjectionScatter(
-            flat, dataset, method=method, methods=methods, projections=projections,
+            latents, dataset, method=method, methods=methods, projections=projections,
             predictions=self.predictions, splits=splits, gl_threshold=gl_threshold, errors=self.errors,
         )
-        # The scatter places t-SNE / UMAP paths with the same index.
-        self.scatter._projectors["_index"] = self.latent_index
+        self.scatter._index = self.latent_index
         self.viewer = MaskViewer(dataset, latent_model, predictions=self.predictions,
                                  display_width=display_width, errors=self.errors)
         self.slider = InterpolationSlider(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,6 +73,8 @@ class InterpolationSlider(View):
         (built on first use if omitted).
     display_width : int
         Width of the current mask in px; strip tiles are a third of that.
+    max_cached_strips : int
+        Decoded strips kept (least recently used dropped first).
     errors : ErrorSink, optional
 
     Attributes
@@ -103,7 +106,7 @@ class InterpolationSlider(View):
     alpha = traitlets.Float(0.0, min=0.0, max=1.0)
     method = traitlets.Unicode("linear")
     skip_policy = traitlets.Unicode("image")
-    n_steps = traitlets.Int(12, min=2)
+    n_steps = traitlets.Int(12, min=2, max=64)
     strip_version = traitlets.Int(0)
 
     @traitlets.validate("method")
@@ -144,6 +147,7 @@ class InterpolationSlider(View):
         asynchronous: bool = True,
         latent_index: Any = None,
         display_width: int = 256,
+        max_cached_strips: int = 8,
         errors: ErrorSink | None = None,
     ) -> None:
         from ..interpolation import PATH_METHODS, SKIP_POLICIES
@@ -169,7 +173,10 @@ class InterpolationSlider(View):
         if skip_policy not in SKIP_POLICIES:
             raise ValueError(f"skip_policy {skip_policy!r}: choose one of {SKIP_POLICIES}")
 
-        self._strips: dict[tuple, tuple[Any, Any, list[StripStep], np.ndarray]] = {}
+        # Decoded strips by path, least recently used first; bounded because
+        # each holds the strip's probabilities (n_steps x H x W x classes).
+        self._strips: OrderedDict[tuple, tuple[Any, Any, list[StripStep], np.ndarray]] = OrderedDict()
+        self.max_cached_strips = max_cached_strips
         self._strip_key: tuple | None = None
         self._steps: list[StripStep] = []
         self.strip: Any = None
@@ -200,11 +207,11 @@ class InterpolationSlider(View):
         bounded = dict(min=0, max=n - 1, layout=W.Layout(width="130px"), style={"description_width": "20px"})
         self._a_box = W.BoundedIntText(description="A", **bounded)
         self._b_box = W.BoundedIntText(description="B", **bounded)
-        self._method_buttons = W.ToggleButtons(options=list(PATH_METHODS), style={"button_width": "72px"})
+        self._method_buttons = W.ToggleButtons(options=list(PATH_METHODS), style={"button_width": "84px"})
         self._policy_dropdown = W.Dropdown(options=list(SKIP_POLICIES), description="skips",
                                            disabled=not getattr(model, "has_skips", False),
                                            layout=W.Layout(width="170px"), style={"description_width": "38px"})
-        self._steps_box = W.BoundedIntText(min=2, max=48, description="steps", layout=W.Layout(width="120px"),
+        self._steps_box = W.BoundedIntText(min=2, max=64, description="steps", layout=W.Layout(width="120px"),
                                            style={"description_width": "38px"})
         self.slider = W.FloatSlider(min=0.0, max=1.0, step=0.01, description="alpha", continuous_update=True,
                                     readout_format=".2f", layout=W.Layout(width="460px"),
@@ -230,12 +237,17 @@ class InterpolationSlider(View):
             axes=[bq.Axis(scale=self._fx, label="alpha", num_ticks=5, tick_format=".2f"),
                   bq.Axis(scale=self._fy, side="left", label="pixel fraction", num_ticks=5,
                           tick_format=".1f")],
-            fig_margin={"top": 10, "bottom": 40, "left": 50, "right": 10}, display_toolbar=False,
+            fig_margin={"top": 10, "bottom": 40, "left": 50, "right": 20}, display_toolbar=False,
             layout=W.Layout(width="320px", height=f"{max(200, int(h * self.scale) + 40)}px"),
         )
 
         # ---- strip: decoded step over its nearest real neighbour
         self.strip_box = W.GridBox(layout=W.Layout(grid_gap="2px 4px"))
+        self._strip_caption = W.HTML()
+        # (top image, top caption, bottom image, bottom caption, top box, bottom box) per step
+        self._tiles: list[tuple[Any, ...]] = []
+        self.neighbor_values: list[bytes] = []
+        self.n_distinct = 0
         self.widget = W.VBox([
             W.HBox([self._a_box, self._b_box, self._method_buttons, self._policy_dropdown, self._steps_box]),
             W.HBox([self.slider, self._status]),
@@ -244,7 +256,7 @@ class InterpolationSlider(View):
                 labelled(self.image, self._caption),
                 labelled(self.fraction_figure, "class pixel fraction"),
             ]),
-            labelled(self.strip_box, "strip: decoded steps (top) and each step's nearest real sample (bottom)"),
+            labelled(self.strip_box, self._strip_caption),
         ])
 
         # CSS hooks for the browser tests and for styling.
@@ -273,7 +285,7 @@ class InterpolationSlider(View):
     @property
     def image_value(self) -> bytes:
         """PNG bytes of the mask on display."""
-        return self.image.value
+        return bytes(self.image.value)
 
     @property
     def alphas(self) -> np.ndarray:
@@ -304,21 +316,25 @@ class InterpolationSlider(View):
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
-    def decode_alpha(self, alpha: float) -> StripStep:
-        """Decode the path at one ``alpha`` (no caching, no display)."""
+    def decode_alpha(self, alpha: float, key: tuple | None = None) -> StripStep:
+        """Decode the path at one ``alpha`` (no caching, no display).
+
+        ``key`` is ``(index_a, index_b, method, skip_policy, n_steps)``;
+        default: the current path.
+        """
         from ..interpolation import path_inputs
 
-        a, b = self.index_a, self.index_b
+        a, b, method, policy, _ = key or self._key()
         ds, enc = self.dataset, self.encoding
         with self._model_lock:
             latents, skips = path_inputs(
                 self.model, ds.images[a], ds.images[b], np.array([alpha], np.float32),
-                method=self.method, skip_policy=self.skip_policy,
+                method=method, skip_policy=policy,
                 encoding_a=_sample_encoding(enc, a), encoding_b=_sample_encoding(enc, b),
             )
             probs = np.asarray(self.model.decode(latents, skips if self.model.has_skips else None))[0]
         mask = probs.argmax(-1)
-        png = render.to_png(render.colorize(mask, ds.palette), scale=self.scale)
+        png = render.mask_png(mask, ds.palette, scale=self.scale)
         return StripStep(float(alpha), np.asarray(latents)[0], probs, mask, png)
 
     # ------------------------------------------------------------------ strip
@@ -335,8 +351,8 @@ class InterpolationSlider(View):
 
         if self._latent_index is None:
             z = self.encoding.latents
-            self._latent_index = LatentIndex(z.reshape(len(z), -1))
-        return path_neighbors(np.asarray(latents).reshape(len(latents), -1), self._latent_index)
+            self._latent_index = LatentIndex(z)
+        return path_neighbors(np.asarray(latents), self._latent_index)
 
     def _compute_strip(self, key: tuple) -> tuple[Any, Any, list[StripStep], np.ndarray]:
         from ..interpolation import decode_path
@@ -355,7 +371,7 @@ class InterpolationSlider(View):
         latents = np.asarray(result.latents)
         steps = [
             StripStep(float(al), latents[i], probs[i], masks[i],
-                      render.to_png(render.colorize(masks[i], ds.palette), scale=self.scale))
+                      render.mask_png(masks[i], ds.palette, scale=self.scale))
             for i, al in enumerate(np.asarray(result.alphas, np.float64))
         ]
         neighbors = self._neighbors_of(latents)
@@ -364,12 +380,16 @@ class InterpolationSlider(View):
 
     def _update_strip(self) -> None:
         key = self._key()
-        if key not in self._strips:
+        if key in self._strips:
+            self._strips.move_to_end(key)
+        else:
             self._status.value = "<i>decoding strip…</i>"
             try:
                 self._strips[key] = self._compute_strip(key)
             finally:
                 self._status.value = ""
+            while len(self._strips) > max(1, self.max_cached_strips):
+                self._strips.popitem(last=False)
         with self._lock:
             self.strip, self.strip_neighbors, self._steps, self.fractions = self._strips[key]
             self._strip_key = key
@@ -392,23 +412,34 @@ class InterpolationSlider(View):
         self._a_caption.value = f"<b style='font-size:12px'>A = #{a}</b>"
         self._b_caption.value = f"<b style='font-size:12px'>B = #{b}</b>"
         nb, dist = self._neighbor_indices(), self._neighbor_distances()
-        top, bottom = [], []
-        tile = dict(scale=self.tile_scale)
+        n = len(self._steps)
+        # Tile widgets are reused across strips (new widgets per strip would
+        # pile up in the kernel and the page).
+        while len(self._tiles) < n:
+            top_img, top_cap, bottom_img, bottom_cap = (image_pane(self.tile_width), W.HTML(),
+                                                        image_pane(self.tile_width), W.HTML())
+            self._tiles.append((top_img, top_cap, bottom_img, bottom_cap,
+                                W.VBox([top_cap, top_img]), W.VBox([bottom_img, bottom_cap])))
         for i, step in enumerate(self._steps):
-            top.append(labelled(image_pane(self.tile_width, render.to_png(render.colorize(step.mask, ds.palette), **tile)),
-                                f"α={step.alpha:.2f}"))
+            top_img, top_cap, bottom_img, bottom_cap, _, _ = self._tiles[i]
             j = int(nb[i])
-            bottom.append(labelled(image_pane(self.tile_width, render.to_png(render.colorize(ds.masks[j], ds.palette), **tile)),
-                                   W.HTML(f"<span style='font-size:11px;white-space:nowrap'>#{j} d={dist[i]:.2g}</span>")))
-        self.neighbor_values = [t.children[1].value for t in bottom]
-        self.strip_box.layout.grid_template_columns = f"repeat({len(top)}, {self.tile_width}px)"
-        self.strip_box.children = top + bottom
-        fr = self.fractions
+            top_img.value = render.mask_png(step.mask, ds.palette, scale=self.tile_scale)
+            top_cap.value = f"<b style='font-size:12px'>α={step.alpha:.2f}</b>"
+            bottom_img.value = render.mask_png(ds.masks[j], ds.palette, scale=self.tile_scale)
+            bottom_cap.value = f"<span style='font-size:10px;white-space:nowrap'>#{j} d={dist[i]:.2g}</span>"
+        tiles = self._tiles[:n]
+        #: PNG bytes of the nearest real sample's mask under each strip step.
+        self.neighbor_values = [bytes(t[2].value) for t in tiles]
+        self.n_distinct = int(getattr(self.strip_neighbors, "n_distinct", len(set(nb.tolist()))))
+        self._strip_caption.value = (
+            f"<b style='font-size:12px'>strip: {n} decoded steps (top), each over its nearest real sample "
+            f"(bottom, latent distance d): {self.n_distinct} distinct samples</b>"
+        )
+        self.strip_box.layout.grid_template_columns = f"repeat({n}, {self.tile_width}px)"
+        self.strip_box.children = [t[4] for t in tiles] + [t[5] for t in tiles]
         with self.fraction_lines.hold_sync():
-            self.fraction_lines.x = np.asarray([s.alpha for s in self._steps])
-            self.fraction_lines.y = fr.T
-        distinct = getattr(self.strip_neighbors, "n_distinct", len(set(nb.tolist())))
-        self._distinct = int(distinct)
+            self.fraction_lines.x = np.asarray([st.alpha for st in self._steps])
+            self.fraction_lines.y = self.fractions.T
 
     # ------------------------------------------------------------------ alpha
 
@@ -430,24 +461,27 @@ class InterpolationSlider(View):
         if step is not None:
             self._show(step, gen, cached=True)
             return
+        key = self._key()
         if not self.asynchronous:
-            self._show(self._decode_counted(alpha), gen, cached=False)
+            self._show(self._decode_counted(alpha, key), gen, cached=False)
             return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="latent-widgets-decode")
         self._status.value = "<i>decoding…</i>"
-        self._pending = self._executor.submit(self._work, gen, alpha)
+        self._pending = self._executor.submit(self._work, gen, alpha, key)
 
-    def _decode_counted(self, alpha: float) -> StripStep:
-        step = self.decode_alpha(alpha)
+    def _decode_counted(self, alpha: float, key: tuple) -> StripStep:
+        step = self.decode_alpha(alpha, key)
         self.ondemand_decodes += 1
         return step
 
-    def _work(self, gen: int, alpha: float) -> None:
+    def _work(self, gen: int, alpha: float, key: tuple) -> None:
         try:
             if gen != self._generation:
                 return  # a newer request is queued behind this one: skip the decode
-            step = self._decode_counted(alpha)
+            step = self._decode_counted(alpha, key)
+            if key != self._key():
+                return  # the endpoints or path changed meanwhile: a mask of the old path
             self._show(step, gen, cached=False)
         except Exception as exc:  # noqa: BLE001 - the worker has no caller to raise to
             self.errors.report(exc, "InterpolationSlider decode")

@@ -122,12 +122,12 @@ class MaskViewer(View):
     @property
     def values(self) -> dict[str, bytes]:
         """PNG bytes currently shown in each pane."""
-        return {name: pane.value for name, pane in self.panes.items()}
+        return {name: bytes(pane.value) for name, pane in self.panes.items()}
 
     @property
     def image_value(self) -> bytes:
         """PNG bytes of the prediction pane."""
-        return self.panes["prediction"].value
+        return bytes(self.panes["prediction"].value)
 
     def predicted(self, index: int) -> np.ndarray:
         """Predicted mask of sample ``index`` (from ``predictions`` or the model, kept)."""
@@ -209,8 +209,8 @@ class MaskViewer(View):
         self.iou = None if true_mask is None else np.asarray(iou_per_class(pred_mask, true_mask, ds.n_classes), float)
         blank = blank_png(h * s, w * s)
         self.panes["image"].value = blank if image is None else render.to_png(image, scale=s)
-        self.panes["truth"].value = blank if true_mask is None else render.to_png(render.colorize(true_mask, ds.palette), scale=s)
-        self.panes["prediction"].value = render.to_png(render.colorize(pred_mask, ds.palette), scale=s)
+        self.panes["truth"].value = blank if true_mask is None else render.mask_png(true_mask, ds.palette, scale=s)
+        self.panes["prediction"].value = render.mask_png(pred_mask, ds.palette, scale=s)
         self.panes["errors"].value = render.to_png(render.error_map(pred_mask, true_mask, image), scale=s)
         self._draw_overlay()
         if true_mask is None:

@@ -69,8 +69,8 @@ class ProjectionScatter(View):
 
     Parameters
     ----------
-    latents : ndarray, shape (N, ...)
-        One latent per sample (flattened for the projection).
+    latents : ndarray, shape (N, *latent_shape)
+        One latent per sample.
     dataset : SegmentationDataset
         The N samples: images and masks for the tooltip, groups and class
         fractions for the colours.
@@ -80,7 +80,7 @@ class ProjectionScatter(View):
         Methods offered by the selector.
     projections : mapping method -> ndarray (N, 2), optional
         Precomputed maps; others are computed on first use with
-        :func:`latent_widgets.projection.project` (disk-cached) and kept.
+        :func:`latent_widgets.projection.fit_projection` (disk-cached) and kept.
     projection_kwargs : mapping method -> dict, optional
         Extra arguments of each method (perplexity, n_neighbors...).
     predictions : ndarray of int, shape (N, H, W), optional
@@ -123,7 +123,7 @@ class ProjectionScatter(View):
     >>> ds = synthetic_road_scenes(20, size=(48, 64), seed=0)
     >>> z = ds.images.reshape(20, -1)[:, ::97]
     >>> sc = ProjectionScatter(z, ds, projections={"pca": z[:, :2]}, methods=("pca",))
-    >>> sc.points.shape, sc.mark.names[:3]
+    >>> sc.points.shape, sc.mark.names[:3].tolist()
     ((20, 2), ['0', '1', '2'])
     >>> sc.click(4); sc.selected
     4
@@ -173,7 +173,7 @@ class ProjectionScatter(View):
             raise ValueError(f"{self.n} latents for a dataset of {len(dataset)} samples")
         if self.n < 2:
             raise ValueError("a projection needs at least 2 samples")
-        self.latents = z.reshape(self.n, -1).astype(np.float32, copy=False)
+        self.latents = z.astype(np.float32, copy=False)
         self.dataset = dataset
         self.predictions = None if predictions is None else np.asarray(predictions)
         self.splits = None if splits is None else np.asarray([str(s) for s in splits])
@@ -188,6 +188,7 @@ class ProjectionScatter(View):
             if v.shape != (self.n, 2):
                 raise ValueError(f"projection {k!r} has shape {v.shape}, expected ({self.n}, 2)")
         self._projectors: dict[str, Any] = {}
+        self._index: Any = None  # LatentIndex, for maps given without a fitted projection
         self._projection_kwargs = {k: dict(v) for k, v in (projection_kwargs or {}).items()}
         self._thumbs: dict[int, bytes] = {}
         self._iou: np.ndarray | None = None
@@ -256,7 +257,7 @@ class ProjectionScatter(View):
             marks=[self.mark, *self.overlay_marks],
             axes=[bq.Axis(scale=self.x_scale, num_ticks=5, grid_lines="none"),
                   bq.Axis(scale=self.y_scale, side="left", num_ticks=5, grid_lines="none")],
-            fig_margin={"top": 10, "bottom": 30, "left": 45, "right": 10},
+            fig_margin={"top": 10, "bottom": 30, "left": 50, "right": 20},
             layout=W.Layout(width=f"{width}px", height=f"{height}px"),
             min_aspect_ratio=0.01, max_aspect_ratio=100, display_toolbar=False,
         )
@@ -302,7 +303,13 @@ class ProjectionScatter(View):
         self._observe_guarded(self._on_selected, "selected")
         self._observe_guarded(self._on_pan_zoom, "pan_zoom")
         # The traits are the source of truth: link them to the controls.
-        W.link((self, "method"), (self._method_buttons, "value"))
+        # Not a link for the method: when a map fails to compute, the trait
+        # goes back to the drawn map and the buttons must follow, which a
+        # link (busy with the button's change) would not do.
+        # (self.method, not the change's value: a stale notification arrives
+        # after a failed switch has already reverted the trait.)
+        self.observe(lambda _c: setattr(self._method_buttons, "value", self.method), "method")
+        self._method_buttons.observe(self.errors.guard(self._on_method_button), "value")
         W.link((self, "color_by"), (self._color_dropdown, "value"))
         W.link((self, "show_labels"), (self._labels_box, "value"))
         W.link((self, "pan_zoom"), (self._panzoom_button, "value"))
@@ -315,14 +322,21 @@ class ProjectionScatter(View):
         return self._maps[self.method]
 
     def projection(self, method: str) -> np.ndarray:
-        """The map of ``method``, computed on first use and then kept."""
+        """The map of ``method``, computed on first use and then kept.
+
+        Maps come from :func:`latent_widgets.projection.fit_projection`
+        (disk-cached by content hash), which also gives the fitted object
+        that places interpolation paths on the same map.
+        """
         if method not in self._maps:
-            from ..projection import project
+            from ..projection import fit_projection
 
             kw = self._projection_kwargs.get(method, {})
-            pts = np.asarray(project(self.latents, method=method, cache=True, progress=False, **kw), np.float64)
+            proj = fit_projection(self.latents, method=method, cache=True, progress=False, **kw)
+            pts = np.asarray(proj.embedding_, np.float64)
             if pts.shape != (self.n, 2):
                 raise ValueError(f"projection {method!r} returned shape {pts.shape}, expected ({self.n}, 2)")
+            self._projectors[method] = proj
             self._maps[method] = pts
         return self._maps[method]
 
@@ -334,43 +348,24 @@ class ProjectionScatter(View):
     def transform(self, latents: np.ndarray, method: str | None = None) -> np.ndarray:
         """Place new latents (e.g. an interpolation path) on a map, shape (M, 2).
 
-        PCA maps new points exactly with the fitted projector's ``transform``.
-        t-SNE and UMAP maps are cached and computed without keeping their
-        model, and t-SNE has no out-of-sample transform; there a point is put
-        at the distance-weighted mean of the map positions of its 3 nearest
-        samples in latent space, which keeps it consistent with the map
-        that is drawn.
+        Uses the fitted projection's ``transform`` (exact for PCA, UMAP's
+        own, neighbour placement for t-SNE). A map passed in ``projections``
+        has no fitted object; there a latent goes to the distance-weighted
+        mean of the map positions of its 3 nearest samples.
         """
         method = method or self.method
         pts = self.projection(method)
-        z = np.asarray(latents, np.float32).reshape(len(latents), -1)
-        if method == "pca":
-            proj = self._projectors.get(method)
-            if proj is None:
-                from ..projection import make_projection
+        z = np.asarray(latents, np.float32).reshape((len(latents),) + self.latents.shape[1:])
+        proj = self._projectors.get(method)
+        if proj is not None:
+            return np.asarray(proj.transform(z), np.float64)
+        from ..neighbors import LatentIndex
 
-                proj = make_projection("pca", **self._projection_kwargs.get("pca", {}))
-                fitted = np.asarray(proj.fit_transform(self.latents), np.float64)
-                # Same data, same algorithm: only a sign flip per axis can differ.
-                sign = np.sign(np.sum(fitted * pts, axis=0))
-                sign[sign == 0] = 1
-                proj = (proj, sign)
-                self._projectors[method] = proj
-            model, sign = proj
-            return np.asarray(model.transform(z), np.float64) * sign
-        index = self._latent_index()
-        idx, dist = index.query(z, k=min(3, self.n))
-        idx, dist = np.asarray(idx), np.asarray(dist, np.float64)
-        w = 1.0 / np.maximum(dist, 1e-9)
-        return (pts[idx] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
-
-    def _latent_index(self) -> Any:
-        index = self._projectors.get("_index")
-        if index is None:
-            from ..neighbors import LatentIndex
-
-            index = self._projectors["_index"] = LatentIndex(self.latents)
-        return index
+        if self._index is None:
+            self._index = LatentIndex(self.latents)
+        idx, dist = self._index.query(z, k=min(3, self.n))
+        w = 1.0 / np.maximum(np.asarray(dist, np.float64), 1e-9)
+        return (pts[np.asarray(idx)] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
 
     def reset_view(self) -> None:
         """Fit the axes to the map (undo pan and zoom)."""
@@ -384,12 +379,24 @@ class ProjectionScatter(View):
     def _on_pan_zoom(self, change: Mapping[str, Any]) -> None:
         self.figure.interaction = self.panzoom if change["new"] else None
 
+    def _on_method_button(self, change: Mapping[str, Any]) -> None:
+        try:
+            self.method = change["new"]
+        finally:
+            if self._method_buttons.value != self.method:
+                self._method_buttons.value = self.method
+
     def _on_method(self, change: Mapping[str, Any]) -> None:
         method = change["new"]
         if method not in self._maps:
             self._status.value = f"<i>computing {METHOD_LABELS.get(method, method)}…</i>"
         try:
             pts = self.projection(method)
+        except Exception:
+            # Keep showing (and reporting) the map that is drawn.
+            if change.get("old") is not None:
+                self.set_trait("method", change["old"])
+            raise
         finally:
             self._status.value = ""
         with self.mark.hold_sync():
@@ -540,7 +547,7 @@ class ProjectionScatter(View):
     @property
     def tooltip_value(self) -> bytes:
         """PNG bytes currently in the hover tooltip."""
-        return self._tooltip_image.value
+        return bytes(self._tooltip_image.value)
 
     # ------------------------------------------------------------------ path overlay
 
@@ -561,7 +568,7 @@ class ProjectionScatter(View):
         endpoints : (a, b), optional
             Sample indices of the endpoints (marked "A" and "B").
         """
-        self._path_latents = None if latents is None else np.asarray(latents, np.float32).reshape(len(latents), -1)
+        self._path_latents = None if latents is None else np.asarray(latents, np.float32)
         self._path_neighbors = None if neighbors is None else np.asarray(neighbors, int).reshape(-1)
         self._endpoints = endpoints
         self._redraw_overlay()

@@ -1,12 +1,12 @@
-"""Train the zoo SegNet (width 0.25) at 96x128 on CamVid train for 20 epochs and report val figures.
+"""Train a zoo network (SegNet or DeepLabv3+, width 0.25) at 96x128 on CamVid train and report val figures.
 
 This is the run behind the figure in ``docs/training.md``. The trained model
 is cached (``cache_dir("models")``), so running it again, or calling
 :func:`latent_widgets.training.train` with the same arguments from a
 notebook, loads it in a second. Run from the repository root::
 
-    LATENT_WIDGETS_CACHE_DIR=.cache .venv/bin/python benchmarks/train_camvid_segnet.py \\
-        [--camvid ../shared/camvid] [--epochs 20]
+    LATENT_WIDGETS_CACHE_DIR=.cache .venv/bin/python docs/scripts/train_camvid.py \\
+        [--camvid ../shared/camvid] [--epochs 20] [--model segnet|deeplabv3plus]
 
 It prints the validation mean IoU (11 classes, "Unlabelled" ignored), the
 pixel accuracy, and the pixel accuracy of always predicting the most
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 __all__ = ["main"]
@@ -34,21 +34,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--model", choices=("segnet", "deeplabv3plus"), default="segnet")
     args = parser.parse_args(argv)
 
     import numpy as np
 
     from latent_widgets import load_camvid
     from latent_widgets.cache import cache_dir
-    from latent_widgets.models import segnet
+    from latent_widgets.models import deeplabv3_plus, segnet
     from latent_widgets.training import evaluate, train
 
     size = (96, 128)
     train_data = load_camvid(args.camvid, "train", size=size)
     val_data = load_camvid(args.camvid, "val", size=size)
-    model = segnet(train_data.n_classes, (*size, 3), width=args.width)
+    if args.model == "segnet":
+        model = segnet(train_data.n_classes, (*size, 3), width=args.width)
+    else:
+        model = deeplabv3_plus(train_data.n_classes, (*size, 3), backbone_width=args.width)
     print(f"{len(train_data)} train / {len(val_data)} val images at {size[0]}x{size[1]}; "
-          f"segnet width {args.width}: {model.count_params():,} parameters; cache {cache_dir('models')}")
+          f"{args.model} width {args.width}: {model.count_params():,} parameters; cache {cache_dir('models')}")
     t0 = time.perf_counter()
     result = train(
         model,

@@ -1,0 +1,179 @@
+"""Nearest neighbours against a brute-force Python loop (latent_widgets.neighbors)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from latent_widgets.neighbors import (
+    LatentIndex,
+    knn,
+    pairwise_distances,
+    path_neighbors,
+    recall_at_k,
+)
+
+
+def brute_knn(queries, data, k, metric="euclidean", exclude=None):
+    """The reference: a float64 loop over every pair, sorted by (distance, index)."""
+    q = np.asarray(queries, np.float64).reshape(len(queries), -1)
+    x = np.asarray(data, np.float64).reshape(len(data), -1)
+    idx, dist = [], []
+    for i, qi in enumerate(q):
+        row = []
+        for j, xj in enumerate(x):
+            if exclude is not None and exclude[i] == j:
+                continue
+            if metric == "euclidean":
+                d = math.sqrt(float(((qi - xj) ** 2).sum()))
+            else:
+                nq, nx = np.linalg.norm(qi), np.linalg.norm(xj)
+                d = 1.0 - (float(qi @ xj) / (nq * nx) if nq > 0 and nx > 0 else 0.0)
+                d = min(max(d, 0.0), 2.0)
+            row.append((d, j))
+        row.sort()
+        idx.append([j for _, j in row[:k]])
+        dist.append([d for d, _ in row[:k]])
+    return np.array(idx), np.array(dist)
+
+
+@pytest.mark.parametrize(
+    "n, shape, dtype",
+    [(50, (7,), np.float64), (33, (4, 3, 2), np.float32), (120, (900,), np.float32), (5, (2, 2), np.float64)],
+)
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_exact_knn_matches_brute_force(rng, n, shape, dtype, metric, k):
+    data = rng.normal(size=(n, *shape)).astype(dtype)
+    queries = rng.normal(size=(6, *shape)).astype(dtype)
+    queries[0] = data[2]  # a query that is a dataset point
+    idx, dist = LatentIndex(data, metric).query(queries, k=k)
+    want_idx, want_dist = brute_knn(queries, data, k, metric)
+    assert idx.dtype == np.int64 and dist.dtype == np.float64
+    assert idx.shape == dist.shape == (6, k)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_allclose(dist, want_dist, rtol=1e-10, atol=1e-12)
+
+
+def test_ties_lowest_index_first():
+    data = np.array([[2.0], [0.0], [1.0], [2.0], [0.0], [1.0]], np.float32)
+    idx, dist = LatentIndex(data).query(np.array([[1.0]], np.float32), k=4)
+    # distance 0: 2, 5; distance 1: 0, 1, 3, 4 -> lower indices first
+    assert idx.tolist() == [[2, 5, 0, 1]]
+    assert dist.tolist() == [[0.0, 0.0, 1.0, 1.0]]
+    grid = np.array([[x, y] for x in range(5) for y in range(5)], np.float32)
+    idx, _ = knn(np.array([[2.0, 2.0]]), grid, k=5)
+    want, _ = brute_knn(np.array([[2.0, 2.0]]), grid, 5)
+    assert idx.tolist() == want.tolist() == [[12, 7, 11, 13, 17]]
+
+
+def test_float32_cancellation_is_refined(rng):
+    # Latents with a large common offset: ||q||^2 + ||x||^2 - 2 q.x in float32
+    # alone loses the small differences that decide the ranking.
+    base = rng.normal(size=(1, 2000)) * 1e3
+    data = (base + rng.normal(size=(80, 2000))).astype(np.float32)
+    queries = (base + rng.normal(size=(10, 2000))).astype(np.float32)
+    idx, dist = LatentIndex(data).query(queries, k=5)
+    want_idx, want_dist = brute_knn(queries, data, 5)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_allclose(dist, want_dist, rtol=1e-12)
+
+
+def test_query_forms_and_errors(rng):
+    data = rng.normal(size=(20, 3, 4)).astype(np.float32)
+    index = LatentIndex(data)
+    one = index.query(data[5])  # a single latent of the original shape
+    assert one[0].tolist() == [[5]] and one[1][0, 0] == 0.0
+    flat = index.query(data[5].reshape(1, -1))
+    assert flat[0].tolist() == [[5]]
+    with pytest.raises(ValueError, match="features per latent"):
+        index.query(np.zeros((1, 5), np.float32))
+    with pytest.raises(ValueError, match="k must be in 1..20"):
+        index.query(data[:1], k=21)
+    with pytest.raises(ValueError, match="metric"):
+        LatentIndex(data, metric="manhattan")
+    assert len(index) == 20 and index.n_features == 12 and "exact" in repr(index)
+
+
+def test_self_query_and_exclude(rng):
+    data = rng.normal(size=(40, 6))
+    data[7] = data[3]  # a duplicate: its nearest other point is at distance 0
+    idx, dist = LatentIndex(data).self_query(k=3)
+    want_idx, want_dist = brute_knn(data, data, 3, exclude=np.arange(40))
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_allclose(dist, want_dist, atol=1e-12)
+    assert idx[3, 0] == 7 and idx[7, 0] == 3 and dist[3, 0] == 0.0
+    assert LatentIndex(data).nn_distance_scale() == pytest.approx(np.median(want_dist[:, 0]))
+
+
+def test_cosine_zero_vector():
+    data = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    idx, dist = LatentIndex(data, "cosine").query(np.array([[3.0, 0.1]]), k=3)
+    assert idx.tolist() == [[1, 2, 0]]
+    assert dist[0, 2] == 1.0  # a zero vector has cosine 0 to anything
+    np.testing.assert_allclose(dist, brute_knn([[3.0, 0.1]], data, 3, "cosine")[1], atol=1e-15)
+
+
+def clustered(rng, n=3000, d=48, centres=30):
+    c = rng.normal(size=(centres, d)) * 4
+    return (c[rng.integers(0, centres, n)] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+def test_approximate_svd_recall(rng):
+    data = clustered(rng)
+    index = LatentIndex(data, approximate="auto", threshold=10_000)  # 3000 x 48 is above it
+    assert index.approximate and index.backend == "svd"
+    assert index.recall_ is not None and index.recall_ >= 0.9
+    queries = data[:100] + rng.normal(size=(100, data.shape[1])).astype(np.float32) * 0.1
+    got, got_d = index.query(queries, k=10)
+    want, want_d = index.query(queries, k=10, exact=True)
+    assert recall_at_k(got, want) >= 0.9
+    # the approximate neighbours come with exact distances, nearest first
+    assert np.all(np.diff(got_d, axis=1) >= 0)
+    assert np.all(got_d[:, 0] >= want_d[:, 0] - 1e-9)
+    assert not LatentIndex(data, approximate="auto").approximate  # default threshold: exact
+
+
+@pytest.mark.slow
+def test_approximate_pynndescent_recall(rng):
+    # The first NN-descent build in a process compiles with numba (a minute or more).
+    data = clustered(rng, n=2000, d=16)
+    index = LatentIndex(data, approximate=True, backend="pynndescent", recall_queries=100)
+    assert index.recall_ >= 0.9
+    got, _ = index.query(data[:50], k=5, exclude=np.arange(50))
+    want, _ = index.query(data[:50], k=5, exclude=np.arange(50), exact=True)
+    assert recall_at_k(got, want) >= 0.9
+
+
+def test_recall_at_k():
+    assert recall_at_k(np.array([[0, 1], [2, 5]]), np.array([[1, 0], [2, 3]])) == 0.75
+    assert recall_at_k(np.array([1, 2]), np.array([1, 3])) == 0.5
+
+
+def test_path_neighbors(rng):
+    data = rng.normal(size=(30, 8)).astype(np.float32)
+    path = np.linspace(0, 1, 12)[:, None] * (data[4] - data[9]) + data[9]
+    pn = path_neighbors(path, data)
+    assert pn.indices[0] == 9 and pn.indices[-1] == 4
+    assert pn.distances[0] == 0.0 and pn.distances[-1] == pytest.approx(0.0, abs=1e-6)
+    want, want_d = brute_knn(path, data, 1)
+    np.testing.assert_array_equal(pn.indices, want[:, 0])
+    np.testing.assert_allclose(pn.distances, want_d[:, 0], atol=1e-6)
+    assert pn.n_distinct == len(set(want[:, 0].tolist()))
+    assert path_neighbors(path, LatentIndex(data)).n_distinct == pn.n_distinct
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_pairwise_distances_match_scipy(rng, metric):
+    x = rng.normal(size=(25, 3, 7)).astype(np.float32)
+    y = rng.normal(size=(9, 21))
+    got = pairwise_distances(x, metric=metric)
+    want = cdist(x.reshape(25, -1).astype(np.float64), x.reshape(25, -1).astype(np.float64), metric)
+    np.testing.assert_allclose(got, want, atol=1e-9)
+    assert np.all(np.diag(got) == 0) and np.array_equal(got, got.T)
+    np.testing.assert_allclose(
+        pairwise_distances(x, y, metric=metric), cdist(x.reshape(25, -1).astype(np.float64), y, metric), atol=1e-9
+    )

@@ -1,0 +1,242 @@
+"""Projections and their quality figures against references (latent_widgets.projection)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import pdist
+from threadpoolctl import threadpool_limits
+
+from latent_widgets import projection as P
+from latent_widgets.cache import cache_dir
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # scikit-learn's Barnes-Hut t-SNE runs OpenMP threads; on a shared 2-core
+    # machine their synchronisation makes a 60-point map take seconds, not ms.
+    with threadpool_limits(1):
+        yield
+
+
+def blobs(rng, n_per=15, centres=3, shape=(2, 3, 4), sep=6.0):
+    c = rng.normal(size=(centres, int(np.prod(shape)))) * sep
+    groups = np.repeat(np.arange(centres), n_per)
+    x = c[groups] + rng.normal(size=(len(groups), c.shape[1]))
+    return x.reshape(len(groups), *shape).astype(np.float32), groups
+
+
+def same_up_to_sign(a, b, **tol):
+    signs = np.sign(np.sum(a * b, axis=0))
+    np.testing.assert_allclose(a * signs, b, **tol)
+
+
+# ----------------------------------------------------------------------------- PCA
+
+
+def test_pca_matches_numpy_svd(rng):
+    x = rng.normal(size=(40, 3, 4, 2)) * np.linspace(0.1, 3, 24).reshape(3, 4, 2)
+    flat = x.reshape(40, -1)
+    centred = flat - flat.mean(0)
+    u, s, vt = np.linalg.svd(centred, full_matrices=False)
+    pca = P.PCAProjection().fit(x)
+    same_up_to_sign(pca.embedding_, u[:, :2] * s[:2], atol=1e-9)
+    # transform is the same linear map: exact on the training points and on new ones
+    np.testing.assert_allclose(pca.transform(x), pca.embedding_, atol=1e-9)
+    new = rng.normal(size=(5, 3, 4, 2))
+    same_up_to_sign(pca.transform(new), (new.reshape(5, -1) - flat.mean(0)) @ vt[:2].T, atol=1e-9)
+    assert pca.transform(new[0]).shape == (1, 2)
+
+
+def test_pca_feature_options(rng):
+    x = rng.normal(size=(30, 4, 5, 6)).astype(np.float32) * rng.uniform(0.1, 5, size=6)
+    gap = x.mean(axis=(1, 2), dtype=np.float64)
+    same_up_to_sign(P.PCAProjection(features="gap").fit_transform(x),
+                    P.PCAProjection().fit_transform(gap), rtol=1e-5, atol=1e-6)
+    flat = x.reshape(30, -1).astype(np.float64)
+    z = (flat - flat.mean(0)) / flat.std(0)
+    same_up_to_sign(P.PCAProjection(standardize=True).fit_transform(x),
+                    P.PCAProjection().fit_transform(z), rtol=1e-4, atol=1e-4)
+    # a PCA pre-reduction keeps the top directions, so PCA after it is PCA
+    same_up_to_sign(P.PCAProjection(pca_dims=10).fit_transform(x),
+                    P.PCAProjection().fit_transform(x), rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="gap"):
+        P.PCAProjection(features="gap").fit(flat)
+    with pytest.raises(ValueError, match="features"):
+        P.PCAProjection(features="max")
+
+
+def test_make_projection_and_errors(rng):
+    assert isinstance(P.make_projection("PCA"), P.PCAProjection)
+    assert isinstance(P.make_projection("tsne", pca_dims=5), P.TSNEProjection)
+    with pytest.raises(ValueError, match=r"'pca', 'tsne', 'umap'"):
+        P.make_projection("isomap")
+    with pytest.raises(ValueError, match="not fitted"):
+        P.PCAProjection().transform(np.zeros((1, 3)))
+    pca = P.PCAProjection().fit(rng.normal(size=(10, 2, 3)))
+    with pytest.raises(ValueError, match="like the fitted"):
+        pca.transform(np.zeros((1, 3, 2)))
+
+
+# ----------------------------------------------------------------------------- t-SNE
+
+
+def test_tsne_deterministic_and_placement(rng):
+    x, groups = blobs(rng)
+    kw = dict(pca_dims=10, max_iter=250)
+    a = P.TSNEProjection(**kw).fit(x)
+    b = P.TSNEProjection(**kw).fit_transform(x)
+    assert np.array_equal(a.embedding_, b)
+    assert a.pre_pca_ is not None and a.pre_pca_.n_components_ == 10
+    # a training latent lands on its own point, bit for bit
+    np.testing.assert_array_equal(a.transform(x[[3, 20]]), a.embedding_[[3, 20]])
+    # a slightly moved one lands in its own cluster on the map
+    moved = x + rng.normal(size=x.shape).astype(np.float32) * 0.05
+    placed = a.transform(moved)
+    centroids = np.stack([a.embedding_[groups == g].mean(0) for g in range(3)])
+    nearest = np.argmin(((placed[:, None] - centroids[None]) ** 2).sum(-1), axis=1)
+    assert (nearest == groups).mean() >= 0.95
+    own = np.linalg.norm(placed - a.embedding_, axis=1)
+    assert np.median(own) < 0.2 * np.median(pdist(a.embedding_))
+
+
+def test_perplexity_weights():
+    d = np.array([[0.0, 1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0, 5.0]])
+    w = P._perplexity_weights(d, 3.0)
+    np.testing.assert_allclose(w.sum(1), 1.0)
+    h = -(w * np.log(w)).sum(1)
+    np.testing.assert_allclose(np.exp(h), 3.0, rtol=1e-6)
+    assert np.all(np.diff(w[1]) < 0)  # nearer neighbours weigh more
+
+
+# ----------------------------------------------------------------------------- UMAP
+
+
+def test_umap_deterministic_and_transform(rng):
+    x, _ = blobs(rng, n_per=12)
+    kw = dict(n_epochs=60)
+    a = P.UMAPProjection(**kw).fit(x)
+    b = P.UMAPProjection(**kw).fit_transform(x)
+    assert np.array_equal(a.embedding_, b) and b.shape == (36, 2)
+    np.testing.assert_array_equal(a.transform(x[:2]), a.embedding_[:2])
+    new = a.transform(x[:3] + 0.1)
+    assert new.shape == (3, 2) and np.isfinite(new).all()
+
+
+# ----------------------------------------------------------------------------- project / cache
+
+
+def test_project_caches_by_content(rng):
+    x = rng.normal(size=(20, 3, 3)).astype(np.float32)
+    before = set(cache_dir("projections").glob("*.npz"))
+    y1 = P.project(x, "pca", progress=False)
+    added = set(cache_dir("projections").glob("*.npz")) - before
+    assert len(added) == 1
+    y2 = P.project(x, "pca", progress=False)
+    assert np.array_equal(y1, y2) and y1.dtype == np.float64
+    assert len(set(cache_dir("projections").glob("*.npz")) - before) == 1  # a hit, not a new entry
+    P.project(x, "pca", progress=False, standardize=True)  # other parameters: another entry
+    P.project(x + 1, "pca", progress=False)  # other latents: another entry
+    assert len(set(cache_dir("projections").glob("*.npz")) - before) == 3
+    same = P.project(x, "pca", cache=False, progress=False)
+    assert np.array_equal(same, y1)
+
+
+def test_fit_projection_reuses_cached_tsne(rng):
+    x, _ = blobs(rng, n_per=10)
+    y = P.project(x, "tsne", progress=False, max_iter=250)
+    proj = P.fit_projection(x, "tsne", progress=False, max_iter=250)
+    assert not hasattr(proj, "tsne_")  # the map came from the cache, no refit
+    assert np.array_equal(proj.embedding_, y)
+    np.testing.assert_array_equal(proj.transform(x[:2]), y[:2])
+
+
+# ----------------------------------------------------------------------------- quality
+
+
+@pytest.mark.parametrize("shape, k", [((50, 6), 5), ((40, 30), 3), ((36, 2, 3, 50), 10)])
+def test_trustworthiness_equals_sklearn(rng, shape, k):
+    from sklearn.manifold import trustworthiness as sk_trust
+
+    x = rng.normal(size=shape).astype(np.float32 if len(shape) > 2 else np.float64)
+    y = rng.normal(size=(shape[0], 2)) + x.reshape(shape[0], -1)[:, :2]
+    got = P.trustworthiness(x, y, n_neighbors=k)
+    want = sk_trust(x.reshape(shape[0], -1), y, n_neighbors=k)
+    assert got == pytest.approx(want, abs=1e-12)
+    assert P.trustworthiness(x, x.reshape(shape[0], -1), n_neighbors=k) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="n_samples / 2"):
+        P.trustworthiness(x, y, n_neighbors=shape[0] // 2)
+
+
+def test_knn_preservation_brute_force(rng):
+    x = rng.normal(size=(30, 8))
+    y = x[:, :2] + rng.normal(size=(30, 2)) * 0.5
+    k = 4
+    dx = ((x[:, None] - x[None]) ** 2).sum(-1)
+    dy = ((y[:, None] - y[None]) ** 2).sum(-1)
+    np.fill_diagonal(dx, np.inf)
+    np.fill_diagonal(dy, np.inf)
+    want = np.mean([len(set(np.argsort(dx[i])[:k]) & set(np.argsort(dy[i])[:k])) / k for i in range(30)])
+    assert P.knn_preservation(x, y, k) == pytest.approx(want)
+    assert P.knn_preservation(x, 2 * x + 3, k) == 1.0
+
+
+def test_ranges_and_spread(rng):
+    y = rng.normal(size=(50, 2)) * [3.0, 0.5]
+    r = P.coordinate_ranges(y)
+    assert r.shape == (2, 2) and r.tolist() == [[y[:, 0].min(), y[:, 0].max()], [y[:, 1].min(), y[:, 1].max()]]
+    grid = np.stack(np.meshgrid(np.arange(10.0), np.arange(10.0)), -1).reshape(-1, 2)
+    assert P.spread(grid) == pytest.approx(1.0 / np.median(pdist(grid)))  # every NN is 1 apart
+    assert P.spread(1e5 * grid - 3) == pytest.approx(P.spread(grid))
+    clumps = np.repeat(np.array([[0.0, 0.0], [100.0, 0.0]]), 20, axis=0) + rng.normal(size=(40, 2)) * 0.1
+    assert P.spread(clumps) < 0.01 < P.spread(grid)
+
+
+def test_group_separation_references(rng):
+    from sklearn.metrics import silhouette_score
+
+    y = rng.normal(size=(40, 2))
+    g = rng.integers(0, 3, 40)
+    y[g == 1] += 4
+    s = P.group_separation(y, g, k=5)
+    assert s["silhouette"] == pytest.approx(silhouette_score(y, g))
+    d = ((y[:, None] - y[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    nb = np.argsort(d, axis=1, kind="stable")[:, :5]
+    assert s["knn_agreement"] == pytest.approx((g[nb] == g[:, None]).mean())
+    counts = np.bincount(g)
+    assert s["knn_chance"] == pytest.approx((counts * (counts - 1)).sum() / (40 * 39))
+    assert np.isnan(P.group_separation(y, np.zeros(40, int), k=5)["silhouette"])
+
+
+def test_quality_table_one_call(rng):
+    x, groups = blobs(rng, n_per=12)
+    rows = P.quality_table(x, groups, methods=("pca", "tsne"), k=5, include_latent=True,
+                           method_kwargs={"tsne": {"max_iter": 250}}, progress=False)
+    assert [r["method"] for r in rows] == ["latent", "pca", "tsne"]
+    for r in rows[1:]:
+        y = P.project(x, r["method"], progress=False, **({"max_iter": 250} if r["method"] == "tsne" else {}))
+        assert r["trustworthiness"] == pytest.approx(P.trustworthiness(x, y, 5))
+        assert r["knn_preservation"] == pytest.approx(P.knn_preservation(x, y, 5))
+        assert r["spread"] == pytest.approx(P.spread(y))
+        assert [[r["x_min"], r["x_max"]], [r["y_min"], r["y_max"]]] == P.coordinate_ranges(y).tolist()
+        assert r["knn_agreement"] > 0.8 > 0.4 > r["knn_chance"] and r["seconds"] >= 0
+    table = P.format_table(rows)
+    assert table.splitlines()[0].startswith("| method | seconds | trustworthiness")
+    assert len(table.splitlines()) == 5
+
+
+def test_analysis_modules_stay_light():
+    # No widget or TensorFlow import from the analysis modules, even when UMAP is loaded.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import latent_widgets.projection as p, latent_widgets.neighbors, latent_widgets.metrics\n"
+        "import latent_widgets.interpolation, latent_widgets.attributes\n"
+        "p._import_umap()\n"
+        "bad = [m for m in ('tensorflow', 'keras', 'ipywidgets', 'bqplot') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
