@@ -213,7 +213,9 @@ def analogy(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return out
 
 
-def apply_attribute(latent: np.ndarray, vector: np.ndarray, ts: float | Sequence[float] | np.ndarray) -> np.ndarray:
+def apply_attribute(
+    latent: np.ndarray, vector: np.ndarray, ts: float | Sequence[float] | np.ndarray
+) -> np.ndarray:
     """``latent + t * vector`` for each ``t``, shape ``(T, *latent_shape)``.
 
     ``latent`` may carry a batch axis of 1.

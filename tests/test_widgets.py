@@ -415,9 +415,9 @@ def test_slider_fractions_and_neighbours(slider, ds):
 
     np.testing.assert_allclose(slider.fractions, class_fractions(slider.strip.masks, ds.n_classes))
     np.testing.assert_allclose(slider.fraction_lines.y, slider.fractions.T)
-    nb = slider._neighbor_indices()
+    nb = slider.neighbor_indices
     assert nb[0] == 1 and nb[-1] == 17  # the endpoints are their own nearest samples
-    assert slider._neighbor_distances()[0] == pytest.approx(0.0, abs=1e-4)
+    assert slider.neighbor_distances[0] == pytest.approx(0.0, abs=1e-4)
     slider.alpha = 0.5
     np.testing.assert_allclose(slider.fraction_cursor.x, [0.5, 0.5])
     # under each step: the nearest real sample's ground truth

@@ -126,9 +126,9 @@ class LatentExplorer(View):
         self.latent_index = LatentIndex(latents)
         self.scatter = ProjectionScatter(
             latents, dataset, method=method, methods=methods, projections=projections,
-            predictions=self.predictions, splits=splits, gl_threshold=gl_threshold, errors=self.errors,
+            predictions=self.predictions, splits=splits, gl_threshold=gl_threshold,
+            latent_index=self.latent_index, errors=self.errors,
         )
-        self.scatter._index = self.latent_index
         self.viewer = MaskViewer(dataset, latent_model, predictions=self.predictions,
                                  display_width=display_width, errors=self.errors)
         self.slider = InterpolationSlider(
@@ -173,7 +173,7 @@ class LatentExplorer(View):
 
     def _on_strip(self, _change: Any) -> None:
         s = self.slider
-        self.scatter.show_path(np.asarray(s.strip.latents), s._neighbor_indices(), (s.index_a, s.index_b))
+        self.scatter.show_path(np.asarray(s.strip.latents), s.neighbor_indices, (s.index_a, s.index_b))
         self.scatter.set_current(s.alpha)
 
     def _on_alpha(self, change: Mapping[str, Any]) -> None:

@@ -334,6 +334,8 @@ class InterpolationSlider(View):
             )
             probs = np.asarray(self.model.decode(latents, skips if self.model.has_skips else None))[0]
         mask = probs.argmax(-1)
+        if probs.shape[-1] <= 256:  # as decode_path does; also spares mask_png a cast
+            mask = mask.astype(np.uint8)
         png = render.mask_png(mask, ds.palette, scale=self.scale)
         return StripStep(float(alpha), np.asarray(latents)[0], probs, mask, png)
 
@@ -396,11 +398,15 @@ class InterpolationSlider(View):
         self._draw_strip()
         self.strip_version += 1
 
-    def _neighbor_indices(self) -> np.ndarray:
+    @property
+    def neighbor_indices(self) -> np.ndarray:
+        """Index of the nearest real sample of each strip step, shape (n_steps,)."""
         idx = np.asarray(self.strip_neighbors.indices)
         return idx[:, 0] if idx.ndim == 2 else idx
 
-    def _neighbor_distances(self) -> np.ndarray:
+    @property
+    def neighbor_distances(self) -> np.ndarray:
+        """Latent distance of each strip step to its nearest real sample."""
         d = np.asarray(self.strip_neighbors.distances, np.float64)
         return d[:, 0] if d.ndim == 2 else d
 
@@ -411,7 +417,7 @@ class InterpolationSlider(View):
         self._b_image.value = render.to_png(ds.images[b], scale=self.tile_scale)
         self._a_caption.value = f"<b style='font-size:12px'>A = #{a}</b>"
         self._b_caption.value = f"<b style='font-size:12px'>B = #{b}</b>"
-        nb, dist = self._neighbor_indices(), self._neighbor_distances()
+        nb, dist = self.neighbor_indices, self.neighbor_distances
         n = len(self._steps)
         # Tile widgets are reused across strips (new widgets per strip would
         # pile up in the kernel and the page).

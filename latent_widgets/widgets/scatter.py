@@ -96,6 +96,9 @@ class ProjectionScatter(View):
     gl_threshold : int
         Above this many points use bqplot-gl's ``ScatterGL`` when installed
         (the SVG scatter otherwise, with a warning).
+    latent_index : LatentIndex, optional
+        Index of ``latents``, to place paths on maps given in
+        ``projections`` (built on first use if omitted).
     errors : ErrorSink, optional
         Where callback exceptions go (the explorer passes its own).
     width, height : int
@@ -163,6 +166,7 @@ class ProjectionScatter(View):
         color_by: str | None = None,
         show_labels: bool | None = None,
         gl_threshold: int = DEFAULT_GL_THRESHOLD,
+        latent_index: Any = None,
         errors: ErrorSink | None = None,
         width: int = 520,
         height: int = 460,
@@ -188,7 +192,7 @@ class ProjectionScatter(View):
             if v.shape != (self.n, 2):
                 raise ValueError(f"projection {k!r} has shape {v.shape}, expected ({self.n}, 2)")
         self._projectors: dict[str, Any] = {}
-        self._index: Any = None  # LatentIndex, for maps given without a fitted projection
+        self._index: Any = latent_index  # LatentIndex, for maps given without a fitted projection
         self._projection_kwargs = {k: dict(v) for k, v in (projection_kwargs or {}).items()}
         self._thumbs: dict[int, bytes] = {}
         self._iou: np.ndarray | None = None
@@ -264,6 +268,7 @@ class ProjectionScatter(View):
 
         # CSS hooks for the browser tests and for styling.
         self.figure.add_class("lw-projection-scatter")
+        self.tooltip.add_class("lw-tooltip")
         self._method_buttons = W.ToggleButtons(
             options=[(METHOD_LABELS.get(m, m), m) for m in self.methods], value=method,
             style={"button_width": "64px"},
