@@ -255,11 +255,9 @@ class SegmentationDataset:
 
     def class_fractions(self) -> np.ndarray:
         """Per-sample pixel fraction of each class, shape ``(N, n_classes)``."""
-        n, h, w = self.masks.shape
-        offsets = (np.arange(n) * self.n_classes)[:, None]
-        flat = (self.masks.reshape(n, -1).astype(np.int64) + offsets).ravel()
-        counts = np.bincount(flat, minlength=n * self.n_classes).reshape(n, self.n_classes)
-        return counts / float(h * w)
+        from .metrics import class_fractions
+
+        return class_fractions(self.masks, self.n_classes)
 
     def content_hash(self) -> str:
         """A hash of the images, masks and class names (a cache key)."""
