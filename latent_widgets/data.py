@@ -132,6 +132,8 @@ class SegmentationDataset:
     group_names : sequence of str, optional
         Name of each group id.
 
+    Notes
+    -----
     Indexing with an int returns a :class:`Sample`; with a slice, a list of
     ints or a boolean mask it returns a new dataset with those samples.
 

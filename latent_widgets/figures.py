@@ -12,7 +12,9 @@
 
 Figures are built on :class:`matplotlib.figure.Figure` directly rather than
 through ``pyplot``, so making one never opens a window, leaks a global
-figure or depends on the notebook backend. Colours come from
+figure or depends on the notebook backend; they are :class:`PaperFigure`
+objects, which display themselves in Jupyter (a PNG ``_repr_png_``) without
+``pyplot`` or ``%matplotlib inline``. Colours come from
 :mod:`latent_widgets.render`, so a figure matches the widget pixel for pixel.
 
 Examples
@@ -38,12 +40,33 @@ from matplotlib.patches import Patch
 from . import render
 
 __all__ = [
+    "PaperFigure",
     "annotated_scatter",
     "interpolation_strip",
     "mask_triptych",
     "save",
     "strip_from_path",
 ]
+
+
+
+class PaperFigure(Figure):
+    """A :class:`matplotlib.figure.Figure` that shows itself in Jupyter as a PNG.
+
+    Examples
+    --------
+    >>> fig = PaperFigure(figsize=(1, 1))
+    >>> fig._repr_png_()[1:4]
+    b'PNG'
+    """
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=self.dpi)
+        return buf.getvalue()
+
 
 # Above this many points index labels overlap into a grey blob; callers can
 # still force them with labels=True.
@@ -63,7 +86,7 @@ def _class_legend(fig: Figure, palette: np.ndarray, class_names: Sequence[str] |
             label = f"{name} ({iou[c]:.2f})"
         handles.append(Patch(facecolor=np.asarray(palette[c]) / 255.0, edgecolor="0.3", label=label))
     if handles:
-        fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=7,
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(6, len(handles)), fontsize=7,
                    frameon=False, handlelength=1.0, columnspacing=1.0)
 
 
@@ -127,7 +150,7 @@ def annotated_scatter(
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ValueError(f"points must have shape (N, 2), got {pts.shape}")
     n = len(pts)
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = PaperFigure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot()
     size = 18 if n < 500 else 6
     if values is None:
@@ -244,7 +267,7 @@ def interpolation_strip(
     rows = 1 + (neighbor_masks is not None)
     cols = n + (2 if endpoint_images is not None else 0)
     h, w = masks.shape[1:3]
-    fig = Figure(figsize=(tile_width * cols, tile_width * h / w * rows + 0.9 + (0.3 if class_names else 0)),
+    fig = PaperFigure(figsize=(tile_width * cols, tile_width * h / w * rows + 0.9 + (0.3 if class_names else 0)),
                  layout="constrained")
     grid = fig.add_gridspec(rows, cols)
     offset = 1 if endpoint_images is not None else 0
@@ -357,7 +380,7 @@ def mask_triptych(
     panels.append((render.colorize(pred_mask, palette), "prediction"))
     if error:
         panels.append((render.error_map(pred_mask, true_mask, image), "errors"))
-    fig = Figure(figsize=(tile_width * len(panels), tile_width * h / w + 0.6 + (0.5 if class_names else 0)),
+    fig = PaperFigure(figsize=(tile_width * len(panels), tile_width * h / w + 0.6 + (0.5 if class_names else 0)),
                  layout="constrained")
     for k, (pixels, caption) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)

@@ -178,9 +178,8 @@ def class_weights(
         SegNet): ``w_c = median(f) / f_c`` with ``f_c`` the pixel frequency of
         class ``c`` in the images where it appears. ``None``: all ones.
     ignore_class : int, optional
-        Gets weight 0 (e.g. CamVid's "Unlabelled", 11).
-
-    Classes absent from the dataset get weight 0.
+        Gets weight 0 (e.g. CamVid's "Unlabelled", 11). Classes absent
+        from the dataset get weight 0 too.
 
     Examples
     --------
