@@ -59,7 +59,8 @@ def _trained(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     from .training import train
 
     train_data, val_data = _datasets(args)
-    result = train(_build(args, train_data.n_classes), train_data, val_data, epochs=args.epochs)
+    result = train(_build(args, train_data.n_classes), train_data, val_data, epochs=args.epochs,
+                   learning_rate=args.learning_rate)
     return train_data, val_data, result, LatentModel.from_model(result.model)
 
 
@@ -169,12 +170,12 @@ def explorer_notebook(args: argparse.Namespace) -> Any:
 import latent_widgets as lw
 from latent_widgets import models, training
 
-SOURCE, SIZE, N, EPOCHS, WIDTH = {source}, {tuple(args.size)!r}, {args.n}, {args.epochs}, {args.width}
+SOURCE, SIZE, N, EPOCHS, WIDTH, LR = {source}, {tuple(args.size)!r}, {args.n}, {args.epochs}, {args.width}, {args.learning_rate}
 train_data = lw.load_dataset(SOURCE, "train", size=SIZE, n=N, progress=False)
 val_data = lw.load_dataset(SOURCE, "val", size=SIZE, n=N, progress=False)
 build = models.{'segnet' if args.model == 'segnet' else 'deeplabv3_plus'}
 net = build(n_classes=train_data.n_classes, input_shape=(*SIZE, 3), {'width' if args.model == 'segnet' else 'backbone_width'}=WIDTH)
-result = training.train(net, train_data, val_data, epochs=EPOCHS, progress=False)  # cached: loads
+result = training.train(net, train_data, val_data, epochs=EPOCHS, learning_rate=LR, progress=False)  # cached: loads
 lm = lw.LatentModel.from_model(result.model)
 lw.LatentExplorer(lm, train_data)"""
     nb = nbformat.v4.new_notebook()
@@ -237,7 +238,8 @@ def _parser() -> argparse.ArgumentParser:
         if model:
             p.add_argument("--model", choices=("segnet", "deeplabv3plus"), default="segnet")
             p.add_argument("--width", type=float, default=0.25, help="channel width multiplier (default 0.25)")
-            p.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+            p.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
+            p.add_argument("--learning-rate", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
         if out:
             p.add_argument("--out", default=out, help=f"output folder (default {out})")
         p.set_defaults(func=func)
