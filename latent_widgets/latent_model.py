@@ -354,7 +354,7 @@ class LatentModel:
 
         # Compiled functions, one per batch size (fixed input signatures:
         # no retracing, and the cheapest call path is a concrete function).
-        self._decode_fns: dict[int, Any] = {}
+        self._decode_fns: dict[tuple[int, bool], Any] = {}
         self._encode_fns: dict[int, Any] = {}
         self._mask_fns: dict[int, Any] = {}
 
@@ -610,19 +610,23 @@ class LatentModel:
             probs = tf.image.resize(probs, self._resize_to, method="bilinear")
         return probs
 
-    def _decode_fn(self, n: int) -> Any:
-        fn = self._decode_fns.get(n)
+    def _decode_fn(self, n: int, masks: bool = False) -> Any:
+        fn = self._decode_fns.get((n, masks))
         if fn is None:
             tf = _tf()
             decoder = self.decoder
 
             def run(latent, *skips):
-                return self._finish(decoder(self._arrange(latent, skips), training=False))
+                probs = self._finish(decoder(self._arrange(latent, skips), training=False))
+                if not masks:
+                    return probs
+                # In the graph, the argmax costs a fraction of numpy's on the returned array.
+                return probs, tf.argmax(probs, axis=-1, output_type=tf.int32)
 
             specs = [tf.TensorSpec((n, *self.latent_shape), tf.float32)]
             specs += [tf.TensorSpec((n, *s), tf.float32) for s in self.skip_shapes]
             fn = tf.function(run, autograph=False).get_concrete_function(*specs)
-            self._decode_fns[n] = fn
+            self._decode_fns[(n, masks)] = fn
         return fn
 
     def _encode_fn(self, n: int) -> Any:
@@ -824,16 +828,46 @@ class LatentModel:
         >>> probs.shape  # doctest: +SKIP
         (1, 96, 128, 12)
         """
+        return self._decode(latents, skips, batch_size, masks=False)
+
+    def decode_with_masks(
+        self, latents: Any, skips: Any = None, batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and their argmax masks, from one compiled call.
+
+        What the interpolation slider shows for each alpha: the same as
+        ``probs = decode(...)`` and ``probs.argmax(-1)``, with the argmax done
+        inside the graph.
+
+        Returns
+        -------
+        probs : ndarray, float32, (N, H, W, n_classes)
+        masks : ndarray, int32, (N, H, W)
+
+        Examples
+        --------
+        >>> probs, masks = lm.decode_with_masks(enc.latents[:1], enc.skips)  # doctest: +SKIP
+        """
+        return self._decode(latents, skips, batch_size, masks=True)
+
+    def _decode(self, latents: Any, skips: Any, batch_size: int, masks: bool) -> Any:
         tf = _tf()
         z, sk = self._check_latents(latents, skips)
         n = len(z)
+
+        def call(fn: Any, args: list[Any]) -> Any:
+            out = fn(*args)
+            return tuple(t.numpy() for t in out) if masks else out.numpy()
+
         if n <= batch_size:  # the widgets' case: one call, no copies
-            return self._decode_fn(n)(tf.convert_to_tensor(z), *map(tf.convert_to_tensor, sk)).numpy()
+            return call(self._decode_fn(n, masks), [tf.convert_to_tensor(z), *map(tf.convert_to_tensor, sk)])
         parts = []
         for s in range(0, n, batch_size):
             zc = z[s : s + batch_size]
             args = [tf.convert_to_tensor(zc)] + [tf.convert_to_tensor(a[s : s + batch_size]) for a in sk]
-            parts.append(self._decode_fn(len(zc))(*args).numpy())
+            parts.append(call(self._decode_fn(len(zc), masks), args))
+        if masks:
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         return np.concatenate(parts)
 
     def predict_masks(self, images: Any, batch_size: int = 32) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -149,18 +148,6 @@ def test_hstack_checks_heights():
 def test_hex_colours_and_data_uri():
     assert render.hex_colours(CAMVID_PALETTE)[3] == "#804080"  # Road
     assert render.data_uri(b"\x89PNG").startswith("data:image/png;base64,")
-
-
-def test_mask_render_is_fast_enough_for_a_slider():
-    """argmax + colour + 2x upscale + PNG of a 96x128 CamVid mask in a few ms."""
-    probs = np.random.default_rng(0).random((96, 128, 12), dtype=np.float32)
-    times = []
-    for _ in range(20):
-        t0 = time.perf_counter()
-        render.to_png(render.colorize(probs.argmax(-1), CAMVID_PALETTE), scale=2)
-        times.append(time.perf_counter() - t0)
-    # Random masks are the worst case for zlib; the bound is loose for shared CI cores.
-    assert np.median(times) < 0.05
 
 
 def test_render_and_figures_do_not_import_ipywidgets():

@@ -81,6 +81,10 @@ class SlowModel:
                 raise RuntimeError("decoder exploded")
         return self._m.decode(latents, skips)
 
+    def decode_with_masks(self, latents, skips=None, batch_size=32):
+        probs = self.decode(latents, skips, batch_size)
+        return probs, probs.argmax(-1)
+
 
 # ---------------------------------------------------------------------------- ProjectionScatter
 

@@ -73,6 +73,12 @@ class ToyLatentModel:
         e = np.exp(logits)
         return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
+    def decode_with_masks(
+        self, latents: np.ndarray, skips: Sequence[np.ndarray] | None = None, batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
+        probs = self.decode(latents, skips, batch_size)
+        return probs, probs.argmax(-1)
+
     def predict_masks(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         enc = self.encode(images)
         return self.decode(enc.latents, enc.skips).argmax(-1)

@@ -332,8 +332,8 @@ class InterpolationSlider(View):
                 method=method, skip_policy=policy,
                 encoding_a=_sample_encoding(enc, a), encoding_b=_sample_encoding(enc, b),
             )
-            probs = np.asarray(self.model.decode(latents, skips if self.model.has_skips else None))[0]
-        mask = probs.argmax(-1)
+            probs, masks = self.model.decode_with_masks(latents, skips if self.model.has_skips else None)
+        probs, mask = np.asarray(probs)[0], np.asarray(masks)[0]
         if probs.shape[-1] <= 256:  # as decode_path does; also spares mask_png a cast
             mask = mask.astype(np.uint8)
         png = render.mask_png(mask, ds.palette, scale=self.scale)
