@@ -14,6 +14,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 CAMVID = Path(os.environ.get("LATENT_WIDGETS_CAMVID", REPO.parent / "shared" / "camvid"))
 
+# Findings table of each executed notebook (tests/test_notebooks.py), printed
+# in the summary so that CI's log shows them even when every test passes.
+NOTEBOOK_FINDINGS: dict[str, str] = {}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest hook
+    if NOTEBOOK_FINDINGS:
+        terminalreporter.write_sep("=", "notebook findings")
+        for name, table in NOTEBOOK_FINDINGS.items():
+            terminalreporter.write_line(f"== {name}\n{table}\n")
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:

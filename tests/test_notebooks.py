@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import CAMVID, REPO
+from conftest import CAMVID, NOTEBOOK_FINDINGS, REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = {
@@ -34,7 +34,6 @@ CI_PARAMETERS = {
     "N_SYNTHETIC": 60,
 }
 
-FINDINGS: dict[str, str] = {}
 
 
 def test_all_notebooks_are_present_and_stripped() -> None:
@@ -93,25 +92,10 @@ def test_notebook_runs(path: Path, executed_dir: Path) -> None:
                 text.append(out["data"]["text/markdown"])
     joined = "\n".join(text)
     assert "Findings" in joined, f"{path.name} printed no findings table"
-    FINDINGS[path.stem] = joined[joined.rindex("Findings"):]
+    NOTEBOOK_FINDINGS[path.stem] = joined[joined.rindex("Findings"):]
     # every figure the notebook draws made it into the outputs
     images = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert images >= 3, f"{path.name} shows {images} figures"
-
-
-def pytest_terminal_summary_findings() -> str:
-    return "\n\n".join(f"== {name}\n{table}" for name, table in FINDINGS.items())
-
-
-# Make the findings visible in CI's log even when the tests pass.
-@pytest.fixture(scope="session", autouse=True)
-def _print_findings_at_end(request: pytest.FixtureRequest):
-    yield
-    if FINDINGS:
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_sep("=", "notebook findings")
-            reporter.write_line(pytest_terminal_summary_findings())
 
 
 def test_parameters_cell_names_the_common_settings() -> None:
