@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "mask_bmp",
     "ERROR_COLOUR",
     "as_uint8",
     "colorize",
@@ -301,6 +302,49 @@ def mask_png(mask: np.ndarray, palette: np.ndarray, *, scale: int = 1, compress_
     buf = io.BytesIO()
     im.save(buf, format="PNG", compress_level=int(compress_level))
     return buf.getvalue()
+
+
+def mask_bmp(mask: np.ndarray, palette: np.ndarray) -> bytes:
+    """Encode a mask as an uncompressed 8-bit palette BMP.
+
+    The slider's on-demand path shows one new mask per decode: there, the
+    few microseconds of writing a header and the rows beat zlib (PNG) by a
+    large margin, and 12 kB for a 96x128 mask is nothing on a local link.
+    Browsers display ``Image(format="bmp")`` natively.
+
+    Parameters
+    ----------
+    mask : ndarray of int, shape (H, W)
+        Class ids, ``0 .. len(palette) - 1``.
+    palette : ndarray, uint8, shape (n_classes, 3), n_classes <= 256
+
+    Examples
+    --------
+    >>> pal = np.array([[0, 0, 0], [255, 0, 0]], np.uint8)
+    >>> from PIL import Image; import io
+    >>> np.asarray(Image.open(io.BytesIO(mask_bmp(np.array([[0, 1]]), pal))).convert("RGB")).tolist()
+    [[[0, 0, 0], [255, 0, 0]]]
+    """
+    pal = np.asarray(palette, dtype=np.uint8)
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"mask_bmp needs one (H, W) mask, got shape {m.shape}")
+    if pal.ndim != 2 or pal.shape[1] != 3 or not 1 <= len(pal) <= 256:
+        raise ValueError(f"palette must have shape (n <= 256, 3), got {pal.shape}")
+    if m.dtype != np.uint8 or (m.size and int(m.max()) >= len(pal)):
+        m = np.clip(m, 0, len(pal) - 1).astype(np.uint8)
+    h, w = m.shape
+    stride = (w + 3) & ~3  # rows are padded to 4 bytes
+    rows = np.zeros((h, stride), np.uint8)
+    rows[:, :w] = m[::-1]  # BMP stores the bottom row first
+    table = np.zeros((len(pal), 4), np.uint8)
+    table[:, :3] = pal[:, ::-1]  # BGR0
+    offset = 14 + 40 + table.nbytes
+    header = np.array([0x4D42], "<u2").tobytes() + np.array([offset + rows.nbytes, 0, offset], "<u4").tobytes()
+    info = np.array([40, w, h], "<i4").tobytes() + np.array([1, 8], "<u2").tobytes() + np.array(
+        [0, rows.nbytes, 2835, 2835, len(pal), 0], "<u4"
+    ).tobytes()
+    return header + info + table.tobytes() + rows.tobytes()
 
 
 def data_uri(png: bytes) -> str:

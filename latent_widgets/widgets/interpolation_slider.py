@@ -31,12 +31,16 @@ class StripStep:
     latent: np.ndarray
     probs: np.ndarray
     mask: np.ndarray
-    png: bytes
+    image: bytes  # BMP of the mask (what the current-mask pane shows)
 
 
 def _sample_encoding(encoding: Any, i: int) -> Any:
     """One sample's encoding, keeping the batch axis (what path_inputs expects)."""
     return type(encoding)(encoding.latents[i : i + 1], tuple(s[i : i + 1] for s in encoding.skips))
+
+
+# CSS class of images the browser upscales without smoothing.
+_PIXELATED = "lw-pixelated"
 
 
 class InterpolationSlider(View):
@@ -88,7 +92,8 @@ class InterpolationSlider(View):
         Alpha of the mask on display (lags ``alpha`` while a decode runs).
     current_mask, current_probs, current_latent : ndarray
     image_value : bytes
-        PNG bytes of the current mask.
+        Image bytes (8-bit BMP, see :func:`latent_widgets.render.mask_bmp`)
+        of the current mask.
     strip : PathResult
         The decoded strip; ``strip_neighbors`` its nearest real samples.
     fractions : ndarray (n_steps, n_classes)
@@ -199,7 +204,11 @@ class InterpolationSlider(View):
         self._pending: Future | None = None
 
         h, w = dataset.image_size
-        self.scale = render.display_scale(h, w, display_width)
+        # The current mask is sent at its own size and the browser upscales it
+        # (CSS "pixelated", so class edges stay sharp): the hot path encodes
+        # H x W bytes, not an upscaled copy.
+        self.scale = 1
+        shown_scale = render.display_scale(h, w, display_width)
         self.tile_scale = render.display_scale(h, w, max(64, display_width // 3))
         self.tile_width = max(64, display_width // 3)
 
@@ -218,6 +227,7 @@ class InterpolationSlider(View):
                                     style={"description_width": "40px"})
         self._status = W.HTML(layout=W.Layout(width="120px"))
         self.image = image_pane(display_width)
+        self.image.format = "bmp"
         self._caption = W.HTML()
         self._a_image = image_pane(self.tile_width)
         self._b_image = image_pane(self.tile_width)
@@ -238,7 +248,7 @@ class InterpolationSlider(View):
                   bq.Axis(scale=self._fy, side="left", label="pixel fraction", num_ticks=5,
                           tick_format=".1f")],
             fig_margin={"top": 10, "bottom": 40, "left": 50, "right": 20}, display_toolbar=False,
-            layout=W.Layout(width="320px", height=f"{max(200, int(h * self.scale) + 40)}px"),
+            layout=W.Layout(width="320px", height=f"{max(200, int(h * shown_scale) + 40)}px"),
         )
 
         # ---- strip: decoded step over its nearest real neighbour
@@ -249,6 +259,7 @@ class InterpolationSlider(View):
         self.neighbor_values: list[bytes] = []
         self.n_distinct = 0
         self.widget = W.VBox([
+            W.HTML(f"<style>img.{_PIXELATED} {{ image-rendering: pixelated; }}</style>"),
             W.HBox([self._a_box, self._b_box, self._method_buttons, self._policy_dropdown, self._steps_box]),
             W.HBox([self.slider, self._status]),
             W.HBox([
@@ -262,6 +273,7 @@ class InterpolationSlider(View):
         # CSS hooks for the browser tests and for styling.
         self.slider.add_class("lw-alpha-slider")
         self.image.add_class("lw-current-mask")
+        self.image.add_class(_PIXELATED)
         self.strip_box.add_class("lw-strip")
 
         # ---- state
@@ -284,7 +296,7 @@ class InterpolationSlider(View):
 
     @property
     def image_value(self) -> bytes:
-        """PNG bytes of the mask on display."""
+        """Image bytes (BMP) of the mask on display."""
         return bytes(self.image.value)
 
     @property
@@ -296,8 +308,8 @@ class InterpolationSlider(View):
 
     @property
     def strip_values(self) -> list[bytes]:
-        """PNG bytes of the strip steps' masks."""
-        return [s.png for s in self._steps]
+        """Image bytes (BMP) of the strip steps' masks, as the current-mask pane shows them."""
+        return [s.image for s in self._steps]
 
     @property
     def busy(self) -> bool:
@@ -334,10 +346,11 @@ class InterpolationSlider(View):
             )
             probs, masks = self.model.decode_with_masks(latents, skips if self.model.has_skips else None)
         probs, mask = np.asarray(probs)[0], np.asarray(masks)[0]
-        if probs.shape[-1] <= 256:  # as decode_path does; also spares mask_png a cast
+        if probs.shape[-1] <= 256:  # as decode_path does; also spares mask_bmp a cast
             mask = mask.astype(np.uint8)
-        png = render.mask_png(mask, ds.palette, scale=self.scale)
-        return StripStep(float(alpha), np.asarray(latents)[0], probs, mask, png)
+        # BMP: writing it takes microseconds, zlib (PNG) a sizeable share of a decode.
+        image = render.mask_bmp(mask, ds.palette)
+        return StripStep(float(alpha), np.asarray(latents)[0], probs, mask, image)
 
     # ------------------------------------------------------------------ strip
 
@@ -373,7 +386,7 @@ class InterpolationSlider(View):
         latents = np.asarray(result.latents)
         steps = [
             StripStep(float(al), latents[i], probs[i], masks[i],
-                      render.mask_png(masks[i], ds.palette, scale=self.scale))
+                      render.mask_bmp(masks[i], ds.palette))
             for i, al in enumerate(np.asarray(result.alphas, np.float64))
         ]
         neighbors = self._neighbors_of(latents)
@@ -508,5 +521,5 @@ class InterpolationSlider(View):
             self._caption.value = (f"<b style='font-size:12px'>α = {step.alpha:.3f}</b> "
                                    f"<span style='font-size:11px'>({where})</span>")
             # Last: observers of the bytes (benchmark, tests) see a complete state.
-            self.image.value = step.png
+            self.image.value = step.image
 
