@@ -20,12 +20,6 @@ __all__ = ["CLICK_ACTIONS", "LatentExplorer"]
 CLICK_ACTIONS: tuple[str, ...] = ("show", "set A", "set B")
 
 
-def _predict_all(model: Any, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    # Batches keep the (N, H, W, n_classes) probabilities from being held at once.
-    parts = [np.asarray(model.predict_masks(images[s : s + batch_size])) for s in range(0, len(images), batch_size)]
-    return np.concatenate(parts).astype(np.int32, copy=False)
-
-
 class LatentExplorer(View):
     """Explore a model's latent space: map, sample viewer and interpolation, linked.
 
@@ -116,7 +110,8 @@ class LatentExplorer(View):
                         else latent_model.encode(dataset.images))
         self.encoding = encoding
         if predictions is None:
-            predictions = _predict_all(latent_model, dataset.images)
+            # predict_masks batches itself and returns int masks, never all the probabilities.
+            predictions = np.asarray(latent_model.predict_masks(dataset.images)).astype(np.int32, copy=False)
         self.predictions = np.asarray(predictions)
         latents = np.asarray(encoding.latents)
 
