@@ -16,7 +16,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._tf_setup import configure_tensorflow_environment
+
 __version__ = "0.1.0"
+
+# Before any submodule can import TensorFlow: it reads its settings once.
+configure_tensorflow_environment()
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
