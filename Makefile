@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 CAMVID ?= ../shared/camvid
 export LATENT_WIDGETS_CAMVID ?= $(abspath $(CAMVID))
 
-.PHONY: demo test test-fast bench docs clean
+.PHONY: demo lint test test-fast bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/latent-widgets demo $(DEMO_ARGS)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

@@ -27,7 +27,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 __all__ = ["main"]
 
@@ -80,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     raw_ms = 1e3 * float(np.median(t_raw))
     dec_ms = 1e3 * float(np.median(t_dec))
     print(f"model: segnet width={args.width} input={h}x{w}x3, latent {lm.latent_shape}, 12 classes")
-    print(f"threads: intra-op {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}, "
-          f"cpus {os.cpu_count()}; repeats {args.repeats}")
+    print(
+        f"threads: intra-op {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}, "
+        f"cpus {os.cpu_count()}; repeats {args.repeats}"
+    )
     print(f"raw compiled decoder call: median {raw_ms:.3f} ms")
     print(f"LatentModel.decode:        median {dec_ms:.3f} ms")
     print(f"decode_vs_raw = {dec_ms / raw_ms:.3f} (goal <= 1.10)")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 __all__ = ["main"]
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     build = time.perf_counter() - t0
 
     # Same answers before timing.
-    idx, dist = index.query(queries, k=1)
+    idx, _dist = index.query(queries, k=1)
     loop_idx = study_loop(queries, data)
     assert np.array_equal(idx[:, 0], loop_idx), (idx[:, 0], loop_idx)
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 __all__ = ["main"]
 
@@ -83,8 +83,10 @@ def _run(args: argparse.Namespace) -> int:
     np.maximum(latents, 0, out=latents)
     latents = latents.reshape(n, *shape)
     flat = latents.reshape(n, -1)
-    print(f"latents: {n} x {shape} = {n} x {d} float32 ({latents.nbytes / 2**20:.0f} MiB); "
-          f"threads: {args.threads or 'library default'}")
+    print(
+        f"latents: {n} x {shape} = {n} x {d} float32 ({latents.nbytes / 2**20:.0f} MiB); "
+        f"threads: {args.threads or 'library default'}"
+    )
 
     results: dict[str, tuple[float, float]] = {}
 
@@ -123,8 +125,9 @@ def _run(args: argparse.Namespace) -> int:
 
     mine = project(prepared, "umap", cache=False, progress=False)  # compile, and check the answer
     np.testing.assert_array_equal(mine, raw_umap())
-    t = interleaved({"raw": raw_umap, "project": lambda: project(prepared, "umap", cache=False, progress=False)},
-                    args.repeats)
+    t = interleaved(
+        {"raw": raw_umap, "project": lambda: project(prepared, "umap", cache=False, progress=False)}, args.repeats
+    )
     results["umap"] = (t["raw"], t["project"])
 
     for name, (raw, ours) in results.items():

@@ -45,7 +45,7 @@ _EXPORTS: dict[str, str] = {
     "LatentExplorer": "widgets",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [*sorted(_EXPORTS), "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -213,9 +213,7 @@ def analogy(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return out
 
 
-def apply_attribute(
-    latent: np.ndarray, vector: np.ndarray, ts: float | Sequence[float] | np.ndarray
-) -> np.ndarray:
+def apply_attribute(latent: np.ndarray, vector: np.ndarray, ts: float | Sequence[float] | np.ndarray) -> np.ndarray:
     """``latent + t * vector`` for each ``t``, shape ``(T, *latent_shape)``.
 
     ``latent`` may carry a batch axis of 1.
@@ -227,7 +225,7 @@ def apply_attribute(
     """
     v = np.asarray(vector)
     z = np.asarray(latent)
-    if z.shape == (1,) + v.shape:
+    if z.shape == (1, *v.shape):
         z = z[0]
     if z.shape != v.shape:
         raise ValueError(f"latent {z.shape} and vector {v.shape} must have the same shape")
@@ -290,9 +288,9 @@ def attribute_effect(
                 "of the sample whose latent you edit."
             )
         skip_in = []
-        for s, shape in zip(skips, model.skip_shapes):
+        for s, shape in zip(skips, model.skip_shapes, strict=False):
             s = np.asarray(s)
-            if s.shape == (1,) + tuple(shape):
+            if s.shape == (1, *tuple(shape)):
                 s = s[0]
             skip_in.append(np.repeat(s[None], len(t), axis=0))
     probs = np.asarray(model.decode(zs, skip_in))

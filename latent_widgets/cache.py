@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "atomic_path",
     "cache_dir",
-    "content_hash",
     "cached_arrays",
+    "content_hash",
     "load_arrays",
     "save_arrays",
-    "atomic_path",
 ]
 
 _ENV = "LATENT_WIDGETS_CACHE_DIR"
@@ -133,9 +133,7 @@ class atomic_path:
 
     def __enter__(self) -> Path:
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(
-            dir=self.target.parent, prefix=".tmp-", suffix=self.target.suffix
-        )
+        fd, name = tempfile.mkstemp(dir=self.target.parent, prefix=".tmp-", suffix=self.target.suffix)
         os.close(fd)
         self.tmp = Path(name)
         return self.tmp
@@ -150,9 +148,8 @@ class atomic_path:
 def save_arrays(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> Path:
     """Write ``arrays`` to ``path`` (``.npz``) atomically."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
     return path
 
 

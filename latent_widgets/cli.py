@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "explorer_notebook"]
+__all__ = ["explorer_notebook", "main"]
 
 
 # ----------------------------------------------------------------------------
@@ -59,8 +59,9 @@ def _trained(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     from .training import train
 
     train_data, val_data = _datasets(args)
-    result = train(_build(args, train_data.n_classes), train_data, val_data, epochs=args.epochs,
-                   learning_rate=args.learning_rate)
+    result = train(
+        _build(args, train_data.n_classes), train_data, val_data, epochs=args.epochs, learning_rate=args.learning_rate
+    )
     return train_data, val_data, result, LatentModel.from_model(result.model)
 
 
@@ -116,7 +117,6 @@ def write_figures(train_data: Any, lm: Any, out: Path, *, a: int = 38, b: int = 
     import matplotlib
 
     matplotlib.use("Agg")
-    import numpy as np
 
     from . import figures, findings, interpolation, metrics, neighbors, projection
 
@@ -133,21 +133,44 @@ def write_figures(train_data: Any, lm: Any, out: Path, *, a: int = 38, b: int = 
 
     maps = {m: projection.project(latents, m) for m in ("pca", "tsne", "umap")}
     for method, points in maps.items():
-        save(figures.annotated_scatter(points, labels=True, values=train_data.groups, categorical=True,
-                                       value_names=train_data.group_names, highlight=[a, b],
-                                       title=f"{method.upper()} of {len(points)} latents"), f"map_{method}")
-    ends = dict(encoding_a=lm.encode(train_data.images[a:a + 1]), encoding_b=lm.encode(train_data.images[b:b + 1]))
-    path = interpolation.decode_path(lm, train_data.images[a], train_data.images[b],
-                                     interpolation.steps(steps), **ends)
+        save(
+            figures.annotated_scatter(
+                points,
+                labels=True,
+                values=train_data.groups,
+                categorical=True,
+                value_names=train_data.group_names,
+                highlight=[a, b],
+                title=f"{method.upper()} of {len(points)} latents",
+            ),
+            f"map_{method}",
+        )
+    ends = dict(encoding_a=lm.encode(train_data.images[a : a + 1]), encoding_b=lm.encode(train_data.images[b : b + 1]))
+    path = interpolation.decode_path(lm, train_data.images[a], train_data.images[b], interpolation.steps(steps), **ends)
     nn = neighbors.path_neighbors(path.latents, neighbors.LatentIndex(latents))
-    save(figures.strip_from_path(path, nn, train_data, index_a=a, index_b=b,
-                                 title=f"{steps}-step linear path {a} -> {b}"), "interpolation_strip")
+    save(
+        figures.strip_from_path(
+            path, nn, train_data, index_a=a, index_b=b, title=f"{steps}-step linear path {a} -> {b}"
+        ),
+        "interpolation_strip",
+    )
     pred = lm.predict_masks(train_data.images[[a]])[0]
     iou = metrics.iou_per_class(pred, train_data.masks[a], train_data.n_classes)
-    save(figures.mask_triptych(train_data.images[a], train_data.masks[a], pred, train_data.palette,
-                               class_names=train_data.class_names, iou=iou, title=f"sample {a}"), "triptych")
-    rows = findings.study_findings(groups=train_data.groups, maps=maps, path=path, path_neighbors=nn,
-                                   n_classes=train_data.n_classes)
+    save(
+        figures.mask_triptych(
+            train_data.images[a],
+            train_data.masks[a],
+            pred,
+            train_data.palette,
+            class_names=train_data.class_names,
+            iou=iou,
+            title=f"sample {a}",
+        ),
+        "triptych",
+    )
+    rows = findings.study_findings(
+        groups=train_data.groups, maps=maps, path=path, path_neighbors=nn, n_classes=train_data.n_classes
+    )
     (out / "findings.md").write_text(findings.findings_markdown(rows) + "\n")
     matplotlib.pyplot.close("all")
     return written
@@ -166,15 +189,17 @@ def explorer_notebook(args: argparse.Namespace) -> Any:
     import nbformat
 
     source = repr(args.camvid or "synthetic")
+    width_arg = "width" if args.model == "segnet" else "backbone_width"
     code = f"""\
 import latent_widgets as lw
 from latent_widgets import models, training
 
-SOURCE, SIZE, N, EPOCHS, WIDTH, LR = {source}, {tuple(args.size)!r}, {args.n}, {args.epochs}, {args.width}, {args.learning_rate}
+SOURCE, SIZE, N = {source}, {tuple(args.size)!r}, {args.n}
+EPOCHS, WIDTH, LR = {args.epochs}, {args.width}, {args.learning_rate}
 train_data = lw.load_dataset(SOURCE, "train", size=SIZE, n=N, progress=False)
 val_data = lw.load_dataset(SOURCE, "val", size=SIZE, n=N, progress=False)
-build = models.{'segnet' if args.model == 'segnet' else 'deeplabv3_plus'}
-net = build(n_classes=train_data.n_classes, input_shape=(*SIZE, 3), {'width' if args.model == 'segnet' else 'backbone_width'}=WIDTH)
+build = models.{"segnet" if args.model == "segnet" else "deeplabv3_plus"}
+net = build(n_classes=train_data.n_classes, input_shape=(*SIZE, 3), {width_arg}=WIDTH)
 result = training.train(net, train_data, val_data, epochs=EPOCHS, learning_rate=LR, progress=False)  # cached: loads
 lm = lw.LatentModel.from_model(result.model)
 lw.LatentExplorer(lm, train_data)"""
@@ -227,13 +252,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="latent-widgets", description="Explore the latent space of segmentation networks.")
+    parser = argparse.ArgumentParser(
+        prog="latent-widgets", description="Explore the latent space of segmentation networks."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Any, help_: str, *, model: bool = True, out: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.add_argument("--camvid", metavar="DIR", help="a CamVid folder instead of the embedded synthetic scenes")
-        p.add_argument("--size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"), help="image size (default 96 128)")
+        p.add_argument(
+            "--size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"), help="image size (default 96 128)"
+        )
         p.add_argument("-n", type=int, default=240, help="number of synthetic training samples (default 240)")
         if model:
             p.add_argument("--model", choices=("segnet", "deeplabv3plus"), default="segnet")

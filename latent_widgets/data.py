@@ -36,8 +36,8 @@ __all__ = [
     "DatasetError",
     "Sample",
     "SegmentationDataset",
-    "default_palette",
     "camvid_sequence",
+    "default_palette",
     "load_camvid",
     "load_dataset",
     "load_folder",
@@ -163,8 +163,7 @@ class SegmentationDataset:
             )
         if masks.ndim != 3 or masks.shape != images.shape[:3]:
             raise DatasetError(
-                f"masks must have shape (N, H, W) = {images.shape[:3]} to match the "
-                f"images, got {masks.shape}."
+                f"masks must have shape (N, H, W) = {images.shape[:3]} to match the images, got {masks.shape}."
             )
         if images.dtype != np.float32:
             images = images.astype(np.float32)
@@ -192,16 +191,14 @@ class SegmentationDataset:
         palette = default_palette(n_classes) if self.palette is None else np.asarray(self.palette)
         if palette.shape != (n_classes, 3):
             raise DatasetError(
-                f"palette must have shape ({n_classes}, 3), one RGB colour per class, "
-                f"got {palette.shape}."
+                f"palette must have shape ({n_classes}, 3), one RGB colour per class, got {palette.shape}."
             )
         groups = self.groups
         if groups is not None:
             groups = np.asarray(groups)
             if groups.shape != (len(images),) or not np.issubdtype(groups.dtype, np.integer):
                 raise DatasetError(
-                    f"groups must be an integer array of shape ({len(images)},), "
-                    f"got {groups.dtype} {groups.shape}."
+                    f"groups must be an integer array of shape ({len(images)},), got {groups.dtype} {groups.shape}."
                 )
         group_names = None if self.group_names is None else tuple(map(str, self.group_names))
         object.__setattr__(self, "images", images)
@@ -275,7 +272,7 @@ class SegmentationDataset:
         if self.groups is not None:
             ids, sizes = np.unique(self.groups, return_counts=True)
             label = lambda g: self.group_names[g] if self.group_names else str(g)  # noqa: E731
-            lines.append("groups: " + ", ".join(f"{label(g)}={s}" for g, s in zip(ids, sizes)))
+            lines.append("groups: " + ", ".join(f"{label(g)}={s}" for g, s in zip(ids, sizes, strict=False)))
         present = (self.class_fractions() > 0).sum(axis=0)
         lines.append(f"{'class':<12} {'pixels %':>9} {'samples':>8}")
         for c, name in enumerate(self.class_names):
@@ -306,8 +303,7 @@ def _read_rgb(path: Path, size: tuple[int, int] | None) -> np.ndarray:
             return np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DatasetError(
-            f"cannot read image {path}: {exc}. Replace or delete the file (it is "
-            "not a readable image)."
+            f"cannot read image {path}: {exc}. Replace or delete the file (it is not a readable image)."
         ) from exc
 
 
@@ -330,8 +326,7 @@ def _read_mask(path: Path, size: tuple[int, int] | None) -> np.ndarray:
             arr = np.asarray(im)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DatasetError(
-            f"cannot read mask {path}: {exc}. Replace or delete the file (it is "
-            "not a readable image)."
+            f"cannot read mask {path}: {exc}. Replace or delete the file (it is not a readable image)."
         ) from exc
     if arr.ndim != 2:  # pragma: no cover - PIL modes above are single band
         raise DatasetError(f"mask {path} has {arr.shape} pixels; expected one band.")
@@ -345,7 +340,7 @@ def load_folder(
     *,
     size: tuple[int, int] | None = None,
     palette: np.ndarray | None = None,
-    group_fn: "callable | None" = None,  # type: ignore[valid-type]
+    group_fn: callable | None = None,  # type: ignore[valid-type]
     progress: bool = True,
 ) -> SegmentationDataset:
     """Read a dataset from a folder of images and a folder of masks.
@@ -385,8 +380,7 @@ def load_folder(
     for kind, folder in (("images", images_dir), ("masks", masks_dir)):
         if not folder.is_dir():
             raise DatasetError(
-                f"{kind} folder {folder} does not exist; check the path (it should hold "
-                f"one file per sample)."
+                f"{kind} folder {folder} does not exist; check the path (it should hold one file per sample)."
             )
     images = _list_images(images_dir)
     masks = _list_images(masks_dir)
@@ -522,8 +516,7 @@ def load_camvid(
         if (root / splits["train"][0]).is_dir() or any((root / d[0]).is_dir() for d in splits.values()):
             if split not in splits:
                 raise DatasetError(
-                    f"split {split!r} does not exist in the {layout} layout at {root}; "
-                    f"choose one of {sorted(splits)}."
+                    f"split {split!r} does not exist in the {layout} layout at {root}; choose one of {sorted(splits)}."
                 )
             images_dir, masks_dir = (root / d for d in splits[split])
             if not images_dir.is_dir() or not masks_dir.is_dir():
@@ -580,7 +573,9 @@ def load_dataset(
 
         seeds = {"train": 0, "val": 1, "test": 2}
         if split not in seeds:
-            raise DatasetError(f"split {split!r} does not exist for the synthetic scenes; choose one of {sorted(seeds)}.")
+            raise DatasetError(
+                f"split {split!r} does not exist for the synthetic scenes; choose one of {sorted(seeds)}."
+            )
         return synthetic_road_scenes(
             n if split == "train" else max(n // 4, 1), size=size or (96, 128), seed=seeds[split]
         )

@@ -28,6 +28,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,7 +48,6 @@ __all__ = [
     "save",
     "strip_from_path",
 ]
-
 
 
 class PaperFigure(Figure):
@@ -73,8 +73,13 @@ class PaperFigure(Figure):
 _AUTO_LABEL_LIMIT = 400
 
 
-def _class_legend(fig: Figure, palette: np.ndarray, class_names: Sequence[str] | None,
-                  present: np.ndarray | None = None, iou: np.ndarray | None = None) -> None:
+def _class_legend(
+    fig: Figure,
+    palette: np.ndarray,
+    class_names: Sequence[str] | None,
+    present: np.ndarray | None = None,
+    iou: np.ndarray | None = None,
+) -> None:
     if class_names is None:
         return
     handles = []
@@ -86,8 +91,15 @@ def _class_legend(fig: Figure, palette: np.ndarray, class_names: Sequence[str] |
             label = f"{name} ({iou[c]:.2f})"
         handles.append(Patch(facecolor=np.asarray(palette[c]) / 255.0, edgecolor="0.3", label=label))
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(6, len(handles)), fontsize=7,
-                   frameon=False, handlelength=1.0, columnspacing=1.0)
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncol=min(6, len(handles)),
+            fontsize=7,
+            frameon=False,
+            handlelength=1.0,
+            columnspacing=1.0,
+        )
 
 
 def annotated_scatter(
@@ -163,10 +175,8 @@ def annotated_scatter(
             categorical = np.issubdtype(vals.dtype, np.integer) or vals.dtype.kind in "OUSb"
         if categorical:
             cats = list(dict.fromkeys(vals.tolist()))
-            try:
+            with contextlib.suppress(TypeError):
                 cats.sort()
-            except TypeError:
-                pass
             from matplotlib import colormaps
 
             cm = colormaps["tab10" if len(cats) <= 10 else "tab20"]
@@ -181,8 +191,7 @@ def annotated_scatter(
                 name = str(cat)
                 if value_names is not None and isinstance(cat, (int, np.integer)) and 0 <= cat < len(value_names):
                     name = value_names[int(cat)]
-                ax.scatter(pts[sel, 0], pts[sel, 1], s=size, color=colour, linewidths=0.3,
-                           edgecolors="0.3", label=name)
+                ax.scatter(pts[sel, 0], pts[sel, 1], s=size, color=colour, linewidths=0.3, edgecolors="0.3", label=name)
             if len(cats) <= 20:
                 ax.legend(fontsize=7, markerscale=1.2, frameon=False, loc="best")
         else:
@@ -194,13 +203,20 @@ def annotated_scatter(
         texts = [str(i) for i in range(n)] if labels is True else [str(t) for t in labels]  # type: ignore[union-attr]
         if len(texts) != n:
             raise ValueError(f"got {len(texts)} labels for {n} points")
-        for (x, y), t in zip(pts, texts):
+        for (x, y), t in zip(pts, texts, strict=False):
             # A small offset keeps the label off its own marker.
             ax.annotate(t, (x, y), xytext=(2, 2), textcoords="offset points", fontsize=fontsize, color="0.2")
     if neighbors is not None:
         nb = np.unique(np.asarray(neighbors, dtype=int))
-        ax.scatter(pts[nb, 0], pts[nb, 1], s=size * 4, facecolors="none", edgecolors="#ff8c00",
-                   linewidths=1.2, label="nearest neighbours")
+        ax.scatter(
+            pts[nb, 0],
+            pts[nb, 1],
+            s=size * 4,
+            facecolors="none",
+            edgecolors="#ff8c00",
+            linewidths=1.2,
+            label="nearest neighbours",
+        )
     if path is not None:
         p = np.asarray(path, dtype=float)
         ax.plot(p[:, 0], p[:, 1], "-", color="#d62728", lw=1.2, zorder=3)
@@ -267,8 +283,9 @@ def interpolation_strip(
     rows = 1 + (neighbor_masks is not None)
     cols = n + (2 if endpoint_images is not None else 0)
     h, w = masks.shape[1:3]
-    fig = PaperFigure(figsize=(tile_width * cols, tile_width * h / w * rows + 0.9 + (0.3 if class_names else 0)),
-                 layout="constrained")
+    fig = PaperFigure(
+        figsize=(tile_width * cols, tile_width * h / w * rows + 0.9 + (0.3 if class_names else 0)), layout="constrained"
+    )
     grid = fig.add_gridspec(rows, cols)
     offset = 1 if endpoint_images is not None else 0
 
@@ -305,8 +322,9 @@ def interpolation_strip(
     return fig
 
 
-def strip_from_path(result: Any, neighbors: Any, dataset: Any, *, index_a: int | None = None,
-                    index_b: int | None = None, **kwargs: Any) -> Figure:
+def strip_from_path(
+    result: Any, neighbors: Any, dataset: Any, *, index_a: int | None = None, index_b: int | None = None, **kwargs: Any
+) -> Figure:
     """:func:`interpolation_strip` from a ``PathResult`` and ``PathNeighbors``.
 
     Parameters
@@ -380,8 +398,9 @@ def mask_triptych(
     panels.append((render.colorize(pred_mask, palette), "prediction"))
     if error:
         panels.append((render.error_map(pred_mask, true_mask, image), "errors"))
-    fig = PaperFigure(figsize=(tile_width * len(panels), tile_width * h / w + 0.6 + (0.5 if class_names else 0)),
-                 layout="constrained")
+    fig = PaperFigure(
+        figsize=(tile_width * len(panels), tile_width * h / w + 0.6 + (0.5 if class_names else 0)), layout="constrained"
+    )
     for k, (pixels, caption) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
         ax.imshow(pixels, interpolation="nearest")
@@ -398,8 +417,9 @@ def mask_triptych(
     return fig
 
 
-def save(fig: Figure, path: str | os.PathLike[str], *, formats: Sequence[str] | None = None,
-         dpi: int = 150) -> list[Path]:
+def save(
+    fig: Figure, path: str | os.PathLike[str], *, formats: Sequence[str] | None = None, dpi: int = 150
+) -> list[Path]:
     """Save a figure as PNG and/or SVG.
 
     Parameters

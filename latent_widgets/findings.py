@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STUDY", "Finding", "study_findings", "findings_markdown"]
+__all__ = ["STUDY", "Finding", "findings_markdown", "study_findings"]
 
 #: What the study stated, per network, for the figures it reported.
 STUDY: dict[str, dict[str, str]] = {

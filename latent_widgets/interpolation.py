@@ -102,7 +102,7 @@ def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray, np.dtype]:
 
 def _combine(a: np.ndarray, b: np.ndarray, ca: np.ndarray, cb: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``ca[t] * a + cb[t] * b`` for each t, in ``dtype``, one output buffer."""
-    shape = (len(ca),) + a.shape
+    shape = (len(ca), *a.shape)
     expand = (slice(None),) + (None,) * a.ndim
     out = np.empty(shape, dtype)
     np.multiply(ca.astype(dtype)[expand], a, out=out, casting="unsafe")
@@ -198,9 +198,7 @@ def slerp(a: np.ndarray, b: np.ndarray, alpha: float | np.ndarray) -> np.ndarray
         p = _perpendicular(ua)
         theta = al * np.pi
         # Unit direction cos(theta) ua + sin(theta) p, scaled by the radius.
-        out = _combine(
-            ua.reshape(a.shape), p.reshape(a.shape), radius * np.cos(theta), radius * np.sin(theta), dtype
-        )
+        out = _combine(ua.reshape(a.shape), p.reshape(a.shape), radius * np.cos(theta), radius * np.sin(theta), dtype)
     else:
         s = np.sin(omega)
         ca = radius * np.sin((1.0 - al) * omega) / (s * na)
@@ -242,7 +240,7 @@ def _single(x: np.ndarray, shape: Sequence[int], what: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.shape == tuple(shape):
         return arr
-    if arr.shape == (1,) + tuple(shape):
+    if arr.shape == (1, *tuple(shape)):
         return arr[0]
     raise ValueError(f"{what} must have shape {tuple(shape)} (or with a batch axis of 1), got {arr.shape}")
 
@@ -264,7 +262,7 @@ def _endpoint_encoding(model: Any, encoding: Any, image: np.ndarray) -> tuple[np
     z = _single(encoding.latents, model.latent_shape, "encoding.latents")
     skips = tuple(
         _single(s, shape, f"skip {i} of the encoding")
-        for i, (s, shape) in enumerate(zip(encoding.skips, model.skip_shapes))
+        for i, (s, shape) in enumerate(zip(encoding.skips, model.skip_shapes, strict=False))
     )
     return z, skips
 
@@ -333,19 +331,17 @@ def path_inputs(
     elif skip_policy == "hold_b":
         skips = tuple(np.repeat(s[None], len(al), axis=0) for s in skips_b)
     elif skip_policy == "skips":
-        skips = tuple(interpolate(sa, sb, al, method) for sa, sb in zip(skips_a, skips_b))
+        skips = tuple(interpolate(sa, sb, al, method) for sa, sb in zip(skips_a, skips_b, strict=False))
     else:  # "image": encode the cross-faded images, keep only their skips
-        skips = tuple(
-            np.empty((len(al),) + sa.shape, np.result_type(sa.dtype, np.float32)) for sa in skips_a
-        )
+        skips = tuple(np.empty((len(al), *sa.shape), np.result_type(sa.dtype, np.float32)) for sa in skips_a)
         inner = np.flatnonzero((al != 0.0) & (al != 1.0))
-        for out, sa, sb in zip(skips, skips_a, skips_b):
+        for out, sa, sb in zip(skips, skips_a, skips_b, strict=False):
             out[al == 0.0] = sa  # the endpoints' own skips: no re-encoding
             out[al == 1.0] = sb
         if len(inner):
             blended = lerp(img_a, img_b, al[inner]).astype(np.float32, copy=False)
             enc = model.encode(blended)
-            for out, s in zip(skips, enc.skips):
+            for out, s in zip(skips, enc.skips, strict=False):
                 out[inner] = s
     return latents, skips
 

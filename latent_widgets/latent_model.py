@@ -255,13 +255,10 @@ class LatentModel:
         dec_in, dec_out = _graph_io(decoder, "decoder")
         if len(enc_in) != 1:
             raise LatentModelError(
-                f"the encoder must take one input (the images), it takes {len(enc_in)}: "
-                f"{[t.name for t in enc_in]}."
+                f"the encoder must take one input (the images), it takes {len(enc_in)}: {[t.name for t in enc_in]}."
             )
         if len(dec_out) != 1:
-            raise LatentModelError(
-                f"the decoder must have one output (per-pixel class scores), it has {len(dec_out)}."
-            )
+            raise LatentModelError(f"the decoder must have one output (per-pixel class scores), it has {len(dec_out)}.")
         shape = _static_shape(
             enc_in[0], "the encoder input", "build the model with a fixed image size, e.g. keras.Input((288, 384, 3))."
         )
@@ -324,9 +321,9 @@ class LatentModel:
                 f"(latent + {len(si)} skip(s): {names}); the encoder must return [latent, skip_0, ...] "
                 "in that order. LatentModel.from_model builds a matching pair automatically."
             )
-        for role, out, inp in zip(roles, enc_out, expected):
+        for role, out, inp in zip(roles, enc_out, expected, strict=False):
             got, want = tuple(out.shape[1:]), tuple(inp.shape[1:])
-            ok = len(got) == len(want) and all(w is None or g == w for g, w in zip(got, want))
+            ok = len(got) == len(want) and all(w is None or g == w for g, w in zip(got, want, strict=False))
             if not ok:
                 raise LatentModelError(
                     f"encoder output shape {got} does not fit the decoder's {role} input of shape {want}; "
@@ -418,8 +415,7 @@ class LatentModel:
                 else ""
             )
             raise LatentModelError(
-                f"model {model.name!r} has no layer named {name!r}.{hint}{default} "
-                f"Layers: {_describe_layers(model)}."
+                f"model {model.name!r} has no layer named {name!r}.{hint}{default} Layers: {_describe_layers(model)}."
             ) from None
         if len(outputs) != 1:
             raise LatentModelError(
@@ -476,16 +472,14 @@ class LatentModel:
         # Rebuild the layers after the split on new inputs (same layer
         # objects, hence shared weights).
         latent_in = keras.Input(shape=latent.shape[1:], dtype=latent.dtype, name=LATENT_LAYER)
-        skip_ins = [
-            keras.Input(shape=t.shape[1:], dtype=t.dtype, name=f"skip_{i}") for i, t in enumerate(skips)
-        ]
+        skip_ins = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=f"skip_{i}") for i, t in enumerate(skips)]
         mapped: dict[int, Any] = {id(latent): latent_in}
-        mapped.update({id(t): s for t, s in zip(skips, skip_ins)})
+        mapped.update({id(t): s for t, s in zip(skips, skip_ins, strict=False)})
         for node in decoder_nodes:
             args, kwargs = node.arguments.fill_in(mapped)
             result = node.operation(*args, **kwargs)
             flat = keras.tree.flatten(result)
-            for old, new in zip(node.outputs, flat):
+            for old, new in zip(node.outputs, flat, strict=False):
                 mapped[id(old)] = new
         decoder = keras.Model(
             [latent_in, *skip_ins] if skip_ins else latent_in,
@@ -598,7 +592,7 @@ class LatentModel:
             return latent
         inputs: list[Any] = [None] * self._n_decoder_inputs
         inputs[self._latent_index] = latent
-        for i, s in zip(self._skip_indices, skips):
+        for i, s in zip(self._skip_indices, skips, strict=False):
             inputs[i] = s
         return inputs
 
@@ -675,9 +669,7 @@ class LatentModel:
             x = x[None]
         h, w, c = self.input_shape
         if x.ndim != 4:
-            raise LatentModelError(
-                f"images must have shape (N, {h}, {w}, {c}) or ({h}, {w}, {c}), got {x.shape}."
-            )
+            raise LatentModelError(f"images must have shape (N, {h}, {w}, {c}) or ({h}, {w}, {c}), got {x.shape}.")
         if x.shape[3] != c:
             raise LatentModelError(
                 f"images have {x.shape[3]} channel(s) but the model expects {c}; "
@@ -709,18 +701,21 @@ class LatentModel:
         n_skips = len(self.skip_shapes)
         if n_skips == 0:
             if skips is not None and len(skips):
-                raise LatentModelError(
-                    f"this decoder takes no skip features, got {len(skips)}; call decode(latents)."
-                )
+                raise LatentModelError(f"this decoder takes no skip features, got {len(skips)}; call decode(latents).")
             return z, []
         if skips is None:
             raise LatentModelError(
                 f"this decoder needs {n_skips} skip feature array(s) beside the latent (shapes "
                 f"{list(self.skip_shapes)}); pass skips=encode(images).skips."
             )
-        if isinstance(skips, np.ndarray) and n_skips == 1 and skips.ndim in (
-            len(self.skip_shapes[0]),
-            len(self.skip_shapes[0]) + 1,
+        if (
+            isinstance(skips, np.ndarray)
+            and n_skips == 1
+            and skips.ndim
+            in (
+                len(self.skip_shapes[0]),
+                len(self.skip_shapes[0]) + 1,
+            )
         ):
             skips = (skips,)
         if len(skips) != n_skips:
@@ -729,7 +724,7 @@ class LatentModel:
                 "pass skips=encode(images).skips."
             )
         out = []
-        for k, (s, shape) in enumerate(zip(skips, self.skip_shapes)):
+        for k, (s, shape) in enumerate(zip(skips, self.skip_shapes, strict=False)):
             s = np.asarray(s, dtype=np.float32)
             if s.shape == shape:
                 s = s[None]
@@ -790,7 +785,7 @@ class LatentModel:
                 chunk = x[s : s + batch_size]
                 outs = self._encode_fn(len(chunk))(tf.convert_to_tensor(chunk))
                 latents[s : s + len(chunk)] = outs[0].numpy()
-                for dst, src in zip(skips, outs[1:]):
+                for dst, src in zip(skips, outs[1:], strict=False):
                     dst[s : s + len(chunk)] = src.numpy()
                 if bar is not None:
                     bar.update(len(chunk))
@@ -830,9 +825,7 @@ class LatentModel:
         """
         return self._decode(latents, skips, batch_size, masks=False)
 
-    def decode_with_masks(
-        self, latents: Any, skips: Any = None, batch_size: int = 32
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def decode_with_masks(self, latents: Any, skips: Any = None, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and their argmax masks, from one compiled call.
 
         What the interpolation slider shows for each alpha: the same as
@@ -898,9 +891,7 @@ class LatentModel:
             config = repr([(layer.__class__.__name__, layer.name) for layer in self.encoder.layers])
         return content_hash("encoder", config, [np.asarray(w) for w in self.encoder.get_weights()])
 
-    def encode_dataset(
-        self, dataset: SegmentationDataset, batch_size: int = 32, cache: bool = True
-    ) -> Encoding:
+    def encode_dataset(self, dataset: SegmentationDataset, batch_size: int = 32, cache: bool = True) -> Encoding:
         """:meth:`encode` a dataset's images, cached on disk.
 
         The cache key is the encoder's weights and architecture

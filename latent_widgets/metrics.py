@@ -115,9 +115,9 @@ def class_fractions(masks: np.ndarray, n_classes: int) -> np.ndarray:
     for s in range(0, n, step):
         block = flat[s : s + step]
         offsets = (np.arange(len(block), dtype=np.int64) * n_classes)[:, None]
-        counts[s : s + step] = np.bincount(
-            (block + offsets).ravel(), minlength=len(block) * n_classes
-        ).reshape(len(block), n_classes)
+        counts[s : s + step] = np.bincount((block + offsets).ravel(), minlength=len(block) * n_classes).reshape(
+            len(block), n_classes
+        )
     out = counts / float(per)
     return out[0] if single else out
 
@@ -168,9 +168,7 @@ def _iou_from_cm(cm: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / np.where(union > 0, union, 1), np.nan)
 
 
-def iou_per_class(
-    pred: np.ndarray, true: np.ndarray, n_classes: int, *, ignore_index: int | None = None
-) -> np.ndarray:
+def iou_per_class(pred: np.ndarray, true: np.ndarray, n_classes: int, *, ignore_index: int | None = None) -> np.ndarray:
     """Intersection over union of each class, over all pixels given.
 
     ``pred`` and ``true`` may be one mask or a batch: a batch is scored as
@@ -201,9 +199,7 @@ def iou_per_class(
     return iou
 
 
-def mean_iou(
-    pred: np.ndarray, true: np.ndarray, n_classes: int, *, ignore_index: int | None = None
-) -> float:
+def mean_iou(pred: np.ndarray, true: np.ndarray, n_classes: int, *, ignore_index: int | None = None) -> float:
     """Mean of :func:`iou_per_class` over the classes present (NaNs skipped).
 
     Examples

@@ -348,9 +348,7 @@ class LatentIndex:
             idx[r], dist[r] = cand[order], d[order]
         return idx, dist
 
-    def _query_exact(
-        self, q: np.ndarray, k: int, exclude: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _query_exact(self, q: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         x = self.data
         n = self.n_samples
         # One GEMM per block of queries, in the data's dtype (no float64 copy of x).
@@ -416,9 +414,7 @@ class LatentIndex:
             )
             self._nnd.prepare()
 
-    def _query_approximate(
-        self, q: np.ndarray, k: int, exclude: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _query_approximate(self, q: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         if self.backend == "svd":
             c = self.n_candidates or max(10 * k, 64)
             c = min(c, self.n_samples - (1 if exclude is not None else 0))
@@ -549,7 +545,7 @@ def path_neighbors(
     """
     index = data_or_index if isinstance(data_or_index, LatentIndex) else LatentIndex(data_or_index, metric)
     idx, dist = index.query(path_latents, k=1)
-    return PathNeighbors(idx[:, 0], dist[:, 0], int(len(np.unique(idx[:, 0]))))
+    return PathNeighbors(idx[:, 0], dist[:, 0], len(np.unique(idx[:, 0])))
 
 
 def pairwise_distances(

@@ -913,17 +913,24 @@ def quality_table(
         from sklearn.metrics import silhouette_score
 
         n_groups = len(np.unique(g))
-        sil = (
-            float(silhouette_score(np.sqrt(dx), g, metric="precomputed"))
-            if 2 <= n_groups <= n - 1
-            else float("nan")
-        )
+        sil = float(silhouette_score(np.sqrt(dx), g, metric="precomputed")) if 2 <= n_groups <= n - 1 else float("nan")
         agreement, chance = _group_stats(order_x, g, k)
         nan = float("nan")
         rows.append(
-            dict(method="latent", seconds=0.0, trustworthiness=1.0, knn_preservation=1.0, spread=nan,
-                 x_min=nan, x_max=nan, y_min=nan, y_max=nan,
-                 silhouette=sil, knn_agreement=agreement, knn_chance=chance)
+            dict(
+                method="latent",
+                seconds=0.0,
+                trustworthiness=1.0,
+                knn_preservation=1.0,
+                spread=nan,
+                x_min=nan,
+                x_max=nan,
+                y_min=nan,
+                y_max=nan,
+                silhouette=sil,
+                knn_agreement=agreement,
+                knn_chance=chance,
+            )
         )
     for m in methods:
         kw = dict(features=features, standardize=standardize, random_state=random_state)

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
-    "mask_bmp",
     "ERROR_COLOUR",
     "as_uint8",
     "colorize",
@@ -39,6 +38,7 @@ __all__ = [
     "error_map",
     "hex_colours",
     "hstack",
+    "mask_bmp",
     "mask_png",
     "overlay",
     "thumbnail",
@@ -341,9 +341,11 @@ def mask_bmp(mask: np.ndarray, palette: np.ndarray) -> bytes:
     table[:, :3] = pal[:, ::-1]  # BGR0
     offset = 14 + 40 + table.nbytes
     header = np.array([0x4D42], "<u2").tobytes() + np.array([offset + rows.nbytes, 0, offset], "<u4").tobytes()
-    info = np.array([40, w, h], "<i4").tobytes() + np.array([1, 8], "<u2").tobytes() + np.array(
-        [0, rows.nbytes, 2835, 2835, len(pal), 0], "<u4"
-    ).tobytes()
+    info = (
+        np.array([40, w, h], "<i4").tobytes()
+        + np.array([1, 8], "<u2").tobytes()
+        + np.array([0, rows.nbytes, 2835, 2835, len(pal), 0], "<u4").tobytes()
+    )
     return header + info + table.tobytes() + rows.tobytes()
 
 

@@ -62,55 +62,117 @@ def _drive_objects(rng: np.random.Generator, length: float) -> tuple[list[_Thing
             blen = rng.uniform(8.0, 25.0)
             if rng.random() < 0.85:
                 things.append(
-                    _Thing(BUILDING, side * (edge + rng.uniform(0.5, 4.0)), z, rng.uniform(6.0, 22.0),
-                           0.0, blen, _BUILDING_COLOURS[rng.integers(len(_BUILDING_COLOURS))])
+                    _Thing(
+                        BUILDING,
+                        side * (edge + rng.uniform(0.5, 4.0)),
+                        z,
+                        rng.uniform(6.0, 22.0),
+                        0.0,
+                        blen,
+                        _BUILDING_COLOURS[rng.integers(len(_BUILDING_COLOURS))],
+                    )
                 )
             z += blen + rng.uniform(0.0, 6.0)
         z = rng.uniform(0.0, 10.0)
         while z < length:  # trees
-            things.append(_Thing(TREE, side * (edge - rng.uniform(0.3, 0.9)), z, rng.uniform(4.0, 7.0),
-                                 rng.uniform(1.8, 3.2), 0.0, np.array([50.0, 110 + 40 * rng.random(), 40])))
+            things.append(
+                _Thing(
+                    TREE,
+                    side * (edge - rng.uniform(0.3, 0.9)),
+                    z,
+                    rng.uniform(4.0, 7.0),
+                    rng.uniform(1.8, 3.2),
+                    0.0,
+                    np.array([50.0, 110 + 40 * rng.random(), 40]),
+                )
+            )
             z += rng.uniform(8.0, 20.0)
         z = rng.uniform(0.0, 8.0)
         while z < length:  # poles, most carrying a sign
-            things.append(_Thing(POLE, side * (road_half + 0.4), z, rng.uniform(4.0, 6.5), 0.2, 0.0,
-                                 np.array([140.0, 140, 135])))
+            things.append(
+                _Thing(POLE, side * (road_half + 0.4), z, rng.uniform(4.0, 6.5), 0.2, 0.0, np.array([140.0, 140, 135]))
+            )
             if rng.random() < 0.7:
-                things.append(_Thing(SIGN, side * (road_half + 0.4), z - 0.01, 2.6 + rng.random(), 0.9, 0.0,
-                                     np.array([200.0, 40, 40]) if rng.random() < 0.5 else np.array([30.0, 80, 190])))
+                things.append(
+                    _Thing(
+                        SIGN,
+                        side * (road_half + 0.4),
+                        z - 0.01,
+                        2.6 + rng.random(),
+                        0.9,
+                        0.0,
+                        np.array([200.0, 40, 40]) if rng.random() < 0.5 else np.array([30.0, 80, 190]),
+                    )
+                )
             z += rng.uniform(10.0, 22.0)
         z = rng.uniform(0.0, 20.0)
         while z < length:  # fence runs along the outer pavement edge
             flen = rng.uniform(6.0, 18.0)
-            things.append(_Thing(FENCE, side * (edge - 0.1), z, rng.uniform(0.9, 1.4), 0.0, flen,
-                                 np.array([110.0, 100, 80])))
+            things.append(
+                _Thing(FENCE, side * (edge - 0.1), z, rng.uniform(0.9, 1.4), 0.0, flen, np.array([110.0, 100, 80]))
+            )
             z += flen + rng.uniform(10.0, 30.0)
         z = rng.uniform(0.0, 6.0)
         while z < length:  # pedestrians walk along the pavement
-            things.append(_Thing(PEDESTRIAN, side * (road_half + rng.uniform(0.6, pave - 0.4)), z,
-                                 rng.uniform(1.55, 1.9), 0.55, 0.0, _CLOTHES[rng.integers(len(_CLOTHES))],
-                                 speed=rng.uniform(-0.05, 0.05)))
+            things.append(
+                _Thing(
+                    PEDESTRIAN,
+                    side * (road_half + rng.uniform(0.6, pave - 0.4)),
+                    z,
+                    rng.uniform(1.55, 1.9),
+                    0.55,
+                    0.0,
+                    _CLOTHES[rng.integers(len(_CLOTHES))],
+                    speed=rng.uniform(-0.05, 0.05),
+                )
+            )
             z += rng.uniform(4.0, 14.0)
     z = rng.uniform(4.0, 12.0)
     while z < length:  # cars in both lanes
         lane = rng.choice([-0.5, 0.5]) * road_half + rng.uniform(-0.3, 0.3)
-        things.append(_Thing(CAR, lane, z, rng.uniform(1.35, 1.8), rng.uniform(1.7, 2.0), 4.2,
-                             _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))],
-                             speed=rng.uniform(0.1, 0.4) if lane > 0 else -rng.uniform(0.1, 0.4)))
+        things.append(
+            _Thing(
+                CAR,
+                lane,
+                z,
+                rng.uniform(1.35, 1.8),
+                rng.uniform(1.7, 2.0),
+                4.2,
+                _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))],
+                speed=rng.uniform(0.1, 0.4) if lane > 0 else -rng.uniform(0.1, 0.4),
+            )
+        )
         z += rng.uniform(7.0, 20.0)
     z = rng.uniform(3.0, 15.0)
     while z < length:  # bicyclists near the kerb
         side = rng.choice([-1.0, 1.0])
-        things.append(_Thing(BICYCLIST, side * (road_half - 0.7), z, 1.75, 0.6, 1.7,
-                             _CLOTHES[rng.integers(len(_CLOTHES))], speed=0.15 * side))
+        things.append(
+            _Thing(
+                BICYCLIST,
+                side * (road_half - 0.7),
+                z,
+                1.75,
+                0.6,
+                1.7,
+                _CLOTHES[rng.integers(len(_CLOTHES))],
+                speed=0.15 * side,
+            )
+        )
         z += rng.uniform(12.0, 30.0)
     scene = {"road_half": road_half, "edge": edge, "bonnet": rng.uniform(0.06, 0.13)}
     return things, scene
 
 
 def _render_frame(
-    things: list[_Thing], scene: dict[str, float], cam_z: float, frame: int, size: tuple[int, int],
-    light: np.ndarray, horizon: float, rng: np.random.Generator, noise: float,
+    things: list[_Thing],
+    scene: dict[str, float],
+    cam_z: float,
+    frame: int,
+    size: tuple[int, int],
+    light: np.ndarray,
+    horizon: float,
+    rng: np.random.Generator,
+    noise: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image, ImageDraw
 
@@ -130,8 +192,12 @@ def _render_frame(
     msk = Image.new("L", (W, H), SKY)
     di, dm = ImageDraw.Draw(img), ImageDraw.Draw(msk)
 
-    def fill(poly: list[tuple[float, float]] | tuple[float, float, float, float], cls: int,
-             colour: np.ndarray, shape: str = "polygon") -> None:
+    def fill(
+        poly: list[tuple[float, float]] | tuple[float, float, float, float],
+        cls: int,
+        colour: np.ndarray,
+        shape: str = "polygon",
+    ) -> None:
         col = tuple(int(v) for v in np.clip(colour * light, 0, 255))
         if shape != "polygon":
             # tiny far-away objects can round to an inverted box; PIL refuses those
@@ -152,8 +218,11 @@ def _render_frame(
     ground = [(-400.0, near), (400.0, near), (400.0, far), (-400.0, far)]
     fill([px(x, z) for x, z in ground], PAVEMENT, np.array([120.0, 115, 105]))  # verge beyond pavement
     for sign in (-1.0, 1.0):
-        fill([px(sign * rh, near), px(sign * (edge + 30), near), px(sign * (edge + 30), far), px(sign * rh, far)],
-             PAVEMENT, np.array([165.0, 160, 150]))
+        fill(
+            [px(sign * rh, near), px(sign * (edge + 30), near), px(sign * (edge + 30), far), px(sign * rh, far)],
+            PAVEMENT,
+            np.array([165.0, 160, 150]),
+        )
     fill([px(-rh, near), px(rh, near), px(rh, far), px(-rh, far)], ROAD, np.array([85.0, 85, 90]))
     # dashed centre line (road class: CamVid labels markings as road)
     dash0 = -((cam_z) % 6.0)
@@ -212,8 +281,10 @@ def _render_frame(
             fill((u - half, v - 0.35 * s, u + half, v - 0.05 * s), CAR, np.array([25.0, 25, 25]), "rectangle")
             fill((u - half, body_top + 0.5 * s, u + half, v - 0.3 * s), CAR, t.colour, "rectangle")
             fill((u - half * 0.8, body_top, u + half * 0.8, body_top + 0.55 * s), CAR, t.colour * 0.6, "rectangle")
-            di.rectangle((u - half * 0.7, body_top + 0.08 * s, u + half * 0.7, body_top + 0.45 * s),
-                         fill=tuple(int(c) for c in np.clip(np.array([60.0, 80, 100]) * light, 0, 255)))
+            di.rectangle(
+                (u - half * 0.7, body_top + 0.08 * s, u + half * 0.7, body_top + 0.45 * s),
+                fill=tuple(int(c) for c in np.clip(np.array([60.0, 80, 100]) * light, 0, 255)),
+            )
         elif t.kind == PEDESTRIAN:
             head = max(0.13 * s, 0.6)
             top = v - t.height * s

@@ -130,7 +130,7 @@ class TrainHistory:
         if not self.val_iou:
             return "no validation data"
         rows = [f"{'class':<12} {'IoU':>6}"]
-        for name, v in zip(self.class_names, self.val_iou[epoch]):
+        for name, v in zip(self.class_names, self.val_iou[epoch], strict=False):
             rows.append(f"{name:<12} {'  -   ' if not np.isfinite(v) else f'{v:6.3f}'}")
         rows.append(f"{'mean':<12} {self.val_mean_iou[epoch]:6.3f}")
         return "\n".join(rows)
@@ -287,9 +287,7 @@ def evaluate(
     from .metrics import iou_per_class
 
     fn = _fn if _fn is not None else _mask_fn(model)
-    preds = np.concatenate(
-        [fn(data.images[s : s + batch_size]).numpy() for s in range(0, len(data), batch_size)]
-    )
+    preds = np.concatenate([fn(data.images[s : s + batch_size]).numpy() for s in range(0, len(data), batch_size)])
     true = data.masks
     if ignore_class is not None:
         keep = true != ignore_class
@@ -328,9 +326,7 @@ def _check_data(model: Any, data: SegmentationDataset, role: str) -> None:
         )
 
 
-def _epoch_batches(
-    data: SegmentationDataset, batch_size: int, augment: bool, seed: int, epoch: int
-) -> Any:
+def _epoch_batches(data: SegmentationDataset, batch_size: int, augment: bool, seed: int, epoch: int) -> Any:
     """Shuffled batches ``(x, y)`` with random horizontal flips, deterministic per (seed, epoch)."""
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(data))
@@ -367,7 +363,7 @@ def _train_step(net: Any, optimizer: Any, weights: np.ndarray) -> Any:
             probs = net(x, training=True)
             loss = loss_fn(y, probs, sample_weight=tf.gather(class_w, y))
         grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
+        optimizer.apply_gradients(zip(grads, variables, strict=False))
         pred = tf.argmax(probs, axis=-1, output_type=tf.int32)
         return loss, tf.reduce_mean(tf.cast(tf.equal(pred, y), tf.float32))
 

@@ -19,7 +19,7 @@ CAMVID = Path(os.environ.get("LATENT_WIDGETS_CAMVID", REPO.parent / "shared" / "
 NOTEBOOK_FINDINGS: dict[str, str] = {}
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest hook
+def pytest_terminal_summary(terminalreporter) -> None:
     if NOTEBOOK_FINDINGS:
         terminalreporter.write_sep("=", "notebook findings")
         for name, table in NOTEBOOK_FINDINGS.items():

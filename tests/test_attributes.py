@@ -20,7 +20,7 @@ def masks_with_fractions(fractions, size=(8, 10), n_classes=3, cls=1):
     out = np.zeros((len(fractions), h, w), np.uint8)
     for i, f in enumerate(fractions):
         flat = out[i].reshape(-1)
-        flat[: int(round(f * h * w))] = cls
+        flat[: round(f * h * w)] = cls
     return out
 
 

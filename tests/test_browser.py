@@ -14,6 +14,7 @@ and save screenshots of the explorer to ``docs/img/``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -48,7 +49,7 @@ PAGE_TIMEOUT_MS = 150_000
 NOTEBOOK_CELLS = [
     f"""\
 import sys
-sys.path.insert(0, {str(REPO / 'tests')!r})  # the toy model, if the zoo is unavailable
+sys.path.insert(0, {str(REPO / "tests")!r})  # the toy model, if the zoo is unavailable
 import latent_widgets as lw
 
 data = lw.synthetic_road_scenes({N_SAMPLES}, size=(48, 64), seed=0, frames_per_drive=10)
@@ -100,17 +101,13 @@ def _stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=20)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait(timeout=10)
     _, alive = psutil.wait_procs(children, timeout=5)
     for child in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 @pytest.fixture(scope="module")
@@ -126,11 +123,24 @@ def voila_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONUNBUFFERED"] = "1"
-    log = open(folder / "voila.log", "w")
+    log = open(folder / "voila.log", "w")  # noqa: SIM115 - Voila writes to it until teardown
     proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={port}",
-         "--Voila.ip=127.0.0.1", "--ServerApp.port_retries=0", "--show_tracebacks=True"],
-        cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "voila",
+            str(notebook),
+            "--no-browser",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--ServerApp.port_retries=0",
+            "--show_tracebacks=True",
+        ],
+        cwd=folder,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -144,7 +154,7 @@ def voila_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"voila did not answer in 60 s:\n{(folder / 'voila.log').read_text()}")
+                    raise RuntimeError(f"voila did not answer in 60 s:\n{(folder / 'voila.log').read_text()}") from None
                 time.sleep(0.3)
         yield url
     finally:
@@ -172,8 +182,12 @@ def page(voila_url: str):
             )
             text = pg.inner_text("body")
             if "Traceback" in text or not pg.query_selector(".latent-explorer"):
-                raise AssertionError("the explorer notebook failed in Voilà:\n" + text[-3000:]
-                                     + "\nbrowser console:\n" + "\n".join(console[-20:]))
+                raise AssertionError(
+                    "the explorer notebook failed in Voilà:\n"
+                    + text[-3000:]
+                    + "\nbrowser console:\n"
+                    + "\n".join(console[-20:])
+                )
             pg.wait_for_timeout(500)
             yield pg
         finally:
@@ -235,7 +249,8 @@ def test_dragging_the_alpha_slider_changes_the_mask(page):
     # the newest request wins: the caption ends at the slider's value
     page.wait_for_function(
         "(v) => Array.from(document.querySelectorAll('.latent-explorer b')).some(b => b.textContent === 'α = ' + v)",
-        arg=f"{float(readout):.3f}", timeout=30_000,
+        arg=f"{float(readout):.3f}",
+        timeout=30_000,
     )
     assert _src(page, ".lw-current-mask") != before
     page.screenshot(path=str(SHOTS / "explorer_interpolation.png"), clip=_clip_below(page, ".lw-alpha-slider"))
@@ -257,18 +272,23 @@ def test_clicking_a_point_changes_the_mask_viewer(page):
     page.mouse.move(dot["cx"], dot["cy"])
     # hovering shows the tooltip with the sample's thumbnail and masks
     page.wait_for_selector(".lw-tooltip img", state="visible", timeout=10_000)
-    page.wait_for_function("(i) => document.querySelector('.lw-tooltip').innerText.includes('#' + i)",
-                           arg=dot["i"], timeout=10_000)
+    page.wait_for_function(
+        "(i) => document.querySelector('.lw-tooltip').innerText.includes('#' + i)", arg=dot["i"], timeout=10_000
+    )
     fig = page.locator(".lw-projection-scatter").bounding_box()
     top = max(0.0, min(fig["y"], dot["cy"] - 170))  # the tooltip opens above the point
     clip = {"x": fig["x"], "y": top, "width": fig["width"] + 160, "height": fig["y"] + fig["height"] - top}
     page.screenshot(path=str(SHOTS / "explorer_tooltip.png"), clip=clip)
     page.mouse.click(dot["cx"], dot["cy"])
     page.wait_for_function(
-        "([sel, old]) => document.querySelector(sel).src !== old", arg=[".lw-viewer-image", before_image],
+        "([sel, old]) => document.querySelector(sel).src !== old",
+        arg=[".lw-viewer-image", before_image],
         timeout=30_000,
     )
     assert _src(page, ".lw-viewer-prediction") != before_pred
     # the viewer's title names the clicked sample (its update may land after the image's)
-    page.wait_for_function("(i) => document.querySelector('.latent-explorer').innerText.includes('#' + i + ' drive')",
-                           arg=dot["i"], timeout=10_000)
+    page.wait_for_function(
+        "(i) => document.querySelector('.latent-explorer').innerText.includes('#' + i + ' drive')",
+        arg=dot["i"],
+        timeout=10_000,
+    )

@@ -19,8 +19,20 @@ from latent_widgets import (
 )
 
 # From ../shared/camvid/README.md: pixel count per class over trainannot/.
-README_COUNTS = [10682767, 14750079, 623349, 20076880, 2845085, 6166762,
-                 743859, 714595, 3719877, 405385, 184967, 2503995]
+README_COUNTS = [
+    10682767,
+    14750079,
+    623349,
+    20076880,
+    2845085,
+    6166762,
+    743859,
+    714595,
+    3719877,
+    405385,
+    184967,
+    2503995,
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +46,7 @@ def test_camvid_train_counts_names_and_groups(camvid_train_full: SegmentationDat
     assert ds.names[0] == "0001TP_006690.png"
     assert list(ds.names) == sorted(ds.names)
     assert ds.images.shape == (367, 360, 480, 3) and ds.images.dtype == np.float32
-    assert 0.0 <= ds.images.min() and ds.images.max() <= 1.0
+    assert ds.images.min() >= 0.0 and ds.images.max() <= 1.0
     assert ds.masks.shape == (367, 360, 480)
     assert ds.class_pixel_counts().tolist() == README_COUNTS
     assert ds.class_names == CAMVID_CLASSES
@@ -96,8 +108,9 @@ def test_dataset1_layout(tmp_path: Path) -> None:
 def test_load_folder_pairs_by_stem_and_groups(tmp_path: Path) -> None:
     for name, v in (("b_1.png", 2), ("a_1.png", 1), ("a_2.png", 0)):
         _write_pair(tmp_path, name, value=v)
-    ds = load_folder(tmp_path / "img", tmp_path / "ann", ("x", "y", "z"),
-                     group_fn=lambda n: n.split("_")[0], progress=False)
+    ds = load_folder(
+        tmp_path / "img", tmp_path / "ann", ("x", "y", "z"), group_fn=lambda n: n.split("_")[0], progress=False
+    )
     assert ds.names == ("a_1.png", "a_2.png", "b_1.png")
     assert ds.groups.tolist() == [0, 0, 1]
     assert [int(m.max()) for m in ds.masks] == [1, 0, 2]

@@ -46,8 +46,9 @@ def test_annotated_scatter_label_switch(rng):
 def test_annotated_scatter_colours_categories_and_values(rng):
     pts = rng.normal(size=(12, 2))
     groups = np.repeat([0, 1, 2], 4)
-    fig = figures.annotated_scatter(pts, values=groups, value_names=["road", "car", "sky"],
-                                    colours=render.hex_colours(PALETTE))
+    fig = figures.annotated_scatter(
+        pts, values=groups, value_names=["road", "car", "sky"], colours=render.hex_colours(PALETTE)
+    )
     legend = fig.axes[0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["road", "car", "sky"]
     # category 1 is drawn in the palette's colour 1
@@ -75,9 +76,16 @@ def test_interpolation_strip_layout():
     masks = np.zeros((5, 6, 8), int)
     masks[2:, :, 4:] = 1
     nb = np.array([3, 3, 9, 9, 11])
-    fig = figures.interpolation_strip(masks, np.linspace(0, 1, 5), PALETTE, neighbor_masks=masks[::-1],
-                                      neighbor_indices=nb, distances=np.arange(5.0),
-                                      class_names=["bg", "red", "green"], title="A to B")
+    fig = figures.interpolation_strip(
+        masks,
+        np.linspace(0, 1, 5),
+        PALETTE,
+        neighbor_masks=masks[::-1],
+        neighbor_indices=nb,
+        distances=np.arange(5.0),
+        class_names=["bg", "red", "green"],
+        title="A to B",
+    )
     assert len(fig.axes) == 10
     labels = xlabels(fig)
     assert labels[:5] == ["α=0.00", "α=0.25", "α=0.50", "α=0.75", "α=1.00"]
@@ -128,8 +136,9 @@ def test_mask_triptych(synthetic_small):
     pred[:10] = 0
     iou = np.full(ds.n_classes, np.nan)
     iou[0] = 0.5
-    fig = figures.mask_triptych(ds.images[1], ds.masks[1], pred, ds.palette, class_names=ds.class_names,
-                                iou=iou, title="#1")
+    fig = figures.mask_triptych(
+        ds.images[1], ds.masks[1], pred, ds.palette, class_names=ds.class_names, iou=iou, title="#1"
+    )
     assert [ax.get_title() for ax in fig.axes] == ["image", "ground truth", "prediction"]
     assert "Sky (0.50)" in [t.get_text() for t in fig.legends[0].get_texts()]
     fig4 = figures.mask_triptych(ds.images[1], None, pred, ds.palette, error=True)

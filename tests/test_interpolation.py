@@ -160,8 +160,9 @@ def test_precomputed_encodings_are_not_re_encoded(images):
     assert np.array_equal(z[0], enc.latents[0]) and np.array_equal(z[-1], enc.latents[1])
     # an endpoint alpha alone needs no encoding at all
     model.encoded.clear()
-    path_inputs(model, images[0], images[1], np.array([0.0], np.float32), "linear", "image",
-                encoding_a=ea, encoding_b=eb)
+    path_inputs(
+        model, images[0], images[1], np.array([0.0], np.float32), "linear", "image", encoding_a=ea, encoding_b=eb
+    )
     assert model.encoded == []
     # latents without the batch axis work too
     ea1 = type(enc)(enc.latents[0], tuple(s[0] for s in enc.skips))

@@ -129,7 +129,7 @@ def test_encode_batches_equal_one_big_batch(unet_lm: LatentModel, images: np.nda
     one = unet_lm.encode(images, batch_size=len(images))
     small = unet_lm.encode(images, batch_size=2, progress=True)
     np.testing.assert_allclose(small.latents, one.latents, atol=1e-6)
-    for a, b in zip(small.skips, one.skips):
+    for a, b in zip(small.skips, one.skips, strict=False):
         np.testing.assert_allclose(a, b, atol=1e-6)
     probs_big = unet_lm.decode(one.latents, one.skips, batch_size=len(images))
     probs_small = unet_lm.decode(one.latents, one.skips, batch_size=2)
@@ -159,9 +159,7 @@ def test_predict_masks_is_argmax_of_the_model(seg: LatentModel, images: np.ndarr
     np.testing.assert_array_equal(masks, np.argmax(seg.model(images, training=False), axis=-1))
     # uint8 images are scaled to 0..1.
     as_uint8 = (images * 255).round().astype(np.uint8)
-    np.testing.assert_array_equal(
-        seg.predict_masks(as_uint8), seg.predict_masks(as_uint8.astype(np.float32) / 255)
-    )
+    np.testing.assert_array_equal(seg.predict_masks(as_uint8), seg.predict_masks(as_uint8.astype(np.float32) / 255))
 
 
 def test_decode_with_masks_is_decode_and_argmax(seg: LatentModel, unet_lm: LatentModel, images: np.ndarray) -> None:
@@ -259,7 +257,7 @@ def test_error_subclassed_model_has_no_graph() -> None:
         def call(self, x):
             return self.conv(x)
 
-    with pytest.raises(LatentModelError, match="no layer graph.*LatentModel\\(encoder, decoder\\)"):
+    with pytest.raises(LatentModelError, match=r"no layer graph.*LatentModel\(encoder, decoder\)"):
         LatentModel.from_model(Net())
 
 
@@ -285,7 +283,7 @@ def test_error_encoder_output_the_decoder_does_not_accept() -> None:
     with pytest.raises(LatentModelError, match=msg):
         LatentModel(encoder, decoder)
     two = keras.Model([dec_in, keras.Input((4,), name="skip_0")], decoder.outputs)
-    with pytest.raises(LatentModelError, match="encoder has 1 output.*decoder takes 2 input"):
+    with pytest.raises(LatentModelError, match=r"encoder has 1 output.*decoder takes 2 input"):
         LatentModel(encoder, two)
 
 
@@ -309,7 +307,9 @@ def test_error_wrong_latent_shape_or_missing_skips(seg: LatentModel, unet_lm: La
 
 
 def test_error_wrong_image_size_or_channels(seg: LatentModel) -> None:
-    with pytest.raises(LatentModelError, match=r"images are 32x32 \(HxW\) but the model expects 48x64.*size=\(48, 64\)"):
+    with pytest.raises(
+        LatentModelError, match=r"images are 32x32 \(HxW\) but the model expects 48x64.*size=\(48, 64\)"
+    ):
         seg.encode(np.zeros((2, 32, 32, 3), np.float32))
     with pytest.raises(LatentModelError, match=r"images have 1 channel\(s\) but the model expects 3.*RGB"):
         seg.encode(np.zeros((2, 48, 64, 1), np.float32))

@@ -44,9 +44,9 @@ def test_deeplab_shapes_and_one_skip() -> None:
 
 @pytest.mark.parametrize("bad", [(50, 64, 3), (48, 60, 3), (48, 64)])
 def test_zoo_rejects_bad_input_shape(bad: tuple[int, ...]) -> None:
-    with pytest.raises(ValueError, match="multiples of 16|height, width, channels"):
+    with pytest.raises(ValueError, match=r"multiples of 16|height, width, channels"):
         segnet(3, bad)
-    with pytest.raises(ValueError, match="multiples of 16|height, width, channels"):
+    with pytest.raises(ValueError, match=r"multiples of 16|height, width, channels"):
         deeplabv3_plus(3, bad)
 
 

@@ -91,7 +91,7 @@ def test_query_forms_and_errors(rng):
     assert flat[0].tolist() == [[5]]
     with pytest.raises(ValueError, match="features per latent"):
         index.query(np.zeros((1, 5), np.float32))
-    with pytest.raises(ValueError, match="k must be in 1..20"):
+    with pytest.raises(ValueError, match=r"k must be in 1\.\.20"):
         index.query(data[:1], k=21)
     with pytest.raises(ValueError, match="metric"):
         LatentIndex(data, metric="manhattan")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import CAMVID, NOTEBOOK_FINDINGS, REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -35,7 +34,6 @@ CI_PARAMETERS = {
 }
 
 
-
 def test_all_notebooks_are_present_and_stripped() -> None:
     assert {p.name for p in NOTEBOOKS} == EXPECTED
     for path in NOTEBOOKS:
@@ -52,9 +50,7 @@ def test_all_notebooks_are_present_and_stripped() -> None:
 
 def _with_parameters(nb: nbformat.NotebookNode, params: dict) -> nbformat.NotebookNode:
     index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    source = "# Parameters injected by tests/test_notebooks.py\n" + "\n".join(
-        f"{k} = {v!r}" for k, v in params.items()
-    )
+    source = "# Parameters injected by tests/test_notebooks.py\n" + "\n".join(f"{k} = {v!r}" for k, v in params.items())
     cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
     nb.cells.insert(index + 1, cell)
     return nb
@@ -92,7 +88,7 @@ def test_notebook_runs(path: Path, executed_dir: Path) -> None:
                 text.append(out["data"]["text/markdown"])
     joined = "\n".join(text)
     assert "Findings" in joined, f"{path.name} printed no findings table"
-    NOTEBOOK_FINDINGS[path.stem] = joined[joined.rindex("Findings"):]
+    NOTEBOOK_FINDINGS[path.stem] = joined[joined.rindex("Findings") :]
     # every figure the notebook draws made it into the outputs
     images = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert images >= 3, f"{path.name} shows {images} figures"
@@ -103,8 +99,11 @@ def test_parameters_cell_names_the_common_settings() -> None:
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-        names = [line.split("=")[0].strip() for line in cell.source.splitlines()
-                 if "=" in line and not line.lstrip().startswith("#")]
+        names = [
+            line.split("=")[0].strip()
+            for line in cell.source.splitlines()
+            if "=" in line and not line.lstrip().startswith("#")
+        ]
         assert {"DATA", "IMAGE_SIZE", "WIDTH", "EPOCHS"} <= set(names), f"{path.name}: {names}"
 
 
@@ -126,7 +125,9 @@ def test_docs_build_strict_with_rendered_notebooks(executed_dir: Path, tmp_path:
     mkdocs = Path(sys.executable).with_name("mkdocs")
     proc = subprocess.run(
         [str(mkdocs), "build", "--strict", "-f", str(site_src / "mkdocs.yml"), "-d", str(tmp_path / "site")],
-        capture_output=True, text=True, cwd=site_src,
+        capture_output=True,
+        text=True,
+        cwd=site_src,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

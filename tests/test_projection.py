@@ -51,15 +51,18 @@ def test_pca_matches_numpy_svd(rng):
 def test_pca_feature_options(rng):
     x = rng.normal(size=(30, 4, 5, 6)).astype(np.float32) * rng.uniform(0.1, 5, size=6)
     gap = x.mean(axis=(1, 2), dtype=np.float64)
-    same_up_to_sign(P.PCAProjection(features="gap").fit_transform(x),
-                    P.PCAProjection().fit_transform(gap), rtol=1e-5, atol=1e-6)
+    same_up_to_sign(
+        P.PCAProjection(features="gap").fit_transform(x), P.PCAProjection().fit_transform(gap), rtol=1e-5, atol=1e-6
+    )
     flat = x.reshape(30, -1).astype(np.float64)
     z = (flat - flat.mean(0)) / flat.std(0)
-    same_up_to_sign(P.PCAProjection(standardize=True).fit_transform(x),
-                    P.PCAProjection().fit_transform(z), rtol=1e-4, atol=1e-4)
+    same_up_to_sign(
+        P.PCAProjection(standardize=True).fit_transform(x), P.PCAProjection().fit_transform(z), rtol=1e-4, atol=1e-4
+    )
     # a PCA pre-reduction keeps the top directions, so PCA after it is PCA
-    same_up_to_sign(P.PCAProjection(pca_dims=10).fit_transform(x),
-                    P.PCAProjection().fit_transform(x), rtol=1e-3, atol=1e-3)
+    same_up_to_sign(
+        P.PCAProjection(pca_dims=10).fit_transform(x), P.PCAProjection().fit_transform(x), rtol=1e-3, atol=1e-3
+    )
     with pytest.raises(ValueError, match="gap"):
         P.PCAProjection(features="gap").fit(flat)
     with pytest.raises(ValueError, match="features"):
@@ -211,8 +214,15 @@ def test_group_separation_references(rng):
 
 def test_quality_table_one_call(rng):
     x, groups = blobs(rng, n_per=12)
-    rows = P.quality_table(x, groups, methods=("pca", "tsne"), k=5, include_latent=True,
-                           method_kwargs={"tsne": {"max_iter": 250}}, progress=False)
+    rows = P.quality_table(
+        x,
+        groups,
+        methods=("pca", "tsne"),
+        k=5,
+        include_latent=True,
+        method_kwargs={"tsne": {"max_iter": 250}},
+        progress=False,
+    )
     assert [r["method"] for r in rows] == ["latent", "pca", "tsne"]
     for r in rows[1:]:
         y = P.project(x, r["method"], progress=False, **({"max_iter": 250} if r["method"] == "tsne" else {}))

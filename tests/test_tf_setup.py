@@ -17,7 +17,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 # The child reports what TensorFlow itself says about oneDNN.
@@ -41,8 +40,9 @@ def _run(code: str, env_update: dict[str, str] | None = None, timeout: int = 600
 
 @pytest.mark.slow
 def test_deeplab_training_at_the_users_default_does_not_crash(camvid_root: Path) -> None:
-    code = textwrap.dedent(
-        f"""
+    code = (
+        textwrap.dedent(
+            f"""
         import latent_widgets as lw
         from latent_widgets import models, training
 
@@ -52,7 +52,9 @@ def test_deeplab_training_at_the_users_default_does_not_crash(camvid_root: Path)
         result = training.train(net, train, val, epochs=2, learning_rate=3e-3, cache=False, progress=False)
         assert len(result.history.loss) == 2
         """
-    ) + _ONEDNN_STATE
+        )
+        + _ONEDNN_STATE
+    )
     proc = _run(code)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-3000:]}"
     assert "ENV 0" in proc.stdout

@@ -128,7 +128,7 @@ def test_train_rejects_data_that_does_not_fit(data) -> None:
     tr, _ = data
     with pytest.raises(TrainingError, match=r"images are 48x64x3 but the model takes \(96, 128, 3\)"):
         train(segnet(tr.n_classes, (96, 128, 3), width=0.125), tr, progress=False)
-    with pytest.raises(TrainingError, match="outputs 3 classes.*n_classes=12"):
+    with pytest.raises(TrainingError, match=r"outputs 3 classes.*n_classes=12"):
         train(tiny_model(3), tr, progress=False)
-    with pytest.raises(TrainingError, match="keras.Model"):
+    with pytest.raises(TrainingError, match=r"keras\.Model"):
         train("model", tr)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import traitlets
 from PIL import Image
+from toy import ToyLatentModel
 
 from latent_widgets import render
 from latent_widgets.widgets import (
@@ -24,7 +25,6 @@ from latent_widgets.widgets import (
     MaskViewer,
     ProjectionScatter,
 )
-from toy import ToyLatentModel
 
 
 def png_pixels(png: bytes) -> np.ndarray:
@@ -194,8 +194,12 @@ def test_scatter_hover_tooltip_shows_thumbnail_and_masks(scatter, ds, prediction
     assert scatter.hovered == 3
     assert scatter.mark.tooltip is scatter.tooltip
     pixels = png_pixels(scatter.tooltip_value)
-    expected = render.hstack([render.thumbnail(ds.images[3], ds.masks[3], ds.palette, height=80),
-                              render.thumbnail(render.colorize(predictions[3], ds.palette), height=80)])
+    expected = render.hstack(
+        [
+            render.thumbnail(ds.images[3], ds.masks[3], ds.palette, height=80),
+            render.thumbnail(render.colorize(predictions[3], ds.palette), height=80),
+        ]
+    )
     np.testing.assert_array_equal(pixels, expected)
     assert ds.names[3] in scatter._tooltip_caption.value
 
@@ -224,8 +228,10 @@ def test_scatter_path_overlay_on_pca_map(scatter, encoding):
 
 def test_scatter_path_on_a_nonlinear_map_uses_neighbour_positions(encoding, ds):
     z = encoding.latents.reshape(len(ds), -1)
-    maps = {"pca": np.random.default_rng(0).normal(size=(len(ds), 2)),
-            "tsne": np.random.default_rng(1).normal(size=(len(ds), 2))}
+    maps = {
+        "pca": np.random.default_rng(0).normal(size=(len(ds), 2)),
+        "tsne": np.random.default_rng(1).normal(size=(len(ds), 2)),
+    }
     sc = ProjectionScatter(z, ds, projections=maps, method="tsne")
     sc.show_path(z[[4, 11]])
     np.testing.assert_allclose(sc.path_points, maps["tsne"][[4, 11]], atol=1e-6)
@@ -295,8 +301,10 @@ def test_mask_viewer_panes_show_the_sample(ds, model, predictions):
     np.testing.assert_array_equal(png_pixels(viewer.values["image"]), render.upscale(render.as_uint8(ds.images[4]), s))
     np.testing.assert_array_equal(png_pixels(viewer.values["truth"]), shown_mask_pixels(ds.masks[4], ds.palette, s))
     np.testing.assert_array_equal(png_pixels(viewer.image_value), shown_mask_pixels(predictions[4], ds.palette, s))
-    np.testing.assert_array_equal(png_pixels(viewer.values["errors"]),
-                                  render.upscale(render.error_map(predictions[4], ds.masks[4], ds.images[4]), s))
+    np.testing.assert_array_equal(
+        png_pixels(viewer.values["errors"]),
+        render.upscale(render.error_map(predictions[4], ds.masks[4], ds.images[4]), s),
+    )
     np.testing.assert_allclose(viewer.iou, iou_per_class(predictions[4], ds.masks[4], ds.n_classes))
     assert ds.names[4] in viewer._title.value
     for name in ds.class_names:
@@ -310,8 +318,9 @@ def test_mask_viewer_opacity_redraws_the_overlay(ds, predictions):
     before = viewer.values["prediction"]
     viewer._opacity_slider.value = 1.0  # the slider drives the trait
     assert viewer.opacity == 1.0
-    np.testing.assert_array_equal(png_pixels(viewer.values["overlay"]),
-                                  shown_mask_pixels(predictions[2], ds.palette, viewer.scale))
+    np.testing.assert_array_equal(
+        png_pixels(viewer.values["overlay"]), shown_mask_pixels(predictions[2], ds.palette, viewer.scale)
+    )
     assert viewer.values["prediction"] == before
 
 
@@ -350,8 +359,16 @@ def expected_mask(model, encoding, ds, a, b, alpha, method="linear", policy="ima
 
     Encoding = type(encoding)
     enc = lambda i: Encoding(encoding.latents[i : i + 1], tuple(s[i : i + 1] for s in encoding.skips))  # noqa: E731
-    z, skips = path_inputs(model, ds.images[a], ds.images[b], np.array([alpha], np.float32), method=method,
-                           skip_policy=policy, encoding_a=enc(a), encoding_b=enc(b))
+    z, skips = path_inputs(
+        model,
+        ds.images[a],
+        ds.images[b],
+        np.array([alpha], np.float32),
+        method=method,
+        skip_policy=policy,
+        encoding_a=enc(a),
+        encoding_b=enc(b),
+    )
     return model.decode(z, skips if model.has_skips else None).argmax(-1)[0]
 
 
@@ -426,8 +443,9 @@ def test_slider_fractions_and_neighbours(slider, ds):
     np.testing.assert_allclose(slider.fraction_cursor.x, [0.5, 0.5])
     # under each step: the nearest real sample's ground truth
     for k in (0, 5, 11):
-        np.testing.assert_array_equal(png_pixels(slider.neighbor_values[k]),
-                                      shown_mask_pixels(ds.masks[nb[k]], ds.palette, slider.tile_scale))
+        np.testing.assert_array_equal(
+            png_pixels(slider.neighbor_values[k]), shown_mask_pixels(ds.masks[nb[k]], ds.palette, slider.tile_scale)
+        )
     assert slider.n_distinct == len(set(nb.tolist()))
     assert f"{slider.n_distinct} distinct" in slider._strip_caption.value
     # the strip's tile widgets are reused for the next path

@@ -14,7 +14,8 @@ test can compute the expected answer by hand:
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class ToyLatentModel:
         self.decode_calls += 1
         z = np.asarray(latents, np.float32)
         if z.shape[1:] != self.latent_shape:
-            z = z.reshape((-1,) + self.latent_shape)
+            z = z.reshape((-1, *self.latent_shape))
         logits = z @ self.w_dec
         if self.has_skips:
             if not skips:

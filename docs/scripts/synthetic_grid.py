@@ -13,7 +13,7 @@ from latent_widgets import synthetic_road_scenes
 ds = synthetic_road_scenes(240, size=(96, 128), seed=0)
 picks = np.linspace(0, len(ds) - 1, 12).round().astype(int)
 tiles = [np.concatenate([(ds.images[i] * 255).astype(np.uint8), ds.palette[ds.masks[i]]], axis=0) for i in picks]
-rows = [np.concatenate(tiles[r * 6:(r + 1) * 6], axis=1) for r in range(2)]
+rows = [np.concatenate(tiles[r * 6 : (r + 1) * 6], axis=1) for r in range(2)]
 grid = np.concatenate(rows, axis=0)
 out = Path("docs/img/synthetic_grid.png")
 Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(out)

@@ -51,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         model = segnet(train_data.n_classes, (*size, 3), width=args.width)
     else:
         model = deeplabv3_plus(train_data.n_classes, (*size, 3), backbone_width=args.width)
-    print(f"{len(train_data)} train / {len(val_data)} val images at {size[0]}x{size[1]}; "
-          f"{args.model} width {args.width}: {model.count_params():,} parameters; cache {cache_dir('models')}")
+    print(
+        f"{len(train_data)} train / {len(val_data)} val images at {size[0]}x{size[1]}; "
+        f"{args.model} width {args.width}: {model.count_params():,} parameters; cache {cache_dir('models')}"
+    )
     t0 = time.perf_counter()
     result = train(
         model,
@@ -71,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     if h.seconds:
         print(f"seconds per epoch (train + val): median {np.median(h.seconds):.1f}")
     for e in range(h.epochs):
-        print(f"epoch {e + 1:2d}: loss {h.loss[e]:.3f}  train acc {h.pixel_accuracy[e]:.3f}  "
-              f"val acc {h.val_pixel_accuracy[e]:.3f}  val mIoU {h.val_mean_iou[e]:.3f}")
+        print(
+            f"epoch {e + 1:2d}: loss {h.loss[e]:.3f}  train acc {h.pixel_accuracy[e]:.3f}  "
+            f"val acc {h.val_pixel_accuracy[e]:.3f}  val mIoU {h.val_mean_iou[e]:.3f}"
+        )
     ev = evaluate(result.model, val_data, ignore_class=11)
     print(h.iou_table())
     print(f"val mean IoU (11 classes): {ev['mean_iou']:.3f}")

@@ -85,7 +85,13 @@ def deeplabv3_plus(
 
     def conv_bn(x, filters, kernel, name, strides=1, dilation=1):
         x = layers.Conv2D(
-            filters, kernel, strides=strides, dilation_rate=dilation, padding="same", use_bias=False, name=f"{name}_conv"
+            filters,
+            kernel,
+            strides=strides,
+            dilation_rate=dilation,
+            padding="same",
+            use_bias=False,
+            name=f"{name}_conv",
         )(x)
         x = layers.BatchNormalization(name=f"{name}_bn")(x)
         return layers.ReLU(name=f"{name}_relu")(x)

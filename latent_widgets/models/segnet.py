@@ -32,7 +32,7 @@ _DECODER_FILTERS: tuple[int, ...] = (512, 256, 128, 64)
 
 
 def _scaled(filters: int, width: float) -> int:
-    return max(4, int(round(filters * width)))
+    return max(4, round(filters * width))
 
 
 def _check_shape(input_shape: tuple[int, int, int], factor: int, name: str) -> tuple[int, int, int]:

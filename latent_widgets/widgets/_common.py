@@ -78,7 +78,7 @@ class ErrorSink:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - the whole point is to catch everything
+            except Exception as exc:
                 self.report(exc, context or getattr(fn, "__qualname__", None))
                 if self.raise_errors:
                     raise
@@ -110,8 +110,11 @@ def blank_png(height: int, width: int, grey: int = 235) -> bytes:
 
 def image_pane(width: int, value: bytes | None = None) -> W.Image:
     """An ``Image(format="png")`` displayed ``width`` px wide."""
-    return W.Image(value=value or blank_png(8, 8), format="png",
-                   layout=W.Layout(width=f"{width}px", height="auto", object_fit="contain"))
+    return W.Image(
+        value=value or blank_png(8, 8),
+        format="png",
+        layout=W.Layout(width=f"{width}px", height="auto", object_fit="contain"),
+    )
 
 
 def labelled(child: W.Widget, caption: str | W.Widget) -> W.VBox:

@@ -106,8 +106,11 @@ class LatentExplorer(View):
         self.output = W.Output(layout=W.Layout(max_height="260px", overflow="auto", border="1px solid #e0b0b0"))
         self.errors = ErrorSink(self.output)
         if encoding is None:
-            encoding = (latent_model.encode_dataset(dataset) if hasattr(latent_model, "encode_dataset")
-                        else latent_model.encode(dataset.images))
+            encoding = (
+                latent_model.encode_dataset(dataset)
+                if hasattr(latent_model, "encode_dataset")
+                else latent_model.encode(dataset.images)
+            )
         self.encoding = encoding
         if predictions is None:
             # predict_masks batches itself and returns int masks, never all the probabilities.
@@ -120,34 +123,54 @@ class LatentExplorer(View):
         # One index of the dataset latents: the strip's nearest neighbours.
         self.latent_index = LatentIndex(latents)
         self.scatter = ProjectionScatter(
-            latents, dataset, method=method, methods=methods, projections=projections,
-            predictions=self.predictions, splits=splits, gl_threshold=gl_threshold,
-            latent_index=self.latent_index, errors=self.errors,
+            latents,
+            dataset,
+            method=method,
+            methods=methods,
+            projections=projections,
+            predictions=self.predictions,
+            splits=splits,
+            gl_threshold=gl_threshold,
+            latent_index=self.latent_index,
+            errors=self.errors,
         )
-        self.viewer = MaskViewer(dataset, latent_model, predictions=self.predictions,
-                                 display_width=display_width, errors=self.errors)
+        self.viewer = MaskViewer(
+            dataset, latent_model, predictions=self.predictions, display_width=display_width, errors=self.errors
+        )
         self.slider = InterpolationSlider(
-            latent_model, dataset, encoding=encoding, index_a=index_a, index_b=index_b, n_steps=n_steps,
-            asynchronous=asynchronous, latent_index=self.latent_index, display_width=display_width,
+            latent_model,
+            dataset,
+            encoding=encoding,
+            index_a=index_a,
+            index_b=index_b,
+            n_steps=n_steps,
+            asynchronous=asynchronous,
+            latent_index=self.latent_index,
+            display_width=display_width,
             errors=self.errors,
         )
 
         self._click_buttons = W.ToggleButtons(
-            options=list(CLICK_ACTIONS), description="click:", style={"button_width": "64px",
-                                                                      "description_width": "40px"},
+            options=list(CLICK_ACTIONS),
+            description="click:",
+            style={"button_width": "64px", "description_width": "40px"},
             tooltips=["show the sample", "show it and make it endpoint A", "show it and make it endpoint B"],
         )
         W.link((self, "click_action"), (self._click_buttons, "value"))
         clear = W.Button(description="clear errors", layout=W.Layout(width="110px"))
         clear.on_click(lambda _: self.errors.clear())
-        self.widget = W.VBox([
-            W.HTML(f"<h3 style='margin:4px 0'>Latent space of {type(latent_model).__name__} "
-                   f"· {len(dataset)} samples</h3>"),
-            W.HBox([W.VBox([self._click_buttons, self.scatter.widget]), self.viewer.widget]),
-            self.slider.widget,
-            W.HBox([W.HTML("<b>errors</b>"), clear]),
-            self.output,
-        ])
+        self.widget = W.VBox(
+            [
+                W.HTML(
+                    f"<h3 style='margin:4px 0'>Latent space of {type(latent_model).__name__} "
+                    f"· {len(dataset)} samples</h3>"
+                ),
+                W.HBox([W.VBox([self._click_buttons, self.scatter.widget]), self.viewer.widget]),
+                self.slider.widget,
+                W.HBox([W.HTML("<b>errors</b>"), clear]),
+                self.output,
+            ]
+        )
         self.widget.add_class("latent-explorer")
 
         self.scatter.observe(self.errors.guard(self._on_selected), "selected")

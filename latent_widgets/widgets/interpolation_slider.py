@@ -163,8 +163,9 @@ class InterpolationSlider(View):
         self.asynchronous = asynchronous
         n = len(dataset)
         if encoding is None:
-            encoding = (model.encode_dataset(dataset) if hasattr(model, "encode_dataset")
-                        else model.encode(dataset.images))
+            encoding = (
+                model.encode_dataset(dataset) if hasattr(model, "encode_dataset") else model.encode(dataset.images)
+            )
         if len(encoding.latents) != n:
             raise ValueError(f"encoding has {len(encoding.latents)} latents for {n} samples")
         self.encoding = encoding
@@ -217,14 +218,26 @@ class InterpolationSlider(View):
         self._a_box = W.BoundedIntText(description="A", **bounded)
         self._b_box = W.BoundedIntText(description="B", **bounded)
         self._method_buttons = W.ToggleButtons(options=list(PATH_METHODS), style={"button_width": "84px"})
-        self._policy_dropdown = W.Dropdown(options=list(SKIP_POLICIES), description="skips",
-                                           disabled=not getattr(model, "has_skips", False),
-                                           layout=W.Layout(width="170px"), style={"description_width": "38px"})
-        self._steps_box = W.BoundedIntText(min=2, max=64, description="steps", layout=W.Layout(width="120px"),
-                                           style={"description_width": "38px"})
-        self.slider = W.FloatSlider(min=0.0, max=1.0, step=0.01, description="alpha", continuous_update=True,
-                                    readout_format=".2f", layout=W.Layout(width="460px"),
-                                    style={"description_width": "40px"})
+        self._policy_dropdown = W.Dropdown(
+            options=list(SKIP_POLICIES),
+            description="skips",
+            disabled=not getattr(model, "has_skips", False),
+            layout=W.Layout(width="170px"),
+            style={"description_width": "38px"},
+        )
+        self._steps_box = W.BoundedIntText(
+            min=2, max=64, description="steps", layout=W.Layout(width="120px"), style={"description_width": "38px"}
+        )
+        self.slider = W.FloatSlider(
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            description="alpha",
+            continuous_update=True,
+            readout_format=".2f",
+            layout=W.Layout(width="460px"),
+            style={"description_width": "40px"},
+        )
         self._status = W.HTML(layout=W.Layout(width="120px"))
         self.image = image_pane(display_width)
         self.image.format = "bmp"
@@ -237,17 +250,30 @@ class InterpolationSlider(View):
         self._fx = bq.LinearScale(min=0.0, max=1.0)
         self._fy = bq.LinearScale(min=0.0, max=1.0)
         palette = render.hex_colours(dataset.palette)
-        self.fraction_lines = bq.Lines(x=np.zeros(2), y=np.zeros((dataset.n_classes, 2)),
-                                       scales={"x": self._fx, "y": self._fy}, colors=palette,
-                                       labels=list(dataset.class_names), stroke_width=2)
-        self.fraction_cursor = bq.Lines(x=np.zeros(2), y=np.array([0.0, 1.0]), scales={"x": self._fx, "y": self._fy},
-                                        colors=["black"], line_style="dashed", stroke_width=1)
+        self.fraction_lines = bq.Lines(
+            x=np.zeros(2),
+            y=np.zeros((dataset.n_classes, 2)),
+            scales={"x": self._fx, "y": self._fy},
+            colors=palette,
+            labels=list(dataset.class_names),
+            stroke_width=2,
+        )
+        self.fraction_cursor = bq.Lines(
+            x=np.zeros(2),
+            y=np.array([0.0, 1.0]),
+            scales={"x": self._fx, "y": self._fy},
+            colors=["black"],
+            line_style="dashed",
+            stroke_width=1,
+        )
         self.fraction_figure = bq.Figure(
             marks=[self.fraction_lines, self.fraction_cursor],
-            axes=[bq.Axis(scale=self._fx, label="alpha", num_ticks=5, tick_format=".2f"),
-                  bq.Axis(scale=self._fy, side="left", label="pixel fraction", num_ticks=5,
-                          tick_format=".1f")],
-            fig_margin={"top": 10, "bottom": 40, "left": 50, "right": 20}, display_toolbar=False,
+            axes=[
+                bq.Axis(scale=self._fx, label="alpha", num_ticks=5, tick_format=".2f"),
+                bq.Axis(scale=self._fy, side="left", label="pixel fraction", num_ticks=5, tick_format=".1f"),
+            ],
+            fig_margin={"top": 10, "bottom": 40, "left": 50, "right": 20},
+            display_toolbar=False,
             layout=W.Layout(width="320px", height=f"{max(200, int(h * shown_scale) + 40)}px"),
         )
 
@@ -258,17 +284,21 @@ class InterpolationSlider(View):
         self._tiles: list[tuple[Any, ...]] = []
         self.neighbor_values: list[bytes] = []
         self.n_distinct = 0
-        self.widget = W.VBox([
-            W.HTML(f"<style>img.{_PIXELATED} {{ image-rendering: pixelated; }}</style>"),
-            W.HBox([self._a_box, self._b_box, self._method_buttons, self._policy_dropdown, self._steps_box]),
-            W.HBox([self.slider, self._status]),
-            W.HBox([
-                W.VBox([labelled(self._a_image, self._a_caption), labelled(self._b_image, self._b_caption)]),
-                labelled(self.image, self._caption),
-                labelled(self.fraction_figure, "class pixel fraction"),
-            ]),
-            labelled(self.strip_box, self._strip_caption),
-        ])
+        self.widget = W.VBox(
+            [
+                W.HTML(f"<style>img.{_PIXELATED} {{ image-rendering: pixelated; }}</style>"),
+                W.HBox([self._a_box, self._b_box, self._method_buttons, self._policy_dropdown, self._steps_box]),
+                W.HBox([self.slider, self._status]),
+                W.HBox(
+                    [
+                        W.VBox([labelled(self._a_image, self._a_caption), labelled(self._b_image, self._b_caption)]),
+                        labelled(self.image, self._caption),
+                        labelled(self.fraction_figure, "class pixel fraction"),
+                    ]
+                ),
+                labelled(self.strip_box, self._strip_caption),
+            ]
+        )
 
         # CSS hooks for the browser tests and for styling.
         self.slider.add_class("lw-alpha-slider")
@@ -283,9 +313,14 @@ class InterpolationSlider(View):
         self.set_trait("skip_policy", skip_policy)
         self.set_trait("n_steps", n_steps)
         self.set_trait("alpha", float(alpha))
-        for box, trait in ((self._a_box, "index_a"), (self._b_box, "index_b"), (self._method_buttons, "method"),
-                           (self._policy_dropdown, "skip_policy"), (self._steps_box, "n_steps"),
-                           (self.slider, "alpha")):
+        for box, trait in (
+            (self._a_box, "index_a"),
+            (self._b_box, "index_b"),
+            (self._method_buttons, "method"),
+            (self._policy_dropdown, "skip_policy"),
+            (self._steps_box, "n_steps"),
+            (self.slider, "alpha"),
+        ):
             W.link((self, trait), (box, "value"))
         self._observe_guarded(self._on_path_change, ["index_a", "index_b", "method", "skip_policy", "n_steps"])
         self._observe_guarded(self._on_alpha, "alpha")
@@ -340,9 +375,14 @@ class InterpolationSlider(View):
         ds, enc = self.dataset, self.encoding
         with self._model_lock:
             latents, skips = path_inputs(
-                self.model, ds.images[a], ds.images[b], np.array([alpha], np.float32),
-                method=method, skip_policy=policy,
-                encoding_a=_sample_encoding(enc, a), encoding_b=_sample_encoding(enc, b),
+                self.model,
+                ds.images[a],
+                ds.images[b],
+                np.array([alpha], np.float32),
+                method=method,
+                skip_policy=policy,
+                encoding_a=_sample_encoding(enc, a),
+                encoding_b=_sample_encoding(enc, b),
             )
             probs, masks = self.model.decode_with_masks(latents, skips if self.model.has_skips else None)
         probs, mask = np.asarray(probs)[0], np.asarray(masks)[0]
@@ -373,20 +413,25 @@ class InterpolationSlider(View):
         from ..interpolation import decode_path
         from ..metrics import class_fractions
 
-        a, b, method, policy, n = key
+        a, b, method, policy, _n = key
         ds, enc = self.dataset, self.encoding
         alphas = self.alphas
         with self._model_lock:
             result = decode_path(
-                self.model, ds.images[a], ds.images[b], alphas, method=method, skip_policy=policy,
-                encoding_a=_sample_encoding(enc, a), encoding_b=_sample_encoding(enc, b),
+                self.model,
+                ds.images[a],
+                ds.images[b],
+                alphas,
+                method=method,
+                skip_policy=policy,
+                encoding_a=_sample_encoding(enc, a),
+                encoding_b=_sample_encoding(enc, b),
             )
         masks = np.asarray(result.masks)
         probs = np.asarray(result.probs)
         latents = np.asarray(result.latents)
         steps = [
-            StripStep(float(al), latents[i], probs[i], masks[i],
-                      render.mask_bmp(masks[i], ds.palette))
+            StripStep(float(al), latents[i], probs[i], masks[i], render.mask_bmp(masks[i], ds.palette))
             for i, al in enumerate(np.asarray(result.alphas, np.float64))
         ]
         neighbors = self._neighbors_of(latents)
@@ -435,10 +480,15 @@ class InterpolationSlider(View):
         # Tile widgets are reused across strips (new widgets per strip would
         # pile up in the kernel and the page).
         while len(self._tiles) < n:
-            top_img, top_cap, bottom_img, bottom_cap = (image_pane(self.tile_width), W.HTML(),
-                                                        image_pane(self.tile_width), W.HTML())
-            self._tiles.append((top_img, top_cap, bottom_img, bottom_cap,
-                                W.VBox([top_cap, top_img]), W.VBox([bottom_img, bottom_cap])))
+            top_img, top_cap, bottom_img, bottom_cap = (
+                image_pane(self.tile_width),
+                W.HTML(),
+                image_pane(self.tile_width),
+                W.HTML(),
+            )
+            self._tiles.append(
+                (top_img, top_cap, bottom_img, bottom_cap, W.VBox([top_cap, top_img]), W.VBox([bottom_img, bottom_cap]))
+            )
         for i, step in enumerate(self._steps):
             top_img, top_cap, bottom_img, bottom_cap, _, _ = self._tiles[i]
             j = int(nb[i])
@@ -502,7 +552,7 @@ class InterpolationSlider(View):
             if key != self._key():
                 return  # the endpoints or path changed meanwhile: a mask of the old path
             self._show(step, gen, cached=False)
-        except Exception as exc:  # noqa: BLE001 - the worker has no caller to raise to
+        except Exception as exc:
             self.errors.report(exc, "InterpolationSlider decode")
         finally:
             if gen == self._generation:
@@ -518,8 +568,8 @@ class InterpolationSlider(View):
             self.current_probs = step.probs
             self.current_mask = step.mask
             where = "strip step" if cached else "decoded on demand"
-            self._caption.value = (f"<b style='font-size:12px'>α = {step.alpha:.3f}</b> "
-                                   f"<span style='font-size:11px'>({where})</span>")
+            self._caption.value = (
+                f"<b style='font-size:12px'>α = {step.alpha:.3f}</b> <span style='font-size:11px'>({where})</span>"
+            )
             # Last: observers of the bytes (benchmark, tests) see a complete state.
             self.image.value = step.image
-

@@ -96,20 +96,28 @@ class MaskViewer(View):
         self.panes = {name: image_pane(display_width) for name in PANES}
         self._captions = {name: W.HTML(f"<b style='font-size:12px'>{name}</b>") for name in PANES}
         self._title = W.HTML()
-        self._opacity_slider = W.FloatSlider(min=0.0, max=1.0, step=0.05, description="opacity",
-                                             continuous_update=True, readout_format=".2f",
-                                             layout=W.Layout(width=f"{display_width}px"),
-                                             style={"description_width": "50px"})
+        self._opacity_slider = W.FloatSlider(
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            description="opacity",
+            continuous_update=True,
+            readout_format=".2f",
+            layout=W.Layout(width=f"{display_width}px"),
+            style={"description_width": "50px"},
+        )
         self.legend = W.HTML(layout=W.Layout(width=f"{display_width}px"))
         for name, pane in self.panes.items():
             pane.add_class(f"lw-viewer-{name}")  # CSS hooks for the browser tests
         boxes = {name: labelled(self.panes[name], self._captions[name]) for name in PANES}
         overlay_box = W.VBox([boxes["overlay"], self._opacity_slider])
-        self.widget = W.VBox([
-            self._title,
-            W.HBox([boxes["image"], boxes["truth"], boxes["prediction"]]),
-            W.HBox([overlay_box, boxes["errors"], labelled(self.legend, "classes (IoU)")]),
-        ])
+        self.widget = W.VBox(
+            [
+                self._title,
+                W.HBox([boxes["image"], boxes["truth"], boxes["prediction"]]),
+                W.HBox([overlay_box, boxes["errors"], labelled(self.legend, "classes (IoU)")]),
+            ]
+        )
         self.set_trait("opacity", opacity)
         W.link((self, "opacity"), (self._opacity_slider, "value"))
         self._observe_guarded(self._on_opacity, "opacity")
@@ -196,11 +204,9 @@ class MaskViewer(View):
         if ds.groups is not None:
             g = int(ds.groups[index])
             group = f" · {ds.group_names[g] if ds.group_names and g < len(ds.group_names) else f'group {g}'}"
-        self._show(ds.images[index], ds.masks[index], self.predicted(index),
-                   f"#{index} {ds.names[index]}{group}")
+        self._show(ds.images[index], ds.masks[index], self.predicted(index), f"#{index} {ds.names[index]}{group}")
 
-    def _show(self, image: np.ndarray | None, true_mask: np.ndarray | None, pred_mask: np.ndarray,
-              title: str) -> None:
+    def _show(self, image: np.ndarray | None, true_mask: np.ndarray | None, pred_mask: np.ndarray, title: str) -> None:
         from ..metrics import iou_per_class
 
         ds, s = self.dataset, self.scale
@@ -227,7 +233,8 @@ class MaskViewer(View):
             return
         base = self.image if self.image is not None else np.full((*self.pred_mask.shape, 3), 0.5, np.float32)
         self.panes["overlay"].value = render.to_png(
-            render.overlay(base, self.pred_mask, self.dataset.palette, self.opacity), scale=self.scale)
+            render.overlay(base, self.pred_mask, self.dataset.palette, self.opacity), scale=self.scale
+        )
 
     def _on_opacity(self, change: Mapping[str, Any]) -> None:
         self._draw_overlay()
@@ -241,7 +248,7 @@ class MaskViewer(View):
         if self.true_mask is not None:
             present |= set(np.unique(self.true_mask).tolist())
         rows = []
-        for c, (name, colour) in enumerate(zip(ds.class_names, render.hex_colours(ds.palette))):
+        for c, (name, colour) in enumerate(zip(ds.class_names, render.hex_colours(ds.palette), strict=False)):
             iou = "" if self.iou is None or c >= len(self.iou) or np.isnan(self.iou[c]) else f"{self.iou[c]:.2f}"
             style = "" if c in present else "opacity:0.45"
             rows.append(

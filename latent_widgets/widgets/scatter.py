@@ -224,21 +224,30 @@ class ProjectionScatter(View):
         scales = {"x": self.x_scale, "y": self.y_scale, "color": self.color_scale}
         self._tooltip_image = image_pane(220)
         self._tooltip_caption = W.HTML()
-        self.tooltip = W.VBox([self._tooltip_caption, self._tooltip_image],
-                              layout=W.Layout(padding="4px"))
+        self.tooltip = W.VBox([self._tooltip_caption, self._tooltip_image], layout=W.Layout(padding="4px"))
         names = [str(i) for i in range(self.n)]
         mark_cls = gl if gl is not None else bq.Scatter
         kwargs: dict[str, Any] = dict(
-            x=np.zeros(self.n), y=np.zeros(self.n), color=np.zeros(self.n), scales=scales,
-            default_size=48 if self.n <= 500 else 16, stroke="white", stroke_width=0.5,
+            x=np.zeros(self.n),
+            y=np.zeros(self.n),
+            color=np.zeros(self.n),
+            scales=scales,
+            default_size=48 if self.n <= 500 else 16,
+            stroke="white",
+            stroke_width=0.5,
             selected_style={"stroke": "black", "stroke-width": "3", "opacity": "1"},
             # Known trap: with bqplot-gl installed, interactions={'click': 'select'}
             # breaks (a duplicated d3); selection is set from Python instead.
             interactions={"hover": "tooltip"},
         )
         if not self.uses_gl:
-            kwargs.update(names=names, display_names=False, tooltip=self.tooltip,
-                          label_display_horizontal_offset=4.0, label_display_vertical_offset=-4.0)
+            kwargs.update(
+                names=names,
+                display_names=False,
+                tooltip=self.tooltip,
+                label_display_horizontal_offset=4.0,
+                label_display_vertical_offset=-4.0,
+            )
         self.mark = mark_cls(**kwargs)
         self.mark.on_element_click(self.errors.guard(self._on_element_click))
         if hasattr(self.mark, "on_hover"):
@@ -248,41 +257,75 @@ class ProjectionScatter(View):
         xy = dict(x=np.zeros(1), y=np.zeros(1), scales={"x": self.x_scale, "y": self.y_scale}, visible=False)
         self.path_line = bq.Lines(colors=[_PATH_COLOUR], stroke_width=2, **xy)
         self.path_steps = bq.Scatter(colors=[_PATH_COLOUR], default_size=20, enable_hover=False, **xy)
-        self.neighbor_marks = bq.Scatter(colors=[_NEIGHBOUR_COLOUR], fill=False, stroke_width=2.5,
-                                         default_size=180, enable_hover=False, **xy)
-        self.endpoint_marks = bq.Scatter(colors=["black"], fill=False, stroke_width=2, default_size=260,
-                                         marker="square", names=["A", "B"], display_names=True,
-                                         enable_hover=False, **xy)
-        self.current_mark = bq.Scatter(colors=[_PATH_COLOUR], stroke="black", stroke_width=1.5,
-                                       default_size=220, marker="diamond", enable_hover=False, **xy)
-        self.overlay_marks = [self.path_line, self.path_steps, self.neighbor_marks, self.endpoint_marks,
-                              self.current_mark]
+        self.neighbor_marks = bq.Scatter(
+            colors=[_NEIGHBOUR_COLOUR], fill=False, stroke_width=2.5, default_size=180, enable_hover=False, **xy
+        )
+        self.endpoint_marks = bq.Scatter(
+            colors=["black"],
+            fill=False,
+            stroke_width=2,
+            default_size=260,
+            marker="square",
+            names=["A", "B"],
+            display_names=True,
+            enable_hover=False,
+            **xy,
+        )
+        self.current_mark = bq.Scatter(
+            colors=[_PATH_COLOUR],
+            stroke="black",
+            stroke_width=1.5,
+            default_size=220,
+            marker="diamond",
+            enable_hover=False,
+            **xy,
+        )
+        self.overlay_marks = [
+            self.path_line,
+            self.path_steps,
+            self.neighbor_marks,
+            self.endpoint_marks,
+            self.current_mark,
+        ]
         self.figure = bq.Figure(
             marks=[self.mark, *self.overlay_marks],
-            axes=[bq.Axis(scale=self.x_scale, num_ticks=5, grid_lines="none"),
-                  bq.Axis(scale=self.y_scale, side="left", num_ticks=5, grid_lines="none")],
+            axes=[
+                bq.Axis(scale=self.x_scale, num_ticks=5, grid_lines="none"),
+                bq.Axis(scale=self.y_scale, side="left", num_ticks=5, grid_lines="none"),
+            ],
             fig_margin={"top": 10, "bottom": 30, "left": 50, "right": 20},
             layout=W.Layout(width=f"{width}px", height=f"{height}px"),
-            min_aspect_ratio=0.01, max_aspect_ratio=100, display_toolbar=False,
+            min_aspect_ratio=0.01,
+            max_aspect_ratio=100,
+            display_toolbar=False,
         )
 
         # CSS hooks for the browser tests and for styling.
         self.figure.add_class("lw-projection-scatter")
         self.tooltip.add_class("lw-tooltip")
         self._method_buttons = W.ToggleButtons(
-            options=[(METHOD_LABELS.get(m, m), m) for m in self.methods], value=method,
+            options=[(METHOD_LABELS.get(m, m), m) for m in self.methods],
+            value=method,
             style={"button_width": "64px"},
         )
-        self._color_dropdown = W.Dropdown(options=list(COLOR_FIELDS), description="colour",
-                                          layout=W.Layout(width="200px"), style={"description_width": "45px"})
+        self._color_dropdown = W.Dropdown(
+            options=list(COLOR_FIELDS),
+            description="colour",
+            layout=W.Layout(width="200px"),
+            style={"description_width": "45px"},
+        )
         self._labels_box = W.Checkbox(description="index labels", indent=False, layout=W.Layout(width="110px"))
         # bqplot's PanZoom interaction lies over the marks and swallows their
         # hover and click events, so it is a mode: on to pan (drag) and zoom
         # (wheel), off to hover and click points.
         self.panzoom = bq.PanZoom(scales={"x": [self.x_scale], "y": [self.y_scale]})
-        self._panzoom_button = W.ToggleButton(value=False, icon="arrows", description="pan/zoom",
-                                              tooltip="drag to pan, wheel to zoom (points cannot be clicked meanwhile)",
-                                              layout=W.Layout(width="100px"))
+        self._panzoom_button = W.ToggleButton(
+            value=False,
+            icon="arrows",
+            description="pan/zoom",
+            tooltip="drag to pan, wheel to zoom (points cannot be clicked meanwhile)",
+            layout=W.Layout(width="100px"),
+        )
         self._reset_button = W.Button(icon="home", tooltip="reset zoom", layout=W.Layout(width="36px"))
         self._reset_button.on_click(self.errors.guard(lambda _: self.reset_view()))
         self._status = W.HTML()
@@ -360,7 +403,7 @@ class ProjectionScatter(View):
         """
         method = method or self.method
         pts = self.projection(method)
-        z = np.asarray(latents, np.float32).reshape((len(latents),) + self.latents.shape[1:])
+        z = np.asarray(latents, np.float32).reshape((len(latents), *self.latents.shape[1:]))
         proj = self._projectors.get(method)
         if proj is not None:
             return np.asarray(proj.transform(z), np.float64)
@@ -417,8 +460,9 @@ class ProjectionScatter(View):
                 raise ValueError("colouring by mean IoU needs predictions=... (the predicted masks)")
             from ..metrics import per_sample_mean_iou
 
-            self._iou = np.asarray(per_sample_mean_iou(self.predictions, self.dataset.masks, self.dataset.n_classes),
-                                   np.float64)
+            self._iou = np.asarray(
+                per_sample_mean_iou(self.predictions, self.dataset.masks, self.dataset.n_classes), np.float64
+            )
         return self._iou
 
     def color_values(self, field: str | None = None) -> tuple[np.ndarray, list[str], list[str]]:
@@ -478,9 +522,11 @@ class ProjectionScatter(View):
         if field == "mean IoU":
             iou = self._mean_iou()
             stops = ", ".join(colours)
-            return (f"<div style='font-size:11px'>mean IoU 0 <span style='display:inline-block;width:120px;"
-                    f"height:10px;background:linear-gradient(to right,{stops})'></span> 1 "
-                    f"(dataset mean {np.nanmean(iou):.3f})</div>")
+            return (
+                f"<div style='font-size:11px'>mean IoU 0 <span style='display:inline-block;width:120px;"
+                f"height:10px;background:linear-gradient(to right,{stops})'></span> 1 "
+                f"(dataset mean {np.nanmean(iou):.3f})</div>"
+            )
         if field == "none":
             return ""
         used = np.unique(codes)
@@ -533,8 +579,9 @@ class ProjectionScatter(View):
         """Fill the tooltip with sample ``index`` (what hovering it does)."""
         index = int(index)
         self.hovered = index
-        self._tooltip_caption.value = (f"<b>#{index}</b> {self.dataset.names[index]}"
-                                       + ("" if self.predictions is None else " · image | truth | prediction"))
+        self._tooltip_caption.value = f"<b>#{index}</b> {self.dataset.names[index]}" + (
+            "" if self.predictions is None else " · image | truth | prediction"
+        )
         self._tooltip_image.value = self.thumbnail(index)
 
     def thumbnail(self, index: int) -> bytes:
@@ -640,4 +687,3 @@ def _categorical_colours(n: int) -> list[str]:
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     rgb = np.asarray(cmap(np.arange(n) % cmap.N))[:, :3] * 255
     return render.hex_colours(rgb.round())
-
