@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 CAMVID ?= ../shared/camvid
 export LATENT_WIDGETS_CAMVID ?= $(abspath $(CAMVID))
 
-.PHONY: demo lint test test-fast bench docs clean
+.PHONY: demo lint test test-fast bench docs docs-images clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: lint
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not browser and not notebooks"
+
+# Refreshes the screenshots in docs/img/ from the browser tests.
+docs-images: $(STAMP)
+	LATENT_WIDGETS_SCREENSHOTS=$(abspath docs/img) $(PY) -m pytest -q tests/test_browser.py
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

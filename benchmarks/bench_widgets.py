@@ -5,10 +5,12 @@ Measured in one run, interleaved so that both see the same machine load:
 - floor: the raw decoder call for one latent, the zoo SegNet (width 0.25,
   96x128, 12 classes) compiled with ``tf.function`` for a batch of one,
   including the copy of its output to numpy;
-- on demand: from ``slider.alpha = x`` (a value that is not a strip step,
-  synchronous mode) to the new PNG bytes being set on the image widget:
-  path inputs, ``LatentModel.decode``, argmax, palette PNG, trait update;
-- cached step: ``slider.alpha`` set to a strip step (decoded in the strip's
+- on demand: from ``session.alpha = x`` on the explorer's
+  :class:`~latent_widgets.session.ExplorerSession` (a value that is not a
+  strip step, synchronous mode) to the new mask bytes being set on the
+  slider view's image widget: path inputs, ``LatentModel.decode_with_masks``,
+  palette BMP, the session's ``current`` trait, the view's update;
+- cached step: ``session.alpha`` set to a strip step (decoded in the strip's
   batch beforehand) to the bytes being set.
 
 Goals: ``ondemand / floor <= 1.30`` and a cached step under 20 ms. Without
@@ -76,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from latent_widgets import synthetic_road_scenes
+    from latent_widgets.session import ExplorerSession
     from latent_widgets.widgets import InterpolationSlider
 
     data = synthetic_road_scenes(24, size=(96, 128), seed=0)
@@ -86,15 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         model, floor, what = _setup_toy(data)
     encoding = model.encode(data.images)
-    slider = InterpolationSlider(model, data, encoding=encoding, index_a=0, index_b=17, asynchronous=False)
+    session = ExplorerSession(model, data, encoding=encoding, index_a=0, index_b=17, asynchronous=False, predict=False)
+    slider = InterpolationSlider(session=session)  # the view whose image shows the mask
 
     def set_alpha(alpha: float) -> float:
-        # Synchronous mode: the assignment returns once the new PNG bytes are
-        # set on the image widget (the widget's last step). Identical bytes
-        # (two steps with the same mask) are no trait change, so the end is
-        # taken when the assignment returns rather than from an observer.
+        # Synchronous mode: the assignment returns once the view has set the
+        # new bytes on its image widget (its last step). Identical bytes (two
+        # steps with the same mask) are no trait change, so the end is taken
+        # when the assignment returns rather than from an observer.
         t0 = time.perf_counter()
-        slider.alpha = alpha
+        session.alpha = alpha
         t1 = time.perf_counter()
         if slider.current_alpha != alpha:
             raise RuntimeError(f"alpha={alpha} was not shown")

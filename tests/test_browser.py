@@ -8,8 +8,11 @@ the numpy toy model of ``tests/toy.py``. The tests assert what a user sees:
 - the scatter draws one mark per sample;
 - dragging the alpha slider with the mouse changes the decoded mask image;
 - hovering a point shows its tooltip, clicking it changes the mask viewer;
+- while a UMAP map is being fitted, dragging alpha still changes the mask.
 
-and save screenshots of the explorer to ``docs/img/``.
+Screenshots go to ``$LATENT_WIDGETS_SCREENSHOTS`` (``make docs-images`` sets
+it to ``docs/img``), else to a temporary folder: the suite leaves the work
+tree clean.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("LATENT_WIDGETS_CHROMIUM", "/usr/bin/chromium"))
-SHOTS = REPO / "docs" / "img"
 N_SAMPLES = 40
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -163,6 +165,15 @@ def voila_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go."""
+    target = os.environ.get("LATENT_WIDGETS_SCREENSHOTS")
+    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
 def page(voila_url: str):
     from playwright.sync_api import sync_playwright
 
@@ -218,29 +229,33 @@ def _src(page, selector: str) -> str:
     return page.eval_on_selector(selector, "e => e.src")
 
 
-def test_scatter_draws_one_mark_per_sample(page):
+def test_scatter_draws_one_mark_per_sample(page, shots):
     dots = page.evaluate(MAIN_DOTS_JS)
     assert len(dots) == N_SAMPLES
     assert all(d["w"] > 0 for d in dots)
     labels = page.eval_on_selector_all(".lw-projection-scatter text", "els => els.map(e => e.textContent)")
     assert {str(i) for i in range(N_SAMPLES)} <= set(labels)  # index labels
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.locator(".latent-explorer").screenshot(path=str(SHOTS / "explorer.png"))
+    page.locator(".latent-explorer").screenshot(path=str(shots / "explorer.png"))
 
 
-def test_dragging_the_alpha_slider_changes_the_mask(page):
-    before = _src(page, ".lw-current-mask")
+def _drag_alpha(page, fraction: float) -> None:
+    """Drag the alpha slider's handle with the mouse to ``fraction`` of its track."""
     handle = page.locator(".lw-alpha-slider .noUi-handle")
     box = handle.bounding_box()
     track = page.locator(".lw-alpha-slider .noUi-target").bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(x, y)
     page.mouse.down()
-    target = track["x"] + 0.43 * track["width"]
+    target = track["x"] + fraction * track["width"]
     for k in range(1, 13):  # a drag, not a jump: the mask updates along the way
         page.mouse.move(x + (target - x) * k / 12, y)
         page.wait_for_timeout(40)
     page.mouse.up()
+
+
+def test_dragging_the_alpha_slider_changes_the_mask(page, shots):
+    before = _src(page, ".lw-current-mask")
+    _drag_alpha(page, 0.43)
     page.wait_for_function(
         "([sel, old]) => document.querySelector(sel).src !== old", arg=[".lw-current-mask", before], timeout=30_000
     )
@@ -253,7 +268,7 @@ def test_dragging_the_alpha_slider_changes_the_mask(page):
         timeout=30_000,
     )
     assert _src(page, ".lw-current-mask") != before
-    page.screenshot(path=str(SHOTS / "explorer_interpolation.png"), clip=_clip_below(page, ".lw-alpha-slider"))
+    page.screenshot(path=str(shots / "explorer_interpolation.png"), clip=_clip_below(page, ".lw-alpha-slider"))
 
 
 def _clip_below(page, selector: str) -> dict:
@@ -263,7 +278,7 @@ def _clip_below(page, selector: str) -> dict:
     return {"x": 0, "y": top, "width": 1400, "height": strip["y"] + strip["height"] - top + 10}
 
 
-def test_clicking_a_point_changes_the_mask_viewer(page):
+def test_clicking_a_point_changes_the_mask_viewer(page, shots):
     before_image = _src(page, ".lw-viewer-image")
     before_pred = _src(page, ".lw-viewer-prediction")
     dots = page.evaluate(MAIN_DOTS_JS)
@@ -278,7 +293,7 @@ def test_clicking_a_point_changes_the_mask_viewer(page):
     fig = page.locator(".lw-projection-scatter").bounding_box()
     top = max(0.0, min(fig["y"], dot["cy"] - 170))  # the tooltip opens above the point
     clip = {"x": fig["x"], "y": top, "width": fig["width"] + 160, "height": fig["y"] + fig["height"] - top}
-    page.screenshot(path=str(SHOTS / "explorer_tooltip.png"), clip=clip)
+    page.screenshot(path=str(shots / "explorer_tooltip.png"), clip=clip)
     page.mouse.click(dot["cx"], dot["cy"])
     page.wait_for_function(
         "([sel, old]) => document.querySelector(sel).src !== old",
@@ -292,3 +307,25 @@ def test_clicking_a_point_changes_the_mask_viewer(page):
         arg=dot["i"],
         timeout=10_000,
     )
+
+
+def test_alpha_changes_the_mask_while_a_map_is_fitted(page):
+    # The first UMAP in a fresh kernel imports umap-learn and compiles its
+    # numba code: 15-20 s on two cores, on the session's map lane.
+    busy = "() => (document.querySelector('.lw-busy') || {}).innerText || ''"
+    page.get_by_role("button", name="UMAP", exact=True).click()
+    page.wait_for_function(f"() => ({busy})().includes('umap')", timeout=10_000)
+    before = _src(page, ".lw-current-mask")
+    _drag_alpha(page, 0.81)
+    # The mask changes while the fit still runs: the page is live.
+    changed_during_fit = page.wait_for_function(
+        f"""([sel, old]) => {{
+            if (document.querySelector(sel).src === old) return false;
+            return {{busy: ({busy})()}};
+        }}""",
+        arg=[".lw-current-mask", before],
+        timeout=30_000,
+    ).json_value()
+    assert "umap" in changed_during_fit["busy"], changed_during_fit
+    # ... and the map arrives in the end, the busy indicator clears.
+    page.wait_for_function(f"() => !({busy})().includes('umap')", timeout=120_000)

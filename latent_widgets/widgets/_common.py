@@ -20,7 +20,17 @@ import traitlets
 
 from .. import render
 
-__all__ = ["ErrorSink", "View", "blank_png", "image_pane", "labelled"]
+__all__ = [
+    "ErrorSink",
+    "View",
+    "blank_png",
+    "image_pane",
+    "labelled",
+    "on_kernel_thread",
+    "relay_session_errors",
+    "wait_quietly",
+    "watch_session",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -100,6 +110,73 @@ class View(traitlets.HasTraits):
         self.observe(self.errors.guard(handler), names=names)
 
     errors: ErrorSink
+
+
+def _kernel_loop() -> Any:
+    """The running IPython kernel's event loop (on the main thread), or None outside a kernel."""
+    try:
+        from IPython import get_ipython
+
+        return getattr(getattr(get_ipython(), "kernel", None), "io_loop", None)
+    except ImportError:
+        return None
+
+
+def on_kernel_thread(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Wrap an observer so that, called from a worker thread, it runs on the kernel's thread.
+
+    Widgets are not thread-safe: state sent from a worker thread while the
+    front end requests the widgets' state can be lost (a bqplot map drawn
+    from the map thread stayed blank in Voilà). Inside a kernel the call is
+    queued on its event loop, in order; elsewhere (scripts, tests) it runs
+    at once.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(change: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            loop = _kernel_loop()
+            if loop is not None:
+                loop.add_callback(fn, change)
+                return None
+        return fn(change)
+
+    return wrapper
+
+
+def watch_session(view: View, session: Any, handler: Callable[[Any], Any], names: str | list[str]) -> None:
+    """Call ``handler`` when the session's ``names`` change, on the kernel's thread.
+
+    Session traits change in the session's worker threads too; errors of
+    the handler go to the view's sink.
+    """
+    session.observe(on_kernel_thread(view.errors.guard(handler)), names=names)
+
+
+def relay_session_errors(sink: ErrorSink, session: Any) -> None:
+    """Show each error of the session's background jobs once in ``sink``."""
+    shown = 0
+
+    def relay(_change: Any) -> None:
+        nonlocal shown
+        errors = session.errors
+        shown = min(shown, len(errors))  # the session's list was cleared
+        for exc in errors[shown:]:
+            sink.report(exc, "background job")
+        shown = len(errors)
+
+    session.observe(on_kernel_thread(relay), names="errors")
+    relay(None)
+
+
+def wait_quietly(session: Any, timeout: float | None) -> None:
+    """Wait for the session's jobs; a failed job's error is already reported, not raised again."""
+    try:
+        session.wait(timeout)
+    except TimeoutError:
+        raise
+    except Exception:
+        pass
 
 
 @functools.lru_cache(maxsize=8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -9,7 +10,8 @@ import ipywidgets as W
 import numpy as np
 import traitlets
 
-from ._common import ErrorSink, View
+from ..session import ExplorerSession
+from ._common import ErrorSink, View, relay_session_errors, wait_quietly, watch_session
 from .interpolation_slider import InterpolationSlider
 from .mask_viewer import MaskViewer
 from .scatter import DEFAULT_GL_THRESHOLD, ProjectionScatter
@@ -23,9 +25,14 @@ CLICK_ACTIONS: tuple[str, ...] = ("show", "set A", "set B")
 class LatentExplorer(View):
     """Explore a model's latent space: map, sample viewer and interpolation, linked.
 
-    Clicking a point shows the sample in the mask viewer and, depending on
-    the "click" toggle (:attr:`click_action`), sets the interpolation's
-    endpoint A or B; the strip's path, its nearest neighbours and the
+    The three widgets are views of one
+    :class:`~latent_widgets.session.ExplorerSession` (:attr:`session`),
+    which holds the state and runs the long jobs (encoding at start, map
+    fits, strip and slider decodes) in background threads: the page stays
+    live and a busy indicator says what runs. Clicking a point shows the
+    sample in the mask viewer and, when the "click" toggle
+    (:attr:`click_action`) is on "set A" or "set B", makes it that
+    endpoint once (the toggle then returns to "show"); the strip's path, its nearest neighbours and the
     slider's current point are drawn on the map. Exceptions raised in any
     callback are shown in :attr:`output` (and listed in
     ``explorer.errors.messages``) instead of being lost in the browser
@@ -64,6 +71,8 @@ class LatentExplorer(View):
 
     Attributes
     ----------
+    session : ExplorerSession
+        All state the widgets show; drive it from Python.
     scatter : ProjectionScatter
     viewer : MaskViewer
     slider : InterpolationSlider
@@ -101,69 +110,53 @@ class LatentExplorer(View):
         display_width: int = 256,
         gl_threshold: int = DEFAULT_GL_THRESHOLD,
     ) -> None:
-        self.model = latent_model
-        self.dataset = dataset
+        super().__init__()
         self.output = W.Output(layout=W.Layout(max_height="260px", overflow="auto", border="1px solid #e0b0b0"))
         self.errors = ErrorSink(self.output)
-        if encoding is None:
-            encoding = (
-                latent_model.encode_dataset(dataset)
-                if hasattr(latent_model, "encode_dataset")
-                else latent_model.encode(dataset.images)
-            )
-        self.encoding = encoding
-        if predictions is None:
-            # predict_masks batches itself and returns int masks, never all the probabilities.
-            predictions = np.asarray(latent_model.predict_masks(dataset.images)).astype(np.int32, copy=False)
-        self.predictions = np.asarray(predictions)
-        latents = np.asarray(encoding.latents)
-
-        from ..neighbors import LatentIndex
-
-        # One index of the dataset latents: the strip's nearest neighbours.
-        self.latent_index = LatentIndex(latents)
-        self.scatter = ProjectionScatter(
-            latents,
-            dataset,
-            method=method,
-            methods=methods,
-            projections=projections,
-            predictions=self.predictions,
-            splits=splits,
-            gl_threshold=gl_threshold,
-            latent_index=self.latent_index,
-            errors=self.errors,
-        )
-        self.viewer = MaskViewer(
-            dataset, latent_model, predictions=self.predictions, display_width=display_width, errors=self.errors
-        )
-        self.slider = InterpolationSlider(
+        #: All state and long jobs; the widgets below are its views.
+        self.session = session = ExplorerSession(
             latent_model,
             dataset,
             encoding=encoding,
+            predictions=predictions,
+            methods=methods,
+            map_method=method,
+            projections=projections,
             index_a=index_a,
             index_b=index_b,
             n_steps=n_steps,
+            selected=selected,
             asynchronous=asynchronous,
-            latent_index=self.latent_index,
-            display_width=display_width,
-            errors=self.errors,
         )
+        self.model, self.dataset = latent_model, dataset
+        self.scatter = ProjectionScatter(session=session, splits=splits, gl_threshold=gl_threshold, errors=self.errors)
+        self.viewer = MaskViewer(session=session, display_width=display_width, errors=self.errors)
+        self.slider = InterpolationSlider(session=session, display_width=display_width, errors=self.errors)
 
         self._click_buttons = W.ToggleButtons(
             options=list(CLICK_ACTIONS),
             description="click:",
             style={"button_width": "64px", "description_width": "40px"},
-            tooltips=["show the sample", "show it and make it endpoint A", "show it and make it endpoint B"],
+            tooltips=[
+                "show the sample",
+                "show it and make it endpoint A (once)",
+                "show it and make it endpoint B (once)",
+            ],
         )
         W.link((self, "click_action"), (self._click_buttons, "value"))
         clear = W.Button(description="clear errors", layout=W.Layout(width="110px"))
-        clear.on_click(lambda _: self.errors.clear())
+        clear.on_click(lambda _: self.clear_errors())
+        #: What the session is computing (a spinner and the job names), empty when idle.
+        self.busy_indicator = W.HTML()
+        self.busy_indicator.add_class("lw-busy")
+        name = getattr(getattr(latent_model, "model", None), "name", None) or type(latent_model).__name__
         self.widget = W.VBox(
             [
-                W.HTML(
-                    f"<h3 style='margin:4px 0'>Latent space of {type(latent_model).__name__} "
-                    f"· {len(dataset)} samples</h3>"
+                W.HBox(
+                    [
+                        W.HTML(f"<h3 style='margin:4px 0'>Latent space of {name} · {len(dataset)} samples</h3>"),
+                        self.busy_indicator,
+                    ]
                 ),
                 W.HBox([W.VBox([self._click_buttons, self.scatter.widget]), self.viewer.widget]),
                 self.slider.widget,
@@ -173,31 +166,45 @@ class LatentExplorer(View):
         )
         self.widget.add_class("latent-explorer")
 
-        self.scatter.observe(self.errors.guard(self._on_selected), "selected")
-        self.slider.observe(self.errors.guard(self._on_strip), "strip_version")
+        self.scatter.observe(self.errors.guard(self._on_clicked), "selected")
         self.slider.observe(self.errors.guard(self._on_alpha), "alpha")
-        self._on_strip(None)
-        self.scatter.selected = self.slider.index_a if selected is None else int(selected)
+        watch_session(self, session, self._on_busy, "busy")
+        relay_session_errors(self.errors, session)
+        self._on_busy(None)
+        self.scatter.set_current(session.alpha)
 
-    def _on_selected(self, change: Mapping[str, Any]) -> None:
+    def _on_clicked(self, change: Mapping[str, Any]) -> None:
         index = change["new"]
         if index is None:
             return
-        self.viewer.show_sample(index)
         if self.click_action == "set A":
-            self.slider.index_a = int(index)
+            self.session.index_a = int(index)
         elif self.click_action == "set B":
-            self.slider.index_b = int(index)
-
-    def _on_strip(self, _change: Any) -> None:
-        s = self.slider
-        self.scatter.show_path(np.asarray(s.strip.latents), s.neighbor_indices, (s.index_a, s.index_b))
-        self.scatter.set_current(s.alpha)
+            self.session.index_b = int(index)
+        # One use: a later click only shows its sample, it does not move an endpoint again.
+        self.click_action = "show"
 
     def _on_alpha(self, change: Mapping[str, Any]) -> None:
         self.scatter.set_current(float(change["new"]))
 
+    def _on_busy(self, _change: Any) -> None:
+        jobs = self.session.busy
+        self.busy_indicator.value = (
+            f"<span style='color:#555'><i class='fa fa-spinner fa-spin'></i> {html.escape(', '.join(jobs))}…</span>"
+            if jobs
+            else ""
+        )
+
+    def clear_errors(self) -> None:
+        """Forget the errors shown (the sink's and the session's)."""
+        self.errors.clear()
+        self.session.clear_errors()
+
+    def wait(self, timeout: float | None = 60.0) -> None:
+        """Block until the session's background jobs are done (their errors are shown, not raised)."""
+        wait_quietly(self.session, timeout)
+
     def close(self) -> None:
-        """Stop the slider's decode worker and close the widgets."""
-        self.slider.close()
+        """Stop the session's workers and close the widgets."""
+        self.session.close()
         self.widget.close()

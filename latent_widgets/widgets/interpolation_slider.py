@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import bqplot as bq
@@ -15,50 +10,45 @@ import numpy as np
 import traitlets
 
 from .. import render
-from ._common import ErrorSink, View, image_pane, labelled
+from ..session import ExplorerSession, StripStep
+from ._common import ErrorSink, View, image_pane, labelled, relay_session_errors, wait_quietly, watch_session
 
 __all__ = ["InterpolationSlider", "StripStep"]
 
-# Alphas closer than this to a strip step count as that step (the cached path).
-_SNAP = 1e-6
-
-
-@dataclass(frozen=True)
-class StripStep:
-    """One decoded point of the path, ready to display."""
-
-    alpha: float
-    latent: np.ndarray
-    probs: np.ndarray
-    mask: np.ndarray
-    image: bytes  # BMP of the mask (what the current-mask pane shows)
-
-
-def _sample_encoding(encoding: Any, i: int) -> Any:
-    """One sample's encoding, keeping the batch axis (what path_inputs expects)."""
-    return type(encoding)(encoding.latents[i : i + 1], tuple(s[i : i + 1] for s in encoding.skips))
-
-
 # CSS class of images the browser upscales without smoothing.
 _PIXELATED = "lw-pixelated"
+
+# Slider traits and the session traits they mirror.
+_LINKED = {
+    "index_a": "index_a",
+    "index_b": "index_b",
+    "alpha": "alpha",
+    "method": "path_method",
+    "skip_policy": "skip_policy",
+    "n_steps": "n_steps",
+}
 
 
 class InterpolationSlider(View):
     """Interpolate between two samples' latents and decode as ``alpha`` moves.
 
-    The strip of ``n_steps`` evenly spaced alphas is decoded in one batch
-    and cached per ``(index_a, index_b, method, skip_policy, n_steps)``;
-    setting ``alpha`` to one of its steps only swaps PNG bytes. Any other
-    alpha is decoded on demand: in a single background worker when
-    ``asynchronous`` (the newest request wins: stale queued requests are
-    skipped and an older result never replaces a newer one), or inline
-    otherwise (tests, benchmarks).
+    A view of an :class:`~latent_widgets.session.ExplorerSession`: its
+    traits are linked to the session's (``method`` to ``path_method``), and
+    it draws the session's strip and current mask. The session decodes the
+    strip of ``n_steps`` evenly spaced alphas in one batch and caches it per
+    path; setting ``alpha`` to one of its steps only swaps image bytes. Any
+    other alpha is decoded on demand: on the session's background lane when
+    ``asynchronous`` (the newest request wins), or inline otherwise (tests,
+    benchmarks).
 
     Parameters
     ----------
-    model : LatentModel
-        ``encode`` / ``decode`` / ``has_skips`` / ``latent_shape``.
-    dataset : SegmentationDataset
+    model : LatentModel, optional
+        ``encode`` / ``decode`` / ``has_skips`` / ``latent_shape`` (when no
+        ``session`` is given).
+    dataset : SegmentationDataset, optional
+    session : ExplorerSession, optional
+        The state to show; one is made from the other arguments if omitted.
     encoding : Encoding, optional
         The dataset's encoding (``model.encode_dataset(dataset)`` if omitted).
     index_a, index_b : int
@@ -71,10 +61,7 @@ class InterpolationSlider(View):
     alpha : float
         Initial slider value.
     asynchronous : bool
-        Decode non-strip alphas in a background thread.
-    latent_index : LatentIndex, optional
-        Index of the dataset's latents for the strip's nearest neighbours
-        (built on first use if omitted).
+        Decode in background threads.
     display_width : int
         Width of the current mask in px; strip tiles are a third of that.
     max_cached_strips : int
@@ -95,7 +82,7 @@ class InterpolationSlider(View):
         Image bytes (8-bit BMP, see :func:`latent_widgets.render.mask_bmp`)
         of the current mask.
     strip : PathResult
-        The decoded strip; ``strip_neighbors`` its nearest real samples.
+        The decoded strip; ``neighbor_indices`` its steps' nearest real samples.
     fractions : ndarray (n_steps, n_classes)
         Per-class pixel fraction of each strip step.
 
@@ -114,34 +101,12 @@ class InterpolationSlider(View):
     n_steps = traitlets.Int(12, min=2, max=64)
     strip_version = traitlets.Int(0)
 
-    @traitlets.validate("method")
-    def _valid_method(self, proposal: Mapping[str, Any]) -> str:
-        from ..interpolation import PATH_METHODS
-
-        if proposal["value"] not in PATH_METHODS:
-            raise traitlets.TraitError(f"method {proposal['value']!r}: choose one of {PATH_METHODS}")
-        return proposal["value"]
-
-    @traitlets.validate("skip_policy")
-    def _valid_policy(self, proposal: Mapping[str, Any]) -> str:
-        from ..interpolation import SKIP_POLICIES
-
-        if proposal["value"] not in SKIP_POLICIES:
-            raise traitlets.TraitError(f"skip_policy {proposal['value']!r}: choose one of {SKIP_POLICIES}")
-        return proposal["value"]
-
-    @traitlets.validate("index_a", "index_b")
-    def _valid_index(self, proposal: Mapping[str, Any]) -> int:
-        i, n = proposal["value"], len(self.dataset)
-        if not 0 <= i < n:
-            raise traitlets.TraitError(f"{proposal['trait'].name}={i} is out of range for {n} samples")
-        return i
-
     def __init__(
         self,
-        model: Any,
-        dataset: Any,
+        model: Any = None,
+        dataset: Any = None,
         *,
+        session: ExplorerSession | None = None,
         encoding: Any = None,
         index_a: int = 0,
         index_b: int | None = None,
@@ -150,68 +115,46 @@ class InterpolationSlider(View):
         skip_policy: str = "image",
         alpha: float = 0.0,
         asynchronous: bool = True,
-        latent_index: Any = None,
         display_width: int = 256,
         max_cached_strips: int = 8,
         errors: ErrorSink | None = None,
     ) -> None:
+        super().__init__()
+        if session is None:
+            session = ExplorerSession(
+                model,
+                dataset,
+                encoding=encoding,
+                index_a=index_a,
+                index_b=index_b,
+                n_steps=n_steps,
+                path_method=method,
+                skip_policy=skip_policy,
+                alpha=alpha,
+                asynchronous=asynchronous,
+                max_cached_strips=max_cached_strips,
+                predict=False,  # the slider shows decoded paths, not the dataset's predictions
+            )
+            own_session = True
+        else:
+            own_session = False
+        self.session = session
+        self.model, self.dataset = session.model, session.dataset
+        self.errors = errors or ErrorSink()
+        if own_session:
+            relay_session_errors(self.errors, session)
+        ds = self.dataset
+        n = len(ds)
+        h, w = ds.image_size
         from ..interpolation import PATH_METHODS, SKIP_POLICIES
 
-        self.model = model
-        self.dataset = dataset
-        self.errors = errors or ErrorSink()
-        self.asynchronous = asynchronous
-        n = len(dataset)
-        if encoding is None:
-            encoding = (
-                model.encode_dataset(dataset) if hasattr(model, "encode_dataset") else model.encode(dataset.images)
-            )
-        if len(encoding.latents) != n:
-            raise ValueError(f"encoding has {len(encoding.latents)} latents for {n} samples")
-        self.encoding = encoding
-        self._latent_index = latent_index
-        index_b = n - 1 if index_b is None else index_b
-        for name, i in (("index_a", index_a), ("index_b", index_b)):
-            if not 0 <= i < n:
-                raise ValueError(f"{name}={i} is out of range for {n} samples")
-        if method not in PATH_METHODS:
-            raise ValueError(f"method {method!r}: choose one of {PATH_METHODS}")
-        if skip_policy not in SKIP_POLICIES:
-            raise ValueError(f"skip_policy {skip_policy!r}: choose one of {SKIP_POLICIES}")
-
-        # Decoded strips by path, least recently used first; bounded because
-        # each holds the strip's probabilities (n_steps x H x W x classes).
-        self._strips: OrderedDict[tuple, tuple[Any, Any, list[StripStep], np.ndarray]] = OrderedDict()
-        self.max_cached_strips = max_cached_strips
-        self._strip_key: tuple | None = None
-        self._steps: list[StripStep] = []
-        self.strip: Any = None
-        self.strip_neighbors: Any = None
-        self.fractions: np.ndarray | None = None
-        self.current_alpha: float | None = None
-        self.current_mask: np.ndarray | None = None
-        self.current_probs: np.ndarray | None = None
-        self.current_latent: np.ndarray | None = None
-        #: How many on-demand (non-strip) decodes ran; strip steps do not count.
-        self.ondemand_decodes = 0
-        # Newest request wins: every alpha change takes a generation number;
-        # the worker skips requests that are no longer the newest and a
-        # result is applied only if nothing newer has been shown.
-        self._generation = 0
-        self._shown_generation = 0
-        self._lock = threading.RLock()
-        self._model_lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
-        self._pending: Future | None = None
-
-        h, w = dataset.image_size
         # The current mask is sent at its own size and the browser upscales it
         # (CSS "pixelated", so class edges stay sharp): the hot path encodes
         # H x W bytes, not an upscaled copy.
         self.scale = 1
         shown_scale = render.display_scale(h, w, display_width)
-        self.tile_scale = render.display_scale(h, w, max(64, display_width // 3))
         self.tile_width = max(64, display_width // 3)
+        self.tile_scale = render.display_scale(h, w, self.tile_width)
 
         # ---- controls
         bounded = dict(min=0, max=n - 1, layout=W.Layout(width="130px"), style={"description_width": "20px"})
@@ -221,7 +164,7 @@ class InterpolationSlider(View):
         self._policy_dropdown = W.Dropdown(
             options=list(SKIP_POLICIES),
             description="skips",
-            disabled=not getattr(model, "has_skips", False),
+            disabled=not getattr(self.model, "has_skips", False),
             layout=W.Layout(width="170px"),
             style={"description_width": "38px"},
         )
@@ -238,7 +181,7 @@ class InterpolationSlider(View):
             layout=W.Layout(width="460px"),
             style={"description_width": "40px"},
         )
-        self._status = W.HTML(layout=W.Layout(width="120px"))
+        self._status = W.HTML(layout=W.Layout(width="160px"))
         self.image = image_pane(display_width)
         self.image.format = "bmp"
         self._caption = W.HTML()
@@ -249,13 +192,13 @@ class InterpolationSlider(View):
         # ---- per-class pixel fraction against alpha
         self._fx = bq.LinearScale(min=0.0, max=1.0)
         self._fy = bq.LinearScale(min=0.0, max=1.0)
-        palette = render.hex_colours(dataset.palette)
+        palette = render.hex_colours(ds.palette)
         self.fraction_lines = bq.Lines(
             x=np.zeros(2),
-            y=np.zeros((dataset.n_classes, 2)),
+            y=np.zeros((ds.n_classes, 2)),
             scales={"x": self._fx, "y": self._fy},
             colors=palette,
-            labels=list(dataset.class_names),
+            labels=list(ds.class_names),
             stroke_width=2,
         )
         self.fraction_cursor = bq.Lines(
@@ -283,7 +226,7 @@ class InterpolationSlider(View):
         # (top image, top caption, bottom image, bottom caption, top box, bottom box) per step
         self._tiles: list[tuple[Any, ...]] = []
         self.neighbor_values: list[bytes] = []
-        self.n_distinct = 0
+        self._drawn_strip: Any = None
         self.widget = W.VBox(
             [
                 W.HTML(f"<style>img.{_PIXELATED} {{ image-rendering: pixelated; }}</style>"),
@@ -306,13 +249,10 @@ class InterpolationSlider(View):
         self.image.add_class(_PIXELATED)
         self.strip_box.add_class("lw-strip")
 
-        # ---- state
-        self.set_trait("index_a", index_a)
-        self.set_trait("index_b", index_b)
-        self.set_trait("method", method)
-        self.set_trait("skip_policy", skip_policy)
-        self.set_trait("n_steps", n_steps)
-        self.set_trait("alpha", float(alpha))
+        # ---- state lives in the session: mirror it, and the controls mirror the traits.
+        for mine, theirs in _LINKED.items():
+            self.set_trait(mine, getattr(session, theirs))
+            traitlets.link((self, mine), (session, theirs))
         for box, trait in (
             (self._a_box, "index_a"),
             (self._b_box, "index_b"),
@@ -322,17 +262,21 @@ class InterpolationSlider(View):
             (self.slider, "alpha"),
         ):
             W.link((self, trait), (box, "value"))
-        self._observe_guarded(self._on_path_change, ["index_a", "index_b", "method", "skip_policy", "n_steps"])
-        self._observe_guarded(self._on_alpha, "alpha")
-        self._update_strip()
-        self._request(self.alpha)
+        watch_session(self, session, self._on_strip, "strip")
+        watch_session(self, session, self._on_current, "current")
+        watch_session(self, session, self._on_busy, "busy")
+        self.observe(lambda c: setattr(self.fraction_cursor, "x", np.array([c["new"], c["new"]])), "alpha")
+        self._on_strip(None)
+        self._on_current(None)
+        self._on_busy(None)
 
     # ------------------------------------------------------------------ public
 
     @property
-    def image_value(self) -> bytes:
-        """Image bytes (BMP) of the mask on display."""
-        return bytes(self.image.value)
+    def strip(self) -> Any:
+        """The decoded strip (:class:`~latent_widgets.interpolation.PathResult`) of the current path."""
+        strip = self.session.strip
+        return None if strip is None else strip.result
 
     @property
     def alphas(self) -> np.ndarray:
@@ -344,152 +288,118 @@ class InterpolationSlider(View):
     @property
     def strip_values(self) -> list[bytes]:
         """Image bytes (BMP) of the strip steps' masks, as the current-mask pane shows them."""
-        return [s.image for s in self._steps]
+        strip = self.session.strip
+        return [] if strip is None else [s.image for s in strip.steps]
 
     @property
-    def busy(self) -> bool:
-        """Whether an on-demand decode is queued or running."""
-        return self._pending is not None and not self._pending.done()
-
-    def wait(self, timeout: float | None = 30.0) -> None:
-        """Block until the pending on-demand decode (if any) is shown."""
-        fut = self._pending
-        if fut is not None:
-            fut.result(timeout=timeout)
-
-    def close(self) -> None:
-        """Stop the decode worker."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-
-    def decode_alpha(self, alpha: float, key: tuple | None = None) -> StripStep:
-        """Decode the path at one ``alpha`` (no caching, no display).
-
-        ``key`` is ``(index_a, index_b, method, skip_policy, n_steps)``;
-        default: the current path.
-        """
-        from ..interpolation import path_inputs
-
-        a, b, method, policy, _ = key or self._key()
-        ds, enc = self.dataset, self.encoding
-        with self._model_lock:
-            latents, skips = path_inputs(
-                self.model,
-                ds.images[a],
-                ds.images[b],
-                np.array([alpha], np.float32),
-                method=method,
-                skip_policy=policy,
-                encoding_a=_sample_encoding(enc, a),
-                encoding_b=_sample_encoding(enc, b),
-            )
-            probs, masks = self.model.decode_with_masks(latents, skips if self.model.has_skips else None)
-        probs, mask = np.asarray(probs)[0], np.asarray(masks)[0]
-        if probs.shape[-1] <= 256:  # as decode_path does; also spares mask_bmp a cast
-            mask = mask.astype(np.uint8)
-        # BMP: writing it takes microseconds, zlib (PNG) a sizeable share of a decode.
-        image = render.mask_bmp(mask, ds.palette)
-        return StripStep(float(alpha), np.asarray(latents)[0], probs, mask, image)
-
-    # ------------------------------------------------------------------ strip
-
-    def _key(self) -> tuple:
-        return (self.index_a, self.index_b, self.method, self.skip_policy, self.n_steps)
-
-    def _on_path_change(self, change: Mapping[str, Any]) -> None:
-        self._update_strip()
-        self._request(self.alpha)
-
-    def _neighbors_of(self, latents: np.ndarray) -> Any:
-        from ..neighbors import LatentIndex, path_neighbors
-
-        if self._latent_index is None:
-            z = self.encoding.latents
-            self._latent_index = LatentIndex(z)
-        return path_neighbors(np.asarray(latents), self._latent_index)
-
-    def _compute_strip(self, key: tuple) -> tuple[Any, Any, list[StripStep], np.ndarray]:
-        from ..interpolation import decode_path
-        from ..metrics import class_fractions
-
-        a, b, method, policy, _n = key
-        ds, enc = self.dataset, self.encoding
-        alphas = self.alphas
-        with self._model_lock:
-            result = decode_path(
-                self.model,
-                ds.images[a],
-                ds.images[b],
-                alphas,
-                method=method,
-                skip_policy=policy,
-                encoding_a=_sample_encoding(enc, a),
-                encoding_b=_sample_encoding(enc, b),
-            )
-        masks = np.asarray(result.masks)
-        probs = np.asarray(result.probs)
-        latents = np.asarray(result.latents)
-        steps = [
-            StripStep(float(al), latents[i], probs[i], masks[i], render.mask_bmp(masks[i], ds.palette))
-            for i, al in enumerate(np.asarray(result.alphas, np.float64))
-        ]
-        neighbors = self._neighbors_of(latents)
-        fractions = np.asarray(class_fractions(masks, ds.n_classes), np.float64)
-        return result, neighbors, steps, fractions
-
-    def _update_strip(self) -> None:
-        key = self._key()
-        if key in self._strips:
-            self._strips.move_to_end(key)
-        else:
-            self._status.value = "<i>decoding strip…</i>"
-            try:
-                self._strips[key] = self._compute_strip(key)
-            finally:
-                self._status.value = ""
-            while len(self._strips) > max(1, self.max_cached_strips):
-                self._strips.popitem(last=False)
-        with self._lock:
-            self.strip, self.strip_neighbors, self._steps, self.fractions = self._strips[key]
-            self._strip_key = key
-        self._draw_strip()
-        self.strip_version += 1
+    def fractions(self) -> np.ndarray | None:
+        """Per-class pixel fraction of each strip step, (n_steps, n_classes)."""
+        strip = self.session.strip
+        return None if strip is None else strip.fractions
 
     @property
     def neighbor_indices(self) -> np.ndarray:
         """Index of the nearest real sample of each strip step, shape (n_steps,)."""
-        idx = np.asarray(self.strip_neighbors.indices)
-        return idx[:, 0] if idx.ndim == 2 else idx
+        return self.session.strip.neighbor_indices
 
     @property
     def neighbor_distances(self) -> np.ndarray:
         """Latent distance of each strip step to its nearest real sample."""
-        d = np.asarray(self.strip_neighbors.distances, np.float64)
-        return d[:, 0] if d.ndim == 2 else d
+        return self.session.strip.neighbor_distances
 
-    def _draw_strip(self) -> None:
+    @property
+    def n_distinct(self) -> int:
+        """Distinct nearest real samples along the strip."""
+        strip = self.session.strip
+        return 0 if strip is None else strip.n_distinct
+
+    @property
+    def ondemand_decodes(self) -> int:
+        """How many on-demand (non-strip) decodes ran; strip steps do not count."""
+        return self.session.ondemand_decodes
+
+    def _current(self, field: str) -> Any:
+        step = self.session.current
+        return None if step is None else getattr(step, field)
+
+    @property
+    def current_alpha(self) -> float | None:
+        """Alpha of the mask on display (lags ``alpha`` while a decode runs)."""
+        return self._current("alpha")
+
+    @property
+    def current_mask(self) -> np.ndarray | None:
+        return self._current("mask")
+
+    @property
+    def current_probs(self) -> np.ndarray | None:
+        return self._current("probs")
+
+    @property
+    def current_latent(self) -> np.ndarray | None:
+        return self._current("latent")
+
+    @property
+    def image_value(self) -> bytes:
+        """Image bytes (BMP) of the mask on display."""
+        return bytes(self.image.value)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a strip or on-demand decode is queued or running."""
+        return bool({"strip", "decode"} & set(self.session.busy))
+
+    def wait(self, timeout: float | None = 30.0) -> None:
+        """Block until the session's queued jobs are done and shown (errors are reported, not raised)."""
+        wait_quietly(self.session, timeout)
+
+    def close(self) -> None:
+        """Stop the session's workers."""
+        self.session.close()
+
+    def decode_alpha(self, alpha: float, key: tuple | None = None) -> StripStep:
+        """Decode the path at one ``alpha`` (no caching, no display)."""
+        return self.session.decode_alpha(alpha, None if key is None else type(self.session.key)(*key))
+
+    # ------------------------------------------------------------------ drawing
+
+    def _on_busy(self, _change: Any) -> None:
+        running = [b for b in self.session.busy if not b.startswith("map")]
+        self._status.value = f"<i>{', '.join(running)}…</i>" if running else ""
+
+    def _on_current(self, _change: Any) -> None:
+        step = self.session.current
+        if step is None:
+            return
+        where = "strip step" if step.cached else "decoded on demand"
+        self._caption.value = (
+            f"<b style='font-size:12px'>α = {step.alpha:.3f}</b> <span style='font-size:11px'>({where})</span>"
+        )
+        # Last: observers of the bytes (benchmark, tests) see a complete state.
+        self.image.value = step.image
+
+    def _on_strip(self, _change: Any) -> None:
+        strip = self.session.strip
+        if strip is None or strip is self._drawn_strip:
+            return
+        self._drawn_strip = strip
         ds = self.dataset
-        a, b = self.index_a, self.index_b
+        a, b = strip.key.index_a, strip.key.index_b
         self._a_image.value = render.to_png(ds.images[a], scale=self.tile_scale)
         self._b_image.value = render.to_png(ds.images[b], scale=self.tile_scale)
         self._a_caption.value = f"<b style='font-size:12px'>A = #{a}</b>"
         self._b_caption.value = f"<b style='font-size:12px'>B = #{b}</b>"
-        nb, dist = self.neighbor_indices, self.neighbor_distances
-        n = len(self._steps)
+        nb, dist = strip.neighbor_indices, strip.neighbor_distances
+        n = len(strip.steps)
         # Tile widgets are reused across strips (new widgets per strip would
         # pile up in the kernel and the page).
         while len(self._tiles) < n:
-            top_img, top_cap, bottom_img, bottom_cap = (
-                image_pane(self.tile_width),
-                W.HTML(),
-                image_pane(self.tile_width),
-                W.HTML(),
-            )
+            top_img, top_cap = image_pane(self.tile_width), W.HTML()
+            bottom_img, bottom_cap = image_pane(self.tile_width), W.HTML()
             self._tiles.append(
                 (top_img, top_cap, bottom_img, bottom_cap, W.VBox([top_cap, top_img]), W.VBox([bottom_img, bottom_cap]))
             )
-        for i, step in enumerate(self._steps):
+        for i, step in enumerate(strip.steps):
             top_img, top_cap, bottom_img, bottom_cap, _, _ = self._tiles[i]
             j = int(nb[i])
             top_img.value = render.mask_png(step.mask, ds.palette, scale=self.tile_scale)
@@ -499,77 +409,13 @@ class InterpolationSlider(View):
         tiles = self._tiles[:n]
         #: PNG bytes of the nearest real sample's mask under each strip step.
         self.neighbor_values = [bytes(t[2].value) for t in tiles]
-        self.n_distinct = int(getattr(self.strip_neighbors, "n_distinct", len(set(nb.tolist()))))
         self._strip_caption.value = (
             f"<b style='font-size:12px'>strip: {n} decoded steps (top), each over its nearest real sample "
-            f"(bottom, latent distance d): {self.n_distinct} distinct samples</b>"
+            f"(bottom, latent distance d): {strip.n_distinct} distinct samples</b>"
         )
         self.strip_box.layout.grid_template_columns = f"repeat({n}, {self.tile_width}px)"
         self.strip_box.children = [t[4] for t in tiles] + [t[5] for t in tiles]
         with self.fraction_lines.hold_sync():
-            self.fraction_lines.x = np.asarray([st.alpha for st in self._steps])
-            self.fraction_lines.y = self.fractions.T
-
-    # ------------------------------------------------------------------ alpha
-
-    def _on_alpha(self, change: Mapping[str, Any]) -> None:
-        self._request(float(change["new"]))
-
-    def _cached_step(self, alpha: float) -> StripStep | None:
-        for step in self._steps:
-            if abs(step.alpha - alpha) <= _SNAP:
-                return step
-        return None
-
-    def _request(self, alpha: float) -> None:
-        with self._lock:
-            self._generation += 1
-            gen = self._generation
-        self.fraction_cursor.x = np.array([alpha, alpha])
-        step = self._cached_step(alpha)
-        if step is not None:
-            self._show(step, gen, cached=True)
-            return
-        key = self._key()
-        if not self.asynchronous:
-            self._show(self._decode_counted(alpha, key), gen, cached=False)
-            return
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="latent-widgets-decode")
-        self._status.value = "<i>decoding…</i>"
-        self._pending = self._executor.submit(self._work, gen, alpha, key)
-
-    def _decode_counted(self, alpha: float, key: tuple) -> StripStep:
-        step = self.decode_alpha(alpha, key)
-        self.ondemand_decodes += 1
-        return step
-
-    def _work(self, gen: int, alpha: float, key: tuple) -> None:
-        try:
-            if gen != self._generation:
-                return  # a newer request is queued behind this one: skip the decode
-            step = self._decode_counted(alpha, key)
-            if key != self._key():
-                return  # the endpoints or path changed meanwhile: a mask of the old path
-            self._show(step, gen, cached=False)
-        except Exception as exc:
-            self.errors.report(exc, "InterpolationSlider decode")
-        finally:
-            if gen == self._generation:
-                self._status.value = ""
-
-    def _show(self, step: StripStep, gen: int, cached: bool) -> None:
-        with self._lock:
-            if gen < self._shown_generation:
-                return  # something newer is already on display
-            self._shown_generation = gen
-            self.current_alpha = step.alpha
-            self.current_latent = step.latent
-            self.current_probs = step.probs
-            self.current_mask = step.mask
-            where = "strip step" if cached else "decoded on demand"
-            self._caption.value = (
-                f"<b style='font-size:12px'>α = {step.alpha:.3f}</b> <span style='font-size:11px'>({where})</span>"
-            )
-            # Last: observers of the bytes (benchmark, tests) see a complete state.
-            self.image.value = step.image
+            self.fraction_lines.x = strip.alphas
+            self.fraction_lines.y = strip.fractions.T
+        self.strip_version += 1

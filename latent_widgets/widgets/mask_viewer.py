@@ -11,7 +11,7 @@ import numpy as np
 import traitlets
 
 from .. import render
-from ._common import ErrorSink, View, blank_png, image_pane, labelled
+from ._common import ErrorSink, View, blank_png, image_pane, labelled, watch_session
 
 __all__ = ["PANES", "MaskViewer"]
 
@@ -39,6 +39,9 @@ class MaskViewer(View):
         Width of each pane in px; small masks are upscaled with nearest
         neighbour (integer factor) so class boundaries stay sharp.
     errors : ErrorSink, optional
+    session : ExplorerSession, optional
+        Show the session's selected sample and use its dataset, model and
+        predictions.
 
     Attributes
     ----------
@@ -68,20 +71,27 @@ class MaskViewer(View):
 
     def __init__(
         self,
-        dataset: Any,
+        dataset: Any = None,
         model: Any = None,
         *,
+        session: Any = None,
         predictions: np.ndarray | None = None,
         index: int | None = None,
         opacity: float = 0.5,
         display_width: int = 256,
         errors: ErrorSink | None = None,
     ) -> None:
+        super().__init__()
+        if session is not None:
+            dataset, model = session.dataset, session.model
+        if dataset is None:
+            raise ValueError("MaskViewer needs a dataset, or session=...")
         self.dataset = dataset
         self.model = model
-        self.predictions = None if predictions is None else np.asarray(predictions)
-        if self.predictions is not None and self.predictions.shape != dataset.masks.shape:
-            raise ValueError(f"predictions {self.predictions.shape} do not match the masks {dataset.masks.shape}")
+        self.session = session
+        self._predictions = None if predictions is None else np.asarray(predictions)
+        if self._predictions is not None and self._predictions.shape != dataset.masks.shape:
+            raise ValueError(f"predictions {self._predictions.shape} do not match the masks {dataset.masks.shape}")
         self.errors = errors or ErrorSink()
         self._predicted: dict[int, np.ndarray] = {}
         h, w = dataset.image_size
@@ -124,8 +134,28 @@ class MaskViewer(View):
         self._observe_guarded(self._on_index, "index")
         if index is not None:
             self.index = index
+        if session is not None:
+            # Follow the session's selected sample, once its predictions exist.
+            watch_session(self, session, self._follow_session, ["selected", "ready"])
+            self._follow_session(None)
+
+    def _follow_session(self, _change: Any) -> None:
+        s = self.session
+        if s.selected is None:
+            return
+        if not s.ready and self.predictions is None:
+            self._title.value = f"<b>#{s.selected}</b> <i>encoding the dataset…</i>"
+            return
+        self.show_sample(s.selected)
 
     # ------------------------------------------------------------------ public
+
+    @property
+    def predictions(self) -> np.ndarray | None:
+        """Predicted masks of the dataset (given, or the session's), or None."""
+        if self._predictions is None and self.session is not None:
+            return self.session.predictions
+        return self._predictions
 
     @property
     def values(self) -> dict[str, bytes]:

@@ -12,7 +12,8 @@ import numpy as np
 import traitlets
 
 from .. import render
-from ._common import ErrorSink, View, image_pane
+from ..session import ExplorerSession
+from ._common import ErrorSink, View, image_pane, watch_session
 
 __all__ = ["COLOR_FIELDS", "METHOD_LABELS", "ProjectionScatter", "gl_scatter_class"]
 
@@ -154,9 +155,10 @@ class ProjectionScatter(View):
 
     def __init__(
         self,
-        latents: np.ndarray,
-        dataset: Any,
+        latents: np.ndarray | None = None,
+        dataset: Any = None,
         *,
+        session: ExplorerSession | None = None,
         method: str = "pca",
         methods: Sequence[str] = ("pca", "tsne", "umap"),
         projections: Mapping[str, np.ndarray] | None = None,
@@ -166,40 +168,45 @@ class ProjectionScatter(View):
         color_by: str | None = None,
         show_labels: bool | None = None,
         gl_threshold: int = DEFAULT_GL_THRESHOLD,
-        latent_index: Any = None,
         errors: ErrorSink | None = None,
         width: int = 520,
         height: int = 460,
     ) -> None:
-        z = np.asarray(latents)
-        self.n = len(z)
-        if self.n != len(dataset):
-            raise ValueError(f"{self.n} latents for a dataset of {len(dataset)} samples")
-        if self.n < 2:
-            raise ValueError("a projection needs at least 2 samples")
-        self.latents = z.astype(np.float32, copy=False)
-        self.dataset = dataset
-        self.predictions = None if predictions is None else np.asarray(predictions)
+        super().__init__()
+        if session is None:
+            if latents is None or dataset is None:
+                raise ValueError("ProjectionScatter needs latents and a dataset, or session=...")
+            if len(latents) != len(dataset):
+                raise ValueError(f"{len(latents)} latents for a dataset of {len(dataset)} samples")
+            if len(latents) < 2:
+                raise ValueError("a projection needs at least 2 samples")
+            if method not in tuple(methods):
+                raise ValueError(f"method {method!r} is not among {tuple(methods)}")
+            session = ExplorerSession(
+                None,
+                dataset,
+                latents=np.asarray(latents).astype(np.float32, copy=False),
+                predictions=predictions,
+                methods=methods,
+                map_method=method,
+                projections=projections,
+                projection_kwargs=projection_kwargs,
+                asynchronous=False,
+            )
+        self.session = session
+        self.dataset = dataset = session.dataset
+        self.n = len(dataset)
+        self.methods = session.methods
         self.splits = None if splits is None else np.asarray([str(s) for s in splits])
         if self.splits is not None and len(self.splits) != self.n:
             raise ValueError(f"{len(self.splits)} split names for {self.n} samples")
-        self.methods = tuple(methods)
-        if method not in self.methods:
-            raise ValueError(f"method {method!r} is not among {self.methods}")
         self.errors = errors or ErrorSink()
-        self._maps: dict[str, np.ndarray] = {k: np.asarray(v, np.float64) for k, v in (projections or {}).items()}
-        for k, v in self._maps.items():
-            if v.shape != (self.n, 2):
-                raise ValueError(f"projection {k!r} has shape {v.shape}, expected ({self.n}, 2)")
-        self._projectors: dict[str, Any] = {}
-        self._index: Any = latent_index  # LatentIndex, for maps given without a fitted projection
-        self._projection_kwargs = {k: dict(v) for k, v in (projection_kwargs or {}).items()}
         self._thumbs: dict[int, bytes] = {}
         self._iou: np.ndarray | None = None
-        self._path_latents: np.ndarray | None = None
-        self._path_neighbors: np.ndarray | None = None
-        self._endpoints: tuple[int, int] | None = None
+        # The overlay: path steps on the map, their nearest samples, the endpoints.
+        self._overlay: tuple[np.ndarray | None, np.ndarray | None, tuple[int, int] | None] = (None, None, None)
         self._current_alpha: float | None = None
+        self._drawn_map: np.ndarray | None = None
         #: Map coordinates of the drawn path steps, (M, 2), or None.
         self.path_points: np.ndarray | None = None
         #: Map coordinates of the slider's current point, or None.
@@ -218,8 +225,10 @@ class ProjectionScatter(View):
         #: Which mark class draws the points: "ScatterGL" or "Scatter".
         self.renderer = "ScatterGL" if self.uses_gl else "Scatter"
 
-        self.x_scale = bq.LinearScale()
-        self.y_scale = bq.LinearScale()
+        # Fixed ranges until a map arrives: all-zero data gives the axes an
+        # empty domain, and bqplot's tick format then breaks every later update.
+        self.x_scale = bq.LinearScale(min=0.0, max=1.0)
+        self.y_scale = bq.LinearScale(min=0.0, max=1.0)
         self.color_scale = bq.OrdinalColorScale(domain=[0], colors=[_GREY])
         scales = {"x": self.x_scale, "y": self.y_scale, "color": self.color_scale}
         self._tooltip_image = image_pane(220)
@@ -339,23 +348,31 @@ class ProjectionScatter(View):
         if show_labels is None:
             show_labels = self.n <= _AUTO_LABEL_LIMIT and not self.uses_gl
         # Initial state, drawn once, before the observers exist.
-        self.set_trait("method", method)
+        self.set_trait("method", session.map_method)
+        self.set_trait("selected", session.selected)
         self.set_trait("color_by", color_by)
         self.set_trait("show_labels", bool(show_labels))
-        self._on_method({"new": method})
         self._on_color_by({"new": color_by})
         self._on_show_labels({"new": self.show_labels})
-        self._observe_guarded(self._on_method, "method")
+        self._on_selected({"new": self.selected})
         self._observe_guarded(self._on_color_by, "color_by")
         self._observe_guarded(self._on_show_labels, "show_labels")
         self._observe_guarded(self._on_selected, "selected")
         self._observe_guarded(self._on_pan_zoom, "pan_zoom")
-        # The traits are the source of truth: link them to the controls.
-        # Not a link for the method: when a map fails to compute, the trait
-        # goes back to the drawn map and the buttons must follow, which a
-        # link (busy with the button's change) would not do.
-        # (self.method, not the change's value: a stale notification arrives
-        # after a failed switch has already reverted the trait.)
+        # The map method and the selection live in the session.
+        traitlets.link((self, "method"), (session, "map_method"))
+        traitlets.link((self, "selected"), (session, "selected"))
+        watch_session(self, session, self._on_map, ["maps", "map_method"])
+        watch_session(self, session, self._on_session_path, ["path_points", "strip"])
+        watch_session(self, session, self._on_busy, "busy")
+        watch_session(self, session, self._on_ready, "ready")
+        self._on_map(None)
+        self._on_session_path(None)
+        # The buttons follow the trait, not a link: when a map fails to
+        # compute, the session goes back to the drawn map and the buttons
+        # must follow, which a link (busy with the button's change) would
+        # not do (self.method, not the change's value: a stale notification
+        # arrives after a failed switch has already reverted the trait).
         self.observe(lambda _c: setattr(self._method_buttons, "value", self.method), "method")
         self._method_buttons.observe(self.errors.guard(self._on_method_button), "value")
         W.link((self, "color_by"), (self._color_dropdown, "value"))
@@ -365,55 +382,65 @@ class ProjectionScatter(View):
     # ------------------------------------------------------------------ maps
 
     @property
+    def latents(self) -> np.ndarray:
+        """The latents on the map (the session's)."""
+        return self.session.latents
+
+    @property
+    def predictions(self) -> np.ndarray | None:
+        """Predicted masks (the session's), or None."""
+        return self.session.predictions
+
+    @property
     def points(self) -> np.ndarray:
-        """Coordinates of the current map, shape (N, 2)."""
-        return self._maps[self.method]
+        """Coordinates of the current map, shape (N, 2); fitted now if missing."""
+        return self.projection(self.method)
 
     def projection(self, method: str) -> np.ndarray:
-        """The map of ``method``, computed on first use and then kept.
+        """The map of ``method``, fitted on first use (in the caller's thread) and then kept.
 
         Maps come from :func:`latent_widgets.projection.fit_projection`
         (disk-cached by content hash), which also gives the fitted object
         that places interpolation paths on the same map.
         """
-        if method not in self._maps:
-            from ..projection import fit_projection
-
-            kw = self._projection_kwargs.get(method, {})
-            proj = fit_projection(self.latents, method=method, cache=True, progress=False, **kw)
-            pts = np.asarray(proj.embedding_, np.float64)
-            if pts.shape != (self.n, 2):
-                raise ValueError(f"projection {method!r} returned shape {pts.shape}, expected ({self.n}, 2)")
-            self._projectors[method] = proj
-            self._maps[method] = pts
-        return self._maps[method]
+        return self.session.fit_map(method)
 
     @property
     def cached_methods(self) -> tuple[str, ...]:
         """Methods whose map is already computed."""
-        return tuple(self._maps)
+        return tuple(self.session.maps)
 
     def transform(self, latents: np.ndarray, method: str | None = None) -> np.ndarray:
         """Place new latents (e.g. an interpolation path) on a map, shape (M, 2).
 
-        Uses the fitted projection's ``transform`` (exact for PCA, UMAP's
-        own, neighbour placement for t-SNE). A map passed in ``projections``
-        has no fitted object; there a latent goes to the distance-weighted
-        mean of the map positions of its 3 nearest samples.
+        See :meth:`latent_widgets.session.ExplorerSession.place`.
         """
-        method = method or self.method
-        pts = self.projection(method)
-        z = np.asarray(latents, np.float32).reshape((len(latents), *self.latents.shape[1:]))
-        proj = self._projectors.get(method)
-        if proj is not None:
-            return np.asarray(proj.transform(z), np.float64)
-        from ..neighbors import LatentIndex
+        return self.session.place(latents, method or self.method)
 
-        if self._index is None:
-            self._index = LatentIndex(self.latents)
-        idx, dist = self._index.query(z, k=min(3, self.n))
-        w = 1.0 / np.maximum(np.asarray(dist, np.float64), 1e-9)
-        return (pts[np.asarray(idx)] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
+    def _on_ready(self, _change: Any) -> None:
+        self._iou = None
+        self._thumbs.clear()
+        if self.session.ready:
+            self._on_color_by({"new": self.color_by})
+
+    def _on_busy(self, _change: Any) -> None:
+        fitting = [b.split(": ", 1)[1] for b in self.session.busy if b.startswith("map: ")]
+        if not self.session.ready:
+            self._status.value = "<i>encoding the dataset…</i>"
+        else:
+            self._status.value = (
+                f"<i>computing {', '.join(METHOD_LABELS.get(m, m) for m in fitting)}…</i>" if fitting else ""
+            )
+
+    def _on_map(self, _change: Any) -> None:
+        pts = self.session.maps.get(self.session.map_method)
+        if pts is None or pts is self._drawn_map:
+            return  # still computing: the drawn map stays until the new one arrives
+        self._drawn_map = pts
+        with self.mark.hold_sync():
+            self.mark.x, self.mark.y = pts[:, 0], pts[:, 1]
+        self.reset_view()
+        self._redraw_overlay()
 
     def reset_view(self) -> None:
         """Fit the axes to the map (undo pan and zoom)."""
@@ -431,26 +458,11 @@ class ProjectionScatter(View):
         try:
             self.method = change["new"]
         finally:
+            # A failed fit reverts the session while the link is busy: follow it.
+            if self.method != self.session.map_method:
+                self.method = self.session.map_method
             if self._method_buttons.value != self.method:
                 self._method_buttons.value = self.method
-
-    def _on_method(self, change: Mapping[str, Any]) -> None:
-        method = change["new"]
-        if method not in self._maps:
-            self._status.value = f"<i>computing {METHOD_LABELS.get(method, method)}…</i>"
-        try:
-            pts = self.projection(method)
-        except Exception:
-            # Keep showing (and reporting) the map that is drawn.
-            if change.get("old") is not None:
-                self.set_trait("method", change["old"])
-            raise
-        finally:
-            self._status.value = ""
-        with self.mark.hold_sync():
-            self.mark.x, self.mark.y = pts[:, 0], pts[:, 1]
-        self.reset_view()
-        self._redraw_overlay()
 
     # ------------------------------------------------------------------ colours
 
@@ -620,9 +632,18 @@ class ProjectionScatter(View):
         endpoints : (a, b), optional
             Sample indices of the endpoints (marked "A" and "B").
         """
-        self._path_latents = None if latents is None else np.asarray(latents, np.float32)
-        self._path_neighbors = None if neighbors is None else np.asarray(neighbors, int).reshape(-1)
-        self._endpoints = endpoints
+        points = None if latents is None else self.transform(np.asarray(latents, np.float32))
+        nb = None if neighbors is None else np.asarray(neighbors, int).reshape(-1)
+        self._overlay = (points, nb, endpoints)
+        self._redraw_overlay()
+
+    def _on_session_path(self, _change: Any) -> None:
+        s = self.session
+        strip, points = s.strip, s.path_points
+        if strip is None or points is None:
+            self._overlay = (None, None, None)
+        else:
+            self._overlay = (points, strip.neighbor_indices, (strip.key.index_a, strip.key.index_b))
         self._redraw_overlay()
 
     def set_current(self, alpha: float | None) -> None:
@@ -635,28 +656,28 @@ class ProjectionScatter(View):
         self._draw_current()
 
     def _redraw_overlay(self) -> None:
-        if self._path_latents is None:
+        p, neighbors, endpoints = self._overlay
+        pts = self._drawn_map
+        if p is None or pts is None:
             self.path_points = None
             for m in self.overlay_marks:
                 m.visible = False
             self._draw_current()
             return
-        p = self.transform(self._path_latents)
         self.path_points = p
         with self.path_line.hold_sync():
             self.path_line.x, self.path_line.y, self.path_line.visible = p[:, 0], p[:, 1], True
         with self.path_steps.hold_sync():
             self.path_steps.x, self.path_steps.y, self.path_steps.visible = p[:, 0], p[:, 1], True
-        pts = self.points
-        if self._path_neighbors is not None and len(self._path_neighbors):
-            nb = np.unique(self._path_neighbors)
+        if neighbors is not None and len(neighbors):
+            nb = np.unique(neighbors)
             with self.neighbor_marks.hold_sync():
                 self.neighbor_marks.x, self.neighbor_marks.y = pts[nb, 0], pts[nb, 1]
                 self.neighbor_marks.visible = True
         else:
             self.neighbor_marks.visible = False
-        if self._endpoints is not None:
-            ab = np.asarray(self._endpoints, int)
+        if endpoints is not None:
+            ab = np.asarray(endpoints, int)
             with self.endpoint_marks.hold_sync():
                 self.endpoint_marks.x, self.endpoint_marks.y = pts[ab, 0], pts[ab, 1]
                 self.endpoint_marks.visible = True
