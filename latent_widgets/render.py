@@ -29,6 +29,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# Re-exported: widgets and figures call render.hex_colours.
+from .colors import hex_colours
+
 __all__ = [
     "ERROR_COLOUR",
     "as_uint8",
@@ -430,14 +433,3 @@ def thumbnail(
             raise ValueError("thumbnail needs a palette to colour the mask")
         tiles.append(_resize_nearest(colorize(mask, palette), height, width))
     return hstack(tiles, gap=gap)
-
-
-def hex_colours(palette: np.ndarray) -> list[str]:
-    """``#rrggbb`` strings of a palette (for bqplot and HTML legends).
-
-    Examples
-    --------
-    >>> hex_colours(np.array([[255, 0, 16]]))
-    ['#ff0010']
-    """
-    return ["#{:02x}{:02x}{:02x}".format(*map(int, c)) for c in np.asarray(palette)]
