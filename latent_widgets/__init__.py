@@ -38,6 +38,8 @@ _EXPORTS: dict[str, str] = {
     "LatentModel": "latent_model",
     "Encoding": "latent_model",
     "LatentModelError": "latent_model",
+    "LatentCodec": "protocols",
+    "LatentModelLike": "protocols",
     # widgets
     "ProjectionScatter": "widgets",
     "MaskViewer": "widgets",

@@ -32,6 +32,8 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from .protocols import LatentCodec
+
 __all__ = [
     "AttributeEffect",
     "AttributeVector",
@@ -240,7 +242,7 @@ def apply_attribute(latent: np.ndarray, vector: np.ndarray, ts: float | Sequence
 
 
 def attribute_effect(
-    model: Any,
+    model: LatentCodec,
     latent: np.ndarray,
     vector: np.ndarray,
     ts: Sequence[float] | np.ndarray,

@@ -53,13 +53,14 @@ from .keras_graph import (
     split_model,
     static_shape,
 )
+from .protocols import LatentModelLike
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
     from .data import SegmentationDataset
 
-__all__ = ["LATENT_LAYER", "Encoding", "LatentModel", "LatentModelError"]
+__all__ = ["LATENT_LAYER", "Encoding", "LatentModel", "LatentModelError", "LatentModelLike"]
 
 # Name given to the combined model written by LatentModel.save, so that
 # LatentModel.load recognises it.
