@@ -11,16 +11,10 @@ scenes (:func:`latent_widgets.synthetic.synthetic_road_scenes`), by name.
 
 Examples
 --------
->>> from latent_widgets.data import SegmentationDataset
->>> import numpy as np
->>> ds = SegmentationDataset(
-...     images=np.zeros((2, 4, 4, 3), np.float32),
-...     masks=np.zeros((2, 4, 4), np.uint8),
-...     names=("a.png", "b.png"),
-...     class_names=("bg", "fg"),
-... )
->>> len(ds), ds.n_classes, ds[1].name
-(2, 2, 'b.png')
+>>> from latent_widgets.data import load_dataset, SegmentationDataset
+>>> ds = load_dataset("synthetic", "test", size=(48, 64), n=16)
+>>> isinstance(ds, SegmentationDataset), len(ds), ds.n_classes
+(True, 4, 12)
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ from .protocols import LatentModelLike
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-    from .data import SegmentationDataset
+    from .dataset import SegmentationDataset
 
 __all__ = ["LATENT_LAYER", "Encoding", "LatentModel", "LatentModelError", "LatentModelLike"]
 
