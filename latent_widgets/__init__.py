@@ -26,18 +26,20 @@ configure_tensorflow_environment()
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     # data
-    "SegmentationDataset": "data",
-    "DatasetError": "data",
-    "load_camvid": "data",
-    "load_folder": "data",
+    "SegmentationDataset": "dataset",
+    "DatasetError": "dataset",
+    "load_camvid": "camvid",
+    "load_folder": "folders",
     "load_dataset": "data",
-    "CAMVID_CLASSES": "data",
-    "CAMVID_PALETTE": "data",
+    "CAMVID_CLASSES": "camvid",
+    "CAMVID_PALETTE": "camvid",
     "synthetic_road_scenes": "synthetic",
     # models
     "LatentModel": "latent_model",
     "Encoding": "latent_model",
     "LatentModelError": "latent_model",
+    "LatentCodec": "protocols",
+    "LatentModelLike": "protocols",
     # widgets
     "ProjectionScatter": "widgets",
     "MaskViewer": "widgets",

@@ -32,6 +32,9 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from .arrays import iter_row_blocks
+from .protocols import LatentCodec
+
 __all__ = [
     "AttributeEffect",
     "AttributeVector",
@@ -112,9 +115,8 @@ def _mean_rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Mean of ``x[idx]`` in float64, gathering a bounded block at a time."""
     flat = x.reshape(len(x), -1)
     total = np.zeros(flat.shape[1], np.float64)
-    step = max(1, _BLOCK_BYTES // (8 * max(flat.shape[1], 1)))
-    for s in range(0, len(idx), step):
-        total += flat[idx[s : s + step]].sum(axis=0, dtype=np.float64)
+    for block in iter_row_blocks(len(idx), _BLOCK_BYTES // (8 * max(flat.shape[1], 1))):
+        total += flat[idx[block]].sum(axis=0, dtype=np.float64)
     return total / len(idx)
 
 
@@ -240,7 +242,7 @@ def apply_attribute(latent: np.ndarray, vector: np.ndarray, ts: float | Sequence
 
 
 def attribute_effect(
-    model: Any,
+    model: LatentCodec,
     latent: np.ndarray,
     vector: np.ndarray,
     ts: Sequence[float] | np.ndarray,

@@ -49,6 +49,8 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from .protocols import EncodingLike, LatentCodec
+
 __all__ = [
     "PATH_METHODS",
     "SKIP_POLICIES",
@@ -256,7 +258,9 @@ def _image(x: Any, what: str) -> np.ndarray:
     return img.astype(np.float32, copy=False)
 
 
-def _endpoint_encoding(model: Any, encoding: Any, image: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+def _endpoint_encoding(
+    model: LatentCodec, encoding: EncodingLike | None, image: np.ndarray
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     if encoding is None:
         encoding = model.encode(image[None])
     z = _single(encoding.latents, model.latent_shape, "encoding.latents")
@@ -268,14 +272,14 @@ def _endpoint_encoding(model: Any, encoding: Any, image: np.ndarray) -> tuple[np
 
 
 def path_inputs(
-    model: Any,
+    model: LatentCodec,
     image_a: np.ndarray,
     image_b: np.ndarray,
     alphas: float | np.ndarray,
     method: Literal["linear", "spherical"] = "linear",
     skip_policy: Literal["image", "skips", "hold_a", "hold_b"] = "image",
-    encoding_a: Any = None,
-    encoding_b: Any = None,
+    encoding_a: EncodingLike | None = None,
+    encoding_b: EncodingLike | None = None,
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """The decoder inputs along the path from image A to image B.
 
@@ -367,14 +371,14 @@ class PathResult(NamedTuple):
 
 
 def decode_path(
-    model: Any,
+    model: LatentCodec,
     image_a: np.ndarray,
     image_b: np.ndarray,
     alphas: float | np.ndarray,
     method: Literal["linear", "spherical"] = "linear",
     skip_policy: Literal["image", "skips", "hold_a", "hold_b"] = "image",
-    encoding_a: Any = None,
-    encoding_b: Any = None,
+    encoding_a: EncodingLike | None = None,
+    encoding_b: EncodingLike | None = None,
 ) -> PathResult:
     """Decode the path from image A to image B at ``alphas``, in one decoder batch.
 

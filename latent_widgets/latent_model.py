@@ -36,7 +36,6 @@ Examples
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,24 +43,30 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from .arrays import iter_row_blocks
+from .keras_graph import (
+    LATENT_LAYER,
+    LatentModelError,
+    ends_with_softmax,
+    graph_io,
+    require_keras_model,
+    split_model,
+    static_shape,
+)
+from .protocols import LatentModelLike
+
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-    from .data import SegmentationDataset
+    from .dataset import SegmentationDataset
 
-__all__ = ["LATENT_LAYER", "Encoding", "LatentModel", "LatentModelError"]
+__all__ = ["LATENT_LAYER", "Encoding", "LatentModel", "LatentModelError", "LatentModelLike"]
 
-#: Layer name that :meth:`LatentModel.from_model` splits at when none is given.
-LATENT_LAYER = "latent"
 # Name given to the combined model written by LatentModel.save, so that
 # LatentModel.load recognises it.
 _SAVED_NAME = "latent_model"
 # Show a progress bar in encode() from this many batches on (progress=None).
 _AUTO_PROGRESS_BATCHES = 8
-
-
-class LatentModelError(ValueError):
-    """A model or an input that :class:`LatentModel` cannot use; the message says why and how to fix it."""
 
 
 class Encoding(NamedTuple):
@@ -93,97 +98,6 @@ def _tf():
     import tensorflow as tf
 
     return tf
-
-
-def _require_keras_model(obj: Any, what: str) -> None:
-    keras = _keras()
-    if not isinstance(obj, keras.Model):
-        raise LatentModelError(
-            f"{what} must be a Keras 3 model (keras.Model), got {type(obj).__module__}.{type(obj).__qualname__}. "
-            "Load a saved network with LatentModel.load('model.keras') or keras.saving.load_model; "
-            "models from tf.keras 2 / PyTorch must be converted to Keras 3 first."
-        )
-
-
-def _graph_io(model: Any, what: str) -> tuple[list[Any], list[Any]]:
-    """The symbolic inputs and outputs of a functional or Sequential model."""
-    try:
-        inputs, outputs = list(model.inputs), list(model.outputs)
-    except (AttributeError, ValueError, TypeError):
-        inputs = outputs = []
-    if not inputs or not outputs:
-        raise LatentModelError(
-            f"{what} {model.name!r} ({type(model).__name__}) has no layer graph: it is a subclassed "
-            "or unbuilt model. Build it with the functional API (keras.Input ... keras.Model(inputs, "
-            "outputs)), or pass its encoder and decoder yourself: LatentModel(encoder, decoder)."
-        )
-    return inputs, outputs
-
-
-def _static_shape(tensor: Any, what: str, fix: str) -> tuple[int, ...]:
-    shape = tuple(tensor.shape[1:])
-    if any(d is None for d in shape):
-        raise LatentModelError(f"{what} has a dynamic shape {shape}; {fix}")
-    return tuple(int(d) for d in shape)
-
-
-def _history(tensor: Any) -> tuple[Any, Any, int]:
-    """(operation, node, tensor_index) that produced a symbolic tensor."""
-    op, node_index, tensor_index = tensor._keras_history
-    node = op._inbound_nodes[node_index] if op is not None else None
-    return op, node, tensor_index
-
-
-def _topological_nodes(outputs: Sequence[Any]) -> list[Any]:
-    """Nodes that produce ``outputs``, parents first (iterative DFS post-order).
-
-    Inputs of a node are visited in argument order, which makes the order
-    deterministic for a given graph.
-    """
-    order: list[Any] = []
-    seen: set[int] = set()
-    stack: list[tuple[Any, bool]] = []
-    for t in reversed(list(outputs)):
-        node = _history(t)[1]
-        if node is not None:
-            stack.append((node, False))
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        for t in reversed(node.input_tensors):
-            parent = _history(t)[1]
-            if parent is not None and id(parent) not in seen:
-                stack.append((parent, False))
-    return order
-
-
-def _ends_with_softmax(decoder: Any) -> bool | None:
-    """True if the decoder's output layer is a softmax, False if it is linear, None if unknown."""
-    keras = _keras()
-    op = _history(decoder.outputs[0])[0]
-    if isinstance(op, keras.layers.Softmax):
-        return True
-    act = getattr(op, "activation", None)
-    if act is None:
-        return None
-    name = getattr(act, "__name__", "")
-    if name == "softmax":
-        return True
-    if name == "linear":
-        return False
-    return None
-
-
-def _describe_layers(model: Any, limit: int = 12) -> str:
-    names = [layer.name for layer in model.layers]
-    shown = ", ".join(repr(n) for n in names[-limit:])
-    return f"{len(names)} layers, the last ones: {shown}" if len(names) > limit else shown
 
 
 # ----------------------------------------------------------------------------
@@ -249,17 +163,17 @@ class LatentModel:
         skip_inputs: Sequence[str | int] | None = None,
         apply_softmax: bool | None = None,
     ) -> None:
-        _require_keras_model(encoder, "encoder")
-        _require_keras_model(decoder, "decoder")
-        enc_in, enc_out = _graph_io(encoder, "encoder")
-        dec_in, dec_out = _graph_io(decoder, "decoder")
+        require_keras_model(encoder, "encoder")
+        require_keras_model(decoder, "decoder")
+        enc_in, enc_out = graph_io(encoder, "encoder")
+        dec_in, dec_out = graph_io(decoder, "decoder")
         if len(enc_in) != 1:
             raise LatentModelError(
                 f"the encoder must take one input (the images), it takes {len(enc_in)}: {[t.name for t in enc_in]}."
             )
         if len(dec_out) != 1:
             raise LatentModelError(f"the decoder must have one output (per-pixel class scores), it has {len(dec_out)}.")
-        shape = _static_shape(
+        shape = static_shape(
             enc_in[0], "the encoder input", "build the model with a fixed image size, e.g. keras.Input((288, 384, 3))."
         )
         if len(shape) != 3:
@@ -330,11 +244,11 @@ class LatentModel:
                     "the encoder and decoder do not belong together (split the same network, or check the "
                     "order of the encoder outputs: latent first, then the skips)."
                 )
-        self.latent_shape: tuple[int, ...] = _static_shape(
+        self.latent_shape: tuple[int, ...] = static_shape(
             enc_out[0], "the latent (encoder output 0)", "build the model with a fixed image size."
         )
         self.skip_shapes: tuple[tuple[int, ...], ...] = tuple(
-            _static_shape(t, f"skip {k} (encoder output {k + 1})", "build the model with a fixed image size.")
+            static_shape(t, f"skip {k} (encoder output {k + 1})", "build the model with a fixed image size.")
             for k, t in enumerate(enc_out[1:])
         )
         self.has_skips: bool = bool(self.skip_shapes)
@@ -344,7 +258,7 @@ class LatentModel:
         self.latent_layer: str | None = None
 
         if apply_softmax is None:
-            apply_softmax = _ends_with_softmax(decoder) is False
+            apply_softmax = ends_with_softmax(decoder) is False
         self.apply_softmax = bool(apply_softmax)
         out_hw = tuple(dec_out[0].shape[1:3])
         self._resize_to = None if out_hw == self.input_shape[:2] else self.input_shape[:2]
@@ -399,98 +313,7 @@ class LatentModel:
         >>> lm.skip_shapes  # doctest: +SKIP
         ((48, 64, 16), (24, 32, 32))
         """
-        keras = _keras()
-        _require_keras_model(model, "model")
-        inputs, outputs = _graph_io(model, "model")
-        name = LATENT_LAYER if latent_layer is None else latent_layer
-        try:
-            layer = model.get_layer(name)
-        except ValueError:
-            close = difflib.get_close_matches(name, [layer.name for layer in model.layers], n=3)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            default = (
-                " Zoo models name their split layer 'latent'; for another model pass "
-                "latent_layer=<layer name> (model.summary() lists them)."
-                if latent_layer is None
-                else ""
-            )
-            raise LatentModelError(
-                f"model {model.name!r} has no layer named {name!r}.{hint}{default} Layers: {_describe_layers(model)}."
-            ) from None
-        if len(outputs) != 1:
-            raise LatentModelError(
-                f"model {model.name!r} has {len(outputs)} outputs; from_model needs one output of per-pixel "
-                "class scores. Build a model with just the segmentation output first."
-            )
-        try:
-            latent = layer.output
-        except (AttributeError, ValueError, RuntimeError):
-            latent = None
-        if latent is None or isinstance(latent, (list, tuple)):
-            raise LatentModelError(
-                f"layer {name!r} has several outputs or is used several times in the model, so its output is "
-                "not one tensor; split at a layer with a single output that is called once."
-            )
-
-        nodes = _topological_nodes(outputs)
-        node_ids = {id(n) for n in nodes}
-        if id(_history(latent)[1]) not in node_ids:
-            raise LatentModelError(
-                f"layer {name!r} is not on the path from the model input to its output; split at a layer "
-                "the output depends on."
-            )
-        # Which tensors depend on the latent (decoder side)?
-        depends: set[int] = {id(latent)}
-        decoder_nodes = []
-        for node in nodes:
-            if any(id(t) in depends for t in node.input_tensors):
-                decoder_nodes.append(node)
-                depends.update(id(t) for t in node.outputs)
-        if id(outputs[0]) not in depends:
-            raise LatentModelError(
-                f"the model output does not depend on layer {name!r}, so it cannot be the latent; "
-                "split at a layer between the input and the output."
-            )
-        if not decoder_nodes:
-            raise LatentModelError(
-                f"layer {name!r} is the model output; split at a layer before it (its latent must be decoded)."
-            )
-
-        # Skips: tensors from before the split consumed after it, ordered by
-        # the position of their producing node (nearest the input first).
-        position = {id(n): i for i, n in enumerate(nodes)}
-        skip_tensors: dict[int, Any] = {}
-        for node in decoder_nodes:
-            for t in node.input_tensors:
-                if id(t) not in depends and id(t) not in skip_tensors:
-                    skip_tensors[id(t)] = t
-        skips = sorted(
-            skip_tensors.values(),
-            key=lambda t: (position.get(id(_history(t)[1]), -1), _history(t)[2]),
-        )
-
-        # Rebuild the layers after the split on new inputs (same layer
-        # objects, hence shared weights).
-        latent_in = keras.Input(shape=latent.shape[1:], dtype=latent.dtype, name=LATENT_LAYER)
-        skip_ins = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=f"skip_{i}") for i, t in enumerate(skips)]
-        mapped: dict[int, Any] = {id(latent): latent_in}
-        mapped.update({id(t): s for t, s in zip(skips, skip_ins, strict=False)})
-        for node in decoder_nodes:
-            args, kwargs = node.arguments.fill_in(mapped)
-            result = node.operation(*args, **kwargs)
-            flat = keras.tree.flatten(result)
-            for old, new in zip(node.outputs, flat, strict=False):
-                mapped[id(old)] = new
-        decoder = keras.Model(
-            [latent_in, *skip_ins] if skip_ins else latent_in,
-            mapped[id(outputs[0])],
-            name=f"{model.name}_decoder",
-        )
-        encoder = keras.Model(
-            inputs if len(inputs) > 1 else inputs[0],
-            [latent, *skips] if skips else latent,
-            name=f"{model.name}_encoder",
-        )
+        encoder, decoder, name = split_model(model, latent_layer)
         lm = cls(encoder, decoder, apply_softmax=apply_softmax)
         lm.model = model
         lm.latent_layer = name
@@ -770,9 +593,9 @@ class LatentModel:
         x = self._check_images(images)
         n = len(x)
         batch_size = max(1, int(batch_size))
-        starts = range(0, n, batch_size)
+        blocks = list(iter_row_blocks(n, batch_size))
         if progress is None:
-            progress = len(starts) >= _AUTO_PROGRESS_BATCHES
+            progress = len(blocks) >= _AUTO_PROGRESS_BATCHES
         latents = np.empty((n, *self.latent_shape), np.float32)
         skips = tuple(np.empty((n, *s), np.float32) for s in self.skip_shapes)
         bar = None
@@ -781,12 +604,12 @@ class LatentModel:
 
             bar = tqdm(total=n, desc="encoding", unit="img", leave=False)
         try:
-            for s in starts:
-                chunk = x[s : s + batch_size]
+            for rows in blocks:
+                chunk = x[rows]
                 outs = self._encode_fn(len(chunk))(tf.convert_to_tensor(chunk))
-                latents[s : s + len(chunk)] = outs[0].numpy()
+                latents[rows] = outs[0].numpy()
                 for dst, src in zip(skips, outs[1:], strict=False):
-                    dst[s : s + len(chunk)] = src.numpy()
+                    dst[rows] = src.numpy()
                 if bar is not None:
                     bar.update(len(chunk))
         finally:
@@ -799,12 +622,15 @@ class LatentModel:
 
         Parameters
         ----------
-        latents : array, (N, *latent_shape) or latent_shape
-            One latent without a batch axis gives a batch of 1.
+        latents : array, (N, *latent_shape) or latent_shape, or Encoding
+            One latent without a batch axis gives a batch of 1. An
+            :class:`Encoding` (what :meth:`encode` returns) stands for its
+            latents and skips: ``decode(encode(x))``.
         skips : sequence of arrays, optional
-            Required when ``has_skips``: ``encode(...).skips`` matching the
-            latents, or one sample's skips (with or without batch axis),
-            which are then used for every latent.
+            Required when ``has_skips`` and ``latents`` is an array:
+            ``encode(...).skips`` matching the latents, or one sample's skips
+            (with or without batch axis), which are then used for every
+            latent. Must be left out when ``latents`` is an Encoding.
         batch_size : int
             Latents per compiled call.
 
@@ -815,10 +641,12 @@ class LatentModel:
         Raises
         ------
         LatentModelError
-            Wrong shape, missing skips, NaN or Inf in a latent.
+            Wrong shape, missing skips, skips given with an Encoding, NaN or
+            Inf in a latent.
 
         Examples
         --------
+        >>> probs = lm.decode(lm.encode(ds.images[:2]))  # doctest: +SKIP
         >>> probs = lm.decode(0.5 * (enc.latents[0] + enc.latents[1]))  # doctest: +SKIP
         >>> probs.shape  # doctest: +SKIP
         (1, 96, 128, 12)
@@ -830,7 +658,8 @@ class LatentModel:
 
         What the interpolation slider shows for each alpha: the same as
         ``probs = decode(...)`` and ``probs.argmax(-1)``, with the argmax done
-        inside the graph.
+        inside the graph. ``latents`` and ``skips`` as in :meth:`decode`
+        (an :class:`Encoding` included).
 
         Returns
         -------
@@ -840,11 +669,19 @@ class LatentModel:
         Examples
         --------
         >>> probs, masks = lm.decode_with_masks(enc.latents[:1], enc.skips)  # doctest: +SKIP
+        >>> probs, masks = lm.decode_with_masks(lm.encode(ds.images[:1]))  # doctest: +SKIP
         """
         return self._decode(latents, skips, batch_size, masks=True)
 
     def _decode(self, latents: Any, skips: Any, batch_size: int, masks: bool) -> Any:
         tf = _tf()
+        if isinstance(latents, Encoding):
+            if skips is not None:
+                raise LatentModelError(
+                    "got an Encoding and skips: an Encoding already carries its skips; call "
+                    "decode(encoding) or decode(encoding.latents, skips), not decode(encoding, skips)."
+                )
+            latents, skips = latents.latents, latents.skips
         z, sk = self._check_latents(latents, skips)
         n = len(z)
 
@@ -855,10 +692,9 @@ class LatentModel:
         if n <= batch_size:  # the widgets' case: one call, no copies
             return call(self._decode_fn(n, masks), [tf.convert_to_tensor(z), *map(tf.convert_to_tensor, sk)])
         parts = []
-        for s in range(0, n, batch_size):
-            zc = z[s : s + batch_size]
-            args = [tf.convert_to_tensor(zc)] + [tf.convert_to_tensor(a[s : s + batch_size]) for a in sk]
-            parts.append(call(self._decode_fn(len(zc), masks), args))
+        for rows in iter_row_blocks(n, batch_size):
+            args = [tf.convert_to_tensor(a[rows]) for a in (z, *sk)]
+            parts.append(call(self._decode_fn(rows.stop - rows.start, masks), args))
         if masks:
             return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         return np.concatenate(parts)
@@ -874,8 +710,8 @@ class LatentModel:
         x = self._check_images(images)
         batch_size = max(1, int(batch_size))
         parts = [
-            self._mask_fn(len(x[s : s + batch_size]))(tf.convert_to_tensor(x[s : s + batch_size])).numpy()
-            for s in range(0, len(x), batch_size)
+            self._mask_fn(len(x[rows]))(tf.convert_to_tensor(x[rows])).numpy()
+            for rows in iter_row_blocks(len(x), batch_size)
         ]
         if not parts:
             return np.empty((0, *self.input_shape[:2]), np.int32)

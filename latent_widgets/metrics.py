@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .arrays import iter_row_blocks, row_bincount
+
 if TYPE_CHECKING:  # pragma: no cover
     from .neighbors import LatentIndex
 
@@ -110,14 +112,7 @@ def class_fractions(masks: np.ndarray, n_classes: int) -> np.ndarray:
     n = len(m)
     flat = m.reshape(n, -1)
     per = max(flat.shape[1], 1)
-    counts = np.zeros((n, n_classes), np.int64)
-    step = max(1, _CHUNK_PIXELS // per)
-    for s in range(0, n, step):
-        block = flat[s : s + step]
-        offsets = (np.arange(len(block), dtype=np.int64) * n_classes)[:, None]
-        counts[s : s + step] = np.bincount((block + offsets).ravel(), minlength=len(block) * n_classes).reshape(
-            len(block), n_classes
-        )
+    counts = row_bincount(flat, n_classes, block_items=_CHUNK_PIXELS)
     out = counts / float(per)
     return out[0] if single else out
 
@@ -151,8 +146,8 @@ def confusion_matrix(
     if ignore_index is None:
         _check_range(t, n_classes, "true")
     cm = np.zeros(n_classes * n_classes, np.int64)
-    for s in range(0, p.size, _CHUNK_PIXELS):
-        pb, tb = p[s : s + _CHUNK_PIXELS], t[s : s + _CHUNK_PIXELS]
+    for block in iter_row_blocks(p.size, _CHUNK_PIXELS):
+        pb, tb = p[block], t[block]
         if ignore_index is not None:
             keep = tb != ignore_index
             pb, tb = pb[keep], tb[keep]
@@ -259,16 +254,15 @@ def per_sample_iou(
         _check_range(t, n_classes, "true")
     c2 = n_classes * n_classes
     cm = np.zeros((n, c2), np.int64)
-    step = max(1, _CHUNK_PIXELS // max(p.shape[1], 1))
-    for s in range(0, n, step):
-        pb, tb = p[s : s + step].astype(np.int64), t[s : s + step].astype(np.int64)
+    for rows in iter_row_blocks(n, _CHUNK_PIXELS // max(p.shape[1], 1)):
+        pb, tb = p[rows].astype(np.int64), t[rows].astype(np.int64)
         sample = np.arange(len(pb), dtype=np.int64)[:, None] * c2
         code = sample + tb * n_classes + pb
         if ignore_index is not None:
             keep = tb != ignore_index
             _check_range(tb[keep], n_classes, "true")
             code = code[keep]
-        cm[s : s + step] = np.bincount(code.ravel(), minlength=len(pb) * c2).reshape(len(pb), c2)
+        cm[rows] = np.bincount(code.ravel(), minlength=len(pb) * c2).reshape(len(pb), c2)
     iou = _iou_from_cm(cm.reshape(n, n_classes, n_classes))
     if ignore_index is not None and 0 <= ignore_index < n_classes:
         iou[:, ignore_index] = np.nan
@@ -349,10 +343,9 @@ def entropy(probs: np.ndarray, *, normalize: bool = False) -> np.ndarray:
     n, c = len(p), p.shape[-1]
     flat = p.reshape(n, -1, c)
     out = np.empty(n, np.float64)
-    step = max(1, _CHUNK_PIXELS // max(flat.shape[1] * c, 1))
-    for s in range(0, n, step):
+    for rows in iter_row_blocks(n, _CHUNK_PIXELS // max(flat.shape[1] * c, 1)):
         # entr(0) = 0, so exact zeros from a saturated softmax are fine.
-        out[s : s + step] = entr(flat[s : s + step]).sum(-1, dtype=np.float64).mean(-1)
+        out[rows] = entr(flat[rows]).sum(-1, dtype=np.float64).mean(-1)
     if normalize:
         out /= np.log(c) if c > 1 else 1.0
     return out

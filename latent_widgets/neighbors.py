@@ -41,6 +41,8 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from .arrays import iter_row_blocks
+
 __all__ = [
     "BACKENDS",
     "DEFAULT_THRESHOLD",
@@ -102,10 +104,9 @@ def _as_2d(x: Any, name: str) -> np.ndarray:
 def _row_sq_norms(x: np.ndarray) -> np.ndarray:
     """Squared row norms in float64, converting a bounded block at a time."""
     out = np.empty(len(x), np.float64)
-    step = max(1, _BLOCK_BYTES // (8 * max(x.shape[1], 1)))
-    for s in range(0, len(x), step):
-        block = x[s : s + step].astype(np.float64, copy=False)
-        out[s : s + step] = np.einsum("ij,ij->i", block, block)
+    for rows in iter_row_blocks(len(x), _BLOCK_BYTES // (8 * max(x.shape[1], 1))):
+        block = x[rows].astype(np.float64, copy=False)
+        out[rows] = np.einsum("ij,ij->i", block, block)
     return out
 
 
@@ -144,6 +145,10 @@ class LatentIndex:
     data : ndarray, shape (N, *latent_shape)
         The dataset latents, any rank; they are flattened to (N, D) without a
         copy when contiguous. Kept by reference: do not modify them afterwards.
+        Building an index only checks its arguments; the norms, the float
+        copy of non-float data, the sketch or graph and the recall
+        measurement are prepared by :meth:`fit`, which the first query (or
+        reading ``recall_`` / ``build_seconds``) calls.
     metric : {"euclidean", "cosine"}
         Cosine distance is ``1 - cos``; a zero vector has cosine 0 to anything.
     approximate : {"auto", True, False}
@@ -174,9 +179,11 @@ class LatentIndex:
     approximate : bool
         Whether queries are approximate.
     recall_ : float or None
-        Measured recall@``recall_k`` of the approximate search (None if exact).
+        Measured recall@``recall_k`` of the approximate search (None if exact);
+        reading it fits the index.
     build_seconds : float
-        Time spent building (norms, sketch or graph, recall measurement).
+        Time :meth:`fit` spent (norms, sketch or graph, recall measurement);
+        reading it fits the index.
 
     Examples
     --------
@@ -208,46 +215,105 @@ class LatentIndex:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if approximate not in ("auto", True, False):
             raise ValueError(f"approximate must be 'auto', True or False, got {approximate!r}")
-        t0 = time.perf_counter()
         arr = np.asarray(data)
-        self.sample_shape: tuple[int, ...] = tuple(arr.shape[1:])
-        self.data = _as_2d(arr, "data")
-        if len(self.data) == 0:
+        if arr.ndim < 2:
+            raise ValueError(f"data must have shape (N, ...) with one latent per row, got {arr.shape}")
+        if len(arr) == 0:
             raise ValueError("data is empty; an index needs at least one latent")
+        # Widgets build an index per dataset but may never query it: keep
+        # construction to these checks and defer the O(N D) work to fit().
+        self._source = arr
+        self._data: np.ndarray | None = None
+        self.sample_shape: tuple[int, ...] = tuple(arr.shape[1:])
+        self._shape = (len(arr), math.prod(self.sample_shape))
         self.metric = metric
         self.backend = backend
         self.random_state = random_state
         self.n_candidates = n_candidates
-        n, d = self.data.shape
-        self._sq_norms = _row_sq_norms(self.data)
-        self._norms = np.sqrt(self._sq_norms)
-        self._eps = float(np.finfo(self.data.dtype).eps)
-        self._rtol = _ERR_FACTOR * self._eps * math.sqrt(d)
+        n, d = self._shape
         self.approximate = bool(n * d > threshold) if approximate == "auto" else bool(approximate)
-        self.recall_: float | None = None
+        self._sketch_dims = sketch_dims
+        self._recall_queries = recall_queries
+        self._recall_k = recall_k
+        self._recall: float | None = None
+        self._build_seconds = 0.0
+        self._fitted = False
         self._nn_scale: float | None = None
+
+    def fit(self) -> LatentIndex:
+        """Prepare the search: norms, then the sketch or graph and its recall (once).
+
+        Queries call it; call it yourself to pay the cost up front (e.g.
+        before a widget shows). Returns the index.
+
+        Examples
+        --------
+        >>> LatentIndex(np.eye(3)).fit().build_seconds >= 0
+        True
+        """
+        if self._fitted:
+            return self
+        t0 = time.perf_counter()
+        x = self.data
+        self._sq_norms = _row_sq_norms(x)
+        self._norms = np.sqrt(self._sq_norms)
+        self._eps = float(np.finfo(x.dtype).eps)
+        self._rtol = _ERR_FACTOR * self._eps * math.sqrt(self.n_features)
         if self.approximate:
-            self._build_approximate(sketch_dims)
-            self.measure_recall(recall_queries, recall_k)
-        self.build_seconds = time.perf_counter() - t0
+            self._build_approximate(self._sketch_dims)
+        # Fitted from here on: measuring the recall queries the index.
+        self._fitted = True
+        if self.approximate:
+            try:
+                self.measure_recall(self._recall_queries, self._recall_k)
+            except BaseException:
+                self._fitted = False
+                raise
+        self._build_seconds = time.perf_counter() - t0
+        return self
 
     # ------------------------------------------------------------------ basics
 
     @property
+    def data(self) -> np.ndarray:
+        """The latents as float rows, shape ``(N, D)`` (a view of the input when possible)."""
+        if self._data is None:
+            self._data = _as_2d(self._source, "data")
+        return self._data
+
+    @property
+    def recall_(self) -> float | None:
+        """Measured recall of the approximate search, None for an exact index (fits the index)."""
+        self.fit()
+        return self._recall
+
+    @recall_.setter
+    def recall_(self, value: float | None) -> None:
+        self._recall = value
+
+    @property
+    def build_seconds(self) -> float:
+        """Seconds :meth:`fit` took (fits the index)."""
+        self.fit()
+        return self._build_seconds
+
+    @property
     def n_samples(self) -> int:
         """Number of latents in the index."""
-        return int(self.data.shape[0])
+        return int(self._shape[0])
 
     @property
     def n_features(self) -> int:
         """Length of one flattened latent."""
-        return int(self.data.shape[1])
+        return int(self._shape[1])
 
     def __len__(self) -> int:
         return self.n_samples
 
     def __repr__(self) -> str:
-        kind = f"approximate ({self.backend}, recall {self.recall_:.3f})" if self.approximate else "exact"
+        # No fit() here: a repr must stay cheap.
+        recall = "not measured yet" if self._recall is None else f"{self._recall:.3f}"
+        kind = f"approximate ({self.backend}, recall {recall})" if self.approximate else "exact"
         return f"LatentIndex({self.n_samples} x {self.n_features} {self.data.dtype}, {self.metric}, {kind})"
 
     def _queries(self, queries: Any) -> np.ndarray:
@@ -303,6 +369,7 @@ class LatentIndex:
         >>> index.query(np.array([[2.0]]), k=3)[0].tolist()   # tie 1 vs 3: index order
         [[1, 3, 2]]
         """
+        self.fit()
         q = self._queries(queries)
         excl = None
         if exclude is not None:
@@ -318,9 +385,8 @@ class LatentIndex:
         """Exact float64 distances from one query to the candidate rows."""
         x = self.data
         out = np.empty(len(cand), np.float64)
-        step = max(1, _BLOCK_BYTES // (8 * max(self.n_features, 1)))
-        for s in range(0, len(cand), step):
-            ids = cand[s : s + step]
+        for block in iter_row_blocks(len(cand), _BLOCK_BYTES // (8 * max(self.n_features, 1))):
+            ids = cand[block]
             if len(ids) == 1:  # a slice is a view: one conversion instead of two copies
                 i = int(ids[0])
                 rows = x[i : i + 1].astype(np.float64)
@@ -328,12 +394,12 @@ class LatentIndex:
                 rows = x[ids].astype(np.float64, copy=False)
             if self.metric == "euclidean":
                 rows -= q64
-                out[s : s + step] = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+                out[block] = np.sqrt(np.einsum("ij,ij->i", rows, rows))
             else:
                 denom = self._norms[ids] * qnorm
                 dots = np.einsum("ij,j->i", rows, q64)  # BLAS dgemv threads contend on busy machines
                 cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
-                out[s : s + step] = np.clip(1.0 - cos, 0.0, 2.0)
+                out[block] = np.clip(1.0 - cos, 0.0, 2.0)
         return out
 
     def _rerank(self, q: np.ndarray, cand_rows: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -358,32 +424,30 @@ class LatentIndex:
         # precision is enough here; the refinement recomputes exact values.
         q_sq = np.einsum("ij,ij->i", qc, qc).astype(np.float64)
         q_norm = np.sqrt(q_sq)
-        rows_per_block = max(1, _BLOCK_BYTES // (8 * 3 * n))
         cand_rows: list[np.ndarray] = []
-        for s in range(0, len(q), rows_per_block):
-            e = min(s + rows_per_block, len(q))
+        for b in iter_row_blocks(len(q), _BLOCK_BYTES // (8 * 3 * n)):
             # (x @ q.T).T, not q @ x.T: OpenBLAS is several times faster with
             # the tall data matrix on the left when there are few queries.
-            g = (x @ qc[s:e].T).T
-            bound = self._norms[None, :] * (self._rtol * q_norm[s:e, None])
+            g = (x @ qc[b].T).T
+            bound = self._norms[None, :] * (self._rtol * q_norm[b, None])
             if q.dtype != x.dtype:  # the queries were rounded to the data's dtype too
                 bound *= 2.0
             if self.metric == "euclidean":
                 approx = g.astype(np.float64)
                 approx *= -2.0
                 approx += self._sq_norms[None, :]
-                approx += q_sq[s:e, None]
+                approx += q_sq[b, None]
                 bound *= 2.0
             else:
-                denom = q_norm[s:e, None] * self._norms[None, :]
+                denom = q_norm[b, None] * self._norms[None, :]
                 cos = np.divide(g, denom, out=np.zeros(g.shape, np.float64), where=denom > 0)
                 approx = 1.0 - cos
                 bound = np.divide(bound, denom, out=np.zeros_like(bound), where=denom > 0)
             # Absolute slack for the float64 arithmetic above.
             bound += 1e-12 * (np.abs(approx) + 1.0)
             if exclude is not None:
-                rows = np.flatnonzero(exclude[s:e] >= 0)
-                approx[rows, exclude[s:e][rows]] = np.inf
+                rows = np.flatnonzero(exclude[b] >= 0)
+                approx[rows, exclude[b][rows]] = np.inf
             upper = approx + bound
             kth_upper = np.partition(upper, k - 1, axis=1)[:, k - 1]
             # Every point whose lower bound is within the k-th upper bound may be
@@ -444,13 +508,15 @@ class LatentIndex:
         """Recall@k of this index's search against the exact one.
 
         Dataset points are the queries, each excluded from its own result.
-        Sets and returns ``recall_`` (1.0 for an exact index).
+        Sets and returns ``recall_`` (1.0 for an exact index); fits the
+        index first.
 
         Examples
         --------
         >>> LatentIndex(np.random.default_rng(0).normal(size=(50, 3))).measure_recall()
         1.0
         """
+        self.fit()
         k = min(k, self.n_samples - 1)
         if k < 1:
             self.recall_ = 1.0
@@ -588,13 +654,12 @@ def pairwise_distances(
         raise ValueError(f"x has {a.shape[1]} features per row and y has {b.shape[1]}")
     n, m, d = len(a), len(b), a.shape[1]
     gram = np.zeros((n, m), np.float64)
-    width = max(1, _BLOCK_BYTES // (8 * max(n + m, 1)))
-    for s in range(0, d, width):
-        ab = a[:, s : s + width].astype(np.float64)
+    for cols in iter_row_blocks(d, _BLOCK_BYTES // (8 * max(n + m, 1))):
+        ab = a[:, cols].astype(np.float64)
         if y is None:
             gram += ab @ ab.T  # numpy uses the symmetric rank-k update here
         else:
-            gram += ab @ b[:, s : s + width].astype(np.float64).T
+            gram += ab @ b[:, cols].astype(np.float64).T
     na = np.diagonal(gram).copy() if y is None else _row_sq_norms(a)
     nb = na if y is None else _row_sq_norms(b)
     if metric == "euclidean":

@@ -26,8 +26,12 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+# Re-exported: widgets and figures call render.hex_colours.
+from .colors import hex_colours
 
 __all__ = [
     "ERROR_COLOUR",
@@ -211,8 +215,22 @@ def display_scale(height: int, width: int, min_width: int = 256, max_scale: int 
     return int(max(1, min(max_scale, -(-min_width // width))))
 
 
+def _pil_upscale(im: Any, factor: int) -> Any:
+    # PIL's NEAREST samples pixel centres, which for an integer factor is
+    # exactly upscale(); on a 96x128 RGB image at x2 it takes 0.34 ms against
+    # numpy's 0.79 (x4: 3.6 vs 2.9 ms), and it keeps a "P" image's palette.
+    if factor <= 1:
+        return im
+    from PIL import Image
+
+    return im.resize((im.width * factor, im.height * factor), Image.NEAREST)
+
+
 def upscale(array: np.ndarray, factor: int) -> np.ndarray:
-    """Nearest-neighbour upscaling by an integer factor (H and W).
+    """Nearest-neighbour upscaling by an integer factor (H and W), any dtype.
+
+    The encoders (:func:`to_png`, :func:`mask_png`) upscale the PIL image
+    instead, with the same pixels.
 
     Examples
     --------
@@ -252,9 +270,10 @@ def to_png(array: np.ndarray, *, scale: int = 1, compress_level: int = 1) -> byt
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
         raise ValueError(f"to_png needs (H, W), (H, W, 3) or (H, W, 4) pixels, got {arr.shape}")
-    arr = np.ascontiguousarray(upscale(arr, scale))
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", compress_level=int(compress_level))
+    _pil_upscale(Image.fromarray(np.ascontiguousarray(arr)), scale).save(
+        buf, format="PNG", compress_level=int(compress_level)
+    )
     return buf.getvalue()
 
 
@@ -297,10 +316,10 @@ def mask_png(mask: np.ndarray, palette: np.ndarray, *, scale: int = 1, compress_
         raise ValueError(f"mask must hold integer class ids, got dtype {m.dtype}")
     if m.dtype != np.uint8 or (m.size and int(m.max()) >= len(pal)):
         m = np.clip(m, 0, len(pal) - 1).astype(np.uint8)
-    im = Image.fromarray(np.ascontiguousarray(upscale(m, scale)))  # mode "L"
+    im = Image.fromarray(np.ascontiguousarray(m))  # mode "L"
     im.putpalette(pal.ravel().tolist())  # turns an "L" image into "P"
     buf = io.BytesIO()
-    im.save(buf, format="PNG", compress_level=int(compress_level))
+    _pil_upscale(im, scale).save(buf, format="PNG", compress_level=int(compress_level))
     return buf.getvalue()
 
 
@@ -310,7 +329,8 @@ def mask_bmp(mask: np.ndarray, palette: np.ndarray) -> bytes:
     The slider's on-demand path shows one new mask per decode: there, the
     few microseconds of writing a header and the rows beat zlib (PNG) by a
     large margin, and 12 kB for a 96x128 mask is nothing on a local link.
-    Browsers display ``Image(format="bmp")`` natively.
+    Browsers display ``Image(format="bmp")`` natively. PIL decodes it as a
+    mode "P" image with the same pixels as its own BMP writer's output.
 
     Parameters
     ----------
@@ -333,6 +353,11 @@ def mask_bmp(mask: np.ndarray, palette: np.ndarray) -> bytes:
         raise ValueError(f"palette must have shape (n <= 256, 3), got {pal.shape}")
     if m.dtype != np.uint8 or (m.size and int(m.max()) >= len(pal)):
         m = np.clip(m, 0, len(pal) - 1).astype(np.uint8)
+    # Written by hand, not with PIL's "P" image .save(format="BMP"): PIL
+    # gives the same pixels (only the header's resolution and
+    # important-colours fields differ) but took 0.20 ms against 0.03 ms here
+    # on a 96x128 mask, and 0.41 vs 0.20 ms on a 360x480 one, on the
+    # slider's hot path.
     h, w = m.shape
     stride = (w + 3) & ~3  # rows are padded to 4 bytes
     rows = np.zeros((h, stride), np.uint8)
@@ -361,6 +386,9 @@ def data_uri(png: bytes) -> str:
 
 
 def _resize_nearest(arr: np.ndarray, height: int, width: int) -> np.ndarray:
+    # Not PIL's Image.resize(NEAREST): it samples pixel centres, so at
+    # non-integer ratios (96 -> 72 rows) it picks other rows than this
+    # floor(i * h / height) and the thumbnails would change.
     h, w = arr.shape[:2]
     rows = (np.arange(height) * h // height).clip(0, h - 1)
     cols = (np.arange(width) * w // width).clip(0, w - 1)
@@ -430,14 +458,3 @@ def thumbnail(
             raise ValueError("thumbnail needs a palette to colour the mask")
         tiles.append(_resize_nearest(colorize(mask, palette), height, width))
     return hstack(tiles, gap=gap)
-
-
-def hex_colours(palette: np.ndarray) -> list[str]:
-    """``#rrggbb`` strings of a palette (for bqplot and HTML legends).
-
-    Examples
-    --------
-    >>> hex_colours(np.array([[255, 0, 16]]))
-    ['#ff0010']
-    """
-    return ["#{:02x}{:02x}{:02x}".format(*map(int, c)) for c in np.asarray(palette)]

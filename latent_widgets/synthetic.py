@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import CAMVID_CLASSES, CAMVID_PALETTE, DatasetError, SegmentationDataset
+from .camvid import CAMVID_CLASSES, CAMVID_PALETTE
+from .dataset import DatasetError, SegmentationDataset
 
 __all__ = ["synthetic_road_scenes"]
 

@@ -37,7 +37,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-    from .data import SegmentationDataset
+    from .dataset import SegmentationDataset
 
 __all__ = [
     "TrainHistory",

@@ -171,6 +171,22 @@ def test_decode_with_masks_is_decode_and_argmax(seg: LatentModel, unet_lm: Laten
         assert masks.shape == (len(images), *lm.input_shape[:2])
 
 
+def test_decode_accepts_what_encode_returns(seg: LatentModel, unet_lm: LatentModel, images: np.ndarray) -> None:
+    for lm in (seg, unet_lm):  # without and with skips
+        enc = lm.encode(images)
+        np.testing.assert_array_equal(lm.decode(enc), lm.decode(enc.latents, enc.skips))
+        np.testing.assert_array_equal(lm.decode(enc, batch_size=2), lm.decode(enc.latents, enc.skips, batch_size=2))
+        probs, masks = lm.decode_with_masks(enc)
+        want_probs, want_masks = lm.decode_with_masks(enc.latents, enc.skips)
+        np.testing.assert_array_equal(probs, want_probs)
+        np.testing.assert_array_equal(masks, want_masks)
+        with pytest.raises(LatentModelError, match=r"an Encoding already carries its skips"):
+            lm.decode(enc, enc.skips)
+        with pytest.raises(LatentModelError, match=r"an Encoding already carries its skips"):
+            lm.decode_with_masks(enc, skips=enc.skips)
+    assert unet_lm.has_skips and not seg.has_skips
+
+
 def test_decode_does_not_retrace(seg: LatentModel) -> None:
     z = np.zeros(seg.latent_shape, np.float32)
     seg.decode(z)

@@ -173,3 +173,29 @@ def test_mask_png_matches_the_rgb_rendering(rng):
         render.mask_png(np.zeros((2, 2, 2), int), PALETTE)
     with pytest.raises(ValueError, match="integer"):
         render.mask_png(np.zeros((2, 2)), PALETTE)
+
+
+@pytest.mark.parametrize("shape", [(96, 128), (45, 61), (1, 1)])  # odd widths: rows padded to 4 bytes
+def test_mask_bmp_is_an_8bit_palette_bmp_with_the_rgb_pixels(rng, shape):
+    mask = rng.integers(0, 12, size=shape)
+    bmp = render.mask_bmp(mask, CAMVID_PALETTE)
+    im = Image.open(io.BytesIO(bmp))
+    assert im.format == "BMP" and im.mode == "P" and im.size == shape[::-1]
+    np.testing.assert_array_equal(np.asarray(im.convert("RGB")), render.colorize(mask, CAMVID_PALETTE))
+    # the same pixels as PIL's own BMP writer
+    ref = Image.fromarray(mask.astype(np.uint8))
+    ref.putpalette(CAMVID_PALETTE.ravel().tolist())
+    buf = io.BytesIO()
+    ref.save(buf, format="BMP")
+    assert np.array_equal(np.asarray(Image.open(buf).convert("RGB")), np.asarray(im.convert("RGB")))
+    # ids past the palette take its last colour, as in colorize
+    assert (
+        np.asarray(Image.open(io.BytesIO(render.mask_bmp(np.array([[40]]), PALETTE))).convert("RGB"))[0, 0].tolist()
+        == PALETTE[-1].tolist()
+    )
+
+
+def test_to_png_scale_matches_upscale(rng):
+    img = rng.integers(0, 256, size=(5, 7, 3)).astype(np.uint8)
+    for scale in (1, 2, 3):
+        np.testing.assert_array_equal(decode_png(render.to_png(img, scale=scale)), render.upscale(img, scale))

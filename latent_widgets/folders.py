@@ -1,0 +1,197 @@
+"""Read a segmentation dataset from a folder of images and a folder of masks.
+
+Images and masks are paired by file stem; PIL reads them (imported when a
+file is read, so that importing this module stays cheap).
+
+Examples
+--------
+>>> from latent_widgets.folders import load_folder
+>>> ds = load_folder("camvid/train", "camvid/trainannot")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import DatasetError, SegmentationDataset
+
+__all__ = ["IMAGE_SUFFIXES", "load_folder"]
+
+#: File suffixes read as images or masks (case-insensitive).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _list_images(folder: Path) -> dict[str, Path]:
+    return {
+        p.name: p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    }
+
+
+def _read_rgb(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if size is not None and im.size != (size[1], size[0]):
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DatasetError(
+            f"cannot read image {path}: {exc}. Replace or delete the file (it is not a readable image)."
+        ) from exc
+
+
+def _read_mask(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P", "I", "I;16"):
+                if im.mode in ("RGB", "RGBA"):
+                    arr = np.asarray(im)
+                    if not (arr[..., 0] == arr[..., 1]).all() or not (arr[..., 0] == arr[..., 2]).all():
+                        raise DatasetError(
+                            f"mask {path} is a colour image; masks must hold one class id "
+                            "per pixel (mode L or P). Convert colour-coded masks to ids first."
+                        )
+                im = im.convert("L")
+            if size is not None and im.size != (size[1], size[0]):
+                im = im.resize((size[1], size[0]), Image.NEAREST)
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DatasetError(
+            f"cannot read mask {path}: {exc}. Replace or delete the file (it is not a readable image)."
+        ) from exc
+    if arr.ndim != 2:  # pragma: no cover - PIL modes above are single band
+        raise DatasetError(f"mask {path} has {arr.shape} pixels; expected one band.")
+    return arr
+
+
+def load_folder(
+    images_dir: str | os.PathLike[str],
+    masks_dir: str | os.PathLike[str],
+    class_names: Sequence[str] | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    palette: np.ndarray | None = None,
+    group_fn: callable | None = None,  # type: ignore[valid-type]
+    progress: bool = True,
+) -> SegmentationDataset:
+    """Read a dataset from a folder of images and a folder of masks.
+
+    Images and masks are paired by file stem (``a.jpg`` with ``a.png``) and
+    sorted by file name.
+
+    Parameters
+    ----------
+    images_dir, masks_dir : path
+        Folders of RGB images and of single-band label images.
+    class_names : sequence of str, optional
+        Defaults to ``class_0 .. class_K`` with K the largest id found.
+    size : (H, W), optional
+        Resize: bilinear for images, nearest for masks.
+    palette : ndarray (n_classes, 3), optional
+    group_fn : callable(name) -> hashable, optional
+        Group of a sample from its file name; groups are numbered in
+        order of first appearance.
+    progress : bool
+        Show a progress bar.
+
+    Raises
+    ------
+    DatasetError
+        Missing or empty folder, an image without a mask or the reverse, an
+        unreadable file, an image and mask of different sizes, a mask value
+        outside the classes.
+
+    Examples
+    --------
+    >>> ds = load_folder("camvid/train", "camvid/trainannot")  # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    for kind, folder in (("images", images_dir), ("masks", masks_dir)):
+        if not folder.is_dir():
+            raise DatasetError(
+                f"{kind} folder {folder} does not exist; check the path (it should hold one file per sample)."
+            )
+    images = _list_images(images_dir)
+    masks = _list_images(masks_dir)
+    if not images:
+        raise DatasetError(f"images folder {images_dir} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+    if not masks:
+        raise DatasetError(f"masks folder {masks_dir} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+    mask_by_stem = {Path(n).stem: p for n, p in masks.items()}
+    image_stems = {Path(n).stem for n in images}
+    missing = [n for n in images if Path(n).stem not in mask_by_stem]
+    if missing:
+        raise DatasetError(
+            f"image {images_dir / missing[0]} has no mask in {masks_dir} "
+            f"({len(missing)} image(s) without a mask); add the masks or remove those images."
+        )
+    orphans = [p for stem, p in mask_by_stem.items() if stem not in image_stems]
+    if orphans:
+        raise DatasetError(
+            f"mask {orphans[0]} has no image in {images_dir} "
+            f"({len(orphans)} mask(s) without an image); add the images or remove those masks."
+        )
+
+    names = list(images)
+    imgs: list[np.ndarray] = []
+    msks: list[np.ndarray] = []
+    bar = tqdm(names, desc=f"reading {images_dir.name}", disable=not progress or len(names) < 50, leave=False)
+    for name in bar:
+        img = _read_rgb(images[name], size)
+        msk = _read_mask(mask_by_stem[Path(name).stem], size)
+        if img.shape[:2] != msk.shape:
+            raise DatasetError(
+                f"image {images[name]} is {img.shape[1]}x{img.shape[0]} but its mask "
+                f"{mask_by_stem[Path(name).stem]} is {msk.shape[1]}x{msk.shape[0]}; "
+                "they must have the same size (or pass size=(H, W) to resize both)."
+            )
+        if imgs and img.shape != imgs[0].shape:
+            raise DatasetError(
+                f"image {images[name]} is {img.shape[1]}x{img.shape[0]} but {names[0]} is "
+                f"{imgs[0].shape[1]}x{imgs[0].shape[0]}; pass size=(H, W) to resize all samples."
+            )
+        imgs.append(img)
+        msks.append(msk)
+
+    mask_arr = np.stack(msks)
+    if class_names is None:
+        class_names = tuple(f"class_{i}" for i in range(int(mask_arr.max()) + 1))
+    n_classes = len(class_names)
+    bad = np.flatnonzero(mask_arr.reshape(len(names), -1).max(axis=1) >= n_classes)
+    if bad.size:
+        i = int(bad[0])
+        raise DatasetError(
+            f"mask {mask_by_stem[Path(names[i]).stem]} holds class id "
+            f"{int(mask_arr[i].max())} but only {n_classes} classes are known "
+            f"(ids 0..{n_classes - 1}); pass the full class_names or fix the mask."
+        )
+    groups = group_names = None
+    if group_fn is not None:
+        keys = [group_fn(n) for n in names]
+        order = list(dict.fromkeys(keys))
+        groups = np.array([order.index(k) for k in keys], dtype=np.int64)
+        group_names = tuple(map(str, order))
+    # Converting after the loop keeps the uint8 copies small while reading.
+    image_arr = np.stack(imgs).astype(np.float32)
+    image_arr *= np.float32(1 / 255)
+    return SegmentationDataset(
+        images=image_arr,
+        masks=mask_arr.astype(np.uint8 if n_classes <= 256 else np.int32),
+        names=tuple(names),
+        class_names=tuple(class_names),
+        palette=palette,
+        groups=groups,
+        group_names=group_names,
+    )
