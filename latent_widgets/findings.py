@@ -98,8 +98,8 @@ def study_findings(
     -------
     list of Finding
     """
+    from .map_quality import coordinate_ranges, group_separation
     from .metrics import consecutive_iou
-    from .projection import coordinate_ranges, group_separation
 
     statements = STUDY.get(network, {})
     groups = np.asarray(groups)

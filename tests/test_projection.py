@@ -1,4 +1,4 @@
-"""Projections and their quality figures against references (latent_widgets.projection)."""
+"""Projections and their quality figures against references (latent_widgets.projection, .map_quality)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from scipy.spatial.distance import pdist
 from threadpoolctl import threadpool_limits
 
+from latent_widgets import map_quality as Q
 from latent_widgets import projection as P
 from latent_widgets.cache import cache_dir
 
@@ -163,12 +164,12 @@ def test_trustworthiness_equals_sklearn(rng, shape, k):
 
     x = rng.normal(size=shape).astype(np.float32 if len(shape) > 2 else np.float64)
     y = rng.normal(size=(shape[0], 2)) + x.reshape(shape[0], -1)[:, :2]
-    got = P.trustworthiness(x, y, n_neighbors=k)
+    got = Q.trustworthiness(x, y, n_neighbors=k)
     want = sk_trust(x.reshape(shape[0], -1), y, n_neighbors=k)
     assert got == pytest.approx(want, abs=1e-12)
-    assert P.trustworthiness(x, x.reshape(shape[0], -1), n_neighbors=k) == pytest.approx(1.0)
+    assert Q.trustworthiness(x, x.reshape(shape[0], -1), n_neighbors=k) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="n_samples / 2"):
-        P.trustworthiness(x, y, n_neighbors=shape[0] // 2)
+        Q.trustworthiness(x, y, n_neighbors=shape[0] // 2)
 
 
 def test_knn_preservation_brute_force(rng):
@@ -180,19 +181,19 @@ def test_knn_preservation_brute_force(rng):
     np.fill_diagonal(dx, np.inf)
     np.fill_diagonal(dy, np.inf)
     want = np.mean([len(set(np.argsort(dx[i])[:k]) & set(np.argsort(dy[i])[:k])) / k for i in range(30)])
-    assert P.knn_preservation(x, y, k) == pytest.approx(want)
-    assert P.knn_preservation(x, 2 * x + 3, k) == 1.0
+    assert Q.knn_preservation(x, y, k) == pytest.approx(want)
+    assert Q.knn_preservation(x, 2 * x + 3, k) == 1.0
 
 
 def test_ranges_and_spread(rng):
     y = rng.normal(size=(50, 2)) * [3.0, 0.5]
-    r = P.coordinate_ranges(y)
+    r = Q.coordinate_ranges(y)
     assert r.shape == (2, 2) and r.tolist() == [[y[:, 0].min(), y[:, 0].max()], [y[:, 1].min(), y[:, 1].max()]]
     grid = np.stack(np.meshgrid(np.arange(10.0), np.arange(10.0)), -1).reshape(-1, 2)
-    assert P.spread(grid) == pytest.approx(1.0 / np.median(pdist(grid)))  # every NN is 1 apart
-    assert P.spread(1e5 * grid - 3) == pytest.approx(P.spread(grid))
+    assert Q.spread(grid) == pytest.approx(1.0 / np.median(pdist(grid)))  # every NN is 1 apart
+    assert Q.spread(1e5 * grid - 3) == pytest.approx(Q.spread(grid))
     clumps = np.repeat(np.array([[0.0, 0.0], [100.0, 0.0]]), 20, axis=0) + rng.normal(size=(40, 2)) * 0.1
-    assert P.spread(clumps) < 0.01 < P.spread(grid)
+    assert Q.spread(clumps) < 0.01 < Q.spread(grid)
 
 
 def test_group_separation_references(rng):
@@ -201,7 +202,7 @@ def test_group_separation_references(rng):
     y = rng.normal(size=(40, 2))
     g = rng.integers(0, 3, 40)
     y[g == 1] += 4
-    s = P.group_separation(y, g, k=5)
+    s = Q.group_separation(y, g, k=5)
     assert s["silhouette"] == pytest.approx(silhouette_score(y, g))
     d = ((y[:, None] - y[None]) ** 2).sum(-1)
     np.fill_diagonal(d, np.inf)
@@ -209,12 +210,12 @@ def test_group_separation_references(rng):
     assert s["knn_agreement"] == pytest.approx((g[nb] == g[:, None]).mean())
     counts = np.bincount(g)
     assert s["knn_chance"] == pytest.approx((counts * (counts - 1)).sum() / (40 * 39))
-    assert np.isnan(P.group_separation(y, np.zeros(40, int), k=5)["silhouette"])
+    assert np.isnan(Q.group_separation(y, np.zeros(40, int), k=5)["silhouette"])
 
 
 def test_quality_table_one_call(rng):
     x, groups = blobs(rng, n_per=12)
-    rows = P.quality_table(
+    rows = Q.quality_table(
         x,
         groups,
         methods=("pca", "tsne"),
@@ -226,12 +227,12 @@ def test_quality_table_one_call(rng):
     assert [r["method"] for r in rows] == ["latent", "pca", "tsne"]
     for r in rows[1:]:
         y = P.project(x, r["method"], progress=False, **({"max_iter": 250} if r["method"] == "tsne" else {}))
-        assert r["trustworthiness"] == pytest.approx(P.trustworthiness(x, y, 5))
-        assert r["knn_preservation"] == pytest.approx(P.knn_preservation(x, y, 5))
-        assert r["spread"] == pytest.approx(P.spread(y))
-        assert [[r["x_min"], r["x_max"]], [r["y_min"], r["y_max"]]] == P.coordinate_ranges(y).tolist()
+        assert r["trustworthiness"] == pytest.approx(Q.trustworthiness(x, y, 5))
+        assert r["knn_preservation"] == pytest.approx(Q.knn_preservation(x, y, 5))
+        assert r["spread"] == pytest.approx(Q.spread(y))
+        assert [[r["x_min"], r["x_max"]], [r["y_min"], r["y_max"]]] == Q.coordinate_ranges(y).tolist()
         assert r["knn_agreement"] > 0.8 > 0.4 > r["knn_chance"] and r["seconds"] >= 0
-    table = P.format_table(rows)
+    table = Q.format_table(rows)
     assert table.splitlines()[0].startswith("| method | seconds | trustworthiness")
     assert len(table.splitlines()) == 5
 
@@ -243,7 +244,8 @@ def test_analysis_modules_stay_light():
 
     code = (
         "import sys\n"
-        "import latent_widgets.projection as p, latent_widgets.neighbors, latent_widgets.metrics\n"
+        "import latent_widgets.projection as p, latent_widgets.map_quality, latent_widgets.neighbors\n"
+        "import latent_widgets.metrics\n"
         "import latent_widgets.interpolation, latent_widgets.attributes\n"
         "p._import_umap()\n"
         "bad = [m for m in ('tensorflow', 'keras', 'ipywidgets', 'bqplot') if m in sys.modules]\n"

@@ -23,7 +23,17 @@ matplotlib.use("Agg")
 import numpy as np
 
 import latent_widgets as lw
-from latent_widgets import figures, findings, interpolation, metrics, models, neighbors, projection, training
+from latent_widgets import (
+    figures,
+    findings,
+    interpolation,
+    map_quality,
+    metrics,
+    models,
+    neighbors,
+    projection,
+    training,
+)
 from latent_widgets.training import evaluate
 
 CAMVID = Path(os.environ.get("LATENT_WIDGETS_CAMVID", REPO.parent / "shared" / "camvid"))
@@ -69,7 +79,7 @@ def main() -> None:
             "",
         ]
 
-        rows = projection.quality_table(latents, train_data.groups, include_latent=True)
+        rows = map_quality.quality_table(latents, train_data.groups, include_latent=True)
         out += [
             "### Maps of the 367 training latents",
             "",
@@ -77,7 +87,7 @@ def main() -> None:
             "trustworthiness and k-NN preservation against the flattened latents; separation of",
             "the three video sequences (silhouette, 10-NN group agreement, and its chance level).",
             "",
-            projection.format_table(rows),
+            map_quality.format_table(rows),
             "",
         ]
         maps = {m: projection.project(latents, m) for m in ("tsne", "pca", "umap")}
