@@ -51,27 +51,27 @@ def _distance_order(d: np.ndarray) -> np.ndarray:
     return np.argsort(d, axis=1, kind="stable")[:, : len(d) - 1]
 
 
-def _reference_order(x: np.ndarray) -> np.ndarray:
+def _reference_distances(x: np.ndarray) -> np.ndarray:
+    # Exact float64 squared distances, a block of features at a time: the
+    # latents are not converted to float64 whole (325 MB for SegNet's).
     from .neighbors import pairwise_distances
 
-    return _distance_order(pairwise_distances(x, squared=True))
+    return pairwise_distances(x, squared=True)
+
+
+def _reference_order(x: np.ndarray) -> np.ndarray:
+    return _distance_order(_reference_distances(x))
+
+
+def _trust_from_distances(dx: np.ndarray, y: np.ndarray, n_neighbors: int) -> float:
+    from sklearn.manifold import trustworthiness as sk_trustworthiness
+
+    # Squared distances rank like distances, so they serve as "precomputed".
+    return float(sk_trustworthiness(dx, y, n_neighbors=n_neighbors, metric="precomputed"))
 
 
 def _map_order(y: np.ndarray) -> np.ndarray:
-    from .neighbors import pairwise_distances
-
-    return _distance_order(pairwise_distances(np.asarray(y, np.float64), squared=True))
-
-
-def _trust_from_orders(order_x: np.ndarray, order_y: np.ndarray, n_neighbors: int) -> float:
-    n = len(order_x)
-    # rank[i, j] = position (1-based) of j among i's neighbours in the latent space
-    rank = np.zeros((n, n), np.int64)
-    rows = np.arange(n)[:, None]
-    rank[rows, order_x] = np.arange(1, n)
-    ranks = rank[rows, order_y[:, :n_neighbors]] - n_neighbors
-    t = float(ranks[ranks > 0].sum())
-    return 1.0 - t * (2.0 / (n * n_neighbors * (2.0 * n - 3.0 * n_neighbors - 1.0)))
+    return _reference_order(np.asarray(y, np.float64))
 
 
 def _check_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,11 +86,11 @@ def _check_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def trustworthiness(x: np.ndarray, y: np.ndarray, n_neighbors: int = 5) -> float:
     """How much the map's neighbourhoods are true neighbourhoods of the latents.
 
-    Same definition and value as :func:`sklearn.manifold.trustworthiness`
-    (euclidean): 1 minus a penalty for every map neighbour that is not among
-    the ``n_neighbors`` nearest latents, weighted by its latent-space rank.
-    Distances are exact float64 (float32 latents are converted a block of
-    features at a time); equal distances rank in index order.
+    :func:`sklearn.manifold.trustworthiness` (euclidean): 1 minus a penalty
+    for every map neighbour that is not among the ``n_neighbors`` nearest
+    latents, weighted by its latent-space rank. The latent distances are
+    computed here, exact in float64 (float32 latents are converted a block of
+    features at a time), and handed to scikit-learn as ``"precomputed"``.
 
     Parameters
     ----------
@@ -112,10 +112,7 @@ def trustworthiness(x: np.ndarray, y: np.ndarray, n_neighbors: int = 5) -> float
     True
     """
     fx, fy = _check_xy(x, y)
-    n = len(fx)
-    if n_neighbors >= n / 2:
-        raise ValueError(f"n_neighbors ({n_neighbors}) should be less than n_samples / 2 ({n / 2})")
-    return _trust_from_orders(_reference_order(fx), _map_order(fy), int(n_neighbors))
+    return _trust_from_distances(_reference_distances(fx), fy, int(n_neighbors))
 
 
 def _knn_pres_from_orders(order_x: np.ndarray, order_y: np.ndarray, k: int) -> float:
@@ -312,16 +309,14 @@ def quality_table(
     if standardize:
         f = _standardized(f, *_column_mean_std(f))
     n = len(f)
-    if n_neighbors >= n / 2:
+    if n_neighbors >= n / 2:  # before fitting any map (scikit-learn checks it too, late)
         raise ValueError(f"n_neighbors ({n_neighbors}) should be less than n_samples / 2 ({n / 2})")
     if not 1 <= k < n:
         raise ValueError(f"k must be in 1..{n - 1}, got {k}")
     g = None if groups is None else np.asarray(groups).reshape(-1)
     if g is not None and len(g) != n:
         raise ValueError(f"got {len(g)} group ids for {n} latents")
-    from .neighbors import pairwise_distances
-
-    dx = pairwise_distances(f, squared=True)
+    dx = _reference_distances(f)  # shared by every method's row
     order_x = _distance_order(dx)
     rows: list[dict[str, Any]] = []
     if include_latent and g is not None:
@@ -359,7 +354,7 @@ def quality_table(
         row: dict[str, Any] = dict(
             method=m,
             seconds=seconds,
-            trustworthiness=_trust_from_orders(order_x, order_y, n_neighbors),
+            trustworthiness=_trust_from_distances(dx, y, n_neighbors),
             knn_preservation=_knn_pres_from_orders(order_x, order_y, k),
             spread=spread(y),
             x_min=float(ranges[0, 0]),

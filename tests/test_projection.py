@@ -172,6 +172,24 @@ def test_trustworthiness_equals_sklearn(rng, shape, k):
         Q.trustworthiness(x, y, n_neighbors=shape[0] // 2)
 
 
+def test_trustworthiness_brute_force(rng):
+    # Venna & Kaski's definition written out: every map neighbour outside the
+    # k nearest latents costs its latent-space rank minus k.
+    n, k = 30, 4
+    x = rng.normal(size=(n, 8))
+    y = x[:, :2] + rng.normal(size=(n, 2)) * 0.5
+    dx = ((x[:, None] - x[None]) ** 2).sum(-1)
+    dy = ((y[:, None] - y[None]) ** 2).sum(-1)
+    np.fill_diagonal(dx, np.inf)
+    np.fill_diagonal(dy, np.inf)
+    penalty = 0
+    for i in range(n):
+        rank = {j: r + 1 for r, j in enumerate(np.argsort(dx[i]))}
+        penalty += sum(max(rank[j] - k, 0) for j in np.argsort(dy[i])[:k])
+    want = 1 - 2 / (n * k * (2 * n - 3 * k - 1)) * penalty
+    assert Q.trustworthiness(x, y, k) == pytest.approx(want, abs=1e-12)
+
+
 def test_knn_preservation_brute_force(rng):
     x = rng.normal(size=(30, 8))
     y = x[:, :2] + rng.normal(size=(30, 2)) * 0.5
