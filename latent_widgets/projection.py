@@ -49,13 +49,18 @@ True
 
 from __future__ import annotations
 
+import json
+import numbers
 import sys
 import time
 import warnings
+from collections.abc import Mapping
 from importlib import metadata
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 from .cache import content_hash
 
@@ -77,7 +82,7 @@ METHODS: tuple[str, ...] = ("pca", "tsne", "umap")
 FEATURES: tuple[str, ...] = ("flatten", "gap")
 
 _CACHE_NS = "projections"
-_CACHE_VERSION = "projection-v1"
+_CACHE_VERSION = "projection-v2"  # v2: explicit parameters, to_state arrays
 _BLOCK_BYTES = 1 << 26
 
 
@@ -179,10 +184,41 @@ def _version(dist: str) -> str:
 # projections
 
 
-class _Projection:
-    """Common part of the three projections: features, standardisation, PCA pre-reduction."""
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_positive(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and v > 0
+
+
+def _params_json(params: Mapping[str, Any]) -> str:
+    # Only tells one configuration from another on restore (the cache key is
+    # the real guarantee); repr stands in for values JSON cannot write.
+    return json.dumps(params, sort_keys=True, default=repr)
+
+
+def _check_finite(f: np.ndarray) -> None:
+    # A float64-accumulated sum is non-finite exactly when an entry is: one
+    # pass, without an N x d boolean mask the size of the latents.
+    if not np.isfinite(f.sum(dtype=np.float64)):
+        raise ValueError(
+            "latents contain NaN or infinity; drop those samples or replace the values (np.nan_to_num) first"
+        )
+
+
+class _Projection(TransformerMixin, BaseEstimator):
+    """Common part of the three projections: features, standardisation, PCA pre-reduction.
+
+    A scikit-learn estimator: the constructor only stores its arguments, so
+    ``get_params``, ``set_params`` and :func:`sklearn.base.clone` work;
+    ``fit`` checks them and the latents; fitted attributes end in ``_``.
+    """
 
     method: ClassVar[str] = ""
+    # False where transform needs a fitted model that is not plain arrays
+    # (UMAP's): from_state then refuses, and fit_projection refits.
+    _restorable: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -191,41 +227,59 @@ class _Projection:
         standardize: bool = False,
         pca_dims: int | None = None,
         random_state: int = 0,
-        **method_kwargs: Any,
+        *,
+        method_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        if features not in FEATURES:
-            raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
-        if int(n_components) < 1:
-            raise ValueError(f"n_components must be at least 1, got {n_components}")
-        if pca_dims is not None and int(pca_dims) < 1:
-            raise ValueError(f"pca_dims must be a positive int or None, got {pca_dims}")
-        self.n_components = int(n_components)
+        self.n_components = n_components
         self.features = features
-        self.standardize = bool(standardize)
-        self.pca_dims = None if pca_dims is None else int(pca_dims)
+        self.standardize = standardize
+        self.pca_dims = pca_dims
         self.random_state = random_state
-        self.method_kwargs = dict(method_kwargs)
+        self.method_kwargs = method_kwargs
 
-    def get_params(self) -> dict[str, Any]:
-        """All parameters, defaults included (the cache key of :func:`project`)."""
-        return dict(
-            n_components=self.n_components,
-            features=self.features,
-            standardize=self.standardize,
-            pca_dims=self.pca_dims,
-            random_state=self.random_state,
-            **self.method_kwargs,
-        )
+    # --------------------------------------------------------------- checks
 
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
+    def _check_params(self) -> None:
+        name = type(self).__name__
+        if self.features not in FEATURES:
+            raise ValueError(f"{name}: features must be one of {FEATURES}, got {self.features!r}")
+        if not _is_int(self.n_components) or self.n_components < 1:
+            raise ValueError(f"{name}: n_components must be an int >= 1 (2 for a map), got {self.n_components!r}")
+        if self.pca_dims is not None and (not _is_int(self.pca_dims) or self.pca_dims < 1):
+            raise ValueError(
+                f"{name}: pca_dims must be an int >= 1 (e.g. 50) or None for no pre-reduction, got {self.pca_dims!r}"
+            )
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise ValueError(f"{name}: standardize must be True or False, got {self.standardize!r}")
+        if self.method_kwargs is not None:
+            if not isinstance(self.method_kwargs, Mapping):
+                raise ValueError(
+                    f"{name}: method_kwargs must be a dict of keyword arguments for the library, or None; "
+                    f"got {type(self.method_kwargs).__name__}"
+                )
+            clash = sorted(set(self.method_kwargs) & set(self.get_params()))
+            if clash:
+                raise ValueError(
+                    f"{name}: method_kwargs repeats {clash}, parameters of {name} itself; "
+                    f"set them directly, e.g. {name}({clash[0]}=...)"
+                )
+        self._check_method_params()
 
-    # --------------------------------------------------------------- preprocessing
+    def _check_method_params(self) -> None:
+        pass
 
     def _fit_prepare(self, latents: np.ndarray) -> np.ndarray:
+        """Check parameters and latents, fit the preprocessing; the features the map starts from."""
+        self._check_params()
         x = np.asarray(latents)
+        if x.dtype.kind not in "biuf":
+            raise ValueError(
+                f"latents must be real numbers, got dtype {x.dtype}; convert them with np.asarray(z, float)"
+            )
         f = latent_features(x, self.features)
+        if len(f) < 2:
+            raise ValueError(f"a map needs at least 2 latents, got {len(f)}")
+        _check_finite(f)
         self.latent_shape_ = tuple(x.shape[1:])
         self.n_features_in_ = int(f.shape[1])
         self.mean_: np.ndarray | None = None
@@ -244,7 +298,9 @@ class _Projection:
         return f
 
     def _prepare(self, latents: np.ndarray) -> np.ndarray:
-        self._check_fitted()
+        check_is_fitted(
+            self, "embedding_", msg="This %(name)s is not fitted yet: call fit(latents) first, or use fit_projection."
+        )
         x = np.asarray(latents)
         if x.shape == self.latent_shape_:
             x = x[None]
@@ -254,23 +310,21 @@ class _Projection:
                 f"fitted ones, got {x.shape}"
             )
         f = latent_features(x, self.features)
+        _check_finite(f)
         if self.mean_ is not None:
             f = _standardized(f, self.mean_, self.scale_)
         if self.pre_pca_ is not None:
             f = self.pre_pca_.transform(f)
         return f
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "embedding_"):
-            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit(latents) first")
-
     # --------------------------------------------------------------- API
 
-    def fit(self, latents: np.ndarray, y: Any = None) -> _Projection:
-        """Fit the map to ``latents`` (N, *latent_shape); sets ``embedding_``."""
+    def fit(self, latents: np.ndarray, y: Any = None) -> Self:
+        """Fit the map to ``latents`` (N, *latent_shape); sets ``embedding_``.
+
+        Raises ValueError naming the parameter or input at fault (and the fix).
+        """
         f = self._fit_prepare(latents)
-        if len(f) < 2:
-            raise ValueError(f"a map needs at least 2 latents, got {len(f)}")
         self.embedding_ = np.asarray(self._fit_embedding(f), np.float64)
         self._after_fit(f)
         return self
@@ -283,15 +337,86 @@ class _Projection:
         """Place new latents on the fitted map, shape ``(M, n_components)``, float64.
 
         One latent (``latent_shape``) gives shape ``(1, n_components)``.
+        Before ``fit`` it raises :class:`sklearn.exceptions.NotFittedError`.
         """
         f = self._prepare(latents)
         return np.asarray(self._transform_prepared(f), np.float64)
+
+    def to_state(self) -> dict[str, np.ndarray]:
+        """The fitted map as plain arrays, for ``np.savez`` (loadable with ``allow_pickle=False``).
+
+        The method, the parameters (JSON, checked on restore), the latent
+        shape and ``embedding_``. The latents are not stored (they can be
+        hundreds of MB): :meth:`from_state` takes them again.
+
+        Examples
+        --------
+        >>> z = np.random.default_rng(0).normal(size=(20, 6))
+        >>> state = PCAProjection().fit(z).to_state()
+        >>> sorted(state)
+        ['embedding', 'latent_shape', 'method', 'params']
+        >>> restored = PCAProjection().from_state(state, z)
+        >>> bool(np.allclose(restored.transform(z[:3]), state["embedding"][:3]))
+        True
+        """
+        check_is_fitted(self, "embedding_")
+        return {
+            "method": np.array(self.method),
+            "params": np.array(_params_json(self.get_params())),
+            "latent_shape": np.array(self.latent_shape_, np.int64),
+            "embedding": np.asarray(self.embedding_, np.float64),
+        }
+
+    def from_state(self, state: Mapping[str, np.ndarray], latents: np.ndarray) -> Self:
+        """Restore a fit saved by :meth:`to_state` on this estimator (same parameters).
+
+        The map comes from ``state``; the preprocessing (standardisation, PCA
+        pre-reduction: seeded, so the same) is refitted on ``latents``, the
+        ones the map was fitted on, for ``transform``. PCA refits its exact
+        linear map. UMAP cannot be restored (its ``transform`` needs the
+        fitted ``umap.UMAP``, which is not arrays): fit it instead.
+
+        Raises
+        ------
+        ValueError
+            When ``state`` is of another method, other parameters or other
+            latents, or for UMAP.
+        """
+        name = type(self).__name__
+        if not self._restorable:
+            raise ValueError(
+                f"{name} cannot be restored from arrays: its transform needs the fitted model; call fit(latents)"
+            )
+        missing = sorted({"method", "params", "latent_shape", "embedding"} - set(state))
+        if missing:
+            raise ValueError(f"state lacks {missing}; pass what to_state() returned (or np.load of its .npz)")
+        if str(state["method"]) != self.method or str(state["params"]) != _params_json(self.get_params()):
+            raise ValueError(
+                f"the state is a {state['method']} map with parameters {state['params']}, not one of {self!r}; "
+                "use an estimator with the same parameters (set_params)"
+            )
+        emb = np.asarray(state["embedding"], np.float64)
+        shape = tuple(int(v) for v in np.asarray(state["latent_shape"]))
+        x = np.asarray(latents)
+        if x.shape != (len(emb), *shape):
+            raise ValueError(
+                f"the state's map is of {len(emb)} latents of shape {shape}, got latents {x.shape}; "
+                "pass the latents it was fitted on"
+            )
+        f = self._fit_prepare(x)
+        self._restore_model(f)
+        self.embedding_ = emb
+        self._after_fit(f)
+        return self
 
     # subclasses
     def _fit_embedding(self, f: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _after_fit(self, f: np.ndarray) -> None:
+        pass
+
+    def _restore_model(self, f: np.ndarray) -> None:
         pass
 
     def _transform_prepared(self, f: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
@@ -302,7 +427,7 @@ class PCAProjection(_Projection):
     """Principal component analysis of the latents (scikit-learn ``PCA``).
 
     ``transform`` is exact (the fitted linear map). ``method_kwargs`` go to
-    :class:`sklearn.decomposition.PCA` (e.g. ``svd_solver="full"``; the
+    :class:`sklearn.decomposition.PCA` (e.g. ``{"svd_solver": "full"}``; the
     default "auto" uses the seeded randomized solver on wide data).
 
     Examples
@@ -318,11 +443,15 @@ class PCAProjection(_Projection):
         from sklearn.decomposition import PCA
 
         n = min(self.n_components, f.shape[0], f.shape[1])
-        self.pca_ = PCA(n, random_state=self.random_state, **self.method_kwargs)
+        self.pca_ = PCA(n, random_state=self.random_state, **(self.method_kwargs or {}))
         y = self.pca_.fit_transform(f)
         if n < self.n_components:  # fewer samples/features than components: pad with zeros
             y = np.pad(y, ((0, 0), (0, self.n_components - n)))
         return y
+
+    def _restore_model(self, f: np.ndarray) -> None:
+        # transform needs the linear map; refitting it is cheap and exact.
+        self._fit_embedding(f)
 
     def _transform_prepared(self, f: np.ndarray) -> np.ndarray:
         y = self.pca_.transform(f)
@@ -335,15 +464,15 @@ class _NeighbourPlacement(_Projection):
     """Keeps the prepared training features for placing new points."""
 
     def _after_fit(self, f: np.ndarray) -> None:
-        self._train_features = f  # a view of the latents for flatten features
-        self._index: Any = None
+        self.train_features_ = f  # a view of the latents for flatten features
+        self._index: Any = None  # built on the first transform
 
     def _nearest(self, f: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._index is None:
             from .neighbors import LatentIndex
 
-            self._index = LatentIndex(self._train_features, approximate="auto")
-        return self._index.query(f, k=min(k, len(self._train_features)))
+            self._index = LatentIndex(self.train_features_, approximate="auto")
+        return self._index.query(f, k=min(k, len(self.train_features_)))
 
     def _snap(self, y: np.ndarray, f: np.ndarray) -> np.ndarray:
         # A new latent equal to a training latent (a path endpoint) lands on its
@@ -391,14 +520,19 @@ class TSNEProjection(_NeighbourPlacement):
 
     Parameters
     ----------
+    n_components, features, standardize, pca_dims, random_state
+        As for every projection (see the module docstring).
     transform_neighbors : int
         Training latents used to place a new one (see the module docstring).
     transform_perplexity : float
         Perplexity of the placement weights over those neighbours (openTSNE's
         default for its ``transform`` is 5).
-    **method_kwargs
-        Passed to :class:`sklearn.manifold.TSNE`; ``perplexity`` defaults to
-        ``min(30, (N - 1) / 3)`` so that small sets work.
+    perplexity : float, optional
+        t-SNE's; None means ``min(30, (N - 1) / 3)``, so that small sets work.
+    max_iter : int, optional
+        t-SNE's optimisation steps; None means scikit-learn's default.
+    method_kwargs : dict, optional
+        Other arguments of :class:`sklearn.manifold.TSNE`.
 
     Examples
     --------
@@ -419,23 +553,39 @@ class TSNEProjection(_NeighbourPlacement):
         random_state: int = 0,
         transform_neighbors: int = 10,
         transform_perplexity: float = 5.0,
-        **method_kwargs: Any,
+        *,
+        perplexity: float | None = None,
+        max_iter: int | None = None,
+        method_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(n_components, features, standardize, pca_dims, random_state, **method_kwargs)
-        self.transform_neighbors = int(transform_neighbors)
-        self.transform_perplexity = float(transform_perplexity)
+        super().__init__(n_components, features, standardize, pca_dims, random_state, method_kwargs=method_kwargs)
+        self.transform_neighbors = transform_neighbors
+        self.transform_perplexity = transform_perplexity
+        self.perplexity = perplexity
+        self.max_iter = max_iter
 
-    def get_params(self) -> dict[str, Any]:
-        params = super().get_params()
-        params.update(transform_neighbors=self.transform_neighbors, transform_perplexity=self.transform_perplexity)
-        return params
+    def _check_method_params(self) -> None:
+        if not _is_int(self.transform_neighbors) or self.transform_neighbors < 1:
+            raise ValueError(f"transform_neighbors must be an int >= 1 (e.g. 10), got {self.transform_neighbors!r}")
+        if not _is_positive(self.transform_perplexity):
+            raise ValueError(f"transform_perplexity must be a number > 0 (e.g. 5), got {self.transform_perplexity!r}")
+        if self.perplexity is not None and not _is_positive(self.perplexity):
+            raise ValueError(
+                f"perplexity must be a number > 0 (e.g. 30) or None for automatic, got {self.perplexity!r}"
+            )
+        if self.max_iter is not None and (not _is_int(self.max_iter) or self.max_iter < 1):
+            raise ValueError(f"max_iter must be an int >= 250 or None for the default, got {self.max_iter!r}")
 
     def _fit_embedding(self, f: np.ndarray) -> np.ndarray:
         from sklearn.manifold import TSNE
 
-        kw = dict(self.method_kwargs)
-        kw.setdefault("perplexity", float(min(30.0, max(1.0, (len(f) - 1) / 3.0))))
-        self.tsne_ = TSNE(n_components=self.n_components, random_state=self.random_state, **kw)
+        kw = dict(self.method_kwargs or {})
+        if self.max_iter is not None:
+            kw["max_iter"] = self.max_iter
+        perplexity = self.perplexity if self.perplexity is not None else min(30.0, max(1.0, (len(f) - 1) / 3.0))
+        self.tsne_ = TSNE(
+            n_components=self.n_components, perplexity=float(perplexity), random_state=self.random_state, **kw
+        )
         return self.tsne_.fit_transform(f)
 
     def _transform_prepared(self, f: np.ndarray) -> np.ndarray:
@@ -448,8 +598,18 @@ class TSNEProjection(_NeighbourPlacement):
 class UMAPProjection(_NeighbourPlacement):
     """UMAP of the latents (``umap-learn``, seeded, hence single-threaded).
 
-    ``transform`` is UMAP's own out-of-sample embedding. ``method_kwargs``
-    go to :class:`umap.UMAP`; ``n_neighbors`` defaults to ``min(15, N - 1)``.
+    ``transform`` is UMAP's own out-of-sample embedding.
+
+    Parameters
+    ----------
+    n_components, features, standardize, pca_dims, random_state
+        As for every projection (see the module docstring).
+    n_neighbors : int, optional
+        UMAP's; None means ``min(15, N - 1)``.
+    n_epochs : int, optional
+        UMAP's optimisation epochs; None means its default.
+    method_kwargs : dict, optional
+        Other arguments of :class:`umap.UMAP` (e.g. ``{"min_dist": 0.5}``).
 
     Examples
     --------
@@ -459,12 +619,42 @@ class UMAPProjection(_NeighbourPlacement):
     """
 
     method = "umap"
+    _restorable = False
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        features: Literal["flatten", "gap"] = "flatten",
+        standardize: bool = False,
+        pca_dims: int | None = None,
+        random_state: int = 0,
+        *,
+        n_neighbors: int | None = None,
+        n_epochs: int | None = None,
+        method_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(n_components, features, standardize, pca_dims, random_state, method_kwargs=method_kwargs)
+        self.n_neighbors = n_neighbors
+        self.n_epochs = n_epochs
+
+    def _check_method_params(self) -> None:
+        if self.n_neighbors is not None and (not _is_int(self.n_neighbors) or self.n_neighbors < 2):
+            raise ValueError(
+                f"n_neighbors must be an int >= 2 (e.g. 15) or None for automatic, got {self.n_neighbors!r}"
+            )
+        if self.n_epochs is not None and (not _is_int(self.n_epochs) or self.n_epochs < 1):
+            raise ValueError(f"n_epochs must be an int >= 1 or None for UMAP's default, got {self.n_epochs!r}")
 
     def _fit_embedding(self, f: np.ndarray) -> np.ndarray:
         umap = _import_umap()
-        kw = dict(self.method_kwargs)
-        kw.setdefault("n_neighbors", int(min(15, len(f) - 1)))
-        self.umap_ = umap.UMAP(n_components=self.n_components, random_state=self.random_state, **kw)
+        n_neighbors = self.n_neighbors if self.n_neighbors is not None else int(min(15, len(f) - 1))
+        self.umap_ = umap.UMAP(
+            n_components=self.n_components,
+            n_neighbors=n_neighbors,
+            n_epochs=self.n_epochs,
+            random_state=self.random_state,
+            **(self.method_kwargs or {}),
+        )
         with warnings.catch_warnings():
             # "n_jobs value 1 overridden to 1 by setting random_state": intended.
             warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
@@ -495,17 +685,25 @@ def make_projection(method: str, **kw: Any) -> _Projection:
     ----------
     method : {"pca", "tsne", "umap"}
     **kw
-        Constructor arguments (``n_components``, ``features``, ``standardize``,
-        ``pca_dims``, ``random_state``, method keyword arguments).
+        Parameters of the class (``n_components``, ``features``,
+        ``standardize``, ``pca_dims``, ``random_state``, its own such as
+        ``perplexity``); any other keyword is the library's and goes into
+        ``method_kwargs`` (e.g. ``learning_rate`` of t-SNE).
 
     Examples
     --------
     >>> make_projection("tsne", pca_dims=50).get_params()["pca_dims"]
     50
+    >>> make_projection("tsne", early_exaggeration=8).method_kwargs
+    {'early_exaggeration': 8}
     """
     cls = _CLASSES.get(str(method).lower())
     if cls is None:
         raise ValueError(f"unknown projection method {method!r}; choose one of {METHODS}")
+    own = cls().get_params()
+    extra = {k: kw.pop(k) for k in list(kw) if k not in own}
+    if extra:
+        kw["method_kwargs"] = {**(kw.get("method_kwargs") or {}), **extra}
     return cls(**kw)
 
 
@@ -525,19 +723,13 @@ def _fit_cached(
     proj = make_projection(method, **kw)
     path = cache_dir(_CACHE_NS) / f"{_cache_key(latents, proj)}.npz" if cache else None
     hit = load_arrays(path) if path is not None else None
-    if hit is not None and "embedding" not in hit:
+    if hit is not None and not {"embedding", "params"} <= hit.keys():
         hit = None  # not one of ours: recompute and overwrite
-    if hit is not None and not (need_model and method == "umap"):
-        emb = hit["embedding"]
+    if hit is not None and not (need_model and not proj._restorable):
         seconds = float(hit["seconds"]) if "seconds" in hit else float("nan")
-        if need_model:  # t-SNE placement and PCA need only the cheap preprocessing refit
-            if method == "pca":
-                proj.fit(latents)
-            else:
-                f = proj._fit_prepare(latents)
-                proj.embedding_ = np.asarray(emb, np.float64)
-                proj._after_fit(f)
-        return (proj if need_model else None), emb, seconds
+        if need_model:  # the map from the cache, only the cheap preprocessing refitted
+            proj.from_state(hit, latents)
+        return (proj if need_model else None), hit["embedding"], seconds
     from tqdm.auto import tqdm
 
     n = len(np.asarray(latents))
@@ -547,7 +739,7 @@ def _fit_cached(
         seconds = time.perf_counter() - t0
         bar.update(1)
     if path is not None:
-        save_arrays(path, {"embedding": proj.embedding_, "seconds": np.float64(seconds)})
+        save_arrays(path, {**proj.to_state(), "seconds": np.float64(seconds)})
     return proj, proj.embedding_, seconds
 
 

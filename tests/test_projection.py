@@ -67,7 +67,7 @@ def test_pca_feature_options(rng):
     with pytest.raises(ValueError, match="gap"):
         P.PCAProjection(features="gap").fit(flat)
     with pytest.raises(ValueError, match="features"):
-        P.PCAProjection(features="max")
+        P.PCAProjection(features="max").fit(flat)
 
 
 def test_make_projection_and_errors(rng):
@@ -127,6 +127,127 @@ def test_umap_deterministic_and_transform(rng):
     assert new.shape == (3, 2) and np.isfinite(new).all()
 
 
+# ----------------------------------------------------------------------------- scikit-learn contract
+
+ESTIMATORS = [
+    P.PCAProjection(),
+    P.TSNEProjection(pca_dims=5, max_iter=250),
+    P.UMAPProjection(n_epochs=20, method_kwargs={"min_dist": 0.2}),
+]
+NAMES = [type(e).__name__ for e in ESTIMATORS]
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=NAMES)
+def test_params_and_clone(est):
+    from sklearn.base import clone
+
+    params = est.get_params()
+    twin = clone(est)
+    assert type(twin) is type(est) and twin is not est and twin.get_params() == params
+    assert twin.set_params(**params) is twin and twin.get_params() == params
+    twin.set_params(random_state=3)
+    assert twin.random_state == 3 and est.random_state == 0
+    # the constructor stores its arguments unchanged: checks wait for fit
+    odd = type(est)(n_components="two", pca_dims=1.5)
+    assert odd.n_components == "two" and odd.pca_dims == 1.5
+
+
+def test_clone_of_a_fitted_projection_is_unfitted(rng):
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    pca = P.PCAProjection(standardize=True).fit(rng.normal(size=(10, 4)))
+    twin = clone(pca)
+    assert twin.get_params() == pca.get_params() and not hasattr(twin, "embedding_")
+    with pytest.raises(NotFittedError, match=r"This PCAProjection is not fitted yet: call fit\(latents\) first"):
+        twin.transform(np.zeros((1, 4)))
+
+
+SKLEARN_CHECKS = [
+    "check_no_attributes_set_in_init",
+    "check_parameters_default_constructible",
+    "check_get_params_invariance",
+    "check_set_params",
+    "check_do_not_raise_errors_in_init_or_set_params",
+    "check_estimator_cloneable",
+    "check_estimator_repr",
+    "check_mixin_order",
+]
+FITTING_CHECKS = [
+    "check_transformers_unfitted",
+    "check_fit_check_is_fitted",
+    "check_estimators_fit_returns_self",
+    "check_dont_overwrite_parameters",
+    "check_estimators_overwrite_params",
+    "check_n_features_in",
+]
+
+
+@pytest.mark.parametrize("check", SKLEARN_CHECKS)
+@pytest.mark.parametrize("est", ESTIMATORS, ids=NAMES)
+def test_sklearn_estimator_checks(est, check):
+    from sklearn.utils import estimator_checks
+
+    getattr(estimator_checks, check)(type(est).__name__, est)
+
+
+@pytest.mark.parametrize("check", FITTING_CHECKS)
+@pytest.mark.parametrize("est", ESTIMATORS[:2], ids=NAMES[:2])
+def test_sklearn_fitting_checks(est, check):
+    # UMAP left out: the same base class, and each of its fits takes seconds
+    from sklearn.utils import estimator_checks
+
+    getattr(estimator_checks, check)(type(est).__name__, est)
+
+
+def test_fit_checks_parameters_and_latents_with_clear_errors(rng):
+    x = rng.normal(size=(12, 3, 4))
+    cases = [
+        (P.PCAProjection(n_components=0), r"PCAProjection: n_components must be an int >= 1"),
+        (P.PCAProjection(pca_dims=0), r"pca_dims must be an int >= 1 \(e.g. 50\) or None"),
+        (P.PCAProjection(standardize="yes"), "standardize must be True or False"),
+        (P.PCAProjection(method_kwargs=[("svd_solver", "full")]), "method_kwargs must be a dict"),
+        (
+            P.TSNEProjection(method_kwargs={"perplexity": 5}),
+            r"set them directly, e.g. TSNEProjection\(perplexity=...\)",
+        ),
+        (P.TSNEProjection(transform_neighbors=0), "transform_neighbors must be an int >= 1"),
+        (P.TSNEProjection(perplexity=-1.0), "perplexity must be a number > 0"),
+        (P.UMAPProjection(n_neighbors=1), "n_neighbors must be an int >= 2"),
+    ]
+    for est, message in cases:
+        with pytest.raises(ValueError, match=message):
+            est.fit(x)
+    bad = x.copy()
+    bad[3, 1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinity; drop those samples or replace"):
+        P.PCAProjection().fit(bad)
+    with pytest.raises(ValueError, match="at least 2 latents"):
+        P.PCAProjection().fit(x[:1])
+    with pytest.raises(ValueError, match="real numbers"):
+        P.PCAProjection().fit(x.astype(complex))
+    assert P.make_projection("tsne", learning_rate=50.0).method_kwargs == {"learning_rate": 50.0}
+
+
+@pytest.mark.parametrize("method, kw", [("pca", {"standardize": True}), ("tsne", {"pca_dims": 5, "max_iter": 250})])
+def test_state_round_trip_restores_the_transform(rng, tmp_path, method, kw):
+    x, _ = blobs(rng, n_per=8)
+    fitted = P.make_projection(method, **kw).fit(x)
+    np.savez(tmp_path / "state.npz", **fitted.to_state())
+    with np.load(tmp_path / "state.npz", allow_pickle=False) as data:
+        state = dict(data)
+    restored = P.make_projection(method, **kw).from_state(state, x)
+    new = x[:5] + rng.normal(size=x[:5].shape).astype(np.float32) * 0.1
+    np.testing.assert_array_equal(restored.embedding_, fitted.embedding_)
+    np.testing.assert_array_equal(restored.transform(new), fitted.transform(new))
+    with pytest.raises(ValueError, match="same parameters"):
+        P.make_projection(method, random_state=1).from_state(state, x)
+    with pytest.raises(ValueError, match="the latents it was fitted on"):
+        P.make_projection(method, **kw).from_state(state, x[:-1])
+    with pytest.raises(ValueError, match=r"call fit\(latents\)"):
+        P.UMAPProjection().from_state(state, x)
+
+
 # ----------------------------------------------------------------------------- project / cache
 
 
@@ -153,6 +274,10 @@ def test_fit_projection_reuses_cached_tsne(rng):
     assert not hasattr(proj, "tsne_")  # the map came from the cache, no refit
     assert np.array_equal(proj.embedding_, y)
     np.testing.assert_array_equal(proj.transform(x[:2]), y[:2])
+    # the restored fit places new latents exactly as a fresh fit does
+    new = x[:4] + rng.normal(size=x[:4].shape).astype(np.float32) * 0.1
+    fresh = P.TSNEProjection(max_iter=250).fit(x)
+    np.testing.assert_array_equal(proj.transform(new), fresh.transform(new))
 
 
 # ----------------------------------------------------------------------------- quality
