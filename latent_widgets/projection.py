@@ -1,11 +1,12 @@
-"""2-D maps of a latent set (PCA, t-SNE, UMAP) and how good they are.
+"""2-D maps of a latent set (PCA, t-SNE, UMAP), disk-cached.
 
 Projections
 -----------
 :class:`PCAProjection`, :class:`TSNEProjection` and :class:`UMAPProjection`
-are scikit-learn style (``fit``, ``fit_transform``, ``transform``,
-``embedding_``) and take the latents as they come, ``(N, *latent_shape)``.
-Features are computed inside:
+are scikit-learn estimators (``get_params``/``set_params``,
+:func:`sklearn.base.clone`, ``fit``, ``fit_transform``, ``transform``,
+``embedding_``; ``to_state``/``from_state`` for the disk cache) and take the
+latents as they come, ``(N, *latent_shape)``. Features are computed inside:
 
 - ``features="flatten"`` (default, as the study did): one vector per
   latent, a view of the array when it is contiguous (no copy);
