@@ -381,17 +381,18 @@ def test_quality_table_one_call(rng):
 
 
 def test_analysis_modules_stay_light():
-    # No widget or TensorFlow import from the analysis modules, even when UMAP is loaded.
+    # No widget or TensorFlow import from the analysis modules, even when UMAP
+    # is loaded; and the library core never imports the study's claims.
     import subprocess
     import sys
 
     code = (
         "import sys\n"
         "import latent_widgets.projection as p, latent_widgets.map_quality, latent_widgets.neighbors\n"
-        "import latent_widgets.metrics\n"
-        "import latent_widgets.interpolation, latent_widgets.attributes\n"
+        "import latent_widgets.metrics, latent_widgets.interpolation, latent_widgets.attributes\n"
         "p._import_umap()\n"
-        "bad = [m for m in ('tensorflow', 'keras', 'ipywidgets', 'bqplot') if m in sys.modules]\n"
+        "heavy = ('tensorflow', 'keras', 'ipywidgets', 'bqplot', 'latent_widgets.study')\n"
+        "bad = [m for m in heavy if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -25,7 +25,6 @@ import numpy as np
 import latent_widgets as lw
 from latent_widgets import (
     figures,
-    findings,
     interpolation,
     map_quality,
     metrics,
@@ -34,10 +33,12 @@ from latent_widgets import (
     projection,
     training,
 )
+from latent_widgets.study import STUDY_PATH, STUDY_STEPS, findings
 from latent_widgets.training import evaluate
 
 CAMVID = Path(os.environ.get("LATENT_WIDGETS_CAMVID", REPO.parent / "shared" / "camvid"))
-SIZE, WIDTH, EPOCHS, A, B, STEPS = (96, 128), 0.25, 20, 38, 138, 12
+SIZE, WIDTH, EPOCHS = (96, 128), 0.25, 20
+(A, B), STEPS = STUDY_PATH, STUDY_STEPS
 IMG = REPO / "docs" / "img"
 
 
