@@ -244,12 +244,8 @@ class _Projection(TransformerMixin, BaseEstimator):
         name = type(self).__name__
         if self.features not in FEATURES:
             raise ValueError(f"{name}: features must be one of {FEATURES}, got {self.features!r}")
-        if not _is_int(self.n_components) or self.n_components < 1:
-            raise ValueError(f"{name}: n_components must be an int >= 1 (2 for a map), got {self.n_components!r}")
-        if self.pca_dims is not None and (not _is_int(self.pca_dims) or self.pca_dims < 1):
-            raise ValueError(
-                f"{name}: pca_dims must be an int >= 1 (e.g. 50) or None for no pre-reduction, got {self.pca_dims!r}"
-            )
+        self._require_int("n_components", 1, "(2 for a map)")
+        self._require_int("pca_dims", 1, "(e.g. 50) or None for no pre-reduction", optional=True)
         if not isinstance(self.standardize, (bool, np.bool_)):
             raise ValueError(f"{name}: standardize must be True or False, got {self.standardize!r}")
         if self.method_kwargs is not None:
@@ -268,6 +264,12 @@ class _Projection(TransformerMixin, BaseEstimator):
 
     def _check_method_params(self) -> None:
         pass
+
+    def _require_int(self, param: str, low: int, hint: str, optional: bool = False) -> None:
+        value = getattr(self, param)
+        if (value is None and optional) or (_is_int(value) and value >= low):
+            return
+        raise ValueError(f"{type(self).__name__}: {param} must be an int >= {low} {hint}, got {value!r}")
 
     def _fit_prepare(self, latents: np.ndarray) -> np.ndarray:
         """Check parameters and latents, fit the preprocessing; the features the map starts from."""
@@ -566,16 +568,14 @@ class TSNEProjection(_NeighbourPlacement):
         self.max_iter = max_iter
 
     def _check_method_params(self) -> None:
-        if not _is_int(self.transform_neighbors) or self.transform_neighbors < 1:
-            raise ValueError(f"transform_neighbors must be an int >= 1 (e.g. 10), got {self.transform_neighbors!r}")
+        self._require_int("transform_neighbors", 1, "(e.g. 10)")
         if not _is_positive(self.transform_perplexity):
             raise ValueError(f"transform_perplexity must be a number > 0 (e.g. 5), got {self.transform_perplexity!r}")
         if self.perplexity is not None and not _is_positive(self.perplexity):
             raise ValueError(
                 f"perplexity must be a number > 0 (e.g. 30) or None for automatic, got {self.perplexity!r}"
             )
-        if self.max_iter is not None and (not _is_int(self.max_iter) or self.max_iter < 1):
-            raise ValueError(f"max_iter must be an int >= 250 or None for the default, got {self.max_iter!r}")
+        self._require_int("max_iter", 250, "(t-SNE's minimum) or None for its default", optional=True)
 
     def _fit_embedding(self, f: np.ndarray) -> np.ndarray:
         from sklearn.manifold import TSNE
@@ -639,12 +639,8 @@ class UMAPProjection(_NeighbourPlacement):
         self.n_epochs = n_epochs
 
     def _check_method_params(self) -> None:
-        if self.n_neighbors is not None and (not _is_int(self.n_neighbors) or self.n_neighbors < 2):
-            raise ValueError(
-                f"n_neighbors must be an int >= 2 (e.g. 15) or None for automatic, got {self.n_neighbors!r}"
-            )
-        if self.n_epochs is not None and (not _is_int(self.n_epochs) or self.n_epochs < 1):
-            raise ValueError(f"n_epochs must be an int >= 1 or None for UMAP's default, got {self.n_epochs!r}")
+        self._require_int("n_neighbors", 2, "(e.g. 15) or None for automatic", optional=True)
+        self._require_int("n_epochs", 1, "or None for UMAP's default", optional=True)
 
     def _fit_embedding(self, f: np.ndarray) -> np.ndarray:
         umap = _import_umap()

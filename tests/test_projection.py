@@ -214,6 +214,7 @@ def test_fit_checks_parameters_and_latents_with_clear_errors(rng):
         (P.TSNEProjection(transform_neighbors=0), "transform_neighbors must be an int >= 1"),
         (P.TSNEProjection(perplexity=-1.0), "perplexity must be a number > 0"),
         (P.UMAPProjection(n_neighbors=1), "n_neighbors must be an int >= 2"),
+        (P.TSNEProjection(max_iter=100), r"TSNEProjection: max_iter must be an int >= 250 \(t-SNE's minimum\)"),
     ]
     for est, message in cases:
         with pytest.raises(ValueError, match=message):
