@@ -112,73 +112,11 @@ def cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_figures(train_data: Any, lm: Any, out: Path, *, a: int = 38, b: int = 138, steps: int = 12) -> list[Path]:
-    """Write the static figures of the study to ``out`` (PNG and SVG); return the PNG paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-
-    from . import figures, findings, interpolation, metrics, neighbors, projection
-
-    out.mkdir(parents=True, exist_ok=True)
-    a, b = min(a, len(train_data) - 1), min(b, len(train_data) - 1)
-    encoding = lm.encode_dataset(train_data)
-    latents = encoding.latents
-    written: list[Path] = []
-
-    def save(fig: Any, name: str) -> None:
-        figures.save(fig, out / f"{name}.png")
-        figures.save(fig, out / f"{name}.svg")
-        written.append(out / f"{name}.png")
-
-    maps = {m: projection.project(latents, m) for m in ("pca", "tsne", "umap")}
-    for method, points in maps.items():
-        save(
-            figures.annotated_scatter(
-                points,
-                labels=True,
-                values=train_data.groups,
-                categorical=True,
-                value_names=train_data.group_names,
-                highlight=[a, b],
-                title=f"{method.upper()} of {len(points)} latents",
-            ),
-            f"map_{method}",
-        )
-    ends = dict(encoding_a=lm.encode(train_data.images[a : a + 1]), encoding_b=lm.encode(train_data.images[b : b + 1]))
-    path = interpolation.decode_path(lm, train_data.images[a], train_data.images[b], interpolation.steps(steps), **ends)
-    nn = neighbors.path_neighbors(path.latents, neighbors.LatentIndex(latents))
-    save(
-        figures.strip_from_path(
-            path, nn, train_data, index_a=a, index_b=b, title=f"{steps}-step linear path {a} -> {b}"
-        ),
-        "interpolation_strip",
-    )
-    pred = lm.predict_masks(train_data.images[[a]])[0]
-    iou = metrics.iou_per_class(pred, train_data.masks[a], train_data.n_classes)
-    save(
-        figures.mask_triptych(
-            train_data.images[a],
-            train_data.masks[a],
-            pred,
-            train_data.palette,
-            class_names=train_data.class_names,
-            iou=iou,
-            title=f"sample {a}",
-        ),
-        "triptych",
-    )
-    rows = findings.study_findings(
-        groups=train_data.groups, maps=maps, path=path, path_neighbors=nn, n_classes=train_data.n_classes
-    )
-    (out / "findings.md").write_text(findings.findings_markdown(rows) + "\n")
-    matplotlib.pyplot.close("all")
-    return written
-
-
 def cmd_figures(args: argparse.Namespace) -> int:
+    from .study import write_study_figures
+
     train_data, _, _, lm = _trained(args)
-    for path in write_figures(train_data, lm, Path(args.out)):
+    for path in write_study_figures(train_data, lm, Path(args.out)):
         print(f"wrote {path}")
     print((Path(args.out) / "findings.md").read_text())
     return 0
@@ -225,11 +163,13 @@ def _free_port(preferred: int) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import nbformat
 
+    from .study import write_study_figures
+
     train_data, _, result, lm = _trained(args)
     print(train_data.summary())
     print(result.history.iou_table())
     out = Path(args.out)
-    for path in write_figures(train_data, lm, out):
+    for path in write_study_figures(train_data, lm, out):
         print(f"wrote {path}")
     print((out / "findings.md").read_text())
     notebook = out / "explorer.ipynb"

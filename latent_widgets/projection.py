@@ -1,11 +1,12 @@
-"""2-D maps of a latent set (PCA, t-SNE, UMAP) and how good they are.
+"""2-D maps of a latent set (PCA, t-SNE, UMAP), disk-cached.
 
 Projections
 -----------
 :class:`PCAProjection`, :class:`TSNEProjection` and :class:`UMAPProjection`
-are scikit-learn style (``fit``, ``fit_transform``, ``transform``,
-``embedding_``) and take the latents as they come, ``(N, *latent_shape)``.
-Features are computed inside:
+are scikit-learn estimators (``get_params``/``set_params``,
+:func:`sklearn.base.clone`, ``fit``, ``fit_transform``, ``transform``,
+``embedding_``; ``to_state``/``from_state`` for the disk cache) and take the
+latents as they come, ``(N, *latent_shape)``. Features are computed inside:
 
 - ``features="flatten"`` (default, as the study did): one vector per
   latent, a view of the array when it is contiguous (no copy);
@@ -32,19 +33,13 @@ per point so that their perplexity is ``transform_perplexity`` (openTSNE's
 t-SNE and UMAP a new latent equal to a training latent lands exactly on that
 latent's point, so an interpolation path starts and ends on its endpoints.
 
-Quality
--------
-:func:`trustworthiness` (equal to :func:`sklearn.manifold.trustworthiness`),
-:func:`knn_preservation`, :func:`coordinate_ranges`, :func:`spread` (mean
-nearest-neighbour distance over median pairwise distance: scale-free),
-:func:`group_separation` (silhouette and k-NN group agreement) and
-:func:`quality_table`, which computes them all for several methods in one
-call.
+How good a map is (trustworthiness, k-NN preservation, spread, group
+separation) is measured in :mod:`latent_widgets.map_quality`.
 
 Examples
 --------
 >>> import numpy as np
->>> from latent_widgets.projection import PCAProjection, project, trustworthiness
+>>> from latent_widgets.projection import PCAProjection
 >>> z = np.random.default_rng(0).normal(size=(30, 4, 4, 8)).astype(np.float32)
 >>> pca = PCAProjection().fit(z)
 >>> pca.embedding_.shape, pca.transform(z[:2]).shape
@@ -55,14 +50,18 @@ True
 
 from __future__ import annotations
 
+import json
+import numbers
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping
 from importlib import metadata
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 from .cache import content_hash
 
@@ -72,17 +71,10 @@ __all__ = [
     "PCAProjection",
     "TSNEProjection",
     "UMAPProjection",
-    "coordinate_ranges",
     "fit_projection",
-    "format_table",
-    "group_separation",
-    "knn_preservation",
     "latent_features",
     "make_projection",
     "project",
-    "quality_table",
-    "spread",
-    "trustworthiness",
 ]
 
 #: Projection methods of :func:`make_projection` and :func:`project`.
@@ -91,7 +83,7 @@ METHODS: tuple[str, ...] = ("pca", "tsne", "umap")
 FEATURES: tuple[str, ...] = ("flatten", "gap")
 
 _CACHE_NS = "projections"
-_CACHE_VERSION = "projection-v1"
+_CACHE_VERSION = "projection-v2"  # v2: explicit parameters, to_state arrays
 _BLOCK_BYTES = 1 << 26
 
 
@@ -193,10 +185,41 @@ def _version(dist: str) -> str:
 # projections
 
 
-class _Projection:
-    """Common part of the three projections: features, standardisation, PCA pre-reduction."""
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_positive(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and v > 0
+
+
+def _params_json(params: Mapping[str, Any]) -> str:
+    # Only tells one configuration from another on restore (the cache key is
+    # the real guarantee); repr stands in for values JSON cannot write.
+    return json.dumps(params, sort_keys=True, default=repr)
+
+
+def _check_finite(f: np.ndarray) -> None:
+    # A float64-accumulated sum is non-finite exactly when an entry is: one
+    # pass, without an N x d boolean mask the size of the latents.
+    if not np.isfinite(f.sum(dtype=np.float64)):
+        raise ValueError(
+            "latents contain NaN or infinity; drop those samples or replace the values (np.nan_to_num) first"
+        )
+
+
+class _Projection(TransformerMixin, BaseEstimator):
+    """Common part of the three projections: features, standardisation, PCA pre-reduction.
+
+    A scikit-learn estimator: the constructor only stores its arguments, so
+    ``get_params``, ``set_params`` and :func:`sklearn.base.clone` work;
+    ``fit`` checks them and the latents; fitted attributes end in ``_``.
+    """
 
     method: ClassVar[str] = ""
+    # False where transform needs a fitted model that is not plain arrays
+    # (UMAP's): from_state then refuses, and fit_projection refits.
+    _restorable: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -205,41 +228,61 @@ class _Projection:
         standardize: bool = False,
         pca_dims: int | None = None,
         random_state: int = 0,
-        **method_kwargs: Any,
+        *,
+        method_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        if features not in FEATURES:
-            raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
-        if int(n_components) < 1:
-            raise ValueError(f"n_components must be at least 1, got {n_components}")
-        if pca_dims is not None and int(pca_dims) < 1:
-            raise ValueError(f"pca_dims must be a positive int or None, got {pca_dims}")
-        self.n_components = int(n_components)
+        self.n_components = n_components
         self.features = features
-        self.standardize = bool(standardize)
-        self.pca_dims = None if pca_dims is None else int(pca_dims)
+        self.standardize = standardize
+        self.pca_dims = pca_dims
         self.random_state = random_state
-        self.method_kwargs = dict(method_kwargs)
+        self.method_kwargs = method_kwargs
 
-    def get_params(self) -> dict[str, Any]:
-        """All parameters, defaults included (the cache key of :func:`project`)."""
-        return dict(
-            n_components=self.n_components,
-            features=self.features,
-            standardize=self.standardize,
-            pca_dims=self.pca_dims,
-            random_state=self.random_state,
-            **self.method_kwargs,
-        )
+    # --------------------------------------------------------------- checks
 
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
+    def _check_params(self) -> None:
+        name = type(self).__name__
+        if self.features not in FEATURES:
+            raise ValueError(f"{name}: features must be one of {FEATURES}, got {self.features!r}")
+        self._require_int("n_components", 1, "(2 for a map)")
+        self._require_int("pca_dims", 1, "(e.g. 50) or None for no pre-reduction", optional=True)
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise ValueError(f"{name}: standardize must be True or False, got {self.standardize!r}")
+        if self.method_kwargs is not None:
+            if not isinstance(self.method_kwargs, Mapping):
+                raise ValueError(
+                    f"{name}: method_kwargs must be a dict of keyword arguments for the library, or None; "
+                    f"got {type(self.method_kwargs).__name__}"
+                )
+            clash = sorted(set(self.method_kwargs) & set(self.get_params()))
+            if clash:
+                raise ValueError(
+                    f"{name}: method_kwargs repeats {clash}, parameters of {name} itself; "
+                    f"set them directly, e.g. {name}({clash[0]}=...)"
+                )
+        self._check_method_params()
 
-    # --------------------------------------------------------------- preprocessing
+    def _check_method_params(self) -> None:
+        pass
+
+    def _require_int(self, param: str, low: int, hint: str, optional: bool = False) -> None:
+        value = getattr(self, param)
+        if (value is None and optional) or (_is_int(value) and value >= low):
+            return
+        raise ValueError(f"{type(self).__name__}: {param} must be an int >= {low} {hint}, got {value!r}")
 
     def _fit_prepare(self, latents: np.ndarray) -> np.ndarray:
+        """Check parameters and latents, fit the preprocessing; the features the map starts from."""
+        self._check_params()
         x = np.asarray(latents)
+        if x.dtype.kind not in "biuf":
+            raise ValueError(
+                f"latents must be real numbers, got dtype {x.dtype}; convert them with np.asarray(z, float)"
+            )
         f = latent_features(x, self.features)
+        if len(f) < 2:
+            raise ValueError(f"a map needs at least 2 latents, got {len(f)}")
+        _check_finite(f)
         self.latent_shape_ = tuple(x.shape[1:])
         self.n_features_in_ = int(f.shape[1])
         self.mean_: np.ndarray | None = None
@@ -258,7 +301,9 @@ class _Projection:
         return f
 
     def _prepare(self, latents: np.ndarray) -> np.ndarray:
-        self._check_fitted()
+        check_is_fitted(
+            self, "embedding_", msg="This %(name)s is not fitted yet: call fit(latents) first, or use fit_projection."
+        )
         x = np.asarray(latents)
         if x.shape == self.latent_shape_:
             x = x[None]
@@ -268,23 +313,21 @@ class _Projection:
                 f"fitted ones, got {x.shape}"
             )
         f = latent_features(x, self.features)
+        _check_finite(f)
         if self.mean_ is not None:
             f = _standardized(f, self.mean_, self.scale_)
         if self.pre_pca_ is not None:
             f = self.pre_pca_.transform(f)
         return f
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "embedding_"):
-            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit(latents) first")
-
     # --------------------------------------------------------------- API
 
-    def fit(self, latents: np.ndarray, y: Any = None) -> _Projection:
-        """Fit the map to ``latents`` (N, *latent_shape); sets ``embedding_``."""
+    def fit(self, latents: np.ndarray, y: Any = None) -> Self:
+        """Fit the map to ``latents`` (N, *latent_shape); sets ``embedding_``.
+
+        Raises ValueError naming the parameter or input at fault (and the fix).
+        """
         f = self._fit_prepare(latents)
-        if len(f) < 2:
-            raise ValueError(f"a map needs at least 2 latents, got {len(f)}")
         self.embedding_ = np.asarray(self._fit_embedding(f), np.float64)
         self._after_fit(f)
         return self
@@ -297,15 +340,86 @@ class _Projection:
         """Place new latents on the fitted map, shape ``(M, n_components)``, float64.
 
         One latent (``latent_shape``) gives shape ``(1, n_components)``.
+        Before ``fit`` it raises :class:`sklearn.exceptions.NotFittedError`.
         """
         f = self._prepare(latents)
         return np.asarray(self._transform_prepared(f), np.float64)
+
+    def to_state(self) -> dict[str, np.ndarray]:
+        """The fitted map as plain arrays, for ``np.savez`` (loadable with ``allow_pickle=False``).
+
+        The method, the parameters (JSON, checked on restore), the latent
+        shape and ``embedding_``. The latents are not stored (they can be
+        hundreds of MB): :meth:`from_state` takes them again.
+
+        Examples
+        --------
+        >>> z = np.random.default_rng(0).normal(size=(20, 6))
+        >>> state = PCAProjection().fit(z).to_state()
+        >>> sorted(state)
+        ['embedding', 'latent_shape', 'method', 'params']
+        >>> restored = PCAProjection().from_state(state, z)
+        >>> bool(np.allclose(restored.transform(z[:3]), state["embedding"][:3]))
+        True
+        """
+        check_is_fitted(self, "embedding_")
+        return {
+            "method": np.array(self.method),
+            "params": np.array(_params_json(self.get_params())),
+            "latent_shape": np.array(self.latent_shape_, np.int64),
+            "embedding": np.asarray(self.embedding_, np.float64),
+        }
+
+    def from_state(self, state: Mapping[str, np.ndarray], latents: np.ndarray) -> Self:
+        """Restore a fit saved by :meth:`to_state` on this estimator (same parameters).
+
+        The map comes from ``state``; the preprocessing (standardisation, PCA
+        pre-reduction: seeded, so the same) is refitted on ``latents``, the
+        ones the map was fitted on, for ``transform``. PCA refits its exact
+        linear map. UMAP cannot be restored (its ``transform`` needs the
+        fitted ``umap.UMAP``, which is not arrays): fit it instead.
+
+        Raises
+        ------
+        ValueError
+            When ``state`` is of another method, other parameters or other
+            latents, or for UMAP.
+        """
+        name = type(self).__name__
+        if not self._restorable:
+            raise ValueError(
+                f"{name} cannot be restored from arrays: its transform needs the fitted model; call fit(latents)"
+            )
+        missing = sorted({"method", "params", "latent_shape", "embedding"} - set(state))
+        if missing:
+            raise ValueError(f"state lacks {missing}; pass what to_state() returned (or np.load of its .npz)")
+        if str(state["method"]) != self.method or str(state["params"]) != _params_json(self.get_params()):
+            raise ValueError(
+                f"the state is a {state['method']} map with parameters {state['params']}, not one of {self!r}; "
+                "use an estimator with the same parameters (set_params)"
+            )
+        emb = np.asarray(state["embedding"], np.float64)
+        shape = tuple(int(v) for v in np.asarray(state["latent_shape"]))
+        x = np.asarray(latents)
+        if x.shape != (len(emb), *shape):
+            raise ValueError(
+                f"the state's map is of {len(emb)} latents of shape {shape}, got latents {x.shape}; "
+                "pass the latents it was fitted on"
+            )
+        f = self._fit_prepare(x)
+        self._restore_model(f)
+        self.embedding_ = emb
+        self._after_fit(f)
+        return self
 
     # subclasses
     def _fit_embedding(self, f: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _after_fit(self, f: np.ndarray) -> None:
+        pass
+
+    def _restore_model(self, f: np.ndarray) -> None:
         pass
 
     def _transform_prepared(self, f: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
@@ -316,7 +430,7 @@ class PCAProjection(_Projection):
     """Principal component analysis of the latents (scikit-learn ``PCA``).
 
     ``transform`` is exact (the fitted linear map). ``method_kwargs`` go to
-    :class:`sklearn.decomposition.PCA` (e.g. ``svd_solver="full"``; the
+    :class:`sklearn.decomposition.PCA` (e.g. ``{"svd_solver": "full"}``; the
     default "auto" uses the seeded randomized solver on wide data).
 
     Examples
@@ -332,11 +446,15 @@ class PCAProjection(_Projection):
         from sklearn.decomposition import PCA
 
         n = min(self.n_components, f.shape[0], f.shape[1])
-        self.pca_ = PCA(n, random_state=self.random_state, **self.method_kwargs)
+        self.pca_ = PCA(n, random_state=self.random_state, **(self.method_kwargs or {}))
         y = self.pca_.fit_transform(f)
         if n < self.n_components:  # fewer samples/features than components: pad with zeros
             y = np.pad(y, ((0, 0), (0, self.n_components - n)))
         return y
+
+    def _restore_model(self, f: np.ndarray) -> None:
+        # transform needs the linear map; refitting it is cheap and exact.
+        self._fit_embedding(f)
 
     def _transform_prepared(self, f: np.ndarray) -> np.ndarray:
         y = self.pca_.transform(f)
@@ -349,15 +467,15 @@ class _NeighbourPlacement(_Projection):
     """Keeps the prepared training features for placing new points."""
 
     def _after_fit(self, f: np.ndarray) -> None:
-        self._train_features = f  # a view of the latents for flatten features
-        self._index: Any = None
+        self.train_features_ = f  # a view of the latents for flatten features
+        self._index: Any = None  # built on the first transform
 
     def _nearest(self, f: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._index is None:
             from .neighbors import LatentIndex
 
-            self._index = LatentIndex(self._train_features, approximate="auto")
-        return self._index.query(f, k=min(k, len(self._train_features)))
+            self._index = LatentIndex(self.train_features_, approximate="auto")
+        return self._index.query(f, k=min(k, len(self.train_features_)))
 
     def _snap(self, y: np.ndarray, f: np.ndarray) -> np.ndarray:
         # A new latent equal to a training latent (a path endpoint) lands on its
@@ -405,14 +523,19 @@ class TSNEProjection(_NeighbourPlacement):
 
     Parameters
     ----------
+    n_components, features, standardize, pca_dims, random_state
+        As for every projection (see the module docstring).
     transform_neighbors : int
         Training latents used to place a new one (see the module docstring).
     transform_perplexity : float
         Perplexity of the placement weights over those neighbours (openTSNE's
         default for its ``transform`` is 5).
-    **method_kwargs
-        Passed to :class:`sklearn.manifold.TSNE`; ``perplexity`` defaults to
-        ``min(30, (N - 1) / 3)`` so that small sets work.
+    perplexity : float, optional
+        t-SNE's; None means ``min(30, (N - 1) / 3)``, so that small sets work.
+    max_iter : int, optional
+        t-SNE's optimisation steps; None means scikit-learn's default.
+    method_kwargs : dict, optional
+        Other arguments of :class:`sklearn.manifold.TSNE`.
 
     Examples
     --------
@@ -433,23 +556,37 @@ class TSNEProjection(_NeighbourPlacement):
         random_state: int = 0,
         transform_neighbors: int = 10,
         transform_perplexity: float = 5.0,
-        **method_kwargs: Any,
+        *,
+        perplexity: float | None = None,
+        max_iter: int | None = None,
+        method_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(n_components, features, standardize, pca_dims, random_state, **method_kwargs)
-        self.transform_neighbors = int(transform_neighbors)
-        self.transform_perplexity = float(transform_perplexity)
+        super().__init__(n_components, features, standardize, pca_dims, random_state, method_kwargs=method_kwargs)
+        self.transform_neighbors = transform_neighbors
+        self.transform_perplexity = transform_perplexity
+        self.perplexity = perplexity
+        self.max_iter = max_iter
 
-    def get_params(self) -> dict[str, Any]:
-        params = super().get_params()
-        params.update(transform_neighbors=self.transform_neighbors, transform_perplexity=self.transform_perplexity)
-        return params
+    def _check_method_params(self) -> None:
+        self._require_int("transform_neighbors", 1, "(e.g. 10)")
+        if not _is_positive(self.transform_perplexity):
+            raise ValueError(f"transform_perplexity must be a number > 0 (e.g. 5), got {self.transform_perplexity!r}")
+        if self.perplexity is not None and not _is_positive(self.perplexity):
+            raise ValueError(
+                f"perplexity must be a number > 0 (e.g. 30) or None for automatic, got {self.perplexity!r}"
+            )
+        self._require_int("max_iter", 250, "(t-SNE's minimum) or None for its default", optional=True)
 
     def _fit_embedding(self, f: np.ndarray) -> np.ndarray:
         from sklearn.manifold import TSNE
 
-        kw = dict(self.method_kwargs)
-        kw.setdefault("perplexity", float(min(30.0, max(1.0, (len(f) - 1) / 3.0))))
-        self.tsne_ = TSNE(n_components=self.n_components, random_state=self.random_state, **kw)
+        kw = dict(self.method_kwargs or {})
+        if self.max_iter is not None:
+            kw["max_iter"] = self.max_iter
+        perplexity = self.perplexity if self.perplexity is not None else min(30.0, max(1.0, (len(f) - 1) / 3.0))
+        self.tsne_ = TSNE(
+            n_components=self.n_components, perplexity=float(perplexity), random_state=self.random_state, **kw
+        )
         return self.tsne_.fit_transform(f)
 
     def _transform_prepared(self, f: np.ndarray) -> np.ndarray:
@@ -462,8 +599,18 @@ class TSNEProjection(_NeighbourPlacement):
 class UMAPProjection(_NeighbourPlacement):
     """UMAP of the latents (``umap-learn``, seeded, hence single-threaded).
 
-    ``transform`` is UMAP's own out-of-sample embedding. ``method_kwargs``
-    go to :class:`umap.UMAP`; ``n_neighbors`` defaults to ``min(15, N - 1)``.
+    ``transform`` is UMAP's own out-of-sample embedding.
+
+    Parameters
+    ----------
+    n_components, features, standardize, pca_dims, random_state
+        As for every projection (see the module docstring).
+    n_neighbors : int, optional
+        UMAP's; None means ``min(15, N - 1)``.
+    n_epochs : int, optional
+        UMAP's optimisation epochs; None means its default.
+    method_kwargs : dict, optional
+        Other arguments of :class:`umap.UMAP` (e.g. ``{"min_dist": 0.5}``).
 
     Examples
     --------
@@ -473,12 +620,38 @@ class UMAPProjection(_NeighbourPlacement):
     """
 
     method = "umap"
+    _restorable = False
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        features: Literal["flatten", "gap"] = "flatten",
+        standardize: bool = False,
+        pca_dims: int | None = None,
+        random_state: int = 0,
+        *,
+        n_neighbors: int | None = None,
+        n_epochs: int | None = None,
+        method_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(n_components, features, standardize, pca_dims, random_state, method_kwargs=method_kwargs)
+        self.n_neighbors = n_neighbors
+        self.n_epochs = n_epochs
+
+    def _check_method_params(self) -> None:
+        self._require_int("n_neighbors", 2, "(e.g. 15) or None for automatic", optional=True)
+        self._require_int("n_epochs", 1, "or None for UMAP's default", optional=True)
 
     def _fit_embedding(self, f: np.ndarray) -> np.ndarray:
         umap = _import_umap()
-        kw = dict(self.method_kwargs)
-        kw.setdefault("n_neighbors", int(min(15, len(f) - 1)))
-        self.umap_ = umap.UMAP(n_components=self.n_components, random_state=self.random_state, **kw)
+        n_neighbors = self.n_neighbors if self.n_neighbors is not None else int(min(15, len(f) - 1))
+        self.umap_ = umap.UMAP(
+            n_components=self.n_components,
+            n_neighbors=n_neighbors,
+            n_epochs=self.n_epochs,
+            random_state=self.random_state,
+            **(self.method_kwargs or {}),
+        )
         with warnings.catch_warnings():
             # "n_jobs value 1 overridden to 1 by setting random_state": intended.
             warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
@@ -509,17 +682,25 @@ def make_projection(method: str, **kw: Any) -> _Projection:
     ----------
     method : {"pca", "tsne", "umap"}
     **kw
-        Constructor arguments (``n_components``, ``features``, ``standardize``,
-        ``pca_dims``, ``random_state``, method keyword arguments).
+        Parameters of the class (``n_components``, ``features``,
+        ``standardize``, ``pca_dims``, ``random_state``, its own such as
+        ``perplexity``); any other keyword is the library's and goes into
+        ``method_kwargs`` (e.g. ``learning_rate`` of t-SNE).
 
     Examples
     --------
     >>> make_projection("tsne", pca_dims=50).get_params()["pca_dims"]
     50
+    >>> make_projection("tsne", early_exaggeration=8).method_kwargs
+    {'early_exaggeration': 8}
     """
     cls = _CLASSES.get(str(method).lower())
     if cls is None:
         raise ValueError(f"unknown projection method {method!r}; choose one of {METHODS}")
+    own = cls().get_params()
+    extra = {k: kw.pop(k) for k in list(kw) if k not in own}
+    if extra:
+        kw["method_kwargs"] = {**(kw.get("method_kwargs") or {}), **extra}
     return cls(**kw)
 
 
@@ -539,19 +720,13 @@ def _fit_cached(
     proj = make_projection(method, **kw)
     path = cache_dir(_CACHE_NS) / f"{_cache_key(latents, proj)}.npz" if cache else None
     hit = load_arrays(path) if path is not None else None
-    if hit is not None and "embedding" not in hit:
+    if hit is not None and not {"embedding", "params"} <= hit.keys():
         hit = None  # not one of ours: recompute and overwrite
-    if hit is not None and not (need_model and method == "umap"):
-        emb = hit["embedding"]
+    if hit is not None and not (need_model and not proj._restorable):
         seconds = float(hit["seconds"]) if "seconds" in hit else float("nan")
-        if need_model:  # t-SNE placement and PCA need only the cheap preprocessing refit
-            if method == "pca":
-                proj.fit(latents)
-            else:
-                f = proj._fit_prepare(latents)
-                proj.embedding_ = np.asarray(emb, np.float64)
-                proj._after_fit(f)
-        return (proj if need_model else None), emb, seconds
+        if need_model:  # the map from the cache, only the cheap preprocessing refitted
+            proj.from_state(hit, latents)
+        return (proj if need_model else None), hit["embedding"], seconds
     from tqdm.auto import tqdm
 
     n = len(np.asarray(latents))
@@ -561,7 +736,7 @@ def _fit_cached(
         seconds = time.perf_counter() - t0
         bar.update(1)
     if path is not None:
-        save_arrays(path, {"embedding": proj.embedding_, "seconds": np.float64(seconds)})
+        save_arrays(path, {**proj.to_state(), "seconds": np.float64(seconds)})
     return proj, proj.embedding_, seconds
 
 
@@ -623,367 +798,3 @@ def fit_projection(
     proj, _, _ = _fit_cached(latents, method, cache, progress, kw, need_model=True)
     assert proj is not None
     return proj
-
-
-# ----------------------------------------------------------------------------
-# quality figures
-
-
-def _distance_order(d: np.ndarray) -> np.ndarray:
-    """Each row's other points, nearest first, ties by index (self excluded)."""
-    d = np.array(d, np.float64)
-    np.fill_diagonal(d, np.inf)
-    return np.argsort(d, axis=1, kind="stable")[:, : len(d) - 1]
-
-
-def _reference_order(x: np.ndarray) -> np.ndarray:
-    from .neighbors import pairwise_distances
-
-    return _distance_order(pairwise_distances(x, squared=True))
-
-
-def _map_order(y: np.ndarray) -> np.ndarray:
-    from .neighbors import pairwise_distances
-
-    return _distance_order(pairwise_distances(np.asarray(y, np.float64), squared=True))
-
-
-def _trust_from_orders(order_x: np.ndarray, order_y: np.ndarray, n_neighbors: int) -> float:
-    n = len(order_x)
-    # rank[i, j] = position (1-based) of j among i's neighbours in the latent space
-    rank = np.zeros((n, n), np.int64)
-    rows = np.arange(n)[:, None]
-    rank[rows, order_x] = np.arange(1, n)
-    ranks = rank[rows, order_y[:, :n_neighbors]] - n_neighbors
-    t = float(ranks[ranks > 0].sum())
-    return 1.0 - t * (2.0 / (n * n_neighbors * (2.0 * n - 3.0 * n_neighbors - 1.0)))
-
-
-def _check_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from .neighbors import _as_2d
-
-    fx, fy = _as_2d(x, "X"), _as_2d(y, "Y")
-    if len(fx) != len(fy):
-        raise ValueError(f"X has {len(fx)} rows and Y {len(fy)}; they must be the same points")
-    return fx, fy
-
-
-def trustworthiness(x: np.ndarray, y: np.ndarray, n_neighbors: int = 5) -> float:
-    """How much the map's neighbourhoods are true neighbourhoods of the latents.
-
-    Same definition and value as :func:`sklearn.manifold.trustworthiness`
-    (euclidean): 1 minus a penalty for every map neighbour that is not among
-    the ``n_neighbors`` nearest latents, weighted by its latent-space rank.
-    Distances are exact float64 (float32 latents are converted a block of
-    features at a time); equal distances rank in index order.
-
-    Parameters
-    ----------
-    x : ndarray, shape (N, ...)
-        The latents (or their features).
-    y : ndarray, shape (N, n_components)
-        The map.
-    n_neighbors : int
-        Must be below ``N / 2``.
-
-    Returns
-    -------
-    float in [0, 1]
-
-    Examples
-    --------
-    >>> x = np.random.default_rng(0).normal(size=(40, 5))
-    >>> trustworthiness(x, x[:, :2]) > 0.7
-    True
-    """
-    fx, fy = _check_xy(x, y)
-    n = len(fx)
-    if n_neighbors >= n / 2:
-        raise ValueError(f"n_neighbors ({n_neighbors}) should be less than n_samples / 2 ({n / 2})")
-    return _trust_from_orders(_reference_order(fx), _map_order(fy), int(n_neighbors))
-
-
-def _knn_pres_from_orders(order_x: np.ndarray, order_y: np.ndarray, k: int) -> float:
-    a, b = order_x[:, :k], order_y[:, :k]
-    return float((a[:, :, None] == b[:, None, :]).any(axis=2).mean())
-
-
-def knn_preservation(x: np.ndarray, y: np.ndarray, k: int = 10) -> float:
-    """Mean fraction of each point's ``k`` nearest latents that are also its ``k`` nearest on the map.
-
-    Parameters
-    ----------
-    x : ndarray, shape (N, ...)
-    y : ndarray, shape (N, n_components)
-    k : int
-
-    Returns
-    -------
-    float in [0, 1]
-        1 = every neighbourhood kept; about ``k / (N - 1)`` for a random map.
-
-    Examples
-    --------
-    >>> x = np.random.default_rng(0).normal(size=(30, 2))
-    >>> knn_preservation(x, 3 * x + 1, k=5)
-    1.0
-    """
-    fx, fy = _check_xy(x, y)
-    if not 1 <= k < len(fx):
-        raise ValueError(f"k must be in 1..{len(fx) - 1}, got {k}")
-    return _knn_pres_from_orders(_reference_order(fx), _map_order(fy), int(k))
-
-
-def coordinate_ranges(y: np.ndarray) -> np.ndarray:
-    """``[[xmin, xmax], [ymin, ymax]]`` of a map (one row per axis).
-
-    The figure the study reported: SegNet's PCA coordinates spanned about
-    -236000..254400, DeepLabv3+'s -9.3..10.3.
-
-    Examples
-    --------
-    >>> coordinate_ranges(np.array([[0.0, 5.0], [2.0, -1.0]])).tolist()
-    [[0.0, 2.0], [-1.0, 5.0]]
-    """
-    a = np.asarray(y, np.float64)
-    if a.ndim != 2 or len(a) == 0:
-        raise ValueError(f"a map must have shape (N, n_components) with N >= 1, got {a.shape}")
-    return np.stack([a.min(axis=0), a.max(axis=0)], axis=1)
-
-
-def spread(y: np.ndarray, *, max_points: int = 5000, random_state: int = 0) -> float:
-    """Mean nearest-neighbour distance over the median pairwise distance.
-
-    Scale-free, so maps in very different units compare: near 0 when points
-    sit in tight clumps far apart, larger when they are evenly spread.
-    Above ``max_points`` points the median uses a seeded sample of them.
-
-    Examples
-    --------
-    >>> g = np.stack(np.meshgrid(np.arange(10.0), np.arange(10.0)), -1).reshape(-1, 2)
-    >>> round(spread(g), 3) == round(spread(1000 * g + 7), 3)
-    True
-    """
-    from scipy.spatial import cKDTree
-    from scipy.spatial.distance import pdist
-
-    a = np.asarray(y, np.float64)
-    if a.ndim != 2 or len(a) < 2:
-        raise ValueError(f"spread needs a map of shape (N >= 2, n_components), got {a.shape}")
-    nn = cKDTree(a).query(a, k=2)[0][:, 1]
-    sample = a
-    if len(a) > max_points:
-        rng = np.random.default_rng(random_state)
-        sample = a[rng.choice(len(a), max_points, replace=False)]
-    med = float(np.median(pdist(sample)))
-    return float(nn.mean() / med) if med > 0 else float("nan")
-
-
-def _group_stats(order: np.ndarray, groups: np.ndarray, k: int) -> tuple[float, float]:
-    nb = order[:, :k]
-    agreement = float((groups[nb] == groups[:, None]).mean())
-    _, counts = np.unique(groups, return_counts=True)
-    n = len(groups)
-    chance = float((counts * (counts - 1)).sum() / (n * (n - 1)))
-    return agreement, chance
-
-
-def group_separation(y: np.ndarray, groups: np.ndarray, k: int = 10) -> dict[str, float]:
-    """How well known groups (CamVid sequences, synthetic drives) separate on a map.
-
-    Parameters
-    ----------
-    y : ndarray, shape (N, d)
-        A map (or any points, e.g. latent features).
-    groups : ndarray of int, shape (N,)
-    k : int
-
-    Returns
-    -------
-    dict
-        ``silhouette``: :func:`sklearn.metrics.silhouette_score` (-1..1, NaN
-        with fewer than 2 groups); ``knn_agreement``: mean fraction of each
-        point's ``k`` nearest others in the same group; ``knn_chance``: that
-        fraction for random neighbours (what a map without structure scores).
-
-    Examples
-    --------
-    >>> y = np.r_[np.zeros((10, 2)), np.ones((10, 2))] + np.random.default_rng(0).normal(0, .05, (20, 2))
-    >>> g = np.repeat([0, 1], 10)
-    >>> s = group_separation(y, g, k=3)
-    >>> s["knn_agreement"], round(s["knn_chance"], 3)
-    (1.0, 0.474)
-    """
-    from sklearn.metrics import silhouette_score
-
-    a = np.asarray(y, np.float64).reshape(len(y), -1)
-    g = np.asarray(groups).reshape(-1)
-    if len(g) != len(a):
-        raise ValueError(f"got {len(g)} group ids for {len(a)} points")
-    if not 1 <= k < len(a):
-        raise ValueError(f"k must be in 1..{len(a) - 1}, got {k}")
-    n_groups = len(np.unique(g))
-    sil = float(silhouette_score(a, g)) if 2 <= n_groups <= len(a) - 1 else float("nan")
-    agreement, chance = _group_stats(_map_order(a), g, int(k))
-    return {"silhouette": sil, "knn_agreement": agreement, "knn_chance": chance}
-
-
-def quality_table(
-    latents: np.ndarray,
-    groups: np.ndarray | None = None,
-    methods: Sequence[str] = METHODS,
-    *,
-    n_neighbors: int = 5,
-    k: int = 10,
-    features: Literal["flatten", "gap"] = "flatten",
-    standardize: bool = False,
-    pca_dims: int | None = None,
-    random_state: int = 0,
-    method_kwargs: dict[str, dict[str, Any]] | None = None,
-    include_latent: bool = False,
-    cache: bool = True,
-    progress: bool = True,
-) -> list[dict[str, Any]]:
-    """Spread, quality and group separation of several maps of the same latents, in one call.
-
-    The latent-space reference for trustworthiness and k-NN preservation is
-    the features the maps start from (``features`` and ``standardize``),
-    before any ``pca_dims`` reduction, so the table also shows what that
-    reduction costs. Maps come from :func:`project` (disk-cached).
-
-    Parameters
-    ----------
-    latents : ndarray, shape (N, *latent_shape)
-    groups : ndarray of int, shape (N,), optional
-        E.g. ``dataset.groups`` (CamVid sequences); adds the separation columns.
-    methods : sequence of {"pca", "tsne", "umap"}
-    n_neighbors : int
-        Of trustworthiness.
-    k : int
-        Of k-NN preservation and k-NN group agreement.
-    features, standardize, random_state
-        For every method.
-    pca_dims : int, optional
-        PCA pre-reduction for t-SNE and UMAP (not PCA, where it changes nothing).
-    method_kwargs : dict, optional
-        Extra arguments per method, e.g. ``{"tsne": {"perplexity": 20}}``.
-    include_latent : bool
-        Add a row ``method="latent"`` with the group separation of the
-        features themselves (a reference for the maps' columns).
-    cache, progress
-        As in :func:`project`.
-
-    Returns
-    -------
-    list of dict
-        One per method: ``method``, ``seconds`` (fit time, also when read
-        from the cache), ``trustworthiness``, ``knn_preservation``,
-        ``spread``, ``x_min``, ``x_max``, ``y_min``, ``y_max`` and, with
-        groups, ``silhouette``, ``knn_agreement``, ``knn_chance``.
-        :func:`format_table` turns it into Markdown.
-
-    Examples
-    --------
-    >>> z = np.random.default_rng(0).normal(size=(40, 3, 3, 4)).astype(np.float32)
-    >>> rows = quality_table(z, np.repeat([0, 1], 20), methods=("pca",), progress=False)
-    >>> sorted(rows[0])[:4]
-    ['knn_agreement', 'knn_chance', 'knn_preservation', 'method']
-    """
-    for m in methods:
-        if m not in METHODS:
-            raise ValueError(f"unknown projection method {m!r}; choose from {METHODS}")
-    extra = method_kwargs or {}
-    f = latent_features(latents, features)
-    if standardize:
-        f = _standardized(f, *_column_mean_std(f))
-    n = len(f)
-    if n_neighbors >= n / 2:
-        raise ValueError(f"n_neighbors ({n_neighbors}) should be less than n_samples / 2 ({n / 2})")
-    if not 1 <= k < n:
-        raise ValueError(f"k must be in 1..{n - 1}, got {k}")
-    g = None if groups is None else np.asarray(groups).reshape(-1)
-    if g is not None and len(g) != n:
-        raise ValueError(f"got {len(g)} group ids for {n} latents")
-    from .neighbors import pairwise_distances
-
-    dx = pairwise_distances(f, squared=True)
-    order_x = _distance_order(dx)
-    rows: list[dict[str, Any]] = []
-    if include_latent and g is not None:
-        from sklearn.metrics import silhouette_score
-
-        n_groups = len(np.unique(g))
-        sil = float(silhouette_score(np.sqrt(dx), g, metric="precomputed")) if 2 <= n_groups <= n - 1 else float("nan")
-        agreement, chance = _group_stats(order_x, g, k)
-        nan = float("nan")
-        rows.append(
-            dict(
-                method="latent",
-                seconds=0.0,
-                trustworthiness=1.0,
-                knn_preservation=1.0,
-                spread=nan,
-                x_min=nan,
-                x_max=nan,
-                y_min=nan,
-                y_max=nan,
-                silhouette=sil,
-                knn_agreement=agreement,
-                knn_chance=chance,
-            )
-        )
-    for m in methods:
-        kw = dict(features=features, standardize=standardize, random_state=random_state)
-        if m != "pca" and pca_dims is not None:
-            kw["pca_dims"] = pca_dims
-        kw.update(extra.get(m, {}))
-        _, y, seconds = _fit_cached(latents, m, cache, progress, kw, need_model=False)
-        y = np.asarray(y, np.float64)
-        order_y = _map_order(y)
-        ranges = coordinate_ranges(y)
-        row: dict[str, Any] = dict(
-            method=m,
-            seconds=seconds,
-            trustworthiness=_trust_from_orders(order_x, order_y, n_neighbors),
-            knn_preservation=_knn_pres_from_orders(order_x, order_y, k),
-            spread=spread(y),
-            x_min=float(ranges[0, 0]),
-            x_max=float(ranges[0, 1]),
-            y_min=float(ranges[1, 0]),
-            y_max=float(ranges[1, 1]) if len(ranges) > 1 else float("nan"),
-        )
-        if g is not None:
-            row.update(group_separation(y, g, k))
-        rows.append(row)
-    return rows
-
-
-def format_table(rows: Sequence[dict[str, Any]], digits: int = 3) -> str:
-    """A Markdown table of :func:`quality_table` rows.
-
-    Examples
-    --------
-    >>> print(format_table([{"method": "pca", "spread": 0.12345}]))
-    | method | spread |
-    |---|---|
-    | pca | 0.123 |
-    """
-    if not rows:
-        return ""
-    cols = list(rows[0])
-    for r in rows[1:]:
-        cols += [c for c in r if c not in cols]
-
-    def fmt(v: Any) -> str:
-        if isinstance(v, (float, np.floating)):
-            v = float(v)
-            if not np.isfinite(v):
-                return "–"
-            # Large coordinates (SegNet's PCA spans +-2e5) read best without decimals.
-            return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.{digits}f}"
-        return str(v)
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append("| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |")
-    return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Projections and their quality figures against references (latent_widgets.projection)."""
+"""Projections and their quality figures against references (latent_widgets.projection, .map_quality)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from scipy.spatial.distance import pdist
 from threadpoolctl import threadpool_limits
 
+from latent_widgets import map_quality as Q
 from latent_widgets import projection as P
 from latent_widgets.cache import cache_dir
 
@@ -66,7 +67,7 @@ def test_pca_feature_options(rng):
     with pytest.raises(ValueError, match="gap"):
         P.PCAProjection(features="gap").fit(flat)
     with pytest.raises(ValueError, match="features"):
-        P.PCAProjection(features="max")
+        P.PCAProjection(features="max").fit(flat)
 
 
 def test_make_projection_and_errors(rng):
@@ -126,6 +127,128 @@ def test_umap_deterministic_and_transform(rng):
     assert new.shape == (3, 2) and np.isfinite(new).all()
 
 
+# ----------------------------------------------------------------------------- scikit-learn contract
+
+ESTIMATORS = [
+    P.PCAProjection(),
+    P.TSNEProjection(pca_dims=5, max_iter=250),
+    P.UMAPProjection(n_epochs=20, method_kwargs={"min_dist": 0.2}),
+]
+NAMES = [type(e).__name__ for e in ESTIMATORS]
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=NAMES)
+def test_params_and_clone(est):
+    from sklearn.base import clone
+
+    params = est.get_params()
+    twin = clone(est)
+    assert type(twin) is type(est) and twin is not est and twin.get_params() == params
+    assert twin.set_params(**params) is twin and twin.get_params() == params
+    twin.set_params(random_state=3)
+    assert twin.random_state == 3 and est.random_state == 0
+    # the constructor stores its arguments unchanged: checks wait for fit
+    odd = type(est)(n_components="two", pca_dims=1.5)
+    assert odd.n_components == "two" and odd.pca_dims == 1.5
+
+
+def test_clone_of_a_fitted_projection_is_unfitted(rng):
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    pca = P.PCAProjection(standardize=True).fit(rng.normal(size=(10, 4)))
+    twin = clone(pca)
+    assert twin.get_params() == pca.get_params() and not hasattr(twin, "embedding_")
+    with pytest.raises(NotFittedError, match=r"This PCAProjection is not fitted yet: call fit\(latents\) first"):
+        twin.transform(np.zeros((1, 4)))
+
+
+SKLEARN_CHECKS = [
+    "check_no_attributes_set_in_init",
+    "check_parameters_default_constructible",
+    "check_get_params_invariance",
+    "check_set_params",
+    "check_do_not_raise_errors_in_init_or_set_params",
+    "check_estimator_cloneable",
+    "check_estimator_repr",
+    "check_mixin_order",
+]
+FITTING_CHECKS = [
+    "check_transformers_unfitted",
+    "check_fit_check_is_fitted",
+    "check_estimators_fit_returns_self",
+    "check_dont_overwrite_parameters",
+    "check_estimators_overwrite_params",
+    "check_n_features_in",
+]
+
+
+@pytest.mark.parametrize("check", SKLEARN_CHECKS)
+@pytest.mark.parametrize("est", ESTIMATORS, ids=NAMES)
+def test_sklearn_estimator_checks(est, check):
+    from sklearn.utils import estimator_checks
+
+    getattr(estimator_checks, check)(type(est).__name__, est)
+
+
+@pytest.mark.parametrize("check", FITTING_CHECKS)
+@pytest.mark.parametrize("est", ESTIMATORS[:2], ids=NAMES[:2])
+def test_sklearn_fitting_checks(est, check):
+    # UMAP left out: the same base class, and each of its fits takes seconds
+    from sklearn.utils import estimator_checks
+
+    getattr(estimator_checks, check)(type(est).__name__, est)
+
+
+def test_fit_checks_parameters_and_latents_with_clear_errors(rng):
+    x = rng.normal(size=(12, 3, 4))
+    cases = [
+        (P.PCAProjection(n_components=0), r"PCAProjection: n_components must be an int >= 1"),
+        (P.PCAProjection(pca_dims=0), r"pca_dims must be an int >= 1 \(e.g. 50\) or None"),
+        (P.PCAProjection(standardize="yes"), "standardize must be True or False"),
+        (P.PCAProjection(method_kwargs=[("svd_solver", "full")]), "method_kwargs must be a dict"),
+        (
+            P.TSNEProjection(method_kwargs={"perplexity": 5}),
+            r"set them directly, e.g. TSNEProjection\(perplexity=...\)",
+        ),
+        (P.TSNEProjection(transform_neighbors=0), "transform_neighbors must be an int >= 1"),
+        (P.TSNEProjection(perplexity=-1.0), "perplexity must be a number > 0"),
+        (P.UMAPProjection(n_neighbors=1), "n_neighbors must be an int >= 2"),
+        (P.TSNEProjection(max_iter=100), r"TSNEProjection: max_iter must be an int >= 250 \(t-SNE's minimum\)"),
+    ]
+    for est, message in cases:
+        with pytest.raises(ValueError, match=message):
+            est.fit(x)
+    bad = x.copy()
+    bad[3, 1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinity; drop those samples or replace"):
+        P.PCAProjection().fit(bad)
+    with pytest.raises(ValueError, match="at least 2 latents"):
+        P.PCAProjection().fit(x[:1])
+    with pytest.raises(ValueError, match="real numbers"):
+        P.PCAProjection().fit(x.astype(complex))
+    assert P.make_projection("tsne", learning_rate=50.0).method_kwargs == {"learning_rate": 50.0}
+
+
+@pytest.mark.parametrize("method, kw", [("pca", {"standardize": True}), ("tsne", {"pca_dims": 5, "max_iter": 250})])
+def test_state_round_trip_restores_the_transform(rng, tmp_path, method, kw):
+    x, _ = blobs(rng, n_per=8)
+    fitted = P.make_projection(method, **kw).fit(x)
+    np.savez(tmp_path / "state.npz", **fitted.to_state())
+    with np.load(tmp_path / "state.npz", allow_pickle=False) as data:
+        state = dict(data)
+    restored = P.make_projection(method, **kw).from_state(state, x)
+    new = x[:5] + rng.normal(size=x[:5].shape).astype(np.float32) * 0.1
+    np.testing.assert_array_equal(restored.embedding_, fitted.embedding_)
+    np.testing.assert_array_equal(restored.transform(new), fitted.transform(new))
+    with pytest.raises(ValueError, match="same parameters"):
+        P.make_projection(method, random_state=1).from_state(state, x)
+    with pytest.raises(ValueError, match="the latents it was fitted on"):
+        P.make_projection(method, **kw).from_state(state, x[:-1])
+    with pytest.raises(ValueError, match=r"call fit\(latents\)"):
+        P.UMAPProjection().from_state(state, x)
+
+
 # ----------------------------------------------------------------------------- project / cache
 
 
@@ -152,6 +275,10 @@ def test_fit_projection_reuses_cached_tsne(rng):
     assert not hasattr(proj, "tsne_")  # the map came from the cache, no refit
     assert np.array_equal(proj.embedding_, y)
     np.testing.assert_array_equal(proj.transform(x[:2]), y[:2])
+    # the restored fit places new latents exactly as a fresh fit does
+    new = x[:4] + rng.normal(size=x[:4].shape).astype(np.float32) * 0.1
+    fresh = P.TSNEProjection(max_iter=250).fit(x)
+    np.testing.assert_array_equal(proj.transform(new), fresh.transform(new))
 
 
 # ----------------------------------------------------------------------------- quality
@@ -163,12 +290,30 @@ def test_trustworthiness_equals_sklearn(rng, shape, k):
 
     x = rng.normal(size=shape).astype(np.float32 if len(shape) > 2 else np.float64)
     y = rng.normal(size=(shape[0], 2)) + x.reshape(shape[0], -1)[:, :2]
-    got = P.trustworthiness(x, y, n_neighbors=k)
+    got = Q.trustworthiness(x, y, n_neighbors=k)
     want = sk_trust(x.reshape(shape[0], -1), y, n_neighbors=k)
     assert got == pytest.approx(want, abs=1e-12)
-    assert P.trustworthiness(x, x.reshape(shape[0], -1), n_neighbors=k) == pytest.approx(1.0)
+    assert Q.trustworthiness(x, x.reshape(shape[0], -1), n_neighbors=k) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="n_samples / 2"):
-        P.trustworthiness(x, y, n_neighbors=shape[0] // 2)
+        Q.trustworthiness(x, y, n_neighbors=shape[0] // 2)
+
+
+def test_trustworthiness_brute_force(rng):
+    # Venna & Kaski's definition written out: every map neighbour outside the
+    # k nearest latents costs its latent-space rank minus k.
+    n, k = 30, 4
+    x = rng.normal(size=(n, 8))
+    y = x[:, :2] + rng.normal(size=(n, 2)) * 0.5
+    dx = ((x[:, None] - x[None]) ** 2).sum(-1)
+    dy = ((y[:, None] - y[None]) ** 2).sum(-1)
+    np.fill_diagonal(dx, np.inf)
+    np.fill_diagonal(dy, np.inf)
+    penalty = 0
+    for i in range(n):
+        rank = {j: r + 1 for r, j in enumerate(np.argsort(dx[i]))}
+        penalty += sum(max(rank[j] - k, 0) for j in np.argsort(dy[i])[:k])
+    want = 1 - 2 / (n * k * (2 * n - 3 * k - 1)) * penalty
+    assert Q.trustworthiness(x, y, k) == pytest.approx(want, abs=1e-12)
 
 
 def test_knn_preservation_brute_force(rng):
@@ -180,19 +325,19 @@ def test_knn_preservation_brute_force(rng):
     np.fill_diagonal(dx, np.inf)
     np.fill_diagonal(dy, np.inf)
     want = np.mean([len(set(np.argsort(dx[i])[:k]) & set(np.argsort(dy[i])[:k])) / k for i in range(30)])
-    assert P.knn_preservation(x, y, k) == pytest.approx(want)
-    assert P.knn_preservation(x, 2 * x + 3, k) == 1.0
+    assert Q.knn_preservation(x, y, k) == pytest.approx(want)
+    assert Q.knn_preservation(x, 2 * x + 3, k) == 1.0
 
 
 def test_ranges_and_spread(rng):
     y = rng.normal(size=(50, 2)) * [3.0, 0.5]
-    r = P.coordinate_ranges(y)
+    r = Q.coordinate_ranges(y)
     assert r.shape == (2, 2) and r.tolist() == [[y[:, 0].min(), y[:, 0].max()], [y[:, 1].min(), y[:, 1].max()]]
     grid = np.stack(np.meshgrid(np.arange(10.0), np.arange(10.0)), -1).reshape(-1, 2)
-    assert P.spread(grid) == pytest.approx(1.0 / np.median(pdist(grid)))  # every NN is 1 apart
-    assert P.spread(1e5 * grid - 3) == pytest.approx(P.spread(grid))
+    assert Q.spread(grid) == pytest.approx(1.0 / np.median(pdist(grid)))  # every NN is 1 apart
+    assert Q.spread(1e5 * grid - 3) == pytest.approx(Q.spread(grid))
     clumps = np.repeat(np.array([[0.0, 0.0], [100.0, 0.0]]), 20, axis=0) + rng.normal(size=(40, 2)) * 0.1
-    assert P.spread(clumps) < 0.01 < P.spread(grid)
+    assert Q.spread(clumps) < 0.01 < Q.spread(grid)
 
 
 def test_group_separation_references(rng):
@@ -201,7 +346,7 @@ def test_group_separation_references(rng):
     y = rng.normal(size=(40, 2))
     g = rng.integers(0, 3, 40)
     y[g == 1] += 4
-    s = P.group_separation(y, g, k=5)
+    s = Q.group_separation(y, g, k=5)
     assert s["silhouette"] == pytest.approx(silhouette_score(y, g))
     d = ((y[:, None] - y[None]) ** 2).sum(-1)
     np.fill_diagonal(d, np.inf)
@@ -209,12 +354,12 @@ def test_group_separation_references(rng):
     assert s["knn_agreement"] == pytest.approx((g[nb] == g[:, None]).mean())
     counts = np.bincount(g)
     assert s["knn_chance"] == pytest.approx((counts * (counts - 1)).sum() / (40 * 39))
-    assert np.isnan(P.group_separation(y, np.zeros(40, int), k=5)["silhouette"])
+    assert np.isnan(Q.group_separation(y, np.zeros(40, int), k=5)["silhouette"])
 
 
 def test_quality_table_one_call(rng):
     x, groups = blobs(rng, n_per=12)
-    rows = P.quality_table(
+    rows = Q.quality_table(
         x,
         groups,
         methods=("pca", "tsne"),
@@ -226,27 +371,29 @@ def test_quality_table_one_call(rng):
     assert [r["method"] for r in rows] == ["latent", "pca", "tsne"]
     for r in rows[1:]:
         y = P.project(x, r["method"], progress=False, **({"max_iter": 250} if r["method"] == "tsne" else {}))
-        assert r["trustworthiness"] == pytest.approx(P.trustworthiness(x, y, 5))
-        assert r["knn_preservation"] == pytest.approx(P.knn_preservation(x, y, 5))
-        assert r["spread"] == pytest.approx(P.spread(y))
-        assert [[r["x_min"], r["x_max"]], [r["y_min"], r["y_max"]]] == P.coordinate_ranges(y).tolist()
+        assert r["trustworthiness"] == pytest.approx(Q.trustworthiness(x, y, 5))
+        assert r["knn_preservation"] == pytest.approx(Q.knn_preservation(x, y, 5))
+        assert r["spread"] == pytest.approx(Q.spread(y))
+        assert [[r["x_min"], r["x_max"]], [r["y_min"], r["y_max"]]] == Q.coordinate_ranges(y).tolist()
         assert r["knn_agreement"] > 0.8 > 0.4 > r["knn_chance"] and r["seconds"] >= 0
-    table = P.format_table(rows)
+    table = Q.format_table(rows)
     assert table.splitlines()[0].startswith("| method | seconds | trustworthiness")
     assert len(table.splitlines()) == 5
 
 
 def test_analysis_modules_stay_light():
-    # No widget or TensorFlow import from the analysis modules, even when UMAP is loaded.
+    # No widget or TensorFlow import from the analysis modules, even when UMAP
+    # is loaded; and the library core never imports the study's claims.
     import subprocess
     import sys
 
     code = (
         "import sys\n"
-        "import latent_widgets.projection as p, latent_widgets.neighbors, latent_widgets.metrics\n"
-        "import latent_widgets.interpolation, latent_widgets.attributes\n"
+        "import latent_widgets.projection as p, latent_widgets.map_quality, latent_widgets.neighbors\n"
+        "import latent_widgets.metrics, latent_widgets.interpolation, latent_widgets.attributes\n"
         "p._import_umap()\n"
-        "bad = [m for m in ('tensorflow', 'keras', 'ipywidgets', 'bqplot') if m in sys.modules]\n"
+        "heavy = ('tensorflow', 'keras', 'ipywidgets', 'bqplot', 'latent_widgets.study')\n"
+        "bad = [m for m in heavy if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -23,11 +23,22 @@ matplotlib.use("Agg")
 import numpy as np
 
 import latent_widgets as lw
-from latent_widgets import figures, findings, interpolation, metrics, models, neighbors, projection, training
+from latent_widgets import (
+    figures,
+    interpolation,
+    map_quality,
+    metrics,
+    models,
+    neighbors,
+    projection,
+    training,
+)
+from latent_widgets.study import STUDY_PATH, STUDY_STEPS, findings
 from latent_widgets.training import evaluate
 
 CAMVID = Path(os.environ.get("LATENT_WIDGETS_CAMVID", REPO.parent / "shared" / "camvid"))
-SIZE, WIDTH, EPOCHS, A, B, STEPS = (96, 128), 0.25, 20, 38, 138, 12
+SIZE, WIDTH, EPOCHS = (96, 128), 0.25, 20
+(A, B), STEPS = STUDY_PATH, STUDY_STEPS
 IMG = REPO / "docs" / "img"
 
 
@@ -69,7 +80,7 @@ def main() -> None:
             "",
         ]
 
-        rows = projection.quality_table(latents, train_data.groups, include_latent=True)
+        rows = map_quality.quality_table(latents, train_data.groups, include_latent=True)
         out += [
             "### Maps of the 367 training latents",
             "",
@@ -77,7 +88,7 @@ def main() -> None:
             "trustworthiness and k-NN preservation against the flattened latents; separation of",
             "the three video sequences (silhouette, 10-NN group agreement, and its chance level).",
             "",
-            projection.format_table(rows),
+            map_quality.format_table(rows),
             "",
         ]
         maps = {m: projection.project(latents, m) for m in ("tsne", "pca", "umap")}

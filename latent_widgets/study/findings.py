@@ -11,7 +11,7 @@ notebooks end with.
 Examples
 --------
 >>> import numpy as np
->>> from latent_widgets.findings import Finding, findings_markdown
+>>> from latent_widgets.study.findings import Finding, findings_markdown
 >>> print(findings_markdown([Finding("PCA x range", "-9.3..10.3", "-8.1..9.9")]))
 ### Findings
 <BLANKLINE>
@@ -97,9 +97,20 @@ def study_findings(
     Returns
     -------
     list of Finding
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> g = np.repeat([0, 1], 10)
+    >>> maps = {"pca": np.c_[5.0 * g, np.arange(20.0)]}
+    >>> path = SimpleNamespace(masks=np.zeros((3, 4, 4), int), alphas=np.linspace(0, 1, 3))
+    >>> nn = SimpleNamespace(indices=np.array([0, 4, 19]), distances=np.array([0, 1.5, 0]), n_distinct=3)
+    >>> rows = study_findings(groups=g, maps=maps, path=path, path_neighbors=nn, n_classes=2, k=3)
+    >>> rows[2].measured
+    '3 (0, 4, 19)'
     """
-    from .metrics import consecutive_iou
-    from .projection import coordinate_ranges, group_separation
+    from ..map_quality import coordinate_ranges, group_separation
+    from ..metrics import consecutive_iou
 
     statements = STUDY.get(network, {})
     groups = np.asarray(groups)
@@ -163,7 +174,13 @@ def study_findings(
 
 
 def findings_markdown(rows: Sequence[Finding], title: str = "Findings") -> str:
-    """The rows as a Markdown table under a ``### Findings`` heading."""
+    """The rows as a Markdown table under a ``### Findings`` heading.
+
+    Examples
+    --------
+    >>> findings_markdown([Finding("q", "s", "m")], title="T").splitlines()[-1]
+    '| q | s | m |'
+    """
     lines = [f"### {title}", "", "| question | study | measured |", "|---|---|---|"]
     lines += [f"| {r.question} | {r.study} | {r.measured} |" for r in rows]
     return "\n".join(lines)
