@@ -134,7 +134,7 @@ def annotated_scatter(
     categorical : bool, optional
         Treat ``values`` as categories (default: integer dtype).
     colours : sequence, optional
-        One colour per category (e.g. ``render.hex_colours(dataset.palette)``
+        One colour per category (e.g. ``colors.hex_colours(dataset.palette)``
         for the dominant class).
     value_names : sequence of str, optional
         Legend name of each category.

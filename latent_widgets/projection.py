@@ -63,6 +63,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .arrays import iter_row_blocks
 from .cache import content_hash
 
 __all__ = [
@@ -135,12 +136,12 @@ def _column_mean_std(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n, d = f.shape
     step = max(1, _BLOCK_BYTES // (8 * max(d, 1)))
     total = np.zeros(d, np.float64)
-    for s in range(0, n, step):
-        total += f[s : s + step].sum(axis=0, dtype=np.float64)
+    for rows in iter_row_blocks(n, step):
+        total += f[rows].sum(axis=0, dtype=np.float64)
     mean = total / n
     sq = np.zeros(d, np.float64)
-    for s in range(0, n, step):
-        block = f[s : s + step].astype(np.float64)
+    for rows in iter_row_blocks(n, step):
+        block = f[rows].astype(np.float64)
         block -= mean
         sq += np.einsum("ij,ij->j", block, block)
     std = np.sqrt(sq / n)
@@ -151,8 +152,8 @@ def _column_mean_std(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _standardized(f: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     out = np.empty(f.shape, np.float32)
     step = max(1, _BLOCK_BYTES // (8 * max(f.shape[1], 1)))
-    for s in range(0, len(f), step):
-        out[s : s + step] = (f[s : s + step] - mean) / std
+    for rows in iter_row_blocks(len(f), step):
+        out[rows] = (f[rows] - mean) / std
     return out
 
 

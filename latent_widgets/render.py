@@ -30,9 +30,6 @@ from typing import Any
 
 import numpy as np
 
-# Re-exported: widgets and figures call render.hex_colours.
-from .colors import hex_colours
-
 __all__ = [
     "ERROR_COLOUR",
     "as_uint8",
@@ -40,7 +37,6 @@ __all__ = [
     "data_uri",
     "display_scale",
     "error_map",
-    "hex_colours",
     "hstack",
     "mask_bmp",
     "mask_png",

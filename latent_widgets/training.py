@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .arrays import iter_row_blocks
+
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
@@ -287,7 +289,7 @@ def evaluate(
     from .metrics import iou_per_class
 
     fn = _fn if _fn is not None else _mask_fn(model)
-    preds = np.concatenate([fn(data.images[s : s + batch_size]).numpy() for s in range(0, len(data), batch_size)])
+    preds = np.concatenate([fn(data.images[rows]).numpy() for rows in iter_row_blocks(len(data), batch_size)])
     true = data.masks
     if ignore_class is not None:
         keep = true != ignore_class
@@ -331,8 +333,8 @@ def _epoch_batches(data: SegmentationDataset, batch_size: int, augment: bool, se
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(data))
     flips = rng.random(len(data)) < 0.5 if augment else np.zeros(len(data), bool)
-    for s in range(0, len(data), batch_size):
-        idx = np.sort(order[s : s + batch_size])  # sorted: faster fancy indexing
+    for rows in iter_row_blocks(len(data), batch_size):
+        idx = np.sort(order[rows])  # sorted: faster fancy indexing
         x = data.images[idx]
         y = data.masks[idx].astype(np.int32)
         flip = flips[idx]

@@ -309,6 +309,35 @@ def test_clicking_a_point_changes_the_mask_viewer(page, shots):
     )
 
 
+def test_set_b_moves_endpoint_b_once_then_clicks_only_show(page):
+    page.get_by_role("button", name="set B", exact=True).click()
+    dots = [d for d in page.evaluate(MAIN_DOTS_JS) if d["top"] and d["i"] not in (0, 25)]
+    first, second = dots[0], dots[-1]
+    strip_before = page.eval_on_selector_all(".lw-strip img", "els => els.map(e => e.src)")
+    page.mouse.click(first["cx"], first["cy"])
+    # the new strip: B's caption names the clicked sample and the decoded steps change
+    page.wait_for_function(
+        "(i) => document.querySelector('.latent-explorer').innerText.includes('B = #' + i)",
+        arg=first["i"],
+        timeout=30_000,
+    )
+    page.wait_for_function(
+        "(old) => Array.from(document.querySelectorAll('.lw-strip img')).some((e, k) => e.src !== old[k])",
+        arg=strip_before,
+        timeout=30_000,
+    )
+    # the toggle is back on "show": a second click shows its sample and leaves B alone
+    show = page.get_by_role("button", name="show", exact=True)
+    page.wait_for_function("(e) => e.classList.contains('mod-active')", arg=show.element_handle(), timeout=10_000)
+    page.mouse.click(second["cx"], second["cy"])
+    page.wait_for_function(
+        "(i) => document.querySelector('.latent-explorer').innerText.includes('#' + i + ' drive')",
+        arg=second["i"],
+        timeout=30_000,
+    )
+    assert f"B = #{first['i']}" in page.inner_text(".latent-explorer")
+
+
 def test_alpha_changes_the_mask_while_a_map_is_fitted(page):
     # The first UMAP in a fresh kernel imports umap-learn and compiles its
     # numba code: 15-20 s on two cores, on the session's map lane.

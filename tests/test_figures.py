@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from latent_widgets import figures, render
+from latent_widgets import colors, figures, render
 
 PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 200, 0]], np.uint8)
 
@@ -47,7 +47,7 @@ def test_annotated_scatter_colours_categories_and_values(rng):
     pts = rng.normal(size=(12, 2))
     groups = np.repeat([0, 1, 2], 4)
     fig = figures.annotated_scatter(
-        pts, values=groups, value_names=["road", "car", "sky"], colours=render.hex_colours(PALETTE)
+        pts, values=groups, value_names=["road", "car", "sky"], colours=colors.hex_colours(PALETTE)
     )
     legend = fig.axes[0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["road", "car", "sky"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latent_widgets import render
+from latent_widgets import colors, render
 from latent_widgets.data import CAMVID_PALETTE
 
 PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
@@ -146,7 +146,7 @@ def test_hstack_checks_heights():
 
 
 def test_hex_colours_and_data_uri():
-    assert render.hex_colours(CAMVID_PALETTE)[3] == "#804080"  # Road
+    assert colors.hex_colours(CAMVID_PALETTE)[3] == "#804080"  # Road
     assert render.data_uri(b"\x89PNG").startswith("data:image/png;base64,")
 
 

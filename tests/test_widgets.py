@@ -16,7 +16,7 @@ import traitlets
 from PIL import Image
 from toy import ToyLatentModel
 
-from latent_widgets import render
+from latent_widgets import colors, render
 from latent_widgets.widgets import (
     COLOR_FIELDS,
     ErrorSink,
@@ -110,9 +110,9 @@ def test_scatter_colour_fields(scatter, ds):
     assert len(set(scatter.colors)) == 2
     scatter.color_by = "dominant class"
     dominant = ds.class_fractions().argmax(axis=1)
-    assert scatter.colors == [render.hex_colours(ds.palette)[c] for c in dominant]
+    assert scatter.colors == [colors.hex_colours(ds.palette)[c] for c in dominant]
     np.testing.assert_array_equal(scatter.mark.color, dominant)
-    assert scatter.color_scale.colors == render.hex_colours(ds.palette)
+    assert scatter.color_scale.colors == colors.hex_colours(ds.palette)
     assert ds.class_names[dominant[0]] in scatter.legend.value
     scatter.color_by = "mean IoU"
     assert "mean IoU" in scatter.legend.value and len(scatter.colors) == len(ds)

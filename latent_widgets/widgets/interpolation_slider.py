@@ -9,7 +9,7 @@ import ipywidgets as W
 import numpy as np
 import traitlets
 
-from .. import render
+from .. import colors, render
 from ..session import ExplorerSession, StripStep
 from ._common import ErrorSink, View, image_pane, labelled, relay_session_errors, wait_quietly, watch_session
 
@@ -192,7 +192,7 @@ class InterpolationSlider(View):
         # ---- per-class pixel fraction against alpha
         self._fx = bq.LinearScale(min=0.0, max=1.0)
         self._fy = bq.LinearScale(min=0.0, max=1.0)
-        palette = render.hex_colours(ds.palette)
+        palette = colors.hex_colours(ds.palette)
         self.fraction_lines = bq.Lines(
             x=np.zeros(2),
             y=np.zeros((ds.n_classes, 2)),

@@ -10,7 +10,7 @@ import ipywidgets as W
 import numpy as np
 import traitlets
 
-from .. import render
+from .. import colors, render
 from ._common import ErrorSink, View, blank_png, image_pane, labelled, watch_session
 
 __all__ = ["PANES", "MaskViewer"]
@@ -278,7 +278,7 @@ class MaskViewer(View):
         if self.true_mask is not None:
             present |= set(np.unique(self.true_mask).tolist())
         rows = []
-        for c, (name, colour) in enumerate(zip(ds.class_names, render.hex_colours(ds.palette), strict=False)):
+        for c, (name, colour) in enumerate(zip(ds.class_names, colors.hex_colours(ds.palette), strict=False)):
             iou = "" if self.iou is None or c >= len(self.iou) or np.isnan(self.iou[c]) else f"{self.iou[c]:.2f}"
             style = "" if c in present else "opacity:0.45"
             rows.append(

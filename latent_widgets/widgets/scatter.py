@@ -11,7 +11,7 @@ import ipywidgets as W
 import numpy as np
 import traitlets
 
-from .. import render
+from .. import colors, render
 from ..session import ExplorerSession
 from ._common import ErrorSink, View, image_pane, watch_session
 
@@ -51,10 +51,7 @@ def gl_scatter_class() -> type | None:
 
 
 def _quantised_viridis(values: np.ndarray, lo: float, hi: float, levels: int = 32) -> tuple[np.ndarray, list[str]]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["viridis"]
-    colours = render.hex_colours((np.asarray(cmap(np.linspace(0, 1, levels)))[:, :3] * 255).round())
+    colours = colors.hex_colours(colors.colormap_rgb("viridis", np.linspace(0, 1, levels)))
     t = (np.nan_to_num(values, nan=lo) - lo) / max(hi - lo, 1e-12)
     return np.clip((t * (levels - 1)).round(), 0, levels - 1).astype(int), colours
 
@@ -494,12 +491,12 @@ class ProjectionScatter(View):
             if ds.groups is None:
                 return np.zeros(self.n, int), [_GREY], ["all samples"]
             ids, codes = np.unique(ds.groups, return_inverse=True)
-            colours = _categorical_colours(len(ids))
+            colours = colors.categorical_colours(len(ids))
             names = [ds.group_names[g] if ds.group_names and g < len(ds.group_names) else f"group {g}" for g in ids]
             return codes, colours, names
         if field == "dominant class":
             dominant = ds.class_fractions().argmax(axis=1)
-            return dominant, render.hex_colours(ds.palette), list(ds.class_names)
+            return dominant, colors.hex_colours(ds.palette), list(ds.class_names)
         if field == "mean IoU":
             iou = self._mean_iou()
             codes, colours = _quantised_viridis(iou, 0.0, 1.0)
@@ -508,7 +505,7 @@ class ProjectionScatter(View):
             if self.splits is None:
                 return np.zeros(self.n, int), [_GREY], ["all samples"]
             names_, codes = np.unique(self.splits, return_inverse=True)
-            return codes, _categorical_colours(len(names_)), list(names_)
+            return codes, colors.categorical_colours(len(names_)), list(names_)
         if field == "none":
             return np.zeros(self.n, int), [_GREY], [""]
         raise ValueError(f"unknown colour field {field!r}; choose one of {COLOR_FIELDS}")
@@ -700,11 +697,3 @@ class ProjectionScatter(View):
         with self.current_mark.hold_sync():
             self.current_mark.x, self.current_mark.y = xy[:1], xy[1:]
             self.current_mark.visible = True
-
-
-def _categorical_colours(n: int) -> list[str]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    rgb = np.asarray(cmap(np.arange(n) % cmap.N))[:, :3] * 255
-    return render.hex_colours(rgb.round())

@@ -1,0 +1,106 @@
+"""The package's layers: no import cycle, and each layer imports only what it may.
+
+Read from the source (``ast``), function-level imports included, so a lazy
+import that would close a cycle is caught too.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+PACKAGE = REPO / "latent_widgets"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Package modules that ``path`` imports, anywhere in the file."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            candidates = [target] + [f"{target}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            candidates = [a.name for a in node.names]
+        else:
+            continue
+        found.update(c for c in candidates if c.startswith("latent_widgets"))
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    # An import of a package means its __init__; of a name inside a module, that module.
+    return {
+        name: {t for t in _imports(path) if t in modules and t != name and t != "latent_widgets"}
+        for name, path in modules.items()
+    }
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle(graph: dict[str, set[str]]) -> None:
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        ("latent_widgets.session", "latent_widgets.widgets"),
+        ("latent_widgets.dataset", "latent_widgets.metrics"),
+        ("latent_widgets.dataset", "latent_widgets.cache"),
+        ("latent_widgets.projection", "latent_widgets.study"),
+        ("latent_widgets.map_quality", "latent_widgets.study"),
+    ],
+)
+def test_a_layer_does_not_reach_up(graph: dict[str, set[str]], module: str, forbidden: str) -> None:
+    seen, todo = set(), [module]
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        todo.extend(graph.get(m, ()))
+    assert not {m for m in seen if m == forbidden or m.startswith(forbidden + ".")}, f"{module} reaches {forbidden}"
