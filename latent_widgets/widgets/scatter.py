@@ -67,8 +67,8 @@ class ProjectionScatter(View):
 
     Parameters
     ----------
-    latents : ndarray, shape (N, *latent_shape)
-        One latent per sample.
+    latents : ndarray, shape (N, *latent_shape), optional
+        One latent per sample (when no ``session`` is given).
     dataset : SegmentationDataset
         The N samples: images and masks for the tooltip, groups and class
         fractions for the colours.
@@ -94,9 +94,9 @@ class ProjectionScatter(View):
     gl_threshold : int
         Above this many points use bqplot-gl's ``ScatterGL`` when installed
         (the SVG scatter otherwise, with a warning).
-    latent_index : LatentIndex, optional
-        Index of ``latents``, to place paths on maps given in
-        ``projections`` (built on first use if omitted).
+    session : ExplorerSession, optional
+        The state to show (map method, selection, maps, path); one is made
+        from ``latents``, ``dataset`` and the map arguments if omitted.
     errors : ErrorSink, optional
         Where callback exceptions go (the explorer passes its own).
     width, height : int
