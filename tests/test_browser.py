@@ -17,151 +17,23 @@ tree clean.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_harness import N_SAMPLES, browser_missing, explorer_page, voila_server
 
 pytestmark = pytest.mark.browser
-
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path(os.environ.get("LATENT_WIDGETS_CHROMIUM", "/usr/bin/chromium"))
-N_SAMPLES = 40
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# Voilà runs the notebook before the page is sent; TensorFlow's import and
-# the first compiled calls take a while on two shared CI cores.
-PAGE_TIMEOUT_MS = 150_000
-
-NOTEBOOK_CELLS = [
-    f"""\
-import sys
-sys.path.insert(0, {str(REPO / "tests")!r})  # the toy model, if the zoo is unavailable
-import latent_widgets as lw
-
-data = lw.synthetic_road_scenes({N_SAMPLES}, size=(48, 64), seed=0, frames_per_drive=10)
-try:
-    from latent_widgets import models, training
-    # A few seconds of training: the masks in the screenshots look like scenes.
-    net = training.train(models.segnet(n_classes=data.n_classes, input_shape=(48, 64, 3), width=0.125),
-                         data, epochs=6, learning_rate=3e-3, progress=False).model
-    model = lw.LatentModel.from_model(net)
-except ImportError:
-    from toy import ToyLatentModel
-    model = ToyLatentModel(input_shape=(48, 64, 3), n_classes=data.n_classes, latent_channels=8)
-print(model)""",
-    "explorer = lw.LatentExplorer(model, data, index_a=0, index_b=25)\nexplorer",
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _write_notebook(folder: Path) -> Path:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = folder / "explorer.ipynb"
-    nbformat.write(nb, path)
-    return path
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop Voilà and its kernels.
-
-    Voilà runs in its own process group; jupyter_client starts each kernel in
-    a session of its own, so the kernels are collected as Voilà's children
-    first and killed if Voilà's shutdown did not stop them.
-    """
-    import psutil  # an ipykernel dependency
-
-    try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    _, alive = psutil.wait_procs(children, timeout=5)
-    for child in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
 
 
 @pytest.fixture(scope="module")
 def voila_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium (.ci/run does) to run the browser tests")
-    pytest.importorskip("voila", reason="Voilà is not installed (pip install -e '.[test]')")
-    pytest.importorskip("playwright", reason="Playwright is not installed (pip install -e '.[test]')")
-    folder = tmp_path_factory.mktemp("voila")
-    notebook = _write_notebook(folder)
-    port = _free_port()
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONUNBUFFERED"] = "1"
-    log = open(folder / "voila.log", "w")  # noqa: SIM115 - Voila writes to it until teardown
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "voila",
-            str(notebook),
-            "--no-browser",
-            f"--port={port}",
-            "--Voila.ip=127.0.0.1",
-            "--ServerApp.port_retries=0",
-            "--show_tracebacks=True",
-        ],
-        cwd=folder,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"voila exited with {proc.returncode}:\n{(folder / 'voila.log').read_text()}")
-            try:
-                # A static file: "/" itself would start a kernel and run the notebook.
-                with urllib.request.urlopen(url + "voila/static/voila.js", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"voila did not answer in 60 s:\n{(folder / 'voila.log').read_text()}") from None
-                time.sleep(0.3)
+    reason = browser_missing()
+    if reason:
+        pytest.skip(reason)
+    with voila_server(tmp_path_factory.mktemp("voila")) as url:
         yield url
-    finally:
-        _stop(proc)
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -175,34 +47,8 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def page(voila_url: str):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            pg = browser.new_page(viewport={"width": 1400, "height": 1450})
-            console: list[str] = []
-            pg.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-            pg.goto(voila_url, timeout=PAGE_TIMEOUT_MS)
-            # Ready when the strip (12 steps over their neighbours, drawn last)
-            # is there; a traceback in the page fails at once instead of timing out.
-            pg.wait_for_function(
-                """() => document.querySelectorAll('.latent-explorer .lw-strip img').length >= 24
-                         || document.body.innerText.includes('Traceback')""",
-                timeout=PAGE_TIMEOUT_MS,
-            )
-            text = pg.inner_text("body")
-            if "Traceback" in text or not pg.query_selector(".latent-explorer"):
-                raise AssertionError(
-                    "the explorer notebook failed in Voilà:\n"
-                    + text[-3000:]
-                    + "\nbrowser console:\n"
-                    + "\n".join(console[-20:])
-                )
-            pg.wait_for_timeout(500)
-            yield pg
-        finally:
-            browser.close()
+    with explorer_page(voila_url) as pg:
+        yield pg
 
 
 MAIN_DOTS_JS = """() => {

@@ -1,0 +1,192 @@
+"""Voilà serving an explorer notebook, and headless Chromium on it: shared by the browser tests and benchmarks.
+
+Everything binds 127.0.0.1 and stops by itself: :func:`voila_server` starts
+Voilà in its own process group and kills it and its kernels on exit;
+:func:`explorer_page` opens the page in Debian's Chromium (Playwright) and
+waits until the explorer's strip is drawn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path(os.environ.get("LATENT_WIDGETS_CHROMIUM", "/usr/bin/chromium"))
+N_SAMPLES = 40
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Voilà runs the notebook before the page is sent; TensorFlow's import and
+# the first compiled calls take a while on two shared CI cores.
+PAGE_TIMEOUT_MS = 150_000
+
+NOTEBOOK_CELLS = [
+    f"""\
+import sys
+sys.path.insert(0, {str(REPO / "tests")!r})  # the toy model, if the zoo is unavailable
+import latent_widgets as lw
+
+data = lw.synthetic_road_scenes({N_SAMPLES}, size=(48, 64), seed=0, frames_per_drive=10)
+try:
+    from latent_widgets import models, training
+    # A few seconds of training: the masks in the screenshots look like scenes.
+    net = training.train(models.segnet(n_classes=data.n_classes, input_shape=(48, 64, 3), width=0.125),
+                         data, epochs=6, learning_rate=3e-3, progress=False).model
+    model = lw.LatentModel.from_model(net)
+except ImportError:
+    from toy import ToyLatentModel
+    model = ToyLatentModel(input_shape=(48, 64, 3), n_classes=data.n_classes, latent_channels=8)
+print(model)""",
+    "explorer = lw.LatentExplorer(model, data, index_a=0, index_b=25)\nexplorer",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_notebook(folder: Path, cells: Sequence[str] = NOTEBOOK_CELLS) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / "explorer.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop Voilà and its kernels.
+
+    Voilà runs in its own process group; jupyter_client starts each kernel in
+    a session of its own, so the kernels are collected as Voilà's children
+    first and killed if Voilà's shutdown did not stop them.
+    """
+    import psutil  # an ipykernel dependency
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=5)
+    for child in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+
+
+@contextlib.contextmanager
+def voila_server(folder: Path, cells: Sequence[str] = NOTEBOOK_CELLS) -> Iterator[str]:
+    """Serve a notebook of ``cells`` with Voilà on 127.0.0.1; yields its URL."""
+    notebook = write_notebook(folder, cells)
+    port = free_port()
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONUNBUFFERED"] = "1"
+    log = open(folder / "voila.log", "w")  # noqa: SIM115 - Voila writes to it until teardown
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "voila",
+            str(notebook),
+            "--no-browser",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--ServerApp.port_retries=0",
+            "--show_tracebacks=True",
+        ],
+        cwd=folder,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"voila exited with {proc.returncode}:\n{(folder / 'voila.log').read_text()}")
+            try:
+                # A static file: "/" itself would start a kernel and run the notebook.
+                with urllib.request.urlopen(url + "voila/static/voila.js", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"voila did not answer in 60 s:\n{(folder / 'voila.log').read_text()}") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        stop(proc)
+        log.close()
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not CHROMIUM.exists():
+        return f"no Chromium at {CHROMIUM}: install Debian's chromium (.ci/run does) to run the browser tests"
+    for module in ("voila", "playwright"):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} is not installed (pip install -e '.[test]')"
+    return None
+
+
+@contextlib.contextmanager
+def explorer_page(url: str, viewport: tuple[int, int] = (1400, 1450)) -> Iterator[object]:
+    """A Chromium page on ``url`` once the explorer's strip is drawn (a traceback fails at once)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            console: list[str] = []
+            pg.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            pg.goto(url, timeout=PAGE_TIMEOUT_MS)
+            # Ready when the strip (12 steps over their neighbours, drawn last)
+            # is there; a traceback in the page fails at once instead of timing out.
+            pg.wait_for_function(
+                """() => document.querySelectorAll('.latent-explorer .lw-strip img').length >= 24
+                         || document.body.innerText.includes('Traceback')""",
+                timeout=PAGE_TIMEOUT_MS,
+            )
+            text = pg.inner_text("body")
+            if "Traceback" in text or not pg.query_selector(".latent-explorer"):
+                raise AssertionError(
+                    "the explorer notebook failed in Voilà:\n"
+                    + text[-3000:]
+                    + "\nbrowser console:\n"
+                    + "\n".join(console[-20:])
+                )
+            pg.wait_for_timeout(500)
+            yield pg
+        finally:
+            browser.close()
