@@ -43,7 +43,7 @@ import traitlets
 
 from . import render
 
-__all__ = ["ExplorerSession", "PathKey", "Strip", "StripStep"]
+__all__ = ["ExplorerSession", "PathKey", "ScrubFrames", "Strip", "StripStep"]
 
 # Alphas closer than this to a strip step count as that step (the cached path).
 _SNAP = 1e-6
@@ -97,6 +97,23 @@ class Strip:
             if abs(step.alpha - alpha) <= _SNAP:
                 return step
         return None
+
+
+@dataclass(frozen=True)
+class ScrubFrames:
+    """Masks of a path on a fine, even alpha grid: what the browser scrubs through.
+
+    Sent to the page once per path; the slider then swaps frames on the
+    front end, with no kernel round trip.
+    """
+
+    key: tuple[int, int, str, str]  # index_a, index_b, method, skip_policy
+    alphas: np.ndarray  # (G,) evenly spaced from 0 to 1
+    masks: np.ndarray  # (G, H, W) uint8 class ids
+
+    def frame_at(self, alpha: float) -> int:
+        """Index of the frame the browser shows at ``alpha`` (the nearest grid step)."""
+        return int(np.clip(round(float(alpha) * (len(self.alphas) - 1)), 0, len(self.alphas) - 1))
 
 
 def _sample_encoding(encoding: Any, i: int) -> Any:
@@ -185,6 +202,10 @@ class ExplorerSession(traitlets.HasTraits):
     predict : bool
         Predict the dataset's masks at start (the viewer and the "mean IoU"
         colours need them; a slider alone does not).
+    scrub_steps : int
+        Frames of the fine alpha grid decoded in the background after each
+        path change (:attr:`frames`); 0 turns it off. Capped so that a grid
+        holds at most 16 MiB of masks.
 
     Attributes
     ----------
@@ -199,6 +220,8 @@ class ExplorerSession(traitlets.HasTraits):
     strip : Strip or None (trait)
     current : StripStep or None (trait)
         The mask at (the newest decoded) ``alpha``.
+    frames : ScrubFrames or None (trait)
+        The current path's masks on the fine alpha grid, once decoded.
     busy : tuple of str (trait)
         Labels of the queued and running jobs ("encode", "strip", "decode",
         "map: umap"...); empty when idle.
@@ -226,6 +249,7 @@ class ExplorerSession(traitlets.HasTraits):
     path_points = traitlets.Instance(np.ndarray, allow_none=True)
     strip = traitlets.Instance(Strip, allow_none=True)
     current = traitlets.Instance(StripStep, allow_none=True)
+    frames = traitlets.Instance(ScrubFrames, allow_none=True)
     busy = traitlets.Tuple()
     errors = traitlets.Tuple()
 
@@ -284,6 +308,7 @@ class ExplorerSession(traitlets.HasTraits):
         asynchronous: bool = True,
         max_cached_strips: int = 8,
         predict: bool = True,
+        scrub_steps: int = 64,
     ) -> None:
         super().__init__()
         n = len(dataset)
@@ -296,6 +321,9 @@ class ExplorerSession(traitlets.HasTraits):
         self.methods = tuple(methods)
         self.asynchronous = asynchronous
         self.predict = predict
+        h, w = dataset.image_size
+        self.scrub_steps = 0 if scrub_steps < 2 else int(min(scrub_steps, max(2, (16 << 20) // max(h * w, 1))))
+        self._frames_cache: OrderedDict[tuple, ScrubFrames] = OrderedDict()
         self.max_cached_strips = max_cached_strips
         self.encoding = encoding
         self._latents = None if latents is None else np.asarray(latents)
@@ -518,10 +546,12 @@ class ExplorerSession(traitlets.HasTraits):
         if not self.ready or self.model is None:
             return
         key = self.key
+        self._show_frames(key)
         if key in self._strips:
             self._strips.move_to_end(key)
             self.strip = self._strips[key]
             self._request_alpha(self.alpha)
+            self._request_frames(key)
             return
         self._model_lane.submit("strip", lambda: self._strip_job(key))
         self._request_alpha(self.alpha)
@@ -539,6 +569,57 @@ class ExplorerSession(traitlets.HasTraits):
             step = strip.step_at(self.alpha)
             if step is not None:
                 self._show(step, self._next_gen())
+            self._request_frames(key)
+
+    # ------------------------------------------------------------------ scrub frames
+
+    def _show_frames(self, key: PathKey) -> None:
+        """Set :attr:`frames` to the path's grid if it is decoded, else None."""
+        fk = tuple(key[:4])
+        frames = self._frames_cache.get(fk)
+        if frames is not None:
+            self._frames_cache.move_to_end(fk)
+        self.frames = frames
+
+    def _request_frames(self, key: PathKey) -> None:
+        if self.scrub_steps and tuple(key[:4]) not in self._frames_cache:
+            self._model_lane.submit("frames", lambda: self._frames_job(key, 0, []))
+
+    def _frames_job(self, key: PathKey, start: int, done: list[np.ndarray], batch: int = 16) -> None:
+        # One batch per job, each queueing the next: slider decodes requested
+        # meanwhile run between batches instead of waiting for the grid.
+        if key != self.key or tuple(key[:4]) in self._frames_cache:
+            return  # the path changed: this grid is no longer wanted
+        alphas = np.linspace(0.0, 1.0, self.scrub_steps)
+        done.append(self.decode_masks(alphas[start : start + batch], key))
+        if start + batch < len(alphas):
+            self._model_lane.submit("frames", lambda: self._frames_job(key, start + batch, done, batch))
+            return
+        frames = ScrubFrames(tuple(key[:4]), alphas, np.concatenate(done).astype(np.uint8, copy=False))
+        self._frames_cache[frames.key] = frames
+        while len(self._frames_cache) > max(1, self.max_cached_strips):
+            self._frames_cache.popitem(last=False)
+        if tuple(self.key[:4]) == frames.key:
+            self.frames = frames
+
+    def decode_masks(self, alphas: np.ndarray, key: PathKey | None = None) -> np.ndarray:
+        """Masks (len(alphas), H, W) of the path at ``alphas``, one decoder call."""
+        from .interpolation import path_inputs
+
+        key = key or self.key
+        ds, enc, model = self.dataset, self.encoding, self.model
+        latents, skips = path_inputs(
+            model,
+            ds.images[key.index_a],
+            ds.images[key.index_b],
+            np.asarray(alphas, np.float32),
+            method=key.method,
+            skip_policy=key.skip_policy,
+            encoding_a=_sample_encoding(enc, key.index_a),
+            encoding_b=_sample_encoding(enc, key.index_b),
+        )
+        _, masks = model.decode_with_masks(latents, skips if model.has_skips else None)
+        return np.asarray(masks)
 
     def compute_strip(self, key: PathKey | None = None) -> Strip:
         """Decode the strip of a path (default: the current one) in one batch."""

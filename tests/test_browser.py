@@ -204,3 +204,29 @@ def test_alpha_changes_the_mask_while_a_map_is_fitted(page):
     assert "umap" in changed_during_fit["busy"], changed_during_fit
     # ... and the map arrives in the end, the busy indicator clears.
     page.wait_for_function(f"() => !({busy})().includes('umap')", timeout=120_000)
+
+
+def test_scrubbing_swaps_grid_frames_in_the_browser(page):
+    # The session sends the path's 64-step grid once; the canvas then follows
+    # the slider in the page itself (a front-end link, no kernel round trip).
+    page.wait_for_function(
+        "() => (document.querySelector('.lw-scrub-canvas') || {dataset: {}}).dataset.frames === '64'",
+        timeout=60_000,
+    )
+    assert page.locator(".lw-scrub-canvas").is_visible()
+    before = page.eval_on_selector(".lw-scrub-canvas", "c => c.dataset.frame")
+    _drag_alpha(page, 0.3 if float(page.inner_text(".lw-alpha-slider .widget-readout")) > 0.6 else 0.9)
+    readout = float(page.inner_text(".lw-alpha-slider .widget-readout"))
+    frame = int(page.eval_on_selector(".lw-scrub-canvas", "c => c.dataset.frame"))
+    assert str(frame) != before and frame == round(readout * 63)
+    # the canvas shows the decoded mask: its pixels are the palette colours of that frame
+    colours = page.eval_on_selector(
+        ".lw-scrub-canvas",
+        """c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                  const s = new Set(); for (let i = 0; i < d.length; i += 4) s.add(d[i] + ',' + d[i+1] + ',' + d[i+2]);
+                  return Array.from(s); }""",
+    )
+    from latent_widgets.colors import CAMVID_PALETTE  # the synthetic scenes' palette
+
+    palette = {",".join(str(int(v)) for v in rgb) for rgb in CAMVID_PALETTE}
+    assert len(colours) >= 2 and set(colours) <= palette

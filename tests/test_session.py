@@ -94,6 +94,25 @@ def test_the_strip_follows_the_step_count(model, ds) -> None:
         np.testing.assert_array_equal(step.mask, lerp_mask(model, ds, 2, 9, step.alpha))
 
 
+def test_the_scrub_frames_are_the_path_on_a_fine_grid(model, ds) -> None:
+    s = ExplorerSession(model, ds, index_a=2, index_b=9, asynchronous=False, scrub_steps=33)
+    f = s.frames
+    assert f.key == (2, 9, "linear", "image") and f.masks.shape == (33, 48, 64) and f.masks.dtype == np.uint8
+    np.testing.assert_allclose(f.alphas, np.linspace(0, 1, 33))
+    for i in (0, 5, 17, 32):
+        np.testing.assert_array_equal(f.masks[i], lerp_mask(model, ds, 2, 9, float(f.alphas[i])))
+    assert f.frame_at(0.0) == 0 and f.frame_at(1.0) == 32 and f.frame_at(0.51) == 16
+    # a new path gets its own grid; the old one is kept for a return
+    s.index_b = 20
+    assert s.frames.key == (2, 20, "linear", "image")
+    s.index_b = 9
+    assert s.frames is f
+    # the step count of the strip does not change the grid
+    s.n_steps = 5
+    assert s.frames is f
+    assert ExplorerSession(model, ds, asynchronous=False, scrub_steps=0).frames is None
+
+
 def test_bad_input_names_the_problem(model, ds) -> None:
     s = ExplorerSession(model, ds, asynchronous=False)
     with pytest.raises(traitlets.TraitError, match=r"index_b=99 is out of range for 24 samples \(0\.\.23\)"):

@@ -381,13 +381,27 @@ def test_slider_decodes_the_strip_in_one_batch(model, ds, encoding):
     from latent_widgets.interpolation import steps
 
     before = model.decode_calls
-    s = InterpolationSlider(model, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=False)
+    s = InterpolationSlider(model, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=False, scrub_steps=0)
     assert model.decode_calls - before == 1  # 12 steps, one call; alpha=0 is a strip step
     assert s.n_steps == 12 and len(s.strip_values) == 12
     np.testing.assert_allclose(s.alphas, steps(12))
     np.testing.assert_array_equal(s.current_mask, s.strip.masks[0])
     assert s.image_value == s.strip_values[0]
     assert len(s.strip_box.children) == 24  # steps over their neighbours
+
+
+def test_slider_sends_the_grid_frames_to_the_browser_once(model, ds, encoding):
+    s = InterpolationSlider(model, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=False)
+    frames, view = s.session.frames, s.frames_view
+    assert s.scrubbing and view.n_frames == 64 and (view.height, view.width) == (48, 64)
+    assert view.frames == frames.masks.tobytes()
+    assert view.palette[: 3 * ds.n_classes] == np.asarray(ds.palette, np.uint8).tobytes()
+    # the browser links the slider to the frames: no kernel round trip per value
+    assert s._frames_link.source == (s.slider, "value") and s._frames_link.target == (view, "alpha")
+    assert s.image.layout.display == "none" and view.layout.display is None
+    # a path without its grid yet shows the kernel's decodes again
+    s.session.frames = None
+    assert not s.scrubbing and s.image.layout.display is None
 
 
 def test_slider_strip_step_is_served_from_the_cache(slider, model):
@@ -519,7 +533,7 @@ def test_slider_async_result_of_an_old_path_is_never_shown(model, ds, encoding):
 
 
 def test_slider_strip_cache_is_bounded(model, ds, encoding):
-    s = InterpolationSlider(model, ds, encoding=encoding, asynchronous=False, max_cached_strips=2)
+    s = InterpolationSlider(model, ds, encoding=encoding, asynchronous=False, max_cached_strips=2, scrub_steps=0)
     for b in (3, 4, 5):
         s.index_b = b
     assert [k[1] for k in s.session._strips] == [4, 5]

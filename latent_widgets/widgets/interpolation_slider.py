@@ -12,6 +12,7 @@ import traitlets
 from .. import colors, render
 from ..session import ExplorerSession, StripStep
 from ._common import ErrorSink, View, image_pane, labelled, relay_session_errors, wait_quietly, watch_session
+from .scrub import MaskFrames
 
 __all__ = ["InterpolationSlider", "StripStep"]
 
@@ -66,6 +67,9 @@ class InterpolationSlider(View):
         Width of the current mask in px; strip tiles are a third of that.
     max_cached_strips : int
         Decoded strips kept (least recently used dropped first).
+    scrub_steps : int
+        Frames of the fine alpha grid that the browser swaps as the slider
+        moves (0: every value is decoded by the kernel).
     errors : ErrorSink, optional
 
     Attributes
@@ -117,6 +121,7 @@ class InterpolationSlider(View):
         asynchronous: bool = True,
         display_width: int = 256,
         max_cached_strips: int = 8,
+        scrub_steps: int = 64,
         errors: ErrorSink | None = None,
     ) -> None:
         super().__init__()
@@ -134,6 +139,7 @@ class InterpolationSlider(View):
                 asynchronous=asynchronous,
                 max_cached_strips=max_cached_strips,
                 predict=False,  # the slider shows decoded paths, not the dataset's predictions
+                scrub_steps=scrub_steps,
             )
             own_session = True
         else:
@@ -184,6 +190,13 @@ class InterpolationSlider(View):
         self._status = W.HTML(layout=W.Layout(width="160px"))
         self.image = image_pane(display_width)
         self.image.format = "bmp"
+        # The path's masks on a fine alpha grid, swapped in the browser as the
+        # slider moves (no kernel round trip); shown instead of ``image`` once
+        # the session has decoded the grid.
+        self.frames_view = MaskFrames(ds.palette, display_width=display_width)
+        self.frames_view.layout.display = "none"
+        self._frames_link = W.jslink((self.slider, "value"), (self.frames_view, "alpha"))
+        self._sent_frames: Any = None
         self._caption = W.HTML()
         self._a_image = image_pane(self.tile_width)
         self._b_image = image_pane(self.tile_width)
@@ -235,7 +248,7 @@ class InterpolationSlider(View):
                 W.HBox(
                     [
                         W.VBox([labelled(self._a_image, self._a_caption), labelled(self._b_image, self._b_caption)]),
-                        labelled(self.image, self._caption),
+                        labelled(W.Box([self.image, self.frames_view]), self._caption),
                         labelled(self.fraction_figure, "class pixel fraction"),
                     ]
                 ),
@@ -265,10 +278,12 @@ class InterpolationSlider(View):
         watch_session(self, session, self._on_strip, "strip")
         watch_session(self, session, self._on_current, "current")
         watch_session(self, session, self._on_busy, "busy")
+        watch_session(self, session, self._on_frames, "frames")
         self.observe(lambda c: setattr(self.fraction_cursor, "x", np.array([c["new"], c["new"]])), "alpha")
         self._on_strip(None)
         self._on_current(None)
         self._on_busy(None)
+        self._on_frames(None)
 
     # ------------------------------------------------------------------ public
 
@@ -362,6 +377,23 @@ class InterpolationSlider(View):
         return self.session.decode_alpha(alpha, None if key is None else type(self.session.key)(*key))
 
     # ------------------------------------------------------------------ drawing
+
+    @property
+    def scrubbing(self) -> bool:
+        """Whether the browser swaps the path's grid frames (no kernel round trip) as alpha moves."""
+        return self.frames_view.layout.display != "none"
+
+    def _on_frames(self, _change: Any) -> None:
+        frames = self.session.frames
+        if frames is None:
+            self.frames_view.layout.display = "none"
+            self.image.layout.display = None
+            return
+        if frames is not self._sent_frames:
+            self.frames_view.set_frames(frames.masks)
+            self._sent_frames = frames
+        self.image.layout.display = "none"
+        self.frames_view.layout.display = None
 
     def _on_busy(self, _change: Any) -> None:
         running = [b for b in self.session.busy if not b.startswith("map")]
