@@ -8,7 +8,10 @@ the numpy toy model of ``tests/toy.py``. The tests assert what a user sees:
 - the scatter draws one mark per sample;
 - dragging the alpha slider with the mouse changes the decoded mask image;
 - hovering a point shows its tooltip, clicking it changes the mask viewer;
-- while a UMAP map is being fitted, dragging alpha still changes the mask.
+- while a UMAP map is being fitted, dragging alpha still changes the mask;
+- at 960 and 1920 px wide, the map overlaps no other panel, the strip stays
+  inside the explorer, every point is clickable at its centre and the
+  shown index labels do not overlap.
 
 Screenshots go to ``$LATENT_WIDGETS_SCREENSHOTS`` (``make docs-images`` sets
 it to ``docs/img``), else to a temporary folder: the suite leaves the work
@@ -18,11 +21,12 @@ tree clean.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_harness import N_SAMPLES, browser_missing, explorer_page, voila_server
+from browser_harness import N_SAMPLES, PAGE_TIMEOUT_MS, browser_missing, explorer_page, voila_server
 
 pytestmark = pytest.mark.browser
 
@@ -71,6 +75,16 @@ MAIN_DOTS_JS = """() => {
 }"""
 
 
+LABELS_JS = """() => {
+  // The samples' index labels on display (the first mark's; bqplot names the overlay's points "Dot<i>").
+  const first = document.querySelector('.lw-projection-scatter .dot').parentElement.parentElement;
+  return Array.from(first.querySelectorAll(':scope > .object_grp > text'))
+    .filter(e => e.textContent && e.getAttribute('display') !== 'none')
+    .map(e => { const r = e.getBoundingClientRect();
+                return {x0: r.left, y0: r.top, x1: r.right, y1: r.bottom, text: e.textContent}; });
+}"""
+
+
 def _src(page, selector: str) -> str:
     return page.eval_on_selector(selector, "e => e.src")
 
@@ -79,8 +93,9 @@ def test_scatter_draws_one_mark_per_sample(page, shots):
     dots = page.evaluate(MAIN_DOTS_JS)
     assert len(dots) == N_SAMPLES
     assert all(d["w"] > 0 for d in dots)
-    labels = page.eval_on_selector_all(".lw-projection-scatter text", "els => els.map(e => e.textContent)")
-    assert {str(i) for i in range(N_SAMPLES)} <= set(labels)  # index labels
+    shown = {b["text"] for b in page.evaluate(LABELS_JS)}
+    # index labels where they have room, always the selected point's and A's, B's
+    assert {"0", "25"} <= shown <= {str(i) for i in range(N_SAMPLES)} and len(shown) >= N_SAMPLES // 2
     page.locator(".latent-explorer").screenshot(path=str(shots / "explorer.png"))
 
 
@@ -230,3 +245,125 @@ def test_scrubbing_swaps_grid_frames_in_the_browser(page):
 
     palette = {",".join(str(int(v)) for v in rgb) for rgb in CAMVID_PALETTE}
     assert len(colours) >= 2 and set(colours) <= palette
+
+
+# ---------------------------------------------------------------- layout at two widths
+
+LAYOUT_WIDTHS = (960, 1920)
+
+CLICKABLE_JS = """() => {
+  // What a click at the centre of each sample's dot reaches: "own" (the dot,
+  // or its own label: same .object_grp), "dot" (another sample's dot drawn
+  // over it: the two samples nearly coincide), "label" (another sample's
+  // label), "overlay" (a path mark) or "none".
+  const fig = document.querySelector('.lw-projection-scatter');
+  const first = fig.querySelector('.dot').parentElement.parentElement;
+  const dots = Array.from(first.querySelectorAll(':scope > .object_grp > .dot'));
+  const centre = e => { const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2, r.width]; };
+  return dots.map((d, i) => {
+    const [cx, cy, w] = centre(d);
+    const hit = document.elementFromPoint(cx, cy);
+    let kind = 'none', other = null, dist = null;
+    if (hit === d || (hit && hit.parentElement === d.parentElement)) kind = 'own';
+    else if (hit && hit.parentElement && hit.parentElement.parentElement === first) {
+      other = dots.findIndex(o => o.parentElement === hit.parentElement);
+      kind = hit.classList.contains('dot') ? 'dot' : 'label';
+      const [ox, oy] = centre(dots[other]);
+      dist = Math.hypot(ox - cx, oy - cy);
+    } else if (hit && fig.contains(hit)) kind = 'overlay';
+    return {i, cx, cy, w, kind, other, dist};
+  });
+}"""
+
+BOXES_JS = """(sel) => Array.from(document.querySelectorAll(sel)).map(e => {
+  const r = e.getBoundingClientRect();
+  return {x0: r.left, y0: r.top, x1: r.right, y1: r.bottom, text: e.textContent || ''};
+})"""
+
+
+def _intersect(a: dict, b: dict, tol: float = 0.5) -> bool:
+    return a["x0"] + tol < b["x1"] and b["x0"] + tol < a["x1"] and a["y0"] + tol < b["y1"] and b["y0"] + tol < a["y1"]
+
+
+@pytest.fixture(scope="module", params=LAYOUT_WIDTHS, ids=[f"{w}px" for w in LAYOUT_WIDTHS])
+def sized_page(request, page, voila_url: str):
+    """The explorer opened (a fresh kernel) in a window ``request.param`` px wide.
+
+    A second tab of ``page``'s browser: one Playwright per process (the sync
+    API refuses a second one while ``page``'s is open).
+    """
+    width = request.param
+    pg = page.context.browser.new_page(viewport={"width": width, "height": 1450})
+    try:
+        pg.goto(voila_url, timeout=PAGE_TIMEOUT_MS)
+        pg.wait_for_function(
+            """() => document.querySelectorAll('.latent-explorer .lw-strip img').length >= 24
+                     || document.body.innerText.includes('Traceback')""",
+            timeout=PAGE_TIMEOUT_MS,
+        )
+        assert "Traceback" not in pg.inner_text("body"), pg.inner_text("body")[-3000:]
+        # Tall enough for the whole explorer: nothing is painted below the window.
+        bottom = pg.evaluate("() => document.querySelector('.latent-explorer').getBoundingClientRect().bottom")
+        pg.set_viewport_size({"width": width, "height": int(max(1450, bottom + 40))})
+        pg.wait_for_timeout(500)
+        yield width, pg
+    finally:
+        pg.close()
+
+
+def test_layout_reflows_without_overlap(sized_page, shots):
+    width, page = sized_page
+    page.locator(".latent-explorer").screenshot(path=str(shots / f"explorer_{width}.png"))
+    (explorer,) = page.evaluate(BOXES_JS, ".latent-explorer")
+    (fig,) = page.evaluate(BOXES_JS, ".lw-projection-scatter")
+    others = {
+        sel: page.evaluate(BOXES_JS, sel)
+        for sel in (
+            *(f".lw-viewer-{p}" for p in ("image", "truth", "prediction", "overlay", "errors")),
+            ".lw-mask-viewer",
+            ".lw-slider-panel",
+            ".lw-strip",
+        )
+    }
+    for sel, boxes in others.items():
+        assert boxes, f"{sel} is missing"
+        for box in boxes:
+            assert not _intersect(fig, box), f"the map {fig} overlaps {sel} {box} at {width}px"
+    # nothing is wider than the window; the strip scrolls inside the explorer
+    assert explorer["x1"] <= width + 0.5
+    (strip,) = others[".lw-strip"]
+    assert strip["x1"] <= explorer["x1"] + 0.5, (strip, explorer)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+    # controls keep their text whole: "pan/zoom" (not "pan/zo..."), the opacity readout (not "0.!")
+    button = page.get_by_role("button", name="pan/zoom")
+    assert button.evaluate("e => e.scrollWidth <= e.clientWidth"), "the pan/zoom label is cut"
+    readout = page.locator(".lw-opacity .widget-readout")
+    assert readout.inner_text().strip() == "0.50"
+    assert readout.evaluate("e => e.scrollWidth <= e.clientWidth && e.clientWidth >= 24"), "opacity readout cut"
+
+
+def test_every_point_is_clickable_and_labels_do_not_collide(sized_page):
+    width, page = sized_page
+    dots = page.evaluate(CLICKABLE_JS)
+    assert len(dots) == N_SAMPLES
+    # a point's centre may only be under a sample drawn on top of it at (almost) the same place
+    blocked = [d for d in dots if d["kind"] != "own" and not (d["kind"] == "dot" and d["dist"] < d["w"] / 2)]
+    assert not blocked, f"at {width}px a click at these points' centres reaches something else: {blocked}"
+    coincident = [d for d in dots if d["kind"] == "dot"]
+    assert len(coincident) <= 3, coincident
+    clickable = N_SAMPLES - len(coincident)
+    print(f"{width}px: {clickable}/{N_SAMPLES} points clickable at their centre; under a coincident one: {coincident}")
+    labels = page.evaluate(LABELS_JS)
+    assert len(labels) >= N_SAMPLES // 2
+    # A (0), B (25), the selected point (0) and the strip's neighbours ("#j d=..." under
+    # each step) are always labelled, they may touch each other; others only where they fit
+    neighbours = re.findall(r"#(\d+) d=", page.inner_text(".lw-strip"))
+    forced = {"0", "25", *neighbours}
+    assert forced <= {b["text"] for b in labels}
+    clashes = [
+        (a["text"], b["text"])
+        for k, a in enumerate(labels)
+        for b in labels[k + 1 :]
+        if _intersect(a, b, tol=1.0) and not {a["text"], b["text"]} <= forced
+    ]
+    assert not clashes, f"overlapping index labels at {width}px: {clashes}"

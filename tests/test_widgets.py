@@ -25,6 +25,7 @@ from latent_widgets.widgets import (
     MaskViewer,
     ProjectionScatter,
 )
+from latent_widgets.widgets.scatter import label_boxes, place_labels
 
 
 def png_pixels(png: bytes) -> np.ndarray:
@@ -98,7 +99,10 @@ def test_scatter_draws_one_labelled_point_per_sample(scatter, ds):
     assert scatter.points.shape == (len(ds), 2)
     np.testing.assert_allclose(scatter.mark.x, scatter.points[:, 0])
     np.testing.assert_allclose(scatter.mark.y, scatter.points[:, 1])
-    assert list(scatter.mark.names) == [str(i) for i in range(len(ds))]
+    # index labels where there is room, always the selected point's
+    assert all(t in ("", str(i)) for i, t in enumerate(scatter.labels)) and len(scatter.labels) == len(ds)
+    assert scatter.labels[scatter.selected] == str(scatter.selected)
+    assert sum(map(bool, scatter.labels)) >= len(ds) // 2
     assert scatter.show_labels and scatter.mark.display_names
     scatter.show_labels = False
     assert not scatter.mark.display_names
@@ -235,6 +239,83 @@ def test_scatter_path_on_a_nonlinear_map_uses_neighbour_positions(encoding, ds):
     sc = ProjectionScatter(z, ds, projections=maps, method="tsne")
     sc.show_path(z[[4, 11]])
     np.testing.assert_allclose(sc.path_points, maps["tsne"][[4, 11]], atol=1e-6)
+
+
+def _overlapping_pairs(boxes: np.ndarray, shown: np.ndarray, forced: set[int]) -> list[tuple[int, int]]:
+    """Brute force: pairs of shown label boxes that overlap (pairs of two forced labels may)."""
+    idx = np.flatnonzero(shown)
+    pairs = []
+    for a_, i in enumerate(idx):
+        for j in idx[a_ + 1 :]:
+            if i in forced and j in forced:
+                continue
+            b, c = boxes[i], boxes[j]
+            if b[0] < c[2] and c[0] < b[2] and b[1] < c[3] and c[1] < b[3]:
+                pairs.append((int(i), int(j)))
+    return pairs
+
+
+@pytest.mark.parametrize("n", [367, 2000])
+def test_place_labels_against_brute_force(n):
+    rng = np.random.default_rng(n)
+    xy = rng.uniform(0, [450, 420], (n, 2))
+    xy[:5] = xy[0] + rng.normal(0, 2, (5, 2))  # a tight cluster of forced points
+    forced = {0, 1, 2, 3, 4, n - 1}
+    boxes = label_boxes(xy, [str(i) for i in range(n)])
+    visible = xy[:, 0] < 400
+    shown = place_labels(boxes, sorted(forced), visible)
+    assert shown[sorted(forced)].all()
+    assert _overlapping_pairs(boxes, shown, forced) == []
+    assert not shown[~visible & ~np.isin(np.arange(n), list(forced))].any()
+    # greedy and maximal: each hidden visible label collides with a shown one
+    for i in np.flatnonzero(visible & ~shown)[:200]:
+        others = boxes[shown]
+        b = boxes[i]
+        assert ((b[0] < others[:, 2]) & (others[:, 0] < b[2]) & (b[1] < others[:, 3]) & (others[:, 1] < b[3])).any()
+    assert 0.05 * n < shown.sum() < n  # readable: many labels, not all of them
+
+
+def test_scatter_labels_follow_the_zoom_and_the_path(encoding, ds):
+    rng = np.random.default_rng(3)
+    n = len(ds)
+    # a crowded map: most labels collide at the full view
+    pts = np.concatenate([rng.normal(0, 0.01, (n - 2, 2)), [[-1.0, -1.0], [1.0, 1.0]]])
+    sc = ProjectionScatter(encoding.latents, ds, projections={"pca": pts}, methods=("pca",))
+    full = sum(map(bool, sc.labels))
+    assert full < n
+    sc.show_path(None, neighbors=[5, 6, 7], endpoints=(3, 4))
+    sc.selected = 9
+    shown = {i for i, t in enumerate(sc.labels) if t}
+    assert {3, 4, 5, 6, 7, 9} <= shown == shown | set(sc.forced_labels)
+    boxes = label_boxes(sc.screen_points(), [str(i) for i in range(n)])
+    assert _overlapping_pairs(boxes, np.array([bool(t) for t in sc.labels]), set(sc.forced_labels)) == []
+    # zoomed into the cluster: more room, more labels; the far corners are out of view
+    with sc.x_scale.hold_sync(), sc.y_scale.hold_sync():
+        sc.x_scale.min, sc.x_scale.max = -0.03, 0.03
+        sc.y_scale.min, sc.y_scale.max = -0.03, 0.03
+    zoomed = {i for i, t in enumerate(sc.labels) if t}
+    assert len(zoomed) > len(shown) and n - 2 not in zoomed and n - 1 not in zoomed
+    sc.reset_view()
+    assert {i for i, t in enumerate(sc.labels) if t} == shown
+    sc.show_labels = False
+    assert not sc.mark.display_names
+
+
+def test_layout_reflows_and_the_strip_scrolls(model, ds, encoding):
+    ex = LatentExplorer(model, ds, encoding=encoding, asynchronous=False)
+    try:
+        assert ex.widget.layout.max_width == "100%"
+        row = ex.widget.children[1]
+        assert row.layout.flex_flow == "row wrap" and ex.viewer.widget in row.children
+        assert ex.scatter.figure.layout.max_width == "100%"
+        assert ex.scatter._panzoom_button.layout.width == "auto"  # "pan/zoom", not "pan/zo..."
+        strip = ex.slider.strip_box.layout
+        assert strip.max_width == "100%" and strip.overflow.startswith("auto")
+        assert "lw-slider-panel" in ex.slider.widget._dom_classes
+        assert "lw-mask-viewer" in ex.viewer.widget._dom_classes
+        assert "lw-opacity" in ex.viewer._opacity_slider._dom_classes
+    finally:
+        ex.close()
 
 
 def test_scatter_reset_view_fits_the_map(scatter):
@@ -466,6 +547,17 @@ def test_slider_fractions_and_neighbours(slider, ds):
     tiles = list(slider.strip_box.children)
     slider.index_b = 8
     assert list(slider.strip_box.children) == tiles
+
+
+def test_slider_fraction_plot_ticks_and_class_names(slider, ds):
+    x_axis, y_axis = slider.fraction_figure.axes
+    for axis in (x_axis, y_axis):
+        np.testing.assert_allclose(axis.tick_values, [0, 0.25, 0.5, 0.75, 1])
+        assert axis.tick_format == "~g"  # 0, 0.25, 0.5, 0.75, 1
+    assert list(slider.fraction_lines.labels) == list(ds.class_names)
+    assert slider.fraction_lines.tooltip.fields == ["name"]  # hover a line: its class
+    for name in ds.class_names:
+        assert name in slider.fraction_legend.value
 
 
 def test_slider_skip_policies(skip_model, ds):

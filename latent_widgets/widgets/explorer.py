@@ -156,13 +156,23 @@ class LatentExplorer(View):
                     [
                         W.HTML(f"<h3 style='margin:4px 0'>Latent space of {name} · {len(dataset)} samples</h3>"),
                         self.busy_indicator,
-                    ]
+                    ],
+                    layout=W.Layout(flex_flow="row wrap", align_items="center"),
                 ),
-                W.HBox([W.VBox([self._click_buttons, self.scatter.widget]), self.viewer.widget]),
+                # The map and the viewer side by side when there is room, stacked otherwise.
+                W.HBox(
+                    [
+                        W.VBox([self._click_buttons, self.scatter.widget], layout=W.Layout(max_width="100%")),
+                        self.viewer.widget,
+                    ],
+                    layout=W.Layout(flex_flow="row wrap", align_items="flex-start", grid_gap="4px 12px"),
+                ),
                 self.slider.widget,
                 W.HBox([W.HTML("<b>errors</b>"), clear]),
                 self.output,
-            ]
+            ],
+            # Never wider than the output area: the rows above wrap, the strip scrolls.
+            layout=W.Layout(width="100%", max_width="100%"),
         )
         self.widget.add_class("latent-explorer")
 

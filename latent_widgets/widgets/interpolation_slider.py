@@ -16,6 +16,9 @@ from .scrub import MaskFrames
 
 __all__ = ["InterpolationSlider", "StripStep"]
 
+# Ticks of the class-fraction plot's axes.
+_QUARTERS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+
 # CSS class of images the browser upscales without smoothing.
 _PIXELATED = "lw-pixelated"
 
@@ -213,6 +216,8 @@ class InterpolationSlider(View):
             colors=palette,
             labels=list(ds.class_names),
             stroke_width=2,
+            # Hovering a line names its class.
+            tooltip=bq.Tooltip(fields=["name"], labels=["class"]),
         )
         self.fraction_cursor = bq.Lines(
             x=np.zeros(2),
@@ -225,36 +230,59 @@ class InterpolationSlider(View):
         self.fraction_figure = bq.Figure(
             marks=[self.fraction_lines, self.fraction_cursor],
             axes=[
-                bq.Axis(scale=self._fx, label="alpha", num_ticks=5, tick_format=".2f"),
-                bq.Axis(scale=self._fy, side="left", label="pixel fraction", num_ticks=5, tick_format=".1f"),
+                bq.Axis(scale=self._fx, label="alpha", tick_values=_QUARTERS, tick_format="~g"),
+                bq.Axis(scale=self._fy, side="left", label="pixel fraction", tick_values=_QUARTERS, tick_format="~g"),
             ],
             fig_margin={"top": 10, "bottom": 40, "left": 50, "right": 20},
             display_toolbar=False,
-            layout=W.Layout(width="320px", height=f"{max(200, int(h * shown_scale) + 40)}px"),
+            layout=W.Layout(width="320px", max_width="100%", height=f"{max(200, int(h * shown_scale) + 40)}px"),
+        )
+        import html
+
+        #: Colour key of the class lines (a bqplot legend would cover the plot at 12 classes).
+        self.fraction_legend = W.HTML(
+            "<div style='font-size:11px;line-height:1.5'>"
+            + "".join(
+                f"<span style='margin-right:8px;white-space:nowrap'><span style='display:inline-block;"
+                f"width:12px;height:3px;vertical-align:middle;background:{c}'></span> {html.escape(str(name))}</span>"
+                for c, name in zip(palette, ds.class_names, strict=False)
+            )
+            + "</div>",
+            layout=W.Layout(width="320px", max_width="100%"),
         )
 
         # ---- strip: decoded step over its nearest real neighbour
-        self.strip_box = W.GridBox(layout=W.Layout(grid_gap="2px 4px"))
+        # The strip scrolls sideways inside the output area when its columns do not fit.
+        self.strip_box = W.GridBox(
+            layout=W.Layout(grid_gap="2px 4px", max_width="100%", overflow="auto hidden", padding="0 0 6px 0")
+        )
         self._strip_caption = W.HTML()
         # (top image, top caption, bottom image, bottom caption, top box, bottom box) per step
         self._tiles: list[tuple[Any, ...]] = []
         self.neighbor_values: list[bytes] = []
         self._drawn_strip: Any = None
+        wrap = dict(flex_flow="row wrap", align_items="flex-start")
         self.widget = W.VBox(
             [
                 W.HTML(f"<style>img.{_PIXELATED} {{ image-rendering: pixelated; }}</style>"),
-                W.HBox([self._a_box, self._b_box, self._method_buttons, self._policy_dropdown, self._steps_box]),
-                W.HBox([self.slider, self._status]),
+                W.HBox(
+                    [self._a_box, self._b_box, self._method_buttons, self._policy_dropdown, self._steps_box],
+                    layout=W.Layout(**wrap),
+                ),
+                W.HBox([self.slider, self._status], layout=W.Layout(**wrap)),
                 W.HBox(
                     [
                         W.VBox([labelled(self._a_image, self._a_caption), labelled(self._b_image, self._b_caption)]),
                         labelled(W.Box([self.image, self.frames_view]), self._caption),
-                        labelled(self.fraction_figure, "class pixel fraction"),
-                    ]
+                        labelled(W.VBox([self.fraction_figure, self.fraction_legend]), "class pixel fraction"),
+                    ],
+                    layout=W.Layout(**wrap),
                 ),
                 labelled(self.strip_box, self._strip_caption),
-            ]
+            ],
+            layout=W.Layout(max_width="100%"),
         )
+        self.widget.add_class("lw-slider-panel")
 
         # CSS hooks for the browser tests and for styling.
         self.slider.add_class("lw-alpha-slider")

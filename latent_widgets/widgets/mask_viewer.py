@@ -15,6 +15,12 @@ from ._common import ErrorSink, View, blank_png, image_pane, labelled, watch_ses
 
 __all__ = ["PANES", "MaskViewer"]
 
+# Notebook 7 squeezes a slider's readout to a few px ("0.!"): keep it whole.
+_READOUT_CSS = (
+    "<style>.lw-opacity .widget-readout {min-width: 3.2em; flex: 0 0 auto; overflow: visible;}"
+    ".lw-opacity .slider-container {min-width: 60px;}</style>"
+)
+
 #: The image panes of the viewer, in display order.
 PANES: tuple[str, ...] = ("image", "truth", "prediction", "overlay", "errors")
 
@@ -113,21 +119,27 @@ class MaskViewer(View):
             description="opacity",
             continuous_update=True,
             readout_format=".2f",
-            layout=W.Layout(width=f"{display_width}px"),
+            layout=W.Layout(width=f"{display_width}px", max_width="100%"),
             style={"description_width": "50px"},
         )
-        self.legend = W.HTML(layout=W.Layout(width=f"{display_width}px"))
+        self._opacity_slider.add_class("lw-opacity")
+        self.legend = W.HTML(layout=W.Layout(width=f"{display_width}px", max_width="100%"))
         for name, pane in self.panes.items():
             pane.add_class(f"lw-viewer-{name}")  # CSS hooks for the browser tests
         boxes = {name: labelled(self.panes[name], self._captions[name]) for name in PANES}
         overlay_box = W.VBox([boxes["overlay"], self._opacity_slider])
+        # Rows of panes wrap in a narrow output area instead of overflowing it.
+        wrap = W.Layout(flex_flow="row wrap", align_items="flex-start")
         self.widget = W.VBox(
             [
+                W.HTML(_READOUT_CSS),
                 self._title,
-                W.HBox([boxes["image"], boxes["truth"], boxes["prediction"]]),
-                W.HBox([overlay_box, boxes["errors"], labelled(self.legend, "classes (IoU)")]),
-            ]
+                W.HBox([boxes["image"], boxes["truth"], boxes["prediction"]], layout=wrap),
+                W.HBox([overlay_box, boxes["errors"], labelled(self.legend, "classes (IoU)")], layout=wrap),
+            ],
+            layout=W.Layout(max_width="100%", flex="0 1 auto"),
         )
+        self.widget.add_class("lw-mask-viewer")
         self.set_trait("opacity", opacity)
         W.link((self, "opacity"), (self._opacity_slider, "value"))
         self._observe_guarded(self._on_opacity, "opacity")

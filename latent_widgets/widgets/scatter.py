@@ -15,7 +15,7 @@ from .. import colors, render
 from ..session import ExplorerSession
 from ._common import ErrorSink, View, image_pane, watch_session
 
-__all__ = ["COLOR_FIELDS", "METHOD_LABELS", "ProjectionScatter", "gl_scatter_class"]
+__all__ = ["COLOR_FIELDS", "METHOD_LABELS", "ProjectionScatter", "gl_scatter_class", "label_boxes", "place_labels"]
 
 #: Fields a map can be coloured by (``color_by``).
 COLOR_FIELDS: tuple[str, ...] = ("group", "dominant class", "mean IoU", "split", "none")
@@ -27,8 +27,22 @@ METHOD_LABELS: dict[str, str] = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 #: (bqplot's issue tracker reports 0.5 fps at 10k points); use WebGL.
 DEFAULT_GL_THRESHOLD = 2000
 
-# Above this many points index labels overlap into a grey blob.
-_AUTO_LABEL_LIMIT = 300
+# Index labels: bqplot draws them in the SVG's 11px sans-serif, offset
+# (4, 4) px from the point (right of it, baseline below its centre).
+_LABEL_CHAR_PX = 6.5
+_LABEL_HEIGHT_PX = 12.0
+_LABEL_OFFSET_PX = (4.0, 4.0)
+_FIG_MARGIN = {"top": 10, "bottom": 30, "left": 50, "right": 20}
+
+# The map's overlay marks and index labels let clicks through to the points
+# under them; the figure shrinks with a narrow output area.
+_MAP_CSS = (
+    "<style>"
+    ".lw-projection-scatter text.dot_text {pointer-events: none;}"
+    # fig_marks > one g per mark, in figure.marks order: the samples' mark first.
+    ".lw-projection-scatter g:has(> g.object_grp) ~ g {pointer-events: none;}"
+    "</style>"
+)
 
 _PATH_COLOUR = "#d62728"
 _NEIGHBOUR_COLOUR = "#ff8c00"
@@ -48,6 +62,83 @@ def gl_scatter_class() -> type | None:
     except Exception:  # ImportError, or a broken install: fall back to SVG
         return None
     return ScatterGL
+
+
+def label_boxes(xy: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    """Screen boxes ``(x0, y0, x1, y1)`` of the index labels of points at ``xy`` (px, y down)."""
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    widths = np.array([_LABEL_CHAR_PX * len(t) + 1.0 for t in texts], np.float64).reshape(-1)
+    x0 = xy[:, 0] + _LABEL_OFFSET_PX[0]
+    y1 = xy[:, 1] + _LABEL_OFFSET_PX[1] + 3.0  # descent below the baseline
+    return np.stack([x0, y1 - _LABEL_HEIGHT_PX, x0 + widths, y1], axis=1)
+
+
+def place_labels(
+    boxes: np.ndarray,
+    forced: Sequence[int] | np.ndarray = (),
+    visible: np.ndarray | None = None,
+) -> np.ndarray:
+    """Which labels to show: a greedy pass that keeps labels that overlap none kept before.
+
+    Forced labels (the selected point, the endpoints, the path's
+    neighbours) are always shown and placed first; then the others, in
+    index order, each only if its box overlaps no shown box. A spatial grid
+    of cells as large as the largest box keeps it linear in the number of
+    points (2000 points take a few ms).
+
+    Parameters
+    ----------
+    boxes : ndarray (N, 4)
+        ``x0, y0, x1, y1`` of each label in screen px (:func:`label_boxes`).
+    forced : sequence of int
+        Labels shown whatever they overlap.
+    visible : ndarray of bool (N,), optional
+        Points inside the plot area; labels of the others are not shown
+        (forced ones are).
+
+    Returns
+    -------
+    ndarray of bool (N,)
+
+    Examples
+    --------
+    >>> b = label_boxes(np.array([[0, 0], [3, 2], [100, 0]]), ["10", "11", "12"])
+    >>> place_labels(b, forced=[1]).tolist()
+    [False, True, True]
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    n = len(boxes)
+    shown = np.zeros(n, bool)
+    if n == 0:
+        return shown
+    cw = max(float(np.max(boxes[:, 2] - boxes[:, 0])), 1.0)
+    ch = max(float(np.max(boxes[:, 3] - boxes[:, 1])), 1.0)
+    cells: dict[tuple[int, int], list[int]] = {}
+    forced_idx = [int(i) for i in dict.fromkeys(int(i) for i in np.asarray(forced, int).reshape(-1)) if 0 <= i < n]
+
+    def add(i: int) -> None:
+        shown[i] = True
+        cells.setdefault((int(boxes[i, 0] // cw), int(boxes[i, 1] // ch)), []).append(i)
+
+    def free(i: int) -> bool:
+        x0, y0, x1, y1 = boxes[i]
+        cx, cy = int(x0 // cw), int(y0 // ch)
+        for gx in (cx - 1, cx, cx + 1):
+            for gy in (cy - 1, cy, cy + 1):
+                for j in cells.get((gx, gy), ()):
+                    b = boxes[j]
+                    if x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1:
+                        return False
+        return True
+
+    for i in forced_idx:
+        add(i)
+    candidates = np.flatnonzero(~shown if visible is None else (~shown & np.asarray(visible, bool)))
+    finite = np.isfinite(boxes[candidates]).all(axis=1)
+    for i in candidates[finite].tolist():
+        if free(i):
+            add(i)
+    return shown
 
 
 def _quantised_viridis(values: np.ndarray, lo: float, hi: float, levels: int = 32) -> tuple[np.ndarray, list[str]]:
@@ -90,7 +181,10 @@ class ProjectionScatter(View):
         One of :data:`COLOR_FIELDS`; default "group" when the dataset has
         groups, else "dominant class".
     show_labels : bool, optional
-        Index labels; default on up to 300 points.
+        Index labels; default on with the SVG renderer. Only labels that
+        have room at the current zoom are drawn (:func:`place_labels`),
+        and always those of the selected point, the endpoints and the
+        path's neighbours.
     gl_threshold : int
         Above this many points use bqplot-gl's ``ScatterGL`` when installed
         (the SVG scatter otherwise, with a warning).
@@ -100,7 +194,7 @@ class ProjectionScatter(View):
     errors : ErrorSink, optional
         Where callback exceptions go (the explorer passes its own).
     width, height : int
-        Figure size in px.
+        Figure size in px (the figure shrinks to a narrower output area).
 
     Attributes
     ----------
@@ -124,8 +218,8 @@ class ProjectionScatter(View):
     >>> ds = synthetic_road_scenes(20, size=(48, 64), seed=0)
     >>> z = ds.images.reshape(20, -1)[:, ::97]
     >>> sc = ProjectionScatter(z, ds, projections={"pca": z[:, :2]}, methods=("pca",))
-    >>> sc.points.shape, sc.mark.names[:3].tolist()
-    ((20, 2), ['0', '1', '2'])
+    >>> sc.points.shape, sc.labels[sc.selected]
+    ((20, 2), '0')
     >>> sc.click(4); sc.selected
     4
     """
@@ -208,6 +302,7 @@ class ProjectionScatter(View):
         self.path_points: np.ndarray | None = None
         #: Map coordinates of the slider's current point, or None.
         self.current_point: np.ndarray | None = None
+        self._figure_px = (float(width), float(height))
 
         # Renderer: ScatterGL above the threshold when it is importable.
         gl = gl_scatter_class() if self.n > gl_threshold else None
@@ -299,8 +394,8 @@ class ProjectionScatter(View):
                 bq.Axis(scale=self.x_scale, num_ticks=5, grid_lines="none"),
                 bq.Axis(scale=self.y_scale, side="left", num_ticks=5, grid_lines="none"),
             ],
-            fig_margin={"top": 10, "bottom": 30, "left": 50, "right": 20},
-            layout=W.Layout(width=f"{width}px", height=f"{height}px"),
+            fig_margin=dict(_FIG_MARGIN),
+            layout=W.Layout(width=f"{width}px", max_width="100%", height=f"{height}px"),
             min_aspect_ratio=0.01,
             max_aspect_ratio=100,
             display_toolbar=False,
@@ -330,20 +425,25 @@ class ProjectionScatter(View):
             icon="arrows",
             description="pan/zoom",
             tooltip="drag to pan, wheel to zoom (points cannot be clicked meanwhile)",
-            layout=W.Layout(width="100px"),
+            # "auto": the label is never cut ("pan/zo..." in Notebook 7 at 100px).
+            layout=W.Layout(width="auto", min_width="max-content", flex="0 0 auto"),
         )
         self._reset_button = W.Button(icon="home", tooltip="reset zoom", layout=W.Layout(width="36px"))
         self._reset_button.on_click(self.errors.guard(lambda _: self.reset_view()))
         self._status = W.HTML()
-        self.legend = W.HTML(layout=W.Layout(max_width=f"{width}px"))
-        controls = W.HBox([self._method_buttons, self._panzoom_button, self._reset_button])
-        controls2 = W.HBox([self._color_dropdown, self._labels_box, self._status])
-        self.widget = W.VBox([controls, controls2, self.figure, self.legend])
+        self.legend = W.HTML(layout=W.Layout(max_width=f"min({width}px, 100%)"))
+        wrap = W.Layout(flex_flow="row wrap", align_items="center")
+        controls = W.HBox([self._method_buttons, self._panzoom_button, self._reset_button], layout=wrap)
+        controls2 = W.HBox([self._color_dropdown, self._labels_box, self._status], layout=wrap)
+        self.widget = W.VBox(
+            [W.HTML(_MAP_CSS), controls, controls2, self.figure, self.legend],
+            layout=W.Layout(max_width="100%", flex="0 1 auto"),
+        )
 
         if color_by is None:
             color_by = "group" if dataset.groups is not None else "dominant class"
         if show_labels is None:
-            show_labels = self.n <= _AUTO_LABEL_LIMIT and not self.uses_gl
+            show_labels = not self.uses_gl
         # Initial state, drawn once, before the observers exist.
         self.set_trait("method", session.map_method)
         self.set_trait("selected", session.selected)
@@ -356,6 +456,9 @@ class ProjectionScatter(View):
         self._observe_guarded(self._on_show_labels, "show_labels")
         self._observe_guarded(self._on_selected, "selected")
         self._observe_guarded(self._on_pan_zoom, "pan_zoom")
+        # Labels are placed again when the view (pan, zoom, reset) or the selection changes.
+        for scale in (self.x_scale, self.y_scale):
+            scale.observe(self.errors.guard(lambda _c: self._update_labels()), ["min", "max"])
         # The map method and the selection live in the session.
         traitlets.link((self, "method"), (session, "map_method"))
         traitlets.link((self, "selected"), (session, "selected"))
@@ -550,6 +653,54 @@ class ProjectionScatter(View):
     def _on_show_labels(self, change: Mapping[str, Any]) -> None:
         if not self.uses_gl:
             self.mark.display_names = bool(change["new"])
+            self._update_labels()
+
+    @property
+    def forced_labels(self) -> list[int]:
+        """Points always labelled: the selected one, the endpoints A and B, the path's neighbours."""
+        _, neighbors, endpoints = self._overlay
+        forced = [] if self.selected is None else [int(self.selected)]
+        if endpoints is not None:
+            forced += [int(i) for i in endpoints]
+        if neighbors is not None:
+            forced += [int(i) for i in np.unique(neighbors)]
+        return list(dict.fromkeys(forced))
+
+    def screen_points(self) -> np.ndarray:
+        """Pixel position of each point in the figure's plot area at the current zoom (y down)."""
+        pts = self._drawn_map if self._drawn_map is not None else np.zeros((self.n, 2))
+        fw, fh = self._figure_px
+        w = max(fw - _FIG_MARGIN["left"] - _FIG_MARGIN["right"], 1.0)
+        h = max(fh - _FIG_MARGIN["top"] - _FIG_MARGIN["bottom"], 1.0)
+        x0, x1 = float(self.x_scale.min), float(self.x_scale.max)
+        y0, y1 = float(self.y_scale.min), float(self.y_scale.max)
+        sx = (pts[:, 0] - x0) / max(x1 - x0, 1e-12) * w
+        sy = (1.0 - (pts[:, 1] - y0) / max(y1 - y0, 1e-12)) * h
+        return np.stack([sx, sy], axis=1)
+
+    @property
+    def labels(self) -> list[str]:
+        """The index label drawn by each point ("" where there is no room for it)."""
+        names = getattr(self.mark, "names", None)
+        return [] if names is None else [str(t) for t in names]
+
+    def _update_labels(self) -> None:
+        if self.uses_gl or not hasattr(self, "_overlay"):
+            return
+        texts = [str(i) for i in range(self.n)]
+        if not self.show_labels or self._drawn_map is None:
+            shown = np.zeros(self.n, bool)
+            shown[self.forced_labels] = True
+        else:
+            xy = self.screen_points()
+            fw, fh = self._figure_px
+            w = fw - _FIG_MARGIN["left"] - _FIG_MARGIN["right"]
+            h = fh - _FIG_MARGIN["top"] - _FIG_MARGIN["bottom"]
+            visible = (xy[:, 0] >= 0) & (xy[:, 0] <= w) & (xy[:, 1] >= 0) & (xy[:, 1] <= h)
+            shown = place_labels(label_boxes(xy, texts), self.forced_labels, visible)
+        names = np.array([t if s else "" for t, s in zip(texts, shown, strict=True)])
+        if self.mark.names is None or list(self.mark.names) != names.tolist():
+            self.mark.names = names
 
     # ------------------------------------------------------------------ selection and hover
 
@@ -578,6 +729,7 @@ class ProjectionScatter(View):
     def _on_selected(self, change: Mapping[str, Any]) -> None:
         index = change["new"]
         self.mark.selected = None if index is None else [int(index)]
+        self._update_labels()
 
     def _on_hover(self, _mark: Any, content: Mapping[str, Any]) -> None:
         index = self._event_index(content)
@@ -660,6 +812,7 @@ class ProjectionScatter(View):
             for m in self.overlay_marks:
                 m.visible = False
             self._draw_current()
+            self._update_labels()
             return
         self.path_points = p
         with self.path_line.hold_sync():
@@ -681,6 +834,7 @@ class ProjectionScatter(View):
         else:
             self.endpoint_marks.visible = False
         self._draw_current()
+        self._update_labels()
 
     def _draw_current(self) -> None:
         p, alpha = self.path_points, self._current_alpha
