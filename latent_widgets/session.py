@@ -12,7 +12,7 @@ a test drives the explorer with no widget at all::
 
 Long work runs on two background lanes (one thread each) when
 ``asynchronous``: the *model* lane (encode and predict at start, strip
-decode, on-demand decode: one TensorFlow call at a time) and the *map*
+decode, on-demand decode, the scrub grid: one TensorFlow call at a time) and the *map*
 lane (PCA / t-SNE / UMAP fits and placing the path on a map), so a UMAP fit
 never holds up the alpha slider. In each lane the newest request wins:
 queued requests that are no longer the newest are skipped and a result
