@@ -219,8 +219,9 @@ def jupyterlab_server(folder: Path, cells: Sequence[str] = NOTEBOOK_CELLS) -> It
 
     Yields the URL that opens the notebook (token included). JupyterLab runs
     in its own process group, with its settings and workspaces in ``folder``
-    and the announcements (news feed, update check) off, so nothing reaches
-    out (the extension manager is the read-only one: no PyPI); it and its kernels are stopped on exit (:func:`stop`).
+    and the announcements (news feed, update check) and PyPI (the extension
+    manager is the read-only one) off, so nothing reaches out; it and its
+    kernels are stopped on exit (:func:`stop`).
     """
     import json
     import secrets

@@ -140,10 +140,13 @@ def test_soak_randomised_use(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
         user = User(page, random.Random(SEED), t0)
         plan = user.warm_up()
         rss_start, rss_baseline, first_error = kernel.memory_info().rss, None, None
-        n = 0
+        n, trace, next_sample = 0, [], 0.0  # trace: the kernel's RSS every 30 s
         while time.monotonic() - t0 < SOAK_SECONDS and n < MAX_EVENTS:
             if rss_baseline is None and time.monotonic() - t0 >= baseline_at:
                 rss_baseline = kernel.memory_info().rss
+            if time.monotonic() - t0 >= next_sample:
+                trace.append(kernel.memory_info().rss)
+                next_sample += 30
             (plan.pop(0) if plan else user.random_action)()
             n += 1
             page.wait_for_timeout(user.rng.uniform(50, 700))
@@ -166,7 +169,7 @@ def test_soak_randomised_use(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
         summary = (
             f"soak (seed {SEED}): {elapsed:.0f} s, {sum(user.counts.values())} events ({counts}); kernel RSS "
             f"start {_mib(rss_start)}, at {baseline_at:.0f} s {_mib(rss_baseline)}, end {_mib(rss_end)} "
-            f"({growth:+.1%} since {baseline_at:.0f} s)"
+            f"({growth:+.1%} since {baseline_at:.0f} s); every 30 s: {' '.join(f'{r / 2**20:.0f}' for r in trace)}"
         )
         with capsys.disabled():
             print("\n" + summary)
