@@ -190,3 +190,149 @@ def explorer_page(url: str, viewport: tuple[int, int] = (1400, 1450)) -> Iterato
             yield pg
         finally:
             browser.close()
+
+
+# ---- JupyterLab, and the pieces the JupyterLab and soak tests share
+
+
+def jupyterlab_missing() -> str | None:
+    """Why the JupyterLab test cannot run here, or None."""
+    reason = browser_missing()
+    if reason:
+        return reason
+    try:
+        __import__("jupyterlab")
+    except ImportError:
+        return "jupyterlab is not installed (pip install -e '.[test]')"
+    return None
+
+
+# JupyterLab settings that keep it off the network: no news, no update check.
+_LAB_OFFLINE_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
+}
+
+
+@contextlib.contextmanager
+def jupyterlab_server(folder: Path, cells: Sequence[str] = NOTEBOOK_CELLS) -> Iterator[str]:
+    """Serve ``folder`` (with a notebook of ``cells``) with JupyterLab on 127.0.0.1.
+
+    Yields the URL that opens the notebook (token included). JupyterLab runs
+    in its own process group, with its settings and workspaces in ``folder``
+    and the announcements (news feed, update check) and PyPI (the extension
+    manager is the read-only one) off, so nothing reaches out; it and its
+    kernels are stopped on exit (:func:`stop`).
+    """
+    import json
+    import secrets
+
+    root = folder / "root"
+    root.mkdir(exist_ok=True)
+    notebook = write_notebook(root, cells)
+    settings = folder / "lab-settings"
+    for name, values in _LAB_OFFLINE_SETTINGS.items():
+        path = settings / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    port = free_port()
+    token = secrets.token_hex(16)
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONUNBUFFERED"] = "1"
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
+    env["JUPYTERLAB_WORKSPACES_DIR"] = str(folder / "lab-workspaces")
+    log_path = folder / "jupyterlab.log"
+    log = open(log_path, "w")  # noqa: SIM115 - JupyterLab writes to it until teardown
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--allow-root",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--ServerApp.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly",  # the default one queries PyPI
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{base}api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"jupyter lab did not answer in 90 s:\n{log_path.read_text()}") from None
+                time.sleep(0.3)
+        yield f"{base}lab/tree/{notebook.name}?token={token}"
+    finally:
+        stop(proc)
+        log.close()
+
+
+def server_kernels(server_pid: int | None = None) -> list:
+    """The ipykernel processes (psutil) started by a server (Voilà, JupyterLab).
+
+    Without ``server_pid``, those of every server this process started.
+    """
+    import psutil
+
+    if server_pid is None:
+        servers = [
+            p for p in psutil.Process().children() if any(k in " ".join(_cmdline(p)) for k in ("voila", "jupyter"))
+        ]
+    else:
+        servers = [psutil.Process(server_pid)]
+    kernels = []
+    for server in servers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            kernels += [c for c in server.children(recursive=True) if "ipykernel" in " ".join(_cmdline(c))]
+    return kernels
+
+
+def _cmdline(proc) -> list[str]:
+    import psutil
+
+    try:
+        return proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def drag_alpha(page, fraction: float, steps: int = 12) -> None:
+    """Drag the explorer's alpha slider handle with the mouse to ``fraction`` of its track."""
+    handle = page.locator(".latent-explorer .lw-alpha-slider .noUi-handle")
+    handle.scroll_into_view_if_needed()
+    box = handle.bounding_box()
+    track = page.locator(".latent-explorer .lw-alpha-slider .noUi-target").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    target = track["x"] + fraction * track["width"]
+    for k in range(1, steps + 1):  # a drag, not a jump: the mask updates along the way
+        page.mouse.move(x + (target - x) * k / steps, y)
+        page.wait_for_timeout(40)
+    page.mouse.up()
+
+
+def wait_for_new_src(page, selector: str, old: str, timeout_ms: int = 30_000) -> None:
+    """Wait until the ``src`` of the element at ``selector`` is no longer ``old``."""
+    page.wait_for_function(
+        "([sel, old]) => document.querySelector(sel).src !== old", arg=[selector, old], timeout=timeout_ms
+    )
