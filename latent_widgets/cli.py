@@ -228,8 +228,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    # TensorFlow's C++ start-up chatter would bury the summary a user asked for.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ start-up chatter would bury the summary a user asked
+    # for: importing the package set TF_CPP_MIN_LOG_LEVEL (see _tf_setup).
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
