@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
+from conftest import REPO
+from test_tf_setup import tf_log_lines
 
 from latent_widgets.cli import main
 
@@ -55,3 +60,20 @@ def test_project_writes_one_row_per_sample(tmp_path: Path) -> None:
     rows = np.loadtxt(tmp_path / "pca.csv", delimiter=",", skiprows=1)
     assert rows.shape == (24, 3)
     np.testing.assert_array_equal(rows[:, 0], np.arange(24))
+
+
+def test_train_prints_no_tensorflow_log_lines(tmp_path: Path) -> None:
+    # The user's environment: neither TensorFlow variable set (conftest sets the log level).
+    env = {k: v for k, v in os.environ.items() if k not in {"TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS"}}
+    env["LATENT_WIDGETS_CACHE_DIR"] = str(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "latent_widgets.cli", "train", *TINY],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "latent shape" in proc.stdout
+    assert not tf_log_lines(proc.stderr + proc.stdout), proc.stderr[-3000:]
