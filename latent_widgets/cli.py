@@ -255,7 +255,7 @@ def _parser() -> argparse.ArgumentParser:
         if model:
             p.add_argument("--model", choices=("segnet", "deeplabv3plus"), default="segnet")
             p.add_argument("--width", type=float, default=0.25, help="channel width multiplier (default 0.25)")
-            p.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
+            p.add_argument("--epochs", type=int, default=24, help="training epochs (default 24)")
             p.add_argument("--learning-rate", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
         if out:
             p.add_argument("--out", default=out, help=f"output folder (default {out})")
