@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["explorer_notebook", "main"]
+__all__ = ["VOILA_KERNEL_OPTIONS", "explorer_notebook", "main", "voila_command"]
 
 
 # ----------------------------------------------------------------------------
@@ -160,6 +160,55 @@ def _free_port(preferred: int) -> int:
             return int(s.getsockname()[1])
 
 
+#: How the demo's Voila frees the kernels (about 1 GB each, with TensorFlow
+#: and a model) of pages that are gone.
+#:
+#: - Voila's page sends ``POST /voila/api/shutdown/<kernel>`` when it closes
+#:   (``beforeunload``), with the ``_xsrf`` cookie as form field; standalone
+#:   Voila 0.5 never sets that cookie, so the request fails with
+#:   "'_xsrf' argument missing from POST" and the kernel lives on
+#:   (voila-dashboards/voila#1458). ``disable_check_xsrf`` lets it through.
+#:   This is safe here because the server binds 127.0.0.1 only and has no
+#:   token or login to protect: XSRF is a foreign web page making the user's
+#:   browser send a request, and the POST requests left to such a page are
+#:   this shutdown, which needs the kernel's random UUID (no page can list or
+#:   read them: Voila serves no kernel list, and the browser's same-origin
+#:   rule hides responses), and Voila's kernels accept only widget messages.
+#: - Kernels whose page vanished without saying so (a killed browser, a
+#:   sleeping laptop) are culled after 10 idle minutes with no connection;
+#:   a page left open keeps its kernel (``cull_connected=False``), so a user
+#:   who reads the explorer for a while does not lose it.
+VOILA_KERNEL_OPTIONS: tuple[str, ...] = (
+    "--Voila.tornado_settings=disable_check_xsrf=True",
+    "--MappingKernelManager.cull_idle_timeout=600",
+    "--MappingKernelManager.cull_interval=60",
+    "--MappingKernelManager.cull_connected=False",
+)
+
+
+def voila_command(notebook: str | Path, port: int, *, voila: str | None = None) -> list[str]:
+    """The command line that serves ``notebook`` with Voila on ``127.0.0.1:port``, as ``demo`` runs it.
+
+    Examples
+    --------
+    >>> cmd = voila_command("explorer.ipynb", 8866, voila="voila")
+    >>> cmd[:4]
+    ['voila', 'explorer.ipynb', '--no-browser', '--port=8866']
+    >>> "--Voila.ip=127.0.0.1" in cmd and "--MappingKernelManager.cull_idle_timeout=600" in cmd
+    True
+    """
+    if voila is None:
+        voila = shutil.which("voila") or str(Path(sys.executable).with_name("voila"))
+    return [
+        voila,
+        str(notebook),
+        "--no-browser",
+        f"--port={port}",
+        "--Voila.ip=127.0.0.1",
+        *VOILA_KERNEL_OPTIONS,
+    ]
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import nbformat
 
@@ -177,10 +226,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.no_serve:
         print(f"wrote {notebook}; serve it with: voila {notebook}")
         return 0
-    voila = shutil.which("voila") or str(Path(sys.executable).with_name("voila"))
     port = _free_port(args.port)
     print(f"\nServing the explorer at http://127.0.0.1:{port}/  (Ctrl-C to stop)\n", flush=True)
-    cmd = [voila, str(notebook), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1"]
+    cmd = voila_command(notebook, port)
     try:
         return subprocess.call(cmd, env=os.environ.copy())
     except KeyboardInterrupt:
@@ -207,7 +255,7 @@ def _parser() -> argparse.ArgumentParser:
         if model:
             p.add_argument("--model", choices=("segnet", "deeplabv3plus"), default="segnet")
             p.add_argument("--width", type=float, default=0.25, help="channel width multiplier (default 0.25)")
-            p.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
+            p.add_argument("--epochs", type=int, default=24, help="training epochs (default 24)")
             p.add_argument("--learning-rate", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
         if out:
             p.add_argument("--out", default=out, help=f"output folder (default {out})")
@@ -228,8 +276,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    # TensorFlow's C++ start-up chatter would bury the summary a user asked for.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ start-up chatter would bury the summary a user asked
+    # for: importing the package set TF_CPP_MIN_LOG_LEVEL (see _tf_setup).
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import CAMVID, NOTEBOOK_FINDINGS, REPO
+from test_tf_setup import tf_log_lines
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = {
@@ -76,8 +77,18 @@ def test_notebook_runs(path: Path, executed_dir: Path) -> None:
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
     )
-    client.execute()  # raises CellExecutionError, with the cell and traceback, on any error
+    # The kernel gets the user's environment: no TensorFlow variable set (conftest sets the log level).
+    env = {k: v for k, v in os.environ.items() if k not in {"TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS"}}
+    client.execute(env=env)  # raises CellExecutionError, with the cell and traceback, on any error
     nbformat.write(nb, executed_dir / path.name)
+
+    # No TensorFlow log line in any output, stderr included.
+    every_output = "\n".join(
+        out.get("text", "") + "".join(map(str, out.get("data", {}).values())) + "\n".join(out.get("traceback", []))
+        for cell in nb.cells
+        for out in cell.get("outputs", [])
+    )
+    assert not tf_log_lines(every_output), f"{path.name} shows TensorFlow logs: {tf_log_lines(every_output)[:5]}"
 
     text = []
     for cell in nb.cells:

@@ -90,3 +90,74 @@ def test_tensorflow_imported_first_is_left_alone_and_warned_about_only_if_onednn
     proc = _run(code, {"TF_ENABLE_ONEDNN_OPTS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "OK"
+
+
+# What TensorFlow's C++ side prints on start-up and first use (absl's pre-init
+# notice, cpu_feature_guard, oneDNN, CUDA stubs): none may reach a user.
+TF_LOG_MARKERS = ("I0000", "E0000", "W0000", "oneDNN", "cpu_feature_guard", "absl::InitializeLog")
+
+
+def tf_log_lines(text: str) -> list[str]:
+    """The lines of ``text`` that TensorFlow's C++ logging printed."""
+    return [line for line in text.splitlines() if any(m in line for m in TF_LOG_MARKERS)]
+
+
+def _users_env() -> dict[str, str]:
+    """The environment a user has: neither TensorFlow variable set (conftest sets the log level)."""
+    return {k: v for k, v in os.environ.items() if k not in {"TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS"}}
+
+
+_TRAIN_AND_ENCODE = textwrap.dedent(
+    """
+    import os
+    import latent_widgets as lw
+    from latent_widgets import models, training
+
+    tr = lw.synthetic_road_scenes(16, size=(48, 64), seed=0)
+    va = lw.synthetic_road_scenes(8, size=(48, 64), seed=1)
+    net = models.segnet(n_classes=tr.n_classes, input_shape=(48, 64, 3), width=0.125)
+    result = training.train(net, tr, va, epochs=1, cache=False, progress=False)
+    enc = lw.LatentModel.from_model(result.model).encode_dataset(tr)
+    print("LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL"), "LATENTS", enc.latents.shape)
+    """
+)
+
+
+def test_import_train_and_encode_print_nothing_on_stderr() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _TRAIN_AND_ENCODE],
+        cwd=REPO,
+        env=_users_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "LEVEL 3 LATENTS (16," in proc.stdout
+    assert not tf_log_lines(proc.stderr), proc.stderr[-3000:]
+    assert proc.stderr.strip() == "", proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("level", ["0", "1"])
+def test_a_log_level_the_user_set_is_kept(level: str) -> None:
+    code = "import os, latent_widgets; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**_users_env(), "TF_CPP_MIN_LOG_LEVEL": level},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == level
+
+
+def test_the_marker_filter_catches_the_lines_users_saw() -> None:
+    seen = """\
+WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+I0000 00:00:1795635948.614707   17425 cpu_feature_guard.cc:227] This TensorFlow binary is optimized
+To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow
+E0000 00:00:1795635948.7 17425 mkl_util.h:1234] oneDNN supports DT_INT32 only on platforms with AVX-512
+SegmentationDataset(12 samples, 48x64, 12 classes)"""
+    assert len(tf_log_lines(seen)) == 3

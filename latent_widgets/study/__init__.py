@@ -5,9 +5,11 @@ which never imports it: the core is general, this subpackage holds what one
 particular study chose (samples 38 and 138, 12 steps) and stated.
 
 - :mod:`latent_widgets.study.findings`: the study's statements beside the
-  measured numbers (:func:`study_findings`, :func:`findings_markdown`);
+  measured numbers, for CamVid (:func:`study_findings`,
+  :func:`findings_markdown`, :func:`is_camvid`);
 - :mod:`latent_widgets.study.figures`: :data:`STUDY_PATH`,
-  :data:`STUDY_STEPS` and :func:`write_study_figures`.
+  :data:`STUDY_STEPS`, :func:`default_endpoints` (where the figures and the
+  explorer open) and :func:`write_study_figures`.
 
 Examples
 --------
@@ -20,8 +22,8 @@ Examples
 
 from __future__ import annotations
 
-from .figures import STUDY_METHODS, STUDY_PATH, STUDY_STEPS, write_study_figures
-from .findings import STUDY, Finding, findings_markdown, study_findings
+from .figures import STUDY_METHODS, STUDY_PATH, STUDY_STEPS, default_endpoints, write_study_figures
+from .findings import STUDY, Finding, findings_markdown, is_camvid, study_findings
 
 __all__ = [
     "STUDY",
@@ -29,7 +31,9 @@ __all__ = [
     "STUDY_PATH",
     "STUDY_STEPS",
     "Finding",
+    "default_endpoints",
     "findings_markdown",
+    "is_camvid",
     "study_findings",
     "write_study_figures",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STUDY_METHODS", "STUDY_PATH", "STUDY_STEPS", "write_study_figures"]
+__all__ = ["STUDY_METHODS", "STUDY_PATH", "STUDY_STEPS", "default_endpoints", "write_study_figures"]
 
 #: The endpoints (training-sample indices) of the study's interpolation path.
 STUDY_PATH: tuple[int, int] = (38, 138)
@@ -27,12 +27,30 @@ STUDY_STEPS: int = 12
 STUDY_METHODS: tuple[str, ...] = ("pca", "tsne", "umap")
 
 
+def default_endpoints(n: int, index_a: int | None = None, index_b: int | None = None) -> tuple[int, int]:
+    """The interpolation endpoints the figures and the explorer open on, for ``n`` samples.
+
+    The study's 38 and 138 (:data:`STUDY_PATH`) where the data has them
+    (more than 138 samples), otherwise the first and the last sample. An
+    endpoint given is kept; only the missing ones are filled in.
+
+    Examples
+    --------
+    >>> default_endpoints(367), default_endpoints(139), default_endpoints(138), default_endpoints(40)
+    ((38, 138), (38, 138), (0, 137), (0, 39))
+    >>> default_endpoints(1), default_endpoints(367, index_b=200), default_endpoints(40, 5)
+    ((0, 0), (38, 200), (5, 39))
+    """
+    a, b = STUDY_PATH if n > max(STUDY_PATH) else (0, max(n - 1, 0))
+    return (a if index_a is None else index_a, b if index_b is None else index_b)
+
+
 def write_study_figures(
     train_data: Any,
     lm: Any,
     out: str | Path,
     *,
-    path: tuple[int, int] = STUDY_PATH,
+    path: tuple[int, int] | None = None,
     steps: int = STUDY_STEPS,
 ) -> list[Path]:
     """Write the study's figures to ``out`` (PNG and SVG) and ``findings.md``; return the PNG paths.
@@ -45,9 +63,11 @@ def write_study_figures(
         The network to encode and decode with.
     out : str or Path
         Folder, created if missing.
-    path : (int, int)
-        Interpolation endpoints; indices past the end of ``train_data`` are
-        clipped to its last sample, so that small sets work.
+    path : (int, int), optional
+        Interpolation endpoints; default :func:`default_endpoints` (the
+        study's 38 and 138 when the data has them, else its first and last
+        sample: where the explorer opens too). Indices past the end of
+        ``train_data`` are clipped to its last sample.
     steps : int
         Steps of the interpolation path.
 
@@ -56,7 +76,8 @@ def write_study_figures(
     list of Path
         ``map_pca.png``, ``map_tsne.png``, ``map_umap.png``,
         ``interpolation_strip.png`` and ``triptych.png`` (each with an SVG
-        beside it).
+        beside it). ``findings.md`` sets the study's statements beside the
+        numbers only for CamVid (:func:`~latent_widgets.study.findings.is_camvid`).
 
     Examples
     --------
@@ -70,11 +91,11 @@ def write_study_figures(
     import matplotlib.pyplot as plt
 
     from .. import figures, interpolation, metrics, neighbors, projection
-    from .findings import findings_markdown, study_findings
+    from .findings import findings_markdown, is_camvid, study_findings
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    a, b = (min(i, len(train_data) - 1) for i in path)
+    a, b = (min(i, len(train_data) - 1) for i in (path or default_endpoints(len(train_data))))
     encoding = lm.encode_dataset(train_data)
     latents = encoding.latents
     written: list[Path] = []
@@ -124,7 +145,12 @@ def write_study_figures(
         "triptych",
     )
     rows = study_findings(
-        groups=train_data.groups, maps=maps, path=interp, path_neighbors=nn, n_classes=train_data.n_classes
+        groups=train_data.groups,
+        maps=maps,
+        path=interp,
+        path_neighbors=nn,
+        n_classes=train_data.n_classes,
+        camvid=is_camvid(train_data),
     )
     (out / "findings.md").write_text(findings_markdown(rows) + "\n")
     plt.close("all")

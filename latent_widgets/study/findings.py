@@ -28,7 +28,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STUDY", "Finding", "findings_markdown", "study_findings"]
+__all__ = [
+    "CAMVID_SEQUENCES",
+    "STUDY",
+    "STUDY_DATA_NOTE",
+    "Finding",
+    "findings_markdown",
+    "is_camvid",
+    "study_findings",
+]
+
+#: CamVid's video sequences: the group names :func:`latent_widgets.load_camvid` gives.
+CAMVID_SEQUENCES: frozenset[str] = frozenset({"0001TP", "0006R0", "0016E5", "Seq05VD"})
+
+#: Said once under a findings table of data other than CamVid.
+STUDY_DATA_NOTE = "The study measured CamVid; its numbers are not set beside these, which come from other data."
 
 #: What the study stated, per network, for the figures it reported.
 STUDY: dict[str, dict[str, str]] = {
@@ -45,12 +59,29 @@ STUDY: dict[str, dict[str, str]] = {
 
 @dataclass(frozen=True)
 class Finding:
-    """One row of a findings table."""
+    """One row of a findings table (``study`` is None where the study's number does not apply)."""
 
     question: str
-    study: str
+    study: str | None
     measured: str
     value: float | None = None
+
+
+def is_camvid(dataset: Any) -> bool:
+    """Whether ``dataset`` is CamVid: its groups are CamVid's video sequences.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> is_camvid(SimpleNamespace(group_names=("0001TP", "0006R0", "0016E5")))
+    True
+    >>> is_camvid(SimpleNamespace(group_names=("drive00", "drive01")))
+    False
+    >>> is_camvid(SimpleNamespace(group_names=None))
+    False
+    """
+    names = getattr(dataset, "group_names", None) or ()
+    return bool(names) and {str(n) for n in names} <= CAMVID_SEQUENCES
 
 
 def _fmt(x: float) -> str:
@@ -72,6 +103,7 @@ def study_findings(
     network: str = "segnet",
     first_group: int = 0,
     k: int = 10,
+    camvid: bool = True,
 ) -> list[Finding]:
     """Compute the study's figures from the maps and one interpolation path.
 
@@ -93,6 +125,10 @@ def study_findings(
         The group asked about (CamVid's first sequence, 0001TP, is 0).
     k : int
         Neighbours for the k-NN group agreement.
+    camvid : bool
+        Whether the data is CamVid (:func:`is_camvid`), the data of the
+        study. Otherwise its statements do not apply: every row's ``study`` is
+        None and :func:`findings_markdown` says so once instead.
 
     Returns
     -------
@@ -108,6 +144,9 @@ def study_findings(
     >>> rows = study_findings(groups=g, maps=maps, path=path, path_neighbors=nn, n_classes=2, k=3)
     >>> rows[2].measured
     '3 (0, 4, 19)'
+    >>> other = study_findings(groups=g, maps=maps, path=path, path_neighbors=nn, n_classes=2, k=3, camvid=False)
+    >>> other[2].study is None
+    True
     """
     from ..map_quality import coordinate_ranges, group_separation
     from ..metrics import consecutive_iou
@@ -170,17 +209,35 @@ def study_findings(
             float(dist[worst]),
         )
     )
+    if not camvid:
+        rows = [Finding(r.question, None, r.measured, r.value) for r in rows]
     return rows
 
 
 def findings_markdown(rows: Sequence[Finding], title: str = "Findings") -> str:
     """The rows as a Markdown table under a ``### Findings`` heading.
 
+    The "study" column appears when a row has the study's statement; rows
+    without (data other than CamVid, ``study=None``) leave it out and the
+    table ends with :data:`STUDY_DATA_NOTE`, once.
+
     Examples
     --------
     >>> findings_markdown([Finding("q", "s", "m")], title="T").splitlines()[-1]
     '| q | s | m |'
+    >>> print(findings_markdown([Finding("q", None, "m")], title="T"))
+    ### T
+    <BLANKLINE>
+    | question | measured |
+    |---|---|
+    | q | m |
+    <BLANKLINE>
+    The study measured CamVid; its numbers are not set beside these, which come from other data.
     """
-    lines = [f"### {title}", "", "| question | study | measured |", "|---|---|---|"]
-    lines += [f"| {r.question} | {r.study} | {r.measured} |" for r in rows]
-    return "\n".join(lines)
+    if any(r.study is not None for r in rows):
+        lines = [f"### {title}", "", "| question | study | measured |", "|---|---|---|"]
+        lines += [f"| {r.question} | {'-' if r.study is None else r.study} | {r.measured} |" for r in rows]
+        return "\n".join(lines)
+    lines = [f"### {title}", "", "| question | measured |", "|---|---|"]
+    lines += [f"| {r.question} | {r.measured} |" for r in rows]
+    return "\n".join([*lines, "", STUDY_DATA_NOTE])

@@ -11,6 +11,7 @@ import numpy as np
 import traitlets
 
 from ..session import ExplorerSession
+from ..study.figures import default_endpoints
 from ._common import ErrorSink, View, relay_session_errors, wait_quietly, watch_session
 from .interpolation_slider import InterpolationSlider
 from .mask_viewer import MaskViewer
@@ -57,7 +58,7 @@ class LatentExplorer(View):
     splits : sequence of str, optional
         Split name per sample (colour field "split").
     index_a, index_b : int, optional
-        Initial endpoints (default: the first sample and the last).
+        Initial endpoints (default: :func:`~latent_widgets.study.default_endpoints`, as the CLI's figures).
     n_steps : int
         Steps of the interpolation strip.
     asynchronous : bool
@@ -102,7 +103,7 @@ class LatentExplorer(View):
         methods: Sequence[str] = ("pca", "tsne", "umap"),
         projections: Mapping[str, np.ndarray] | None = None,
         splits: Sequence[str] | None = None,
-        index_a: int = 0,
+        index_a: int | None = None,
         index_b: int | None = None,
         n_steps: int = 12,
         asynchronous: bool = True,
@@ -113,6 +114,7 @@ class LatentExplorer(View):
         super().__init__()
         self.output = W.Output(layout=W.Layout(max_height="260px", overflow="auto", border="1px solid #e0b0b0"))
         self.errors = ErrorSink(self.output)
+        index_a, index_b = default_endpoints(len(dataset), index_a, index_b)
         #: All state and long jobs; the widgets below are its views.
         self.session = session = ExplorerSession(
             latent_model,
