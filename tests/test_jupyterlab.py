@@ -69,12 +69,22 @@ def test_run_all_then_drag_alpha_in_jupyterlab(tmp_path: Path, capsys: pytest.Ca
             assert kernels, "no kernel under JupyterLab"
             page.wait_for_timeout(500)
 
+            # The scrub grid (an anywidget canvas) reaches the page in JupyterLab too.
+            canvas = ".latent-explorer .lw-scrub-canvas"
+            page.wait_for_function(
+                "(sel) => (document.querySelector(sel) || {dataset: {}}).dataset.frames === '64'",
+                arg=canvas,
+                timeout=120_000,
+            )
+            frame_before = page.eval_on_selector(canvas, "c => c.dataset.frame")
             mask = ".latent-explorer .lw-current-mask"
             before = page.eval_on_selector(mask, "e => e.src")
             drag_alpha(page, 0.43)
             wait_for_new_src(page, mask, before)
             readout = page.inner_text(".latent-explorer .lw-alpha-slider .widget-readout")
             assert 0.2 < float(readout) < 0.7
+            frame = page.eval_on_selector(canvas, "c => c.dataset.frame")
+            assert frame != frame_before and int(frame) == round(float(readout) * 63)
             # the newest request wins: the caption ends at the slider's value
             page.wait_for_function(
                 """(v) => Array.from(document.querySelectorAll('.latent-explorer b'))
