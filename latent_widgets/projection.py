@@ -218,9 +218,6 @@ class _Projection(TransformerMixin, BaseEstimator):
     """
 
     method: ClassVar[str] = ""
-    # False where transform needs a fitted model that is not plain arrays
-    # (UMAP's): from_state then refuses, and fit_projection refits.
-    _restorable: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -377,20 +374,16 @@ class _Projection(TransformerMixin, BaseEstimator):
         The map comes from ``state``; the preprocessing (standardisation, PCA
         pre-reduction: seeded, so the same) is refitted on ``latents``, the
         ones the map was fitted on, for ``transform``. PCA refits its exact
-        linear map. UMAP cannot be restored (its ``transform`` needs the
-        fitted ``umap.UMAP``, which is not arrays): fit it instead.
+        linear map. UMAP's ``transform`` needs the fitted ``umap.UMAP``,
+        which is not arrays: it is refitted (seeded, so the same model) on
+        the first ``transform``, not here, so a cached map shows at once.
 
         Raises
         ------
         ValueError
             When ``state`` is of another method, other parameters or other
-            latents, or for UMAP.
+            latents.
         """
-        name = type(self).__name__
-        if not self._restorable:
-            raise ValueError(
-                f"{name} cannot be restored from arrays: its transform needs the fitted model; call fit(latents)"
-            )
         missing = sorted({"method", "params", "latent_shape", "embedding"} - set(state))
         if missing:
             raise ValueError(f"state lacks {missing}; pass what to_state() returned (or np.load of its .npz)")
@@ -621,7 +614,6 @@ class UMAPProjection(_NeighbourPlacement):
     """
 
     method = "umap"
-    _restorable = False
 
     def __init__(
         self,
@@ -662,7 +654,14 @@ class UMAPProjection(_NeighbourPlacement):
             warnings.filterwarnings("ignore", message=".*not fully connected.*")
             return self.umap_.fit_transform(f)
 
+    def _restore_model(self, f: np.ndarray) -> None:
+        # The model is refitted on the first transform (seconds, the first
+        # time numba compiles): a cached map is shown without waiting for it.
+        self.umap_ = None
+
     def _transform_prepared(self, f: np.ndarray) -> np.ndarray:
+        if self.umap_ is None:
+            self._fit_embedding(self.train_features_)  # seeded: the model the cached map came from
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
             y = self.umap_.transform(f)
@@ -723,7 +722,7 @@ def _fit_cached(
     hit = load_arrays(path) if path is not None else None
     if hit is not None and not {"embedding", "params"} <= hit.keys():
         hit = None  # not one of ours: recompute and overwrite
-    if hit is not None and not (need_model and not proj._restorable):
+    if hit is not None:
         seconds = float(hit["seconds"]) if "seconds" in hit else float("nan")
         if need_model:  # the map from the cache, only the cheap preprocessing refitted
             proj.from_state(hit, latents)

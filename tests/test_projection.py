@@ -245,8 +245,20 @@ def test_state_round_trip_restores_the_transform(rng, tmp_path, method, kw):
         P.make_projection(method, random_state=1).from_state(state, x)
     with pytest.raises(ValueError, match="the latents it was fitted on"):
         P.make_projection(method, **kw).from_state(state, x[:-1])
-    with pytest.raises(ValueError, match=r"call fit\(latents\)"):
-        P.UMAPProjection().from_state(state, x)
+    with pytest.raises(ValueError, match="same parameters"):
+        P.UMAPProjection().from_state(state, x)  # a state of another method
+
+
+def test_umap_restores_its_map_at_once_and_refits_its_model_on_first_transform(rng):
+    x, _ = blobs(rng, n_per=8)
+    fitted = P.UMAPProjection(n_epochs=50).fit(x)
+    restored = P.UMAPProjection(n_epochs=50).from_state(fitted.to_state(), x)
+    assert restored.umap_ is None  # the map only: no UMAP fit yet
+    np.testing.assert_array_equal(restored.embedding_, fitted.embedding_)
+    new = x[:5] + rng.normal(size=x[:5].shape).astype(np.float32) * 0.1
+    # seeded: the refitted model is the one the map came from
+    np.testing.assert_allclose(restored.transform(new), fitted.transform(new), atol=1e-5)
+    assert restored.umap_ is not None
 
 
 # ----------------------------------------------------------------------------- project / cache
