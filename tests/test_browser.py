@@ -79,7 +79,7 @@ LABELS_JS = """() => {
   // The samples' index labels on display (the first mark's; bqplot names the overlay's points "Dot<i>").
   const first = document.querySelector('.lw-projection-scatter .dot').parentElement.parentElement;
   return Array.from(first.querySelectorAll(':scope > .object_grp > text'))
-    .filter(e => e.textContent && e.getAttribute('display') !== 'none')
+    .filter(e => e.textContent.replace(/\u200b/g, '') && e.getAttribute('display') !== 'none')
     .map(e => { const r = e.getBoundingClientRect();
                 return {x0: r.left, y0: r.top, x1: r.right, y1: r.bottom, text: e.textContent}; });
 }"""
@@ -93,6 +93,15 @@ def test_scatter_draws_one_mark_per_sample(page, shots):
     dots = page.evaluate(MAIN_DOTS_JS)
     assert len(dots) == N_SAMPLES
     assert all(d["w"] > 0 for d in dots)
+    # each point in its drive's colour (4 drives of 10 frames), none left black by the data join
+    fills = page.evaluate(
+        """() => { const fig = document.querySelector('.lw-projection-scatter');
+                   const first = fig.querySelector('.dot').parentElement.parentElement;
+                   return Array.from(first.querySelectorAll('.dot')).map(d => getComputedStyle(d).fill); }"""
+    )
+    assert len(fills) == N_SAMPLES and "rgb(0, 0, 0)" not in fills
+    assert [len({fills[i] for i in range(g * 10, g * 10 + 10)}) for g in range(4)] == [1, 1, 1, 1]
+    assert len(set(fills)) == 4
     shown = {b["text"] for b in page.evaluate(LABELS_JS)}
     # index labels where they have room, always the selected point's and A's, B's
     assert {"0", "25"} <= shown <= {str(i) for i in range(N_SAMPLES)} and len(shown) >= N_SAMPLES // 2

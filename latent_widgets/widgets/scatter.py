@@ -46,6 +46,8 @@ _MAP_CSS = (
 
 _PATH_COLOUR = "#d62728"
 _NEIGHBOUR_COLOUR = "#ff8c00"
+# What a hidden index label is made of (see ProjectionScatter._update_labels).
+_HIDDEN = "\u200b"
 _GREY = "#4c72b0"
 
 
@@ -682,7 +684,7 @@ class ProjectionScatter(View):
     def labels(self) -> list[str]:
         """The index label drawn by each point ("" where there is no room for it)."""
         names = getattr(self.mark, "names", None)
-        return [] if names is None else [str(t) for t in names]
+        return [] if names is None else [str(t).strip(_HIDDEN) for t in names]
 
     def _update_labels(self) -> None:
         if self.uses_gl or not hasattr(self, "_overlay"):
@@ -698,7 +700,10 @@ class ProjectionScatter(View):
             h = fh - _FIG_MARGIN["top"] - _FIG_MARGIN["bottom"]
             visible = (xy[:, 0] >= 0) & (xy[:, 0] <= w) & (xy[:, 1] >= 0) & (xy[:, 1] <= h)
             shown = place_labels(label_boxes(xy, texts), self.forced_labels, visible)
-        names = np.array([t if s else "" for t, s in zip(texts, shown, strict=True)])
+        # bqplot joins the points' data by name: names must stay unique, so a
+        # hidden label is i + 1 zero-width spaces, not "" (equal empty names
+        # gave points the wrong colour in the browser).
+        names = np.array([t if s else _HIDDEN * (i + 1) for i, (t, s) in enumerate(zip(texts, shown, strict=True))])
         if self.mark.names is None or list(self.mark.names) != names.tolist():
             self.mark.names = names
 
