@@ -29,13 +29,17 @@ CELLS = ["import ipywidgets as W\nW.IntSlider(value=3, description='kernel')"]
 
 
 def _kernels(pid: int) -> list:
+    """Live ipykernel processes under Voilà (a shut kernel may linger as a zombie until reaped)."""
     import psutil
 
-    return [
-        p
-        for p in psutil.Process(pid).children(recursive=True)
-        if any("ipykernel" in part for part in p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE
-    ]
+    alive = []
+    for p in psutil.Process(pid).children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and any("ipykernel" in part for part in p.cmdline()):
+                alive.append(p)
+        except psutil.Error:  # gone, or a zombie, between the listing and the look
+            continue
+    return alive
 
 
 def test_closing_the_page_shuts_its_kernel_down(tmp_path: Path) -> None:
