@@ -170,7 +170,12 @@ def test_clicking_a_point_changes_the_mask_viewer(page, shots):
         arg=[".lw-viewer-image", before_image],
         timeout=30_000,
     )
-    assert _src(page, ".lw-viewer-prediction") != before_pred
+    # the panes update one after another: wait for the prediction's too
+    page.wait_for_function(
+        "([sel, old]) => document.querySelector(sel).src !== old",
+        arg=[".lw-viewer-prediction", before_pred],
+        timeout=30_000,
+    )
     # the viewer's title names the clicked sample (its update may land after the image's)
     page.wait_for_function(
         "(i) => document.querySelector('.latent-explorer').innerText.includes('#' + i + ' drive')",
