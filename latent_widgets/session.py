@@ -604,6 +604,10 @@ class ExplorerSession(traitlets.HasTraits):
 
     def decode_masks(self, alphas: np.ndarray, key: PathKey | None = None) -> np.ndarray:
         """Masks (len(alphas), H, W) of the path at ``alphas``, one decoder call."""
+        return self._decode(alphas, key)[2]
+
+    def _decode(self, alphas: np.ndarray, key: PathKey | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(latents, probabilities, masks) of the path ``key`` (default: the current one) at ``alphas``."""
         from .interpolation import path_inputs
 
         key = key or self.key
@@ -618,8 +622,8 @@ class ExplorerSession(traitlets.HasTraits):
             encoding_a=_sample_encoding(enc, key.index_a),
             encoding_b=_sample_encoding(enc, key.index_b),
         )
-        _, masks = model.decode_with_masks(latents, skips if model.has_skips else None)
-        return np.asarray(masks)
+        probs, masks = model.decode_with_masks(latents, skips if model.has_skips else None)
+        return np.asarray(latents), np.asarray(probs), np.asarray(masks)
 
     def compute_strip(self, key: PathKey | None = None) -> Strip:
         """Decode the strip of a path (default: the current one) in one batch."""
@@ -696,23 +700,9 @@ class ExplorerSession(traitlets.HasTraits):
 
     def decode_alpha(self, alpha: float, key: PathKey | None = None) -> StripStep:
         """Decode the path at one ``alpha`` (no caching, no display)."""
-        from .interpolation import path_inputs
-
-        key = key or self.key
-        ds, enc, model = self.dataset, self.encoding, self.model
-        latents, skips = path_inputs(
-            model,
-            ds.images[key.index_a],
-            ds.images[key.index_b],
-            np.array([alpha], np.float32),
-            method=key.method,
-            skip_policy=key.skip_policy,
-            encoding_a=_sample_encoding(enc, key.index_a),
-            encoding_b=_sample_encoding(enc, key.index_b),
-        )
-        probs, masks = model.decode_with_masks(latents, skips if model.has_skips else None)
-        probs, mask = np.asarray(probs)[0], np.asarray(masks)[0]
+        latents, probs, masks = self._decode(np.array([alpha]), key)
+        probs, mask = probs[0], masks[0]
         if probs.shape[-1] <= 256:  # as decode_path does; also spares mask_bmp a cast
             mask = mask.astype(np.uint8)
         # BMP: writing it takes microseconds, zlib (PNG) a sizeable share of a decode.
-        return StripStep(float(alpha), np.asarray(latents)[0], probs, mask, render.mask_bmp(mask, ds.palette))
+        return StripStep(float(alpha), latents[0], probs, mask, render.mask_bmp(mask, self.dataset.palette))

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_harness import N_SAMPLES, PAGE_TIMEOUT_MS, browser_missing, explorer_page, voila_server
+from browser_harness import N_SAMPLES, PAGE_TIMEOUT_MS, browser_missing, drag_alpha, explorer_page, voila_server
 
 pytestmark = pytest.mark.browser
 
@@ -108,24 +108,9 @@ def test_scatter_draws_one_mark_per_sample(page, shots):
     page.locator(".latent-explorer").screenshot(path=str(shots / "explorer.png"))
 
 
-def _drag_alpha(page, fraction: float) -> None:
-    """Drag the alpha slider's handle with the mouse to ``fraction`` of its track."""
-    handle = page.locator(".lw-alpha-slider .noUi-handle")
-    box = handle.bounding_box()
-    track = page.locator(".lw-alpha-slider .noUi-target").bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(x, y)
-    page.mouse.down()
-    target = track["x"] + fraction * track["width"]
-    for k in range(1, 13):  # a drag, not a jump: the mask updates along the way
-        page.mouse.move(x + (target - x) * k / 12, y)
-        page.wait_for_timeout(40)
-    page.mouse.up()
-
-
 def test_dragging_the_alpha_slider_changes_the_mask(page, shots):
     before = _src(page, ".lw-current-mask")
-    _drag_alpha(page, 0.43)
+    drag_alpha(page, 0.43)
     page.wait_for_function(
         "([sel, old]) => document.querySelector(sel).src !== old", arg=[".lw-current-mask", before], timeout=30_000
     )
@@ -220,7 +205,7 @@ def test_alpha_changes_the_mask_while_a_map_is_fitted(page):
     page.get_by_role("button", name="UMAP", exact=True).click()
     page.wait_for_function(f"() => ({busy})().includes('umap')", timeout=10_000)
     before = _src(page, ".lw-current-mask")
-    _drag_alpha(page, 0.81)
+    drag_alpha(page, 0.81)
     # The mask changes while the fit still runs: the page is live.
     changed_during_fit = page.wait_for_function(
         f"""([sel, old]) => {{
@@ -244,7 +229,7 @@ def test_scrubbing_swaps_grid_frames_in_the_browser(page):
     )
     assert page.locator(".lw-scrub-canvas").is_visible()
     before = page.eval_on_selector(".lw-scrub-canvas", "c => c.dataset.frame")
-    _drag_alpha(page, 0.3 if float(page.inner_text(".lw-alpha-slider .widget-readout")) > 0.6 else 0.9)
+    drag_alpha(page, 0.3 if float(page.inner_text(".lw-alpha-slider .widget-readout")) > 0.6 else 0.9)
     readout = float(page.inner_text(".lw-alpha-slider .widget-readout"))
     frame = int(page.eval_on_selector(".lw-scrub-canvas", "c => c.dataset.frame"))
     assert str(frame) != before and frame == round(readout * 63)
