@@ -100,51 +100,69 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
+def serve(
+    args: Sequence[str],
+    cwd: Path,
+    log_path: Path,
+    probe_url: str,
+    *,
+    env: dict[str, str] | None = None,
+    wait_s: float = 60,
+) -> Iterator[subprocess.Popen]:
+    """Run a server (in its own process group, output to ``log_path``) until ``probe_url`` answers.
+
+    On exit the server and its kernels are stopped (:func:`stop`). A server
+    that exits or does not answer within ``wait_s`` fails with its log.
+    """
+    full_env = dict(os.environ if env is None else env)
+    full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
+    full_env["PYTHONUNBUFFERED"] = "1"
+    name = Path(args[0]).name if args[0] != sys.executable else " ".join(args[1:3])
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            list(args), cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + wait_s
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log_path.read_text()}")
+                try:
+                    with urllib.request.urlopen(probe_url, timeout=2):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"{name} did not answer in {wait_s:.0f} s:\n{log_path.read_text()}"
+                        ) from None
+                    time.sleep(0.3)
+            yield proc
+        finally:
+            stop(proc)
+
+
+@contextlib.contextmanager
 def voila_server(folder: Path, cells: Sequence[str] = NOTEBOOK_CELLS) -> Iterator[str]:
     """Serve a notebook of ``cells`` with Voilà on 127.0.0.1; yields its URL."""
     notebook = write_notebook(folder, cells)
     port = free_port()
     env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONUNBUFFERED"] = "1"
-    log = open(folder / "voila.log", "w")  # noqa: SIM115 - Voila writes to it until teardown
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "voila",
-            str(notebook),
-            "--no-browser",
-            f"--port={port}",
-            "--Voila.ip=127.0.0.1",
-            "--ServerApp.port_retries=0",
-            "--show_tracebacks=True",
-        ],
-        cwd=folder,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"voila exited with {proc.returncode}:\n{(folder / 'voila.log').read_text()}")
-            try:
-                # A static file: "/" itself would start a kernel and run the notebook.
-                with urllib.request.urlopen(url + "voila/static/voila.js", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"voila did not answer in 60 s:\n{(folder / 'voila.log').read_text()}") from None
-                time.sleep(0.3)
+    args = [
+        sys.executable,
+        "-m",
+        "voila",
+        str(notebook),
+        "--no-browser",
+        f"--port={port}",
+        "--Voila.ip=127.0.0.1",
+        "--ServerApp.port_retries=0",
+        "--show_tracebacks=True",
+    ]
+    # A static file as the probe: "/" itself would start a kernel and run the notebook.
+    with serve(args, folder, folder / "voila.log", url + "voila/static/voila.js", env=env):
         yield url
-    finally:
-        stop(proc)
-        log.close()
 
 
 def browser_missing() -> str | None:
@@ -237,53 +255,28 @@ def jupyterlab_server(folder: Path, cells: Sequence[str] = NOTEBOOK_CELLS) -> It
     port = free_port()
     token = secrets.token_hex(16)
     env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONUNBUFFERED"] = "1"
     env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
     env["JUPYTERLAB_WORKSPACES_DIR"] = str(folder / "lab-workspaces")
-    log_path = folder / "jupyterlab.log"
-    log = open(log_path, "w")  # noqa: SIM115 - JupyterLab writes to it until teardown
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "lab",
-            "--no-browser",
-            "--allow-root",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0",
-            f"--ServerApp.token={token}",
-            f"--ServerApp.root_dir={root}",
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
-            "--LabApp.extension_manager=readonly",  # the default one queries PyPI
-        ],
-        cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     base = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base}api/status?token={token}", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"jupyter lab did not answer in 90 s:\n{log_path.read_text()}") from None
-                time.sleep(0.3)
+    args = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--allow-root",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",  # the default one queries PyPI
+    ]
+    with serve(args, root, folder / "jupyterlab.log", f"{base}api/status?token={token}", env=env, wait_s=90):
         yield f"{base}lab/tree/{notebook.name}?token={token}"
-    finally:
-        stop(proc)
-        log.close()
 
 
 def server_kernels(server_pid: int | None = None) -> list:

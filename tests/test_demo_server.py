@@ -11,15 +11,12 @@ missing from POST") and all three kernels stay.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from browser_harness import CHROMIUM, CHROMIUM_ARGS, PAGE_TIMEOUT_MS, browser_missing, free_port, stop, write_notebook
+from browser_harness import CHROMIUM, CHROMIUM_ARGS, PAGE_TIMEOUT_MS, browser_missing, free_port, serve, write_notebook
 
 from latent_widgets.cli import voila_command
 
@@ -50,22 +47,9 @@ def test_closing_the_page_shuts_its_kernel_down(tmp_path: Path) -> None:
 
     notebook = write_notebook(tmp_path, CELLS)
     port = free_port()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    log = open(tmp_path / "voila.log", "w")  # noqa: SIM115 - Voila writes to it until teardown
     cmd = voila_command(notebook, port, voila=str(Path(sys.executable).with_name("voila")))
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "voila.log").read_text()
-            try:
-                with urllib.request.urlopen(url + "voila/static/voila.js", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, (tmp_path / "voila.log").read_text()
-                time.sleep(0.3)
-
+    with serve(cmd, tmp_path, tmp_path / "voila.log", url + "voila/static/voila.js") as proc:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
@@ -88,6 +72,3 @@ def test_closing_the_page_shuts_its_kernel_down(tmp_path: Path) -> None:
         voila_log = (tmp_path / "voila.log").read_text()
         assert len(alive) <= 1, f"{len(alive)} kernels alive after 3 closed pages\n{voila_log[-3000:]}"
         assert "_xsrf' argument missing" not in voila_log, voila_log[-3000:]
-    finally:
-        stop(proc)
-        log.close()
