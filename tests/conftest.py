@@ -55,6 +55,22 @@ def synthetic_small():
     return synthetic_road_scenes(40, size=(48, 64), seed=0)
 
 
+@pytest.fixture(scope="module")
+def ds():
+    """24 synthetic scenes at 48x64 in two drives (so "group" has two colours): the widget and session tests'."""
+    from latent_widgets import synthetic_road_scenes
+
+    return synthetic_road_scenes(24, size=(48, 64), seed=0, frames_per_drive=12)
+
+
+@pytest.fixture()
+def model():
+    """The numpy toy encoder/decoder of ``tests/toy.py`` for ``ds`` (no TensorFlow)."""
+    from toy import ToyLatentModel
+
+    return ToyLatentModel(input_shape=(48, 64, 3), n_classes=12, latent_channels=8, seed=1)
+
+
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

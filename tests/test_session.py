@@ -15,21 +15,9 @@ import time
 import numpy as np
 import pytest
 import traitlets
-from toy import ToyLatentModel
 
-from latent_widgets import synthetic_road_scenes
 from latent_widgets.interpolation import steps
 from latent_widgets.session import ExplorerSession
-
-
-@pytest.fixture(scope="module")
-def ds():
-    return synthetic_road_scenes(24, size=(48, 64), seed=0, frames_per_drive=12)
-
-
-@pytest.fixture()
-def model():
-    return ToyLatentModel(input_shape=(48, 64, 3), n_classes=12, latent_channels=8, seed=1)
 
 
 def lerp_mask(model, ds, a: int, b: int, alpha: float) -> np.ndarray:

@@ -36,19 +36,6 @@ def shown_mask_pixels(mask: np.ndarray, palette: np.ndarray, scale: int) -> np.n
     return render.upscale(render.colorize(mask, palette), scale)
 
 
-@pytest.fixture(scope="module")
-def ds():
-    from latent_widgets import synthetic_road_scenes
-
-    # Two drives so that "group" has two colours.
-    return synthetic_road_scenes(24, size=(48, 64), seed=0, frames_per_drive=12)
-
-
-@pytest.fixture()
-def model():
-    return ToyLatentModel(input_shape=(48, 64, 3), n_classes=12, latent_channels=8, seed=1)
-
-
 @pytest.fixture()
 def skip_model():
     return ToyLatentModel(input_shape=(48, 64, 3), n_classes=12, latent_channels=8, with_skip=True, seed=2)
