@@ -40,6 +40,9 @@ _EXPORTS: dict[str, str] = {
     "LatentModelError": "latent_model",
     "LatentCodec": "protocols",
     "LatentModelLike": "protocols",
+    # latents on disk
+    "LatentStore": "store",
+    "LatentStoreError": "store",
     # widgets
     "ProjectionScatter": "widgets",
     "MaskViewer": "widgets",

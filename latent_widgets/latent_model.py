@@ -67,17 +67,24 @@ __all__ = ["LATENT_LAYER", "Encoding", "LatentModel", "LatentModelError", "Laten
 _SAVED_NAME = "latent_model"
 # Show a progress bar in encode() from this many batches on (progress=None).
 _AUTO_PROGRESS_BATCHES = 8
+# encode_dataset(store=None) streams into a latent store above this many bytes of latents and skips.
+_STORE_ABOVE_BYTES = 1 << 30
 
 
 class Encoding(NamedTuple):
-    """What :meth:`LatentModel.encode` returns.
+    """What :meth:`LatentModel.encode` and :meth:`LatentModel.encode_dataset` return.
 
     Attributes
     ----------
     latents : ndarray, float32, shape (N, *latent_shape)
+        From ``encode_dataset`` with a store: a read-only
+        :class:`~latent_widgets.store.StoredArray` on disk, indexed like numpy.
     skips : tuple of ndarray
         One array ``(N, *skip_shape)`` per skip input of the decoder, in the
-        decoder's order; ``()`` for a network without skips.
+        decoder's order; ``()`` for a network without skips. From
+        ``encode_dataset`` with a store: stored arrays, or
+        :class:`~latent_widgets.store.LazySkipColumn` objects that re-encode
+        the samples they are indexed with.
     """
 
     latents: np.ndarray
@@ -727,23 +734,107 @@ class LatentModel:
             config = repr([(layer.__class__.__name__, layer.name) for layer in self.encoder.layers])
         return content_hash("encoder", config, [np.asarray(w) for w in self.encoder.get_weights()])
 
-    def encode_dataset(self, dataset: SegmentationDataset, batch_size: int = 32, cache: bool = True) -> Encoding:
+    def encode_dataset(
+        self,
+        dataset: SegmentationDataset,
+        batch_size: int = 32,
+        cache: bool = True,
+        *,
+        store: str | os.PathLike[str] | bool | None = None,
+        resume: bool = True,
+        overwrite: bool = False,
+        progress: bool | None = None,
+        store_skips: bool = False,
+        chunk_rows: int | None = None,
+    ) -> Encoding:
         """:meth:`encode` a dataset's images, cached on disk.
 
-        The cache key is the encoder's weights and architecture
-        (:meth:`weights_hash`) and ``dataset.content_hash()``, so retraining
-        the model or changing the data is a cache miss.
+        Small in-memory datasets are encoded in memory and cached as one
+        ``.npz``. Large or lazy datasets are streamed into a
+        :class:`~latent_widgets.store.LatentStore` (a Zarr folder): a
+        background thread reads the next batch of images while the encoder
+        runs, each finished chunk of rows is written and marked done, and an
+        interrupted encode resumes where it stopped. Either way the key is
+        the encoder's weights and architecture (:meth:`weights_hash`) and
+        ``dataset.content_hash()``, so retraining the model or changing the
+        data is a cache miss, never a stale answer.
+
+        Parameters
+        ----------
+        dataset : SegmentationDataset
+            Eager or lazy (``dataset.images[rows]`` is read batch by batch).
+        batch_size : int
+            Images per compiled encoder call.
+        cache : bool
+            ``False`` always re-encodes (and, without a store, writes nothing).
+        store : path, bool or None
+            Where the latents go. A path: a store folder there. ``True``: a
+            store under ``cache_dir("latents")`` named by the hash. ``False``:
+            in memory. ``None`` (default): a store for lazy datasets and when
+            the latents and skips would exceed 1 GiB, memory otherwise.
+        resume : bool
+            Continue a partly written store (``False`` re-encodes it all).
+        overwrite : bool
+            Replace a store at ``store`` that belongs to another model or
+            dataset (otherwise that raises :class:`~latent_widgets.store.LatentStoreError`).
+        progress : bool, optional
+            A progress bar; default: for 8 batches or more. When resuming it
+            starts at the rows already done.
+        store_skips : bool
+            With a store, keep the skip features on disk too. By default they
+            are not stored (they are often 10-100x the latents): the returned
+            ``skips`` are :class:`~latent_widgets.store.LazySkipColumn` objects
+            that re-encode the requested samples when indexed.
+        chunk_rows : int, optional
+            Rows per store chunk (a multiple of ``batch_size``); default about 8 MiB.
+
+        Returns
+        -------
+        Encoding
+            In memory: numpy arrays. With a store: ``latents`` is the store's
+            read-only :class:`~latent_widgets.store.StoredArray` (indexable like
+            numpy, nothing loaded until indexed) and ``skips`` are stored
+            arrays or lazy columns.
+
+        Raises
+        ------
+        LatentStoreError
+            The store at ``store`` was computed by another model or from
+            another dataset (pass a new path or ``overwrite=True``).
 
         Examples
         --------
         >>> enc = lm.encode_dataset(load_camvid(root, "train", size=(96, 128)))  # doctest: +SKIP
+        >>> enc = lm.encode_dataset(synthetic_road_scenes(100_000, lazy=True), store="road.zarr")  # doctest: +SKIP
+        >>> enc.latents[:10].shape  # doctest: +SKIP
+        (10, 6, 8, 128)
         """
-        from .cache import cached_arrays, content_hash
+        from .cache import cache_dir, cached_arrays, content_hash
 
-        key = content_hash("encode_dataset-v1", self.weights_hash(), dataset.content_hash())
+        model_hash, data_hash = self.weights_hash(), dataset.content_hash()
+        if store is None:
+            store = bool(getattr(dataset, "is_lazy", False)) or self._encoded_bytes(len(dataset)) > _STORE_ABOVE_BYTES
+        if store is not False:
+            if store is True:
+                name = content_hash("encode_dataset-store-v1", model_hash, data_hash)
+                store = cache_dir("latents") / f"{name}{'-skips' if store_skips else ''}.zarr"
+            return self._encode_to_store(
+                dataset,
+                Path(store),
+                model_hash=model_hash,
+                data_hash=data_hash,
+                batch_size=batch_size,
+                resume=resume and cache,
+                overwrite=overwrite,
+                progress=progress,
+                store_skips=store_skips,
+                chunk_rows=chunk_rows,
+            )
+
+        key = content_hash("encode_dataset-v1", model_hash, data_hash)
 
         def compute() -> dict[str, np.ndarray]:
-            enc = self.encode(dataset.images, batch_size=batch_size)
+            enc = self.encode(dataset.images, batch_size=batch_size, progress=progress)
             out = {"latents": enc.latents}
             out.update({f"skip_{k}": s for k, s in enumerate(enc.skips)})
             return out
@@ -753,6 +844,56 @@ class LatentModel:
             arrays["latents"].astype(np.float32, copy=False),
             tuple(arrays[f"skip_{k}"].astype(np.float32, copy=False) for k in range(len(self.skip_shapes))),
         )
+
+    def _encoded_bytes(self, n: int) -> int:
+        """Bytes of ``n`` latents and their skips in float32."""
+        shapes = (self.latent_shape, *self.skip_shapes)
+        return 4 * int(n) * sum(int(np.prod(s)) for s in shapes)
+
+    def _encode_batch(self, images: Any) -> tuple[Any, ...]:
+        """One compiled encoder call on a batch: ``(latent, *skips)`` tensors."""
+        x = self._check_images(images)
+        return self._encode_fn(len(x))(_tf().convert_to_tensor(x))
+
+    def _encode_batch_numpy(self, images: Any) -> tuple[np.ndarray, ...]:
+        return tuple(t.numpy() for t in self._encode_batch(images))
+
+    def _encode_to_store(
+        self,
+        dataset: SegmentationDataset,
+        path: Path,
+        *,
+        model_hash: str,
+        data_hash: str,
+        batch_size: int,
+        resume: bool,
+        overwrite: bool,
+        progress: bool | None,
+        store_skips: bool,
+        chunk_rows: int | None,
+    ) -> Encoding:
+        from .store import encode_to_store
+
+        st = encode_to_store(
+            self._encode_batch,
+            dataset.images,
+            path,
+            model_hash=model_hash,
+            data_hash=data_hash,
+            latent_shape=self.latent_shape,
+            skip_shapes=self.skip_shapes,
+            batch_size=batch_size,
+            chunk_rows=chunk_rows,
+            store_skips=store_skips,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+        )
+        if st.stored_skips or not self.skip_shapes:
+            skips: tuple[Any, ...] = st.skips
+        else:
+            skips = st.lazy_skips(self._encode_batch_numpy, dataset.images, batch_size)
+        return Encoding(st.latents, skips)
 
     def __repr__(self) -> str:
         return (

@@ -834,6 +834,11 @@ def fill_store(
     return store
 
 
+def _is_store(path: Path) -> bool:
+    attrs = LatentStore._read_attrs(path) if path.is_dir() else None
+    return attrs is not None and attrs.get("format") == STORE_FORMAT
+
+
 def _numpy(x: Any) -> np.ndarray:
     return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
 
@@ -906,7 +911,8 @@ def encode_to_store(
         if store_skips:
             row_bytes += sum(4 * int(np.prod(s)) for s in skip_shapes)
         chunk_rows = default_chunk_rows(n, batch_size, row_bytes)
-    elif int(chunk_rows) < 1 or int(chunk_rows) % batch_size:
+    elif (int(chunk_rows) < 1 or int(chunk_rows) % batch_size) and not _is_store(Path(path)):
+        # (A store being resumed keeps its chunks, whatever chunk_rows says.)
         suggestion = batch_size * max(1, int(chunk_rows) // batch_size)
         raise LatentStoreError(
             f"chunk_rows={chunk_rows} must be a positive multiple of batch_size={batch_size} (a chunk is "

@@ -1,0 +1,451 @@
+"""The latent store: what it holds, resuming, refusing other models and data, lazy skips."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+from toy import ToyLatentModel
+
+from latent_widgets.hashing import content_hash
+from latent_widgets.store import (
+    LatentStore,
+    LatentStoreError,
+    LazySkipColumn,
+    StoredArray,
+    encode_to_store,
+)
+
+
+class RecordingImages:
+    """A lazy array-like stand-in: records the rows read, and can fail when asked for given rows."""
+
+    def __init__(self, images: np.ndarray, fail_at: int | None = None) -> None:
+        self._images = images
+        self.shape, self.dtype = images.shape, images.dtype
+        self.fail_at = fail_at
+        self.reads: list[tuple[int, int]] = []
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __getitem__(self, rows):
+        if isinstance(rows, slice) and rows.start == self.fail_at:
+            raise RuntimeError(f"reader failed at row {rows.start}")
+        if isinstance(rows, slice):
+            self.reads.append((rows.start, rows.stop))
+        return self._images[rows]
+
+
+class LazyDataset:
+    """What encode_dataset needs of a lazy dataset, until the real one lands."""
+
+    is_lazy = True
+
+    def __init__(self, images: np.ndarray, tag: str = "a", fail_at: int | None = None) -> None:
+        self.images = RecordingImages(images, fail_at)
+        self._tag = tag
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def content_hash(self) -> str:
+        return content_hash("lazy-stand-in", self._tag)
+
+
+def toy_encoder(model: ToyLatentModel, calls: list[int] | None = None):
+    def encode(x: np.ndarray) -> tuple[np.ndarray, ...]:
+        if calls is not None:
+            calls.append(len(x))
+        enc = model.encode(x)
+        return (enc.latents, *enc.skips)
+
+    return encode
+
+
+def fill(model, images, path, *, calls=None, model_hash="toy", data_hash="ds", **kw) -> LatentStore:
+    kw.setdefault("batch_size", 4)
+    kw.setdefault("chunk_rows", 8)
+    kw.setdefault("progress", False)
+    return encode_to_store(
+        toy_encoder(model, calls),
+        images,
+        path,
+        model_hash=model_hash,
+        data_hash=data_hash,
+        latent_shape=model.latent_shape,
+        skip_shapes=model.skip_shapes,
+        **kw,
+    )
+
+
+# ----------------------------------------------------------------------------- contents and reading
+
+
+def test_store_holds_the_encoders_latents_and_reads_like_numpy(model, ds, tmp_path: Path) -> None:
+    want = model.encode(ds.images).latents
+    store = fill(model, ds.images, tmp_path / "z.zarr", batch_size=5, chunk_rows=10)
+    assert store.is_complete and store.n_chunks == 3 and store.chunk_rows == 10
+    z = store.latents
+    assert isinstance(z, StoredArray)
+    assert len(z) == 24 and z.shape == want.shape and z.dtype == np.float32 and z.ndim == 4
+    np.testing.assert_allclose(np.asarray(z), want, rtol=1e-6)
+    mask = np.arange(24) % 3 == 0
+    for key in (7, -1, slice(3, 17), slice(None, None, 5), slice(20, 2, -4), [5, 0, 5, -2], np.array([], int), mask):
+        np.testing.assert_allclose(z[key], want[key], rtol=1e-6, err_msg=str(key))
+    np.testing.assert_allclose(z[2:4, 1, :, 3], want[2:4, 1, :, 3], rtol=1e-6)
+    for bad in (24, -25, [0, 24], np.ones(5, bool)):
+        with pytest.raises(IndexError):
+            z[bad]
+    blocks = list(store.iter_blocks(7))
+    assert [(s.start, s.stop) for s, _ in blocks] == [(0, 7), (7, 14), (14, 21), (21, 24)]
+    np.testing.assert_allclose(np.concatenate([b for _, b in blocks]), want, rtol=1e-6)
+    with pytest.raises(ValueError, match="read-only"):
+        z.zarr[0] = 0.0
+
+
+def test_attributes_record_hashes_shapes_and_version(model, ds, tmp_path: Path) -> None:
+    path = tmp_path / "z.zarr"
+    fill(model, ds.images, path, model_hash="m1", data_hash="d1")
+    attrs = json.loads((path / "zarr.json").read_text())["attributes"]
+    assert attrs["format"] == "latent-widgets/latent-store" and attrs["version"] == 1
+    assert (attrs["model_hash"], attrs["data_hash"], attrs["n"]) == ("m1", "d1", 24)
+    assert attrs["latent_shape"] == [12, 16, 8] and attrs["chunk_rows"] == 8 and attrs["stored_skips"] is False
+    # Float32, no compression: the chunk files are the raw bytes.
+    meta = json.loads((path / "latents" / "zarr.json").read_text())
+    assert meta["data_type"] == "float32" and [c["name"] for c in meta["codecs"]] == ["bytes"]
+    assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [8, 12, 16, 8]
+
+
+def test_default_chunk_is_a_multiple_of_the_batch(model, ds, tmp_path: Path) -> None:
+    store = fill(model, ds.images, tmp_path / "z.zarr", batch_size=5, chunk_rows=None)
+    assert store.chunk_rows % 5 == 0 and store.chunk_rows >= 24  # 24 small rows: one chunk
+    with pytest.raises(LatentStoreError, match="multiple of batch_size=4"):
+        fill(model, ds.images, tmp_path / "y.zarr", batch_size=4, chunk_rows=6)
+
+
+# ----------------------------------------------------------------------------- resuming
+
+
+def test_interrupted_encode_resumes_with_only_the_missing_chunks(model, ds, tmp_path: Path) -> None:
+    path = tmp_path / "z.zarr"
+    failing = RecordingImages(ds.images, fail_at=12)  # the 2nd batch of chunk 1 (rows 8-16)
+    with pytest.raises(RuntimeError, match="reader failed at row 12"):
+        fill(model, failing, path)
+    store = LatentStore.open(path)
+    assert store.chunks_done().tolist() == [True, False, False]
+    assert not store.is_complete and store.rows_done == 8
+    with pytest.raises(LatentStoreError, match="incomplete: 1 of 3 chunks"):
+        _ = store.latents
+
+    again, calls = RecordingImages(ds.images), []
+    store = fill(model, again, path, calls=calls)
+    # Chunk 0 is neither read nor encoded again; chunks 1 and 2 are, batch by batch.
+    assert again.reads == [(8, 12), (12, 16), (16, 20), (20, 24)]
+    assert calls == [4, 4, 4, 4]
+    assert store.is_complete
+    np.testing.assert_allclose(np.asarray(store.latents), model.encode(ds.images).latents, rtol=1e-6)
+
+    # Complete: nothing to do. resume=False: everything again.
+    calls.clear()
+    fill(model, ds.images, path, calls=calls)
+    assert calls == []
+    fill(model, ds.images, path, calls=calls, resume=False)
+    assert calls == [4] * 6
+
+
+def test_resuming_with_another_batch_size_fills_whole_chunks(model, ds, tmp_path: Path) -> None:
+    path = tmp_path / "z.zarr"
+    with pytest.raises(RuntimeError):
+        fill(model, RecordingImages(ds.images, fail_at=16), path)  # chunks 0, 1 done
+    again = RecordingImages(ds.images)
+    store = fill(model, again, path, batch_size=3)
+    assert again.reads == [(16, 19), (19, 22), (22, 24)]
+    np.testing.assert_allclose(np.asarray(store.latents), model.encode(ds.images).latents, rtol=1e-6)
+
+
+def test_progress_bar_starts_at_the_rows_already_done(model, ds, tmp_path: Path, monkeypatch) -> None:
+    bars = []
+
+    class FakeBar:
+        def __init__(self, **kw) -> None:
+            self.kw, self.updates = kw, []
+            bars.append(self)
+
+        def update(self, k: int) -> None:
+            self.updates.append(k)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr("tqdm.auto.tqdm", FakeBar)
+    path = tmp_path / "z.zarr"
+    with pytest.raises(RuntimeError):
+        fill(model, RecordingImages(ds.images, fail_at=8), path, progress=True)
+    fill(model, ds.images, path, progress=True)
+    assert bars[1].kw["total"] == 24 and bars[1].kw["initial"] == 8 and sum(bars[1].updates) == 16
+
+
+_KILLED_CHILD = """
+import sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from latent_widgets.store import encode_to_store
+
+class Slow:
+    def __init__(self, x): self.x, self.shape = x, x.shape
+    def __len__(self): return len(self.x)
+    def __getitem__(self, rows):
+        time.sleep(0.15)
+        return self.x[rows]
+
+images = np.random.default_rng(0).random((40, 4, 4, 3), dtype=np.float32)
+encode_to_store(lambda x: (x.mean(axis=(1, 2)),), Slow(images), sys.argv[1], model_hash="m", data_hash="d",
+                latent_shape=(3,), batch_size=4, chunk_rows=8, progress=False)
+"""
+
+
+def test_a_killed_encode_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "z.zarr"
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, str(path), str(REPO)])
+    try:
+        deadline = time.monotonic() + 60
+        done = 0
+        while done < 2 and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.05)
+            with contextlib.suppress(LatentStoreError):  # not created yet
+                done = int(LatentStore.open(path).chunks_done().sum())
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+    assert child.returncode == -signal.SIGKILL, "the child finished before it could be killed"
+    store = LatentStore.open(path)
+    finished = store.chunks_done()
+    assert 2 <= finished.sum() < 5 and not store.is_complete
+    images = np.random.default_rng(0).random((40, 4, 4, 3), dtype=np.float32)
+    reader = RecordingImages(images)
+    store = encode_to_store(
+        lambda x: (x.mean(axis=(1, 2)),),
+        reader,
+        path,
+        model_hash="m",
+        data_hash="d",
+        latent_shape=(3,),
+        batch_size=4,
+        chunk_rows=8,
+        progress=False,
+    )
+    missing = [c for c in range(5) if not finished[c]]
+    assert reader.reads == [(s, s + 4) for c in missing for s in (8 * c, 8 * c + 4)]
+    np.testing.assert_allclose(np.asarray(store.latents), images.mean(axis=(1, 2)), rtol=1e-6)
+
+
+def test_a_partly_written_store_is_never_complete(model, ds, tmp_path: Path) -> None:
+    store = LatentStore.create(
+        tmp_path / "z.zarr", model_hash="m", data_hash="d", n=24, latent_shape=(3,), chunk_rows=8
+    )
+    assert store.missing_chunks() == [0, 1, 2] and not store.is_complete
+    store.write_chunk(2, np.ones((8, 3), np.float32))
+    assert store.missing_chunks() == [0, 1] and not store.is_complete
+    with pytest.raises(LatentStoreError, match="incomplete"):
+        store.iter_blocks()
+    # A folder cut off before its attributes were written is not taken for a store.
+    (tmp_path / "cut.zarr").mkdir()
+    (tmp_path / "cut.zarr" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+    with pytest.raises(LatentStoreError, match="is not a latent store"):
+        LatentStore.open(tmp_path / "cut.zarr")
+
+
+# ----------------------------------------------------------------------------- refusing
+
+
+def test_another_model_or_dataset_is_refused_and_overwrite_replaces(model, ds, tmp_path: Path) -> None:
+    path = tmp_path / "z.zarr"
+    fill(model, ds.images, path, model_hash="model-a", data_hash="data-a")
+    with pytest.raises(LatentStoreError) as err:
+        fill(model, ds.images, path, model_hash="model-b", data_hash="data-a")
+    msg = str(err.value)
+    assert "another model" in msg and "model-a" in msg and "model-b" in msg
+    assert "new store path" in msg and "overwrite=True" in msg and "data hash" not in msg
+    with pytest.raises(LatentStoreError, match=r"another data \(data hash: store data-a, requested data-b\)"):
+        fill(model, ds.images, path, model_hash="model-a", data_hash="data-b")
+    with pytest.raises(LatentStoreError, match="another model and data"):
+        LatentStore.open(path, model_hash="x", data_hash="y")
+
+    other = ToyLatentModel(input_shape=(48, 64, 3), n_classes=12, latent_channels=8, seed=7)
+    calls: list[int] = []
+    store = fill(other, ds.images, path, calls=calls, model_hash="model-b", data_hash="data-a", overwrite=True)
+    assert sum(calls) == 24 and store.model_hash == "model-b"
+    np.testing.assert_allclose(np.asarray(store.latents), other.encode(ds.images).latents, rtol=1e-6)
+
+
+def test_a_folder_that_is_not_a_store_is_never_deleted(model, ds, tmp_path: Path) -> None:
+    mine = tmp_path / "results"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(LatentStoreError, match="non-empty folder that is not a latent store"):
+        fill(model, ds.images, mine, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "keep me"
+    with pytest.raises(LatentStoreError, match="is a file"):
+        fill(model, ds.images, mine / "notes.txt")
+
+
+def test_images_of_another_length_are_refused(model, ds, tmp_path: Path) -> None:
+    path = tmp_path / "z.zarr"
+    store = fill(model, ds.images, path)
+    from latent_widgets.store import fill_store
+
+    with pytest.raises(LatentStoreError, match="got 10 images for a store of 24"):
+        fill_store(store, toy_encoder(model), ds.images[:10])
+
+
+# ----------------------------------------------------------------------------- skips
+
+
+@pytest.fixture()
+def skip_model() -> ToyLatentModel:
+    return ToyLatentModel(input_shape=(48, 64, 3), n_classes=12, latent_channels=8, with_skip=True, seed=2)
+
+
+def test_lazy_skips_equal_the_eager_ones_and_encode_once(skip_model, ds, tmp_path: Path) -> None:
+    eager = skip_model.encode(ds.images)
+    store = fill(skip_model, ds.images, tmp_path / "z.zarr")
+    assert not store.stored_skips and not (tmp_path / "z.zarr" / "skip_0").exists()
+    with pytest.raises(LatentStoreError, match="does not hold the skip features"):
+        _ = store.skips
+    calls: list[int] = []
+    (col,) = store.lazy_skips(toy_encoder(skip_model, calls), ds.images, batch_size=5)
+    assert isinstance(col, LazySkipColumn) and col.shape == eager.skips[0].shape and len(col) == 24
+    np.testing.assert_allclose(col[7:8], eager.skips[0][7:8], rtol=1e-6)  # how the session reads an endpoint
+    np.testing.assert_allclose(col[7:8], eager.skips[0][7:8], rtol=1e-6)
+    assert calls == [1]  # the second read is the remembered one
+    np.testing.assert_allclose(col[-3], eager.skips[0][-3], rtol=1e-6)
+    np.testing.assert_allclose(col[[9, 2, 9]], eager.skips[0][[9, 2, 9]], rtol=1e-6)
+    calls.clear()
+    np.testing.assert_allclose(np.asarray(col), eager.skips[0], rtol=1e-6)
+    assert calls == [5, 5, 5, 5, 4]  # batched
+
+
+def test_store_skips_keeps_them_on_disk(skip_model, ds, tmp_path: Path) -> None:
+    eager = skip_model.encode(ds.images)
+    store = fill(skip_model, ds.images, tmp_path / "z.zarr", store_skips=True)
+    assert store.stored_skips
+    (skip,) = store.skips
+    np.testing.assert_allclose(np.asarray(skip), eager.skips[0], rtol=1e-6)
+    # A store without skips is not silently reused when they are asked for.
+    fill(skip_model, ds.images, tmp_path / "y.zarr")
+    with pytest.raises(LatentStoreError, match="without skip features"):
+        fill(skip_model, ds.images, tmp_path / "y.zarr", store_skips=True)
+
+
+# ----------------------------------------------------------------------------- LatentModel.encode_dataset
+
+keras = pytest.importorskip("keras")
+
+
+def tiny_unet(seed: int):
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((16, 16, 3))
+    c1 = layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    p1 = layers.MaxPooling2D()(c1)
+    z = layers.Conv2D(6, 3, padding="same", activation="relu", name="latent")(p1)
+    x = layers.UpSampling2D()(z)
+    x = layers.Concatenate()([x, c1])
+    out = layers.Conv2D(3, 1, activation="softmax")(x)
+    return keras.Model(inp, out)
+
+
+@pytest.fixture(scope="module")
+def unet_lm():
+    from latent_widgets import LatentModel
+
+    return LatentModel.from_model(tiny_unet(0))
+
+
+@pytest.fixture(scope="module")
+def small_images() -> np.ndarray:
+    return np.random.default_rng(3).random((20, 16, 16, 3), dtype=np.float32)
+
+
+def test_encode_dataset_streams_a_lazy_dataset_into_a_store(unet_lm, small_images, tmp_path: Path) -> None:
+    from latent_widgets.cache import cache_dir
+
+    eager = unet_lm.encode(small_images)
+    lazy = LazyDataset(small_images)
+    before = set(cache_dir("latents").glob("*.zarr"))
+    enc = unet_lm.encode_dataset(lazy, batch_size=4)  # lazy: a store, chosen automatically
+    assert isinstance(enc.latents, StoredArray) and len(set(cache_dir("latents").glob("*.zarr")) - before) == 1
+    np.testing.assert_allclose(np.asarray(enc.latents), eager.latents, atol=1e-5)
+    assert isinstance(enc.skips[0], LazySkipColumn)
+    np.testing.assert_allclose(enc.skips[0][3:4], eager.skips[0][3:4], atol=1e-5)
+    # Again: the complete store is reused, no image is read.
+    lazy.images.reads.clear()
+    again = unet_lm.encode_dataset(lazy, batch_size=4)
+    assert lazy.images.reads == []
+    np.testing.assert_array_equal(np.asarray(again.latents), np.asarray(enc.latents))
+
+    # An explicit path, interrupted, then resumed.
+    path = tmp_path / "road.zarr"
+    with pytest.raises(RuntimeError):
+        unet_lm.encode_dataset(LazyDataset(small_images, fail_at=8), batch_size=4, store=path, chunk_rows=8)
+    resumed = LazyDataset(small_images)
+    enc = unet_lm.encode_dataset(resumed, batch_size=4, store=path, chunk_rows=8)
+    assert resumed.images.reads == [(8, 12), (12, 16), (16, 20)]
+    np.testing.assert_allclose(np.asarray(enc.latents), eager.latents, atol=1e-5)
+
+
+def test_encode_dataset_refuses_a_store_of_other_weights_or_data(unet_lm, small_images, tmp_path: Path) -> None:
+    from latent_widgets import LatentModel
+
+    path = tmp_path / "z.zarr"
+    unet_lm.encode_dataset(LazyDataset(small_images), batch_size=4, store=path)
+    retrained = LatentModel.from_model(tiny_unet(1))
+    with pytest.raises(LatentStoreError, match="another model") as err:
+        retrained.encode_dataset(LazyDataset(small_images), batch_size=4, store=path)
+    assert unet_lm.weights_hash() in str(err.value) and retrained.weights_hash() in str(err.value)
+    with pytest.raises(LatentStoreError, match="another data"):
+        unet_lm.encode_dataset(LazyDataset(small_images, tag="b"), batch_size=4, store=path)
+    enc = retrained.encode_dataset(LazyDataset(small_images), batch_size=4, store=path, overwrite=True)
+    np.testing.assert_allclose(np.asarray(enc.latents), retrained.encode(small_images).latents, atol=1e-5)
+
+
+def test_encode_dataset_keeps_small_datasets_in_memory_without_pickle(unet_lm, ds, tmp_path: Path) -> None:
+    from latent_widgets import LatentModel
+    from latent_widgets.cache import cache_dir
+
+    lm = LatentModel.from_model(tiny_unet(2))
+    images = ds.images[:6, :16, :16]
+
+    class Eager:
+        def __init__(self) -> None:
+            self.images = images
+
+        def __len__(self) -> int:
+            return len(images)
+
+        def content_hash(self) -> str:
+            return content_hash(images)
+
+    before = set(cache_dir("latents").glob("*.npz"))
+    enc = lm.encode_dataset(Eager(), batch_size=4)
+    assert isinstance(enc.latents, np.ndarray) and isinstance(enc.skips[0], np.ndarray)
+    np.testing.assert_allclose(enc.latents, lm.encode(images).latents, atol=1e-6)
+    (new,) = set(cache_dir("latents").glob("*.npz")) - before
+    with np.load(new, allow_pickle=False) as data:
+        assert sorted(data.files) == ["latents", "skip_0"]
+    # Stored skips, and every metadata file of a store is JSON: nothing to unpickle anywhere.
+    enc = lm.encode_dataset(Eager(), batch_size=4, store=tmp_path / "s.zarr", store_skips=True)
+    np.testing.assert_allclose(np.asarray(enc.skips[0]), lm.encode(images).skips[0], atol=1e-6)
+    for meta in (tmp_path / "s.zarr").rglob("zarr.json"):
+        json.loads(meta.read_text())
