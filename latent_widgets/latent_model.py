@@ -786,7 +786,7 @@ class LatentModel:
             ``skips`` are :class:`~latent_widgets.store.LazySkipColumn` objects
             that re-encode the requested samples when indexed.
         chunk_rows : int, optional
-            Rows per store chunk (a multiple of ``batch_size``); default about 8 MiB.
+            Rows per store chunk (a multiple of ``batch_size``); default about 2 MiB.
 
         Returns
         -------

@@ -78,7 +78,7 @@ STORE_VERSION = 1
 # Target bytes of one chunk of rows (latents plus stored skips): big enough that
 # a file per chunk is cheap for 10^5 rows, small enough that a killed encode
 # loses little and that reading one sample reads little.
-_CHUNK_BYTES = 8 << 20
+_CHUNK_BYTES = 2 << 20
 # Batches read ahead of the encoder.
 _PREFETCH = 2
 # Show a progress bar from this many batches on (progress=None), as LatentModel.encode.
@@ -232,7 +232,7 @@ def _json_shape(shape: Sequence[int]) -> list[int]:
 
 
 def default_chunk_rows(n: int, batch_size: int, row_bytes: int) -> int:
-    """Rows per chunk: a multiple of ``batch_size``, about 8 MiB of rows, no more than ``n`` needs."""
+    """Rows per chunk: a multiple of ``batch_size``, about 2 MiB of rows, no more than ``n`` needs."""
     batch_size = max(1, int(batch_size))
     per_batch = max(1, batch_size * int(row_bytes))
     k = max(1, _CHUNK_BYTES // per_batch)
@@ -881,7 +881,7 @@ def encode_to_store(
     batch_size : int
         Images per encoder call.
     chunk_rows : int, optional
-        Rows per chunk, a multiple of ``batch_size``; default: about 8 MiB.
+        Rows per chunk, a multiple of ``batch_size``; default: about 2 MiB.
     store_skips : bool
         Also store the skip features.
     resume : bool

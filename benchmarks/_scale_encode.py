@@ -1,0 +1,253 @@
+"""Encoding at scale: the latent store's streaming encode against the raw encoder, and its memory.
+
+Imported by ``benchmarks/bench_scale.py``; also runs alone. A narrow SegNet
+(width 0.125, 64x64 input, 12 classes, untrained: the cost does not depend on
+the weights) encodes synthetic road scenes, lazy when the installed
+``synthetic_road_scenes`` accepts ``lazy=True`` (an eager dataset otherwise).
+
+- :func:`encode_vs_raw`: median seconds of ``LatentModel.encode_dataset(ds,
+  store=<fresh folder>)`` against the floor, the same compiled encoder
+  function over the same batches (read ``ds.images[rows]``, call it,
+  ``.numpy()`` every output, discard). The store run includes hashing the
+  weights and the data, reading ahead on a thread, and writing the chunks.
+- :func:`encode_rss_growth`: peak RSS above the process's baseline (after the
+  model is built and compiled and the dataset constructed) while encoding
+  ``n`` samples into a store, each ``n`` in a fresh subprocess, RSS sampled
+  every 10 ms on a thread; the ratio large / small is 1 when memory does not
+  grow with ``n``.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/_scale_encode.py [--n 2000] [--n-small 2000 --n-large 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+__all__ = ["encode_rss_growth", "encode_vs_raw"]
+
+BATCH = 32
+WIDTH = 0.125
+
+
+def _model(size: tuple[int, int]) -> Any:
+    import keras
+
+    from latent_widgets.latent_model import LatentModel
+    from latent_widgets.models import segnet
+
+    keras.utils.set_random_seed(0)
+    return LatentModel.from_model(segnet(12, (*size, 3), width=WIDTH))
+
+
+def _dataset(n: int, size: tuple[int, int]) -> tuple[Any, bool]:
+    """Synthetic scenes, lazy if the library can (the lazy-dataset work), else eager."""
+    from latent_widgets import synthetic_road_scenes
+
+    try:
+        return synthetic_road_scenes(n, size=size, seed=0, lazy=True), True
+    except TypeError:  # no lazy datasets yet
+        return synthetic_road_scenes(n, size=size, seed=0), False
+
+
+def _warm(lm: Any, n: int) -> None:
+    """Compile the encoder for the full and the last, shorter batch before timing."""
+    import tensorflow as tf
+
+    for b in {min(BATCH, n), n % BATCH or BATCH}:
+        lm._encode_fn(b)(tf.zeros((b, *lm.input_shape)))
+
+
+def encode_vs_raw(n: int, size: tuple[int, int] = (64, 64), repeats: int = 3) -> dict[str, Any]:
+    """Time the streaming encode into a fresh store against the raw compiled encoder.
+
+    Parameters
+    ----------
+    n : int
+        Samples.
+    size : (H, W)
+    repeats : int
+        Timed runs of each, interleaved; medians are reported.
+
+    Returns
+    -------
+    dict
+        ``ratio`` (store / raw), ``store_s``, ``raw_s``, seconds per sample
+        of each, ``hash_s`` (weights and data hashes, inside ``store_s``),
+        ``store_mb`` (size on disk), ``lazy``.
+
+    Examples
+    --------
+    >>> encode_vs_raw(256, repeats=1)["ratio"]  # doctest: +SKIP
+    1.02
+    """
+    import tensorflow as tf
+
+    from latent_widgets.arrays import iter_row_blocks
+
+    lm = _model(size)
+    ds, lazy = _dataset(n, size)
+    _warm(lm, n)
+    blocks = list(iter_row_blocks(n, BATCH))
+
+    def raw() -> None:
+        for rows in blocks:
+            x = np.asarray(ds.images[rows])
+            for t in lm._encode_fn(len(x))(tf.convert_to_tensor(x)):
+                t.numpy()
+
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
+        runs = iter(range(10**6))
+
+        def store() -> None:
+            lm.encode_dataset(ds, batch_size=BATCH, store=Path(tmp) / f"run{next(runs)}.zarr", progress=False)
+
+        t_raw: list[float] = []
+        t_store: list[float] = []
+        for i in range(repeats):
+            # Alternate which goes first so that drift in machine load hits both.
+            pair = ((raw, t_raw), (store, t_store)) if i % 2 == 0 else ((store, t_store), (raw, t_raw))
+            for fn, times in pair:
+                gc.collect()
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+        store_bytes = sum(f.stat().st_size for f in (Path(tmp) / "run0.zarr").rglob("*") if f.is_file())
+    t0 = time.perf_counter()
+    lm.weights_hash()
+    ds.content_hash()
+    hash_s = time.perf_counter() - t0
+    raw_s, store_s = float(np.median(t_raw)), float(np.median(t_store))
+    return {
+        "n": n,
+        "size": list(size),
+        "batch_size": BATCH,
+        "lazy": lazy,
+        "raw_s": raw_s,
+        "store_s": store_s,
+        "hash_s": hash_s,
+        "ratio": store_s / raw_s,
+        "raw_s_per_sample": raw_s / n,
+        "store_s_per_sample": store_s / n,
+        "store_mb": store_bytes / 2**20,
+    }
+
+
+def _rss_child(n: int, size: tuple[int, int]) -> dict[str, Any]:
+    """In a fresh process: peak RSS growth while encoding n samples into a store."""
+    import psutil
+
+    lm = _model(size)
+    ds, lazy = _dataset(n, size)
+    _warm(lm, n)
+    with tempfile.TemporaryDirectory(prefix="bench-rss-") as tmp:
+        # Warm-up: zarr, the reader thread and the hashes' first allocations.
+        lm.encode_dataset(ds[: 2 * BATCH], batch_size=BATCH, store=Path(tmp) / "warm.zarr", progress=False)
+        gc.collect()
+        proc = psutil.Process()
+        base = proc.memory_info().rss
+        peak = [base]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                peak[0] = max(peak[0], proc.memory_info().rss)
+                stop.wait(0.01)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        t0 = time.perf_counter()
+        lm.encode_dataset(ds, batch_size=BATCH, store=Path(tmp) / "run.zarr", progress=False)
+        seconds = time.perf_counter() - t0
+        stop.set()
+        sampler.join()
+    peak[0] = max(peak[0], proc.memory_info().rss)
+    return {
+        "n": n,
+        "lazy": lazy,
+        "baseline_mb": base / 2**20,
+        "growth_mb": (peak[0] - base) / 2**20,
+        "seconds": seconds,
+        "s_per_sample": seconds / n,
+    }
+
+
+def encode_rss_growth(n_small: int = 2000, n_large: int = 20000, size: tuple[int, int] = (64, 64)) -> dict[str, Any]:
+    """Peak RSS growth of a streaming encode at two sizes, each in a fresh subprocess.
+
+    Returns
+    -------
+    dict
+        ``ratio`` (growth at ``n_large`` / growth at ``n_small``; about 1
+        when memory does not grow with N) and each run's ``growth_mb``,
+        ``baseline_mb``, ``seconds`` and ``s_per_sample``.
+
+    Examples
+    --------
+    >>> encode_rss_growth(500, 5000)["ratio"]  # doctest: +SKIP
+    1.03
+    """
+    runs = []
+    for n in (n_small, n_large):
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss-child", str(n), "--size", *map(str, size)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    small, large = runs
+    # A floor of 1 MiB: growth below it is noise, not a trend.
+    ratio = max(large["growth_mb"], 1.0) / max(small["growth_mb"], 1.0)
+    return {"ratio": ratio, "small": small, "large": large}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000, help="samples for encode_vs_raw")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n-small", type=int, default=2000)
+    parser.add_argument("--n-large", type=int, default=20000)
+    parser.add_argument("--size", type=int, nargs=2, default=(64, 64), metavar=("H", "W"))
+    parser.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    size = (int(args.size[0]), int(args.size[1]))
+    if args.rss_child is not None:
+        print(json.dumps(_rss_child(args.rss_child, size)))
+        return 0
+    speed = encode_vs_raw(args.n, size, args.repeats)
+    print(
+        f"n={speed['n']} lazy={speed['lazy']}: raw {speed['raw_s']:.2f} s "
+        f"({1e3 * speed['raw_s_per_sample']:.2f} ms/sample), store {speed['store_s']:.2f} s "
+        f"({1e3 * speed['store_s_per_sample']:.2f} ms/sample, hashes {speed['hash_s']:.2f} s), "
+        f"store {speed['store_mb']:.1f} MiB"
+    )
+    rss = encode_rss_growth(args.n_small, args.n_large, size)
+    for run in (rss["small"], rss["large"]):
+        print(
+            f"n={run['n']} lazy={run['lazy']}: +{run['growth_mb']:.1f} MiB over {run['baseline_mb']:.0f} MiB, "
+            f"{run['seconds']:.1f} s ({1e3 * run['s_per_sample']:.2f} ms/sample)"
+        )
+    print(f"encode_vs_raw = {speed['ratio']:.3f} (goal <= 1.10)")
+    print(f"encode_rss_growth = {rss['ratio']:.3f} (goal <= 1.2)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
