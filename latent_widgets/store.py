@@ -75,6 +75,17 @@ STORE_FORMAT = "latent-widgets/latent-store"
 #: Version of the layout; a store of another version is refused.
 STORE_VERSION = 1
 
+_REQUIRED_ATTRS = {
+    "format",
+    "version",
+    "model_hash",
+    "data_hash",
+    "n",
+    "latent_shape",
+    "skip_shapes",
+    "stored_skips",
+    "chunk_rows",
+}
 # Target bytes of one chunk of rows (latents plus stored skips): big enough that
 # a file per chunk is cheap for 10^5 rows, small enough that a killed encode
 # loses little and that reading one sample reads little.
@@ -305,6 +316,12 @@ class LatentStore:
                 f"{path} is a latent store of version {attrs.get('version')}, this library reads version "
                 f"{STORE_VERSION}; encode again into a new path, or pass overwrite=True."
             )
+        missing = sorted(_REQUIRED_ATTRS - set(attrs))
+        if missing:
+            raise LatentStoreError(
+                f"{path} is a damaged latent store (attributes {missing} are missing); encode again into a "
+                "new path, or pass overwrite=True."
+            )
         return attrs
 
     @classmethod
@@ -449,8 +466,9 @@ class LatentStore:
             for k, s in enumerate(skip_shapes):
                 _create_array(group, f"skip_{k}", (n, *s), (chunk_rows, *s), "float32")
         _create_array(group, "done", (max(1, -(-n // chunk_rows)),), (1,), "uint8")
-        # The attributes last: a folder killed before this point is not taken for a store.
-        group.attrs.update(
+        # The attributes last, in one write (put, not update, which zarr 3 writes key by key):
+        # a folder killed before this point is not taken for a store.
+        group.attrs.put(
             {
                 "format": STORE_FORMAT,
                 "version": STORE_VERSION,
