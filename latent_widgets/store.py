@@ -822,8 +822,9 @@ def fill_store(
     # reused for every chunk, so memory does not grow with n.
     lat_buf = np.empty((store.chunk_rows, *store.latent_shape), np.float32)
     skip_bufs = tuple(np.empty((store.chunk_rows, *s), np.float32) for s in store.skip_shapes if store.stored_skips)
+    loader = _Prefetcher(images, blocks)
     try:
-        for rows, x in _Prefetcher(images, blocks):
+        for rows, x in loader:
             if len(x) != rows.stop - rows.start:
                 raise LatentStoreError(
                     f"images[{rows.start}:{rows.stop}] returned {len(x)} images instead of {rows.stop - rows.start}."
@@ -847,6 +848,7 @@ def fill_store(
             if bar is not None:
                 bar.update(len(x))
     finally:
+        loader.close()  # stops the reader thread at once on an error or an interrupt
         if bar is not None:
             bar.close()
     return store

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -167,6 +168,23 @@ def test_interrupted_encode_resumes_with_only_the_missing_chunks(model, ds, tmp_
     assert calls == []
     fill(model, ds.images, path, calls=calls, resume=False)
     assert calls == [4] * 6
+
+
+def test_an_encoder_error_stops_the_reader_and_keeps_finished_chunks(model, ds, tmp_path: Path) -> None:
+    encode, calls = toy_encoder(model), []
+
+    def failing(x: np.ndarray):
+        calls.append(len(x))
+        if len(calls) == 5:  # the 1st batch of chunk 2
+            raise KeyboardInterrupt
+        return encode(x)
+
+    path = tmp_path / "z.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        encode_to_store(failing, ds.images, path, model_hash="toy", data_hash="ds", latent_shape=model.latent_shape,
+                        batch_size=4, chunk_rows=8, progress=False)  # fmt: skip
+    assert not [t for t in threading.enumerate() if t.name == "latent-store-reader"]
+    assert LatentStore.open(path).chunks_done().tolist() == [True, True, False]
 
 
 def test_resuming_with_another_batch_size_fills_whole_chunks(model, ds, tmp_path: Path) -> None:
