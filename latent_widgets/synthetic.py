@@ -8,6 +8,11 @@ pedestrians and bicyclists, under a sky; the ego vehicle's bonnet is
 one drive move the camera forward a little, so, as with CamVid's video
 sequences, neighbouring frames of a group look alike.
 
+Every sample depends only on ``(seed, drive, frame)`` and the parameters, never
+on which other samples were drawn, so a lazy dataset
+(``synthetic_road_scenes(100_000, lazy=True)``) renders sample ``i`` on demand,
+identical to the eager one.
+
 Examples
 --------
 >>> from latent_widgets.synthetic import synthetic_road_scenes
@@ -18,12 +23,14 @@ Examples
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from .camvid import CAMVID_CLASSES, CAMVID_PALETTE
 from .dataset import DatasetError, SegmentationDataset
+from .lazy_array import LazyArray, SampleSource, resolve_lazy
 
 __all__ = ["synthetic_road_scenes"]
 
@@ -37,6 +44,13 @@ _CAR_COLOURS = np.array(
     [[180, 20, 20], [30, 60, 150], [220, 220, 220], [30, 30, 30], [120, 120, 130], [200, 170, 40]], float
 )
 _CLOTHES = np.array([[60, 60, 120], [150, 40, 40], [40, 40, 40], [200, 190, 150], [60, 110, 60]], float)
+
+# Last word of the pixel-noise seed [seed, drive, frame, _NOISE_TAG]: a non-zero
+# tag keeps it distinct from the drive's seed [seed, drive] (numpy's seed
+# sequences ignore trailing zeros, so [s, d, 0] would equal [s, d]).
+_NOISE_TAG = 0x6E6F6973
+# Bumped whenever the pictures change, so that lazy content hashes change too.
+_RENDER_VERSION = 2
 
 
 @dataclass
@@ -312,6 +326,72 @@ def _render_frame(
     return np.clip(image, 0.0, 1.0).astype(np.float32), mask
 
 
+@dataclass(frozen=True)
+class _Drive:
+    things: list[_Thing]
+    scene: dict[str, float]
+    light: np.ndarray
+    horizon: float
+
+
+@functools.lru_cache(maxsize=16)
+def _drive(seed: int, drive: int, frames_per_drive: int, speed: float) -> _Drive:
+    """The layout, light and horizon of one drive (memoised: its frames are usually read together)."""
+    # One generator per drive keeps a drive identical whatever n is.
+    rng = np.random.default_rng([seed, drive])
+    length = frames_per_drive * speed + 140.0
+    things, scene = _drive_objects(rng, length)
+    light = rng.uniform(0.75, 1.15) * np.array([1.0, rng.uniform(0.95, 1.05), rng.uniform(0.9, 1.1)])
+    horizon = rng.uniform(0.38, 0.5)
+    return _Drive(things, scene, light, horizon)
+
+
+def _sample_name(index: int, frames_per_drive: int) -> str:
+    d, f = divmod(index, frames_per_drive)
+    return f"drive{d:02d}_frame{f:03d}.png"
+
+
+class _RoadScenes(SampleSource):
+    """Renders synthetic road scenes by index (the source behind eager and lazy datasets alike)."""
+
+    def __init__(
+        self, n: int, size: tuple[int, int], seed: int, frames_per_drive: int, speed: float, noise: float
+    ) -> None:
+        super().__init__(n, size, np.uint8)
+        self.seed = int(seed)
+        self.frames_per_drive = int(frames_per_drive)
+        self.speed = float(speed)
+        self.noise = float(noise)
+
+    def read_pairs(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, w = self.image_size
+        images = np.empty((len(indices), h, w, 3), np.float32)
+        masks = np.empty((len(indices), h, w), np.uint8)
+        for k, i in enumerate(np.asarray(indices).tolist()):
+            d, f = divmod(i, self.frames_per_drive)
+            drive = _drive(self.seed, d, self.frames_per_drive, self.speed)
+            rng = np.random.default_rng([self.seed, d, f, _NOISE_TAG])
+            images[k], masks[k] = _render_frame(
+                drive.things, drive.scene, f * self.speed, f, (h, w), drive.light, drive.horizon, rng, self.noise
+            )
+        return images, masks
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "generator": "synthetic_road_scenes",
+            "version": _RENDER_VERSION,
+            "n": self.n,
+            "size": self.image_size,
+            "seed": self.seed,
+            "frames_per_drive": self.frames_per_drive,
+            "speed": self.speed,
+            "noise": self.noise,
+        }
+
+    def sample_label(self, index: int) -> str:  # pragma: no cover - rendered masks are always in range
+        return f"mask of {_sample_name(index, self.frames_per_drive)}"
+
+
 def synthetic_road_scenes(
     n: int = 240,
     size: tuple[int, int] = (96, 128),
@@ -320,6 +400,7 @@ def synthetic_road_scenes(
     frames_per_drive: int = 40,
     speed: float = 1.5,
     noise: float = 0.02,
+    lazy: bool | None = None,
 ) -> SegmentationDataset:
     """Procedural road scenes with CamVid's 12 classes, grouped in drives.
 
@@ -339,6 +420,13 @@ def synthetic_road_scenes(
         values give near-identical neighbours, large values less related ones.
     noise : float
         Standard deviation of pixel noise added to the images.
+    lazy : bool, optional
+        Render samples when they are read instead of now (the dataset holds
+        :class:`~latent_widgets.lazy_array.LazyArray` images and masks). By
+        default lazy when the eager arrays would exceed
+        :data:`~latent_widgets.lazy_array.AUTO_LAZY_BYTES` (1 GiB: about
+        7,000 scenes at 96x128). Lazy and eager datasets hold identical
+        samples.
 
     Returns
     -------
@@ -351,6 +439,9 @@ def synthetic_road_scenes(
     >>> ds = synthetic_road_scenes(4, size=(48, 64), seed=0)
     >>> ds.class_names[3], ds.masks.dtype.name
     ('Road', 'uint8')
+    >>> big = synthetic_road_scenes(100_000, size=(48, 64), seed=0)  # nothing rendered yet
+    >>> big.is_lazy, big.names[-1], bool((big[3].mask == ds[3].mask).all())
+    (True, 'drive2499_frame039.png', True)
     """
     if n < 1:
         raise DatasetError(f"n must be at least 1, got {n}.")
@@ -359,30 +450,20 @@ def synthetic_road_scenes(
         raise DatasetError(f"size must be at least (16, 16) to draw a scene, got {size}.")
     if frames_per_drive < 1:
         raise DatasetError(f"frames_per_drive must be at least 1, got {frames_per_drive}.")
-    n_drives = -(-n // frames_per_drive)
-    images = np.empty((n, h, w, 3), np.float32)
-    masks = np.empty((n, h, w), np.uint8)
-    names: list[str] = []
-    groups = np.empty(n, np.int64)
-    i = 0
-    for d in range(n_drives):
-        # One generator per drive keeps a drive identical whatever n is.
-        rng = np.random.default_rng([seed, d])
-        length = frames_per_drive * speed + 140.0
-        things, scene = _drive_objects(rng, length)
-        light = rng.uniform(0.75, 1.15) * np.array([1.0, rng.uniform(0.95, 1.05), rng.uniform(0.9, 1.1)])
-        horizon = rng.uniform(0.38, 0.5)
-        for f in range(min(frames_per_drive, n - i)):
-            images[i], masks[i] = _render_frame(things, scene, f * speed, f, (h, w), light, horizon, rng, noise)
-            names.append(f"drive{d:02d}_frame{f:03d}.png")
-            groups[i] = d
-            i += 1
+    n, fpd = int(n), int(frames_per_drive)
+    n_drives = -(-n // fpd)
+    source = _RoadScenes(n, (h, w), seed, fpd, speed, noise)
+    if resolve_lazy(lazy, n, (h, w)):
+        images: np.ndarray | LazyArray = LazyArray(source, "images")
+        masks: np.ndarray | LazyArray = LazyArray(source, "masks")
+    else:
+        images, masks = source.read_pairs(np.arange(n))
     return SegmentationDataset(
         images=images,
         masks=masks,
-        names=tuple(names),
+        names=tuple([_sample_name(i, fpd) for i in range(n)]),
         class_names=CAMVID_CLASSES,
         palette=CAMVID_PALETTE,
-        groups=groups,
+        groups=np.arange(n, dtype=np.int64) // fpd,
         group_names=tuple(f"drive{d:02d}" for d in range(n_drives)),
     )
