@@ -70,6 +70,8 @@ class _CheckedMasks(LazyArray):
 
     def _read(self, positions: np.ndarray) -> np.ndarray:
         masks = super()._read(positions)
+        if not masks.size:
+            return masks
         flat = masks.reshape(len(masks), -1)
         n = self.n_classes
         bad = (flat >= n).any(axis=1)
@@ -156,7 +158,7 @@ class SegmentationDataset:
                 f"masks must hold integer class ids, got dtype {masks.dtype}; "
                 "round and cast them (e.g. masks.astype(np.uint8))."
             )
-        names = tuple(str(n) for n in self.names)
+        names = tuple(map(str, self.names))
         if len(names) != len(images):
             raise DatasetError(f"got {len(names)} names for {len(images)} images.")
         class_names = tuple(str(c) for c in self.class_names)

@@ -5,8 +5,8 @@ A dataset of 10^5 frames does not fit in memory as float32 arrays, so a
 instead: ``images`` and ``masks`` are views of one :class:`SampleSource`,
 which renders or reads the image and the mask of a sample together. Indexing
 a lazy array reads only the rows asked for, batch-wise; the source keeps the
-last batch it produced, so that ``images[rows]`` followed by ``masks[rows]``
-reads (or renders) each sample once.
+other half of the last pair it read, so that ``images[rows]`` followed by
+``masks[rows]`` reads (or renders) each sample once.
 
 A leaf module (numpy and :mod:`~latent_widgets.hashing` only). Sources and
 lazy arrays hold no lambdas, closures or open files, so they pickle (a worker
@@ -24,7 +24,7 @@ Examples
 ...         return {"kind": "ramp", "n": len(self)}
 >>> src = Ramp(4, (2, 2))
 >>> images = LazyArray(src, "images")
->>> images.shape, images.dtype.name, float(images[-1][0, 0, 0])
+>>> images.shape, images.dtype.name, round(float(images[-1][0, 0, 0]), 3)
 ((4, 2, 2, 3), 'float32', 0.3)
 >>> images[1:3].shape, images[[True, False, False, True]].shape
 ((2, 2, 2, 3), (2, 2, 2, 3))
@@ -92,9 +92,11 @@ class SampleSource:
 
     Notes
     -----
-    :meth:`read` keeps the last batch (its indices, images and masks) and
-    hands out copies of it, so that reading the images and then the masks of
-    the same rows does the work once, and no caller can alter the cache.
+    :meth:`read` keeps the other half of the last pair it read (the masks
+    after a read of images, and the reverse) until it is asked for, so that
+    reading the images and then the masks of the same rows does the work
+    once. It hands each array out once, so no caller can alter what another
+    reads.
     """
 
     def __init__(self, n: int, image_size: tuple[int, int], mask_dtype: Any = np.uint8) -> None:
@@ -102,7 +104,7 @@ class SampleSource:
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.mask_dtype = np.dtype(mask_dtype)
         self._lock = threading.Lock()
-        self._last: tuple[bytes, np.ndarray | None, np.ndarray] | None = None
+        self._last: tuple[tuple[str, bytes], np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.n
@@ -142,23 +144,29 @@ class SampleSource:
         return content_hash(type(self).__qualname__, self.describe())
 
     def read(self, indices: np.ndarray, field: str) -> np.ndarray:
-        """The ``field`` (``"images"`` or ``"masks"``) of ``indices``, through a one-batch cache."""
+        """The ``field`` (``"images"`` or ``"masks"``) of ``indices``.
+
+        Reading the images of a batch keeps its masks, until the masks of
+        the same indices are asked for (then they are handed over, not
+        read again) or another batch is read; the reverse too. Nothing else
+        is cached, so a repeated read sees the data as it is now.
+        """
         indices = np.ascontiguousarray(indices, dtype=np.int64)
-        key = indices.tobytes()
-        last = self._last
+        key = (field, indices.tobytes())
+        with self._lock:
+            last, self._last = self._last, None
         if last is not None and last[0] == key:
-            cached = last[1] if field == "images" else last[2]
-            if cached is not None:
-                return cached.copy()
-        if field == "images":
-            images, masks = self.read_pairs(indices)
-            images = np.asarray(images, dtype=np.float32)
-        else:
-            images, masks = None, self.read_masks(indices)
-        masks = np.asarray(masks, dtype=self.mask_dtype)
-        self._last = (key, images, masks)
-        out = images if field == "images" else masks
-        return out.copy()  # type: ignore[union-attr]
+            return last[1]
+        if field not in _FIELDS:
+            raise ValueError(f"field must be one of {_FIELDS}, got {field!r}")
+        if field == "masks" and type(self).read_masks is not SampleSource.read_masks:
+            return np.asarray(self.read_masks(indices), dtype=self.mask_dtype)  # cheaper alone: keep nothing
+        images, masks = self.read_pairs(indices)
+        pair = {"images": np.asarray(images, dtype=np.float32), "masks": np.asarray(masks, dtype=self.mask_dtype)}
+        other = "masks" if field == "images" else "images"
+        with self._lock:
+            self._last = ((other, key[1]), pair[other])
+        return pair[field]
 
 
 class LazyArray:
