@@ -178,6 +178,11 @@ def _drive_objects(rng: np.random.Generator, length: float) -> tuple[list[_Thing
     return things, scene
 
 
+def _rgb(colour: np.ndarray) -> tuple[int, ...]:
+    """A PIL colour: ``colour`` clipped to 0..255 and truncated (as ``np.clip`` then ``int``, a few times faster)."""
+    return tuple(int(min(max(v, 0.0), 255.0)) for v in colour.tolist())
+
+
 def _render_frame(
     things: list[_Thing],
     scene: dict[str, float],
@@ -213,7 +218,7 @@ def _render_frame(
         colour: np.ndarray,
         shape: str = "polygon",
     ) -> None:
-        col = tuple(int(v) for v in np.clip(colour * light, 0, 255))
+        col = _rgb(colour * light)
         if shape != "polygon":
             # tiny far-away objects can round to an inverted box; PIL refuses those
             x0, y0, x1, y1 = poly  # type: ignore[misc]
@@ -225,7 +230,7 @@ def _render_frame(
     top, bottom = np.array([90.0, 140, 210]), np.array([200.0, 215, 230])
     for y in range(0, int(hy) + 2, 2):
         t = y / max(hy, 1)
-        col = tuple(int(v) for v in np.clip((top * (1 - t) + bottom * t) * light, 0, 255))
+        col = _rgb((top * (1 - t) + bottom * t) * light)
         di.rectangle((0, y, W, y + 2), fill=col)
 
     near, far = 1.0, 250.0
@@ -247,7 +252,7 @@ def _render_frame(
             continue
         z0 = max(z0, near)
         poly = [px(-0.08, z0), px(0.08, z0), px(0.08, z1), px(-0.08, z1)]
-        di.polygon(poly, fill=tuple(int(v) for v in np.clip(np.array([230.0, 230, 220]) * light, 0, 255)))
+        di.polygon(poly, fill=_rgb(np.array([230.0, 230, 220]) * light))
 
     visible = []
     for t in things:
@@ -265,7 +270,7 @@ def _render_frame(
                 for level in np.arange(2.5, t.height - 1.0, 3.0):
                     a, b = px(t.x, zc, level), px(t.x, z1, level + 1.2)
                     c, d = px(t.x, z1, level), px(t.x, zc, level + 1.2)
-                    di.polygon([a, d, b, c], fill=tuple(int(v) for v in np.clip(t.colour * 0.55 * light, 0, 255)))
+                    di.polygon([a, d, b, c], fill=_rgb(t.colour * 0.55 * light))
             else:
                 for k in np.arange(0.0, t.length, 0.8):  # fence posts
                     zz = z + k
@@ -298,7 +303,7 @@ def _render_frame(
             fill((u - half * 0.8, body_top, u + half * 0.8, body_top + 0.55 * s), CAR, t.colour * 0.6, "rectangle")
             di.rectangle(
                 (u - half * 0.7, body_top + 0.08 * s, u + half * 0.7, body_top + 0.45 * s),
-                fill=tuple(int(c) for c in np.clip(np.array([60.0, 80, 100]) * light, 0, 255)),
+                fill=_rgb(np.array([60.0, 80, 100]) * light),
             )
         elif t.kind == PEDESTRIAN:
             head = max(0.13 * s, 0.6)
