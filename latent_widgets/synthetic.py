@@ -438,7 +438,7 @@ def synthetic_road_scenes(
         :class:`~latent_widgets.lazy_array.LazyArray` images and masks). By
         default lazy when the eager arrays would exceed
         :data:`~latent_widgets.lazy_array.AUTO_LAZY_BYTES` (1 GiB: about
-        7,000 scenes at 96x128). Lazy and eager datasets hold identical
+        6,700 scenes at 96x128). Lazy and eager datasets hold identical
         samples.
 
     Returns
