@@ -57,6 +57,8 @@ _NEIGHBOUR_COLOUR = "#ff8c00"
 # What a hidden index label is made of (see ProjectionScatter._update_labels).
 _HIDDEN = "\u200b"
 _GREY = "#4c72b0"
+# Hover thumbnails kept (oldest dropped first).
+_MAX_THUMBS = 512
 
 
 def gl_scatter_class() -> type | None:
@@ -431,6 +433,8 @@ class MapView(View):
             if self.predictions is not None:
                 tiles.append(render.thumbnail(render.colorize(self.predictions[index], ds.palette), height=80))
             png = render.to_png(render.hstack(tiles))
+            if len(self._thumbs) >= _MAX_THUMBS:  # hovering across a large map must not keep them all
+                self._thumbs.pop(next(iter(self._thumbs)))
             self._thumbs[index] = png
         return png
 
