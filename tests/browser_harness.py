@@ -357,7 +357,7 @@ def scale_notebook_cells(n: int = SCALE_N) -> list[str]:
     ones; each copy's latent is its scene's encoding plus a little noise,
     so the map has ``n`` distinct points, clustered by scene. Voilà passes
     the page's query string to the kernel (``QUERY_STRING``): ``n=`` and
-    ``variant=`` pick the size and what is shown ("explorer"; "bare", a
+    ``variant=`` pick the size and what is shown (``gl=``: the explorer's ``gl_threshold``) ("explorer"; "bare", a
     jupyter-scatter widget of the same PCA map configured as the explorer's;
     "scattergl", bqplot-gl's ScatterGL of it).
     """
@@ -388,7 +388,7 @@ print(N, VARIANT)""",
 import ipywidgets as W
 if VARIANT == "explorer":
     explorer = lw.LatentExplorer(model, data, encoding=Encoding(latents, ()), predictions=predictions,
-                                 index_a=0, index_b=N // 2 + 7)
+                                 index_a=0, index_b=N // 2 + 7, gl_threshold=int(query.get("gl", 2000)))
     shown = explorer
 else:
     import pandas as pd
@@ -423,8 +423,10 @@ shown""",
 
 #: Screen position (page px) of point ``i`` of the jupyter-scatter map under ``sel``, or null before its first draw.
 GL_POINT_JS = """([sel, i]) => {
-  const canvas = document.querySelector(sel + ' canvas');
-  const api = canvas && canvas.parentElement.parentElement.api;  // jupyter-scatter puts regl-scatterplot there
+  // jupyter-scatter puts its regl-scatterplot on the canvas's container as .api
+  const canvas = Array.from(document.querySelectorAll(sel + ' canvas'))
+    .find(c => c.parentElement && c.parentElement.parentElement && c.parentElement.parentElement.api);
+  const api = canvas && canvas.parentElement.parentElement.api;
   if (!api) return null;
   let p;
   try { p = api.getScreenPosition(i); } catch (e) { return null; }  // not drawn yet

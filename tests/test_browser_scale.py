@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from browser_harness import (
     CHROMIUM,
+    GL_POINT_JS,
     PAGE_TIMEOUT_MS,
     SCALE_N,
     WEBGL_CHROMIUM_ARGS,
@@ -45,15 +46,9 @@ TOOLTIP = ".latent-explorer .lw-webgl-map .lw-tooltip"
 
 def _point_on_screen(page, i: int) -> dict:
     page.locator(MAP).scroll_into_view_if_needed()
-    page.wait_for_function(
-        "([sel, i]) => { const c = document.querySelector(sel + ' canvas');"
-        " const api = c && c.parentElement.parentElement.api;"
-        " try { return !!(api && api.getScreenPosition(i)); } catch (e) { return false; } }",
-        arg=[MAP, i],
-        timeout=120_000,
-    )
+    page.wait_for_function(f"(args) => ({GL_POINT_JS})(args) !== null", arg=[MAP, i], timeout=120_000)
     p = gl_point(page, i, MAP)
-    assert p is not None
+    assert p is not None and p["width"] > 100, p
     assert p["left"] < p["x"] < p["left"] + p["width"] and p["top"] < p["y"] < p["top"] + p["height"], p
     return p
 

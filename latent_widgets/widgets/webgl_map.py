@@ -181,7 +181,9 @@ class WebGLMap(MapView):
         #: The anywidget in the page (points as binary float32, (N, 4): x, y in [-1, 1], colour code, 0).
         self.map_widget = self.scatter.widget
         self.map_widget.toolbar_buttons = ["pan_zoom", "lasso", "divider", "reset"]
-        self._map_box = W.Box([self.map_widget], layout=W.Layout(width=f"{width}px", max_width="100%"))
+        # jupyter-scatter's width "auto" is its parent's: a column box stretches it to the box's width.
+        self.map_widget.layout = W.Layout(width="100%")
+        self._map_box = W.VBox([self.map_widget], layout=W.Layout(width=f"{width}px", max_width="100%"))
         self._map_box.add_class("lw-gl-map")
 
         self._tooltip_image = image_pane(200)
