@@ -404,7 +404,8 @@ else:
                               legend=False, tooltip=False, transition_points=False, height=460, width="auto")
         sc.color(by=pd.Categorical(codes), map=palette)
         sc.widget.toolbar_buttons = ["pan_zoom", "lasso", "divider", "reset"]
-        shown = W.Box([sc.widget], layout=W.Layout(width="520px"))
+        sc.widget.layout = W.Layout(width="100%")  # as WebGLMap: the map fills a 520 px column
+        shown = W.VBox([sc.widget], layout=W.Layout(width="520px"))
         shown.add_class("lw-bare-map")
     else:
         import bqplot as bq
