@@ -114,7 +114,11 @@ def _measure(browser, url: str, variant: str, n: int, seconds: float, repeats: i
     page = browser.new_page(viewport={"width": 1400, "height": 1500})
     try:
         page.goto(f"{url}?variant={variant}&n={n}&gl=1000", timeout=600_000)
-        first = _first_draw(page, sel)
+        try:
+            first = _first_draw(page, sel, timeout_s=180.0)
+        except TimeoutError as exc:  # reported as nan: the fps of a map never drawn is still measured
+            print(f"  {variant}: {exc}", flush=True)
+            first = float("nan")
         if variant == "explorer":  # the strip, the last thing drawn: the kernel is quiet while panning
             page.wait_for_function(
                 "() => document.querySelectorAll('.latent-explorer .lw-strip img').length >= 24", timeout=300_000
