@@ -426,15 +426,18 @@ class LatentIndex:
 
     # ------------------------------------------------------------------ reading rows
 
-    def _read_blocks(self, temp_bytes_per_row: int) -> Iterator[slice]:
-        """Row blocks to read: bounded by the block bytes (stores) and the temporaries per row."""
+    def _block_rows(self, temp_bytes_per_row: int) -> int:
+        """Rows per block: bounded by the block bytes (stores) and the temporaries per row."""
         rows = max(1, self._block_bytes // max(temp_bytes_per_row, 1))
         if self._store:
             rows = min(rows, max(1, self._block_bytes // (self.n_features * self._dtype.itemsize)))
             chunk = getattr(self._source, "chunks", None)
             if isinstance(chunk, tuple) and chunk and isinstance(chunk[0], int) and 0 < chunk[0] <= rows:
                 rows -= rows % chunk[0]  # whole chunks: each is decompressed once
-        return iter_row_blocks(self.n_samples, rows)
+        return rows
+
+    def _read_blocks(self, temp_bytes_per_row: int) -> Iterator[slice]:
+        return iter_row_blocks(self.n_samples, self._block_rows(temp_bytes_per_row))
 
     def _read(self, rows: slice) -> np.ndarray:
         """Rows ``rows`` as float ``(B, D)``: a view of in-memory data, a copy read from a store."""
@@ -453,7 +456,10 @@ class LatentIndex:
             return block if block.dtype == self._dtype else block.astype(self._dtype)
         out = np.empty((len(ids), self.n_features), self._dtype)
         chunk = getattr(self._source, "chunks", None)
-        step = chunk[0] if isinstance(chunk, tuple) and chunk and isinstance(chunk[0], int) else 1024
+        # Rows are grouped by chunk (or block): one read per group holding any id.
+        step = self._block_rows(0)
+        if isinstance(chunk, tuple) and chunk and isinstance(chunk[0], int) and chunk[0] > 0:
+            step = min(step, chunk[0])
         groups = ids // step
         bounds = np.flatnonzero(np.diff(groups)) + 1
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(ids)], strict=True):
@@ -742,7 +748,7 @@ class LatentIndex:
             return self.query(self.data, k, exclude=np.arange(self.n_samples))
         idx = np.empty((self.n_samples, k), np.int64)
         dist = np.empty((self.n_samples, k), np.float64)
-        for rows in iter_row_blocks(self.n_samples, 512):
+        for rows in iter_row_blocks(self.n_samples, min(512, self._block_rows(0))):
             idx[rows], dist[rows] = self.query(self._read(rows), k, exclude=np.arange(rows.start, rows.stop))
         return idx, dist
 
