@@ -535,22 +535,29 @@ class LatentIndex:
     def _pair_keys(
         self, q64: np.ndarray, qnorm: np.ndarray, qsel: np.ndarray, x: np.ndarray, xsel: np.ndarray, xnorm: np.ndarray
     ) -> np.ndarray:
-        """Exact float64 keys of the pairs (query ``qsel[p]``, row ``xsel[p]`` of ``x``).
+        """Exact float64 keys of the pairs (query ``qsel[p]``, row ``xsel[p]`` of ``x``), ``qsel`` sorted.
 
         Squared distance for euclidean (no cancellation: the difference is
         formed first), ``1 - cos`` for cosine.
         """
         out = np.empty(len(qsel), np.float64)
-        for b in iter_row_blocks(len(qsel), self._block_bytes // (16 * max(self.n_features, 1))):
-            rows = x[xsel[b]].astype(np.float64, copy=False)
-            if self.metric == "euclidean":
-                rows -= q64[qsel[b]]
-                out[b] = np.einsum("ij,ij->i", rows, rows)
-            else:
-                denom = xnorm[b] * qnorm[qsel[b]]
-                dots = np.einsum("ij,ij->i", rows, q64[qsel[b]])
-                cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
-                out[b] = np.clip(1.0 - cos, 0.0, 2.0)
+        step = max(1, self._block_bytes // (8 * max(self.n_features, 1)))
+        starts = np.r_[0, np.flatnonzero(np.diff(qsel)) + 1]
+        # One query at a time (broadcast, no per-pair copy of the query), in
+        # bounded blocks of its candidate rows.
+        for lo, hi in zip(starts, np.r_[starts[1:], len(qsel)], strict=True):
+            r = int(qsel[lo])
+            for b in iter_row_blocks(hi - lo, step):
+                p = slice(lo + b.start, lo + b.stop)
+                rows = x[xsel[p]].astype(np.float64, copy=False)
+                if self.metric == "euclidean":
+                    rows -= q64[r]
+                    out[p] = np.einsum("ij,ij->i", rows, rows)
+                else:
+                    denom = xnorm[p] * qnorm[r]
+                    dots = np.einsum("ij,j->i", rows, q64[r])  # BLAS dgemv threads contend on busy machines
+                    cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+                    out[p] = np.clip(1.0 - cos, 0.0, 2.0)
         return out
 
     def _final(self, keys: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
