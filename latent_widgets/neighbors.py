@@ -652,7 +652,13 @@ class LatentIndex:
     def _build_approximate(self, components: np.ndarray | None, sketch: np.ndarray | None) -> None:
         self._components = components
         if self.backend == "svd":
-            self._sketch = LatentIndex(sketch, self.metric, approximate=False)
+            # Candidates only need ranking, not exact values: float32 keys
+            # (||s||^2 - 2 q.s, or -cos on unit rows) suffice.
+            sq = np.einsum("ij,ij->i", sketch, sketch)
+            if self.metric == "cosine":
+                norm = np.sqrt(sq)
+                sketch = np.divide(sketch, norm[:, None], out=np.zeros_like(sketch), where=norm[:, None] > 0)
+            self._sketch, self._sketch_sq = sketch, sq
             return
         import pynndescent
 
@@ -668,7 +674,7 @@ class LatentIndex:
         if self._components is not None:
             qs = qs @ self._components.T
         if self.backend == "svd":
-            return self._sketch.query(qs, c, exclude=exclude)
+            return self._sketch_candidates(qs, c, exclude)
         extra = 0 if exclude is None else 1
         cand, cd = self._nnd.query(qs.astype(np.float32, copy=False), k=min(c + extra, self.n_samples))
         cand, cd = np.asarray(cand, np.int64), np.asarray(cd, np.float64)
@@ -679,6 +685,33 @@ class LatentIndex:
             cd **= 2  # keys are squared distances
         return cand, cd
 
+    def _sketch_candidates(self, qs: np.ndarray, c: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``c`` nearest sketch rows of each sketched query, nearest first, and their sketch keys."""
+        m, n = len(qs), self.n_samples
+        cand = np.empty((m, c), np.int64)
+        keys = np.empty((m, c), np.float64)
+        q_sq = np.einsum("ij,ij->i", qs, qs)
+        if self.metric == "cosine":
+            qn = np.sqrt(q_sq)
+            qs = np.divide(qs, qn[:, None], out=np.zeros_like(qs), where=qn[:, None] > 0)
+        for b in iter_row_blocks(m, self._block_bytes // (8 * n)):
+            key = (self._sketch @ qs[b].T).T
+            if self.metric == "euclidean":
+                key *= -2.0
+                key += self._sketch_sq[None, :]
+            else:
+                np.negative(key, out=key)
+            if exclude is not None:
+                rows = np.flatnonzero(exclude[b] >= 0)
+                key[rows, exclude[b][rows]] = np.inf
+            part = np.argpartition(key, c - 1, axis=1)[:, :c] if c < n else np.tile(np.arange(n), (len(key), 1))
+            pk = np.take_along_axis(key, part, 1)
+            order = np.argsort(pk, axis=1, kind="stable")
+            cand[b] = np.take_along_axis(part, order, 1)
+            pk = np.take_along_axis(pk, order, 1).astype(np.float64)
+            keys[b] = np.maximum(pk + q_sq[b, None], 0.0) if self.metric == "euclidean" else np.clip(1.0 + pk, 0, 2)
+        return cand, keys
+
     def _query_approximate(self, q: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         c = self.n_candidates or max(10 * k, 64)
         c = max(k, min(c, self.n_samples - (1 if exclude is not None else 0)))
@@ -688,8 +721,6 @@ class LatentIndex:
         step = max(1, self._block_bytes // (c * self.n_features * self.dtype.itemsize))
         for b in iter_row_blocks(len(q), step):
             cand, keys = self._candidates(q[b], c, None if exclude is None else exclude[b])
-            if self.backend == "svd" and self.metric == "euclidean":
-                keys = keys**2
             if self.rerank:
                 keys = self._rerank_keys(q[b], cand)
             keys[cand < 0] = np.inf

@@ -291,3 +291,23 @@ def test_backend_selection_and_errors(rng):
     assert "recall@10 not measured yet" in repr(index)
     index.fit()
     assert f"recall@10 {index.recall_:.3f}" in repr(index)
+
+
+def test_approximate_svd_cosine_and_no_rerank(rng):
+    data = clustered(rng, n=2000, d=48)
+    data[5] = 0.0  # a zero row: cosine 0 to anything
+    index = LatentIndex(data, "cosine", backend="svd", sketch_dims=16)
+    got, got_d = index.query(data[:50], k=10, exclude=np.arange(50))
+    want, want_d = brute_knn(data[:50], data, 10, "cosine", exclude=np.arange(50))
+    assert index.recall_ >= 0.9 and recall_at_k(got, want) >= 0.9
+    same = got == want
+    np.testing.assert_allclose(got_d[same], want_d[same], atol=1e-12)
+    # Without re-ranking: the sketch's own neighbours and distances (a 16-d sketch of 48-d
+    # clusters keeps the clusters, not the order within them: re-ranking is what makes it exact).
+    raw = LatentIndex(data, backend="svd", sketch_dims=16, rerank=False)
+    got, got_d = raw.query(data[:50], k=10, exclude=np.arange(50))
+    proj = data.astype(np.float64) @ raw._components.T.astype(np.float64)
+    want, want_d = brute_knn(proj[:50], proj, 10, exclude=np.arange(50))
+    assert recall_at_k(got, want) >= 0.95  # float32 keys may swap near-ties
+    np.testing.assert_allclose(got_d, want_d, rtol=1e-3)
+    assert raw.recall_ < index.recall_
