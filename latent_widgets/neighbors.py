@@ -75,8 +75,11 @@ APPROXIMATE_BACKENDS: tuple[str, ...] = ("svd", "pynndescent")
 #: "Neighbours at scale": builds in seconds where NN-descent takes minutes, at equal recall).
 AUTO_BACKEND: str = "svd"
 #: ``approximate="auto"`` searches approximately when samples x features
-#: exceeds this (2 GB of float32: an exact query then reads > 0.25 s of memory).
-DEFAULT_THRESHOLD: int = 500_000_000
+#: exceeds this: from 100k x 1024 float32 (400 MB) an exact query of a
+#: 12-step path reads the whole array (0.25 s to 1 s on 2 cores) where the SVD
+#: sketch answers in a sixth of that at recall@10 0.99 (docs/analysis.md);
+#: the study's 367 x 221184 latents (8.1e7) stay exact.
+DEFAULT_THRESHOLD: int = 100_000_000
 
 # Rows the SVD sketch is fitted on: its components barely change beyond.
 _SKETCH_FIT_ROWS = 20_000
