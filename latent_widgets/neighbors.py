@@ -552,7 +552,11 @@ class LatentIndex:
             r = int(qsel[lo])
             for b in iter_row_blocks(hi - lo, step):
                 p = slice(lo + b.start, lo + b.stop)
-                rows = x[xsel[p]].astype(np.float64, copy=False)
+                if p.stop - p.start == 1:  # a slice is a view: one conversion instead of two copies
+                    i = int(xsel[p.start])
+                    rows = x[i : i + 1].astype(np.float64)
+                else:
+                    rows = x[xsel[p]].astype(np.float64, copy=False)
                 if self.metric == "euclidean":
                     rows -= q64[r]
                     out[p] = np.einsum("ij,ij->i", rows, rows)
