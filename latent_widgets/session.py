@@ -377,8 +377,9 @@ class ExplorerSession(traitlets.HasTraits):
 
     def _check_lengths(self) -> None:
         n = len(self.dataset)
-        if self.encoding is not None and len(self.encoding.latents) != n:
-            raise ValueError(f"encoding has {len(self.encoding.latents)} latents for {n} samples")
+        # shape[0], not len(): a Zarr array has no len().
+        if self.encoding is not None and self.encoding.latents.shape[0] != n:
+            raise ValueError(f"encoding has {self.encoding.latents.shape[0]} latents for {n} samples")
         if self._latents is not None and len(self._latents) != n:
             raise ValueError(f"{len(self._latents)} latents for a dataset of {n} samples")
         if self.predictions is not None and self.predictions.shape != self.dataset.masks.shape:
