@@ -87,7 +87,7 @@ def test_make_projection_and_errors(rng):
 
 def test_tsne_deterministic_and_placement(rng):
     x, groups = blobs(rng)
-    kw = dict(pca_dims=10, max_iter=250)
+    kw = dict(pca_dims=10, max_iter=300)
     a = P.TSNEProjection(**kw).fit(x)
     b = P.TSNEProjection(**kw).fit_transform(x)
     assert np.array_equal(a.embedding_, b)
@@ -104,13 +104,79 @@ def test_tsne_deterministic_and_placement(rng):
     assert np.median(own) < 0.2 * np.median(pdist(a.embedding_))
 
 
-def test_perplexity_weights():
-    d = np.array([[0.0, 1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0, 5.0]])
-    w = P._perplexity_weights(d, 3.0)
-    np.testing.assert_allclose(w.sum(1), 1.0)
-    h = -(w * np.log(w)).sum(1)
-    np.testing.assert_allclose(np.exp(h), 3.0, rtol=1e-6)
-    assert np.all(np.diff(w[1]) < 0)  # nearer neighbours weigh more
+def test_tsne_is_raw_opentsne_with_the_same_settings(rng):
+    import openTSNE
+
+    x, _ = blobs(rng, n_per=20)
+    flat = x.reshape(len(x), -1)
+    mine = P.TSNEProjection(max_iter=400, n_jobs=2, method_kwargs={"exaggeration": 1.5}).fit(x)
+    raw = openTSNE.TSNE(
+        perplexity=min(30.0, (len(x) - 1) / 3), n_iter=150, exaggeration=1.5, n_jobs=1, random_state=0
+    ).fit(flat)
+    np.testing.assert_allclose(mine.embedding_, np.asarray(raw), rtol=1e-6, atol=1e-9)
+    other = P.TSNEProjection(max_iter=400, random_state=1, method_kwargs={"exaggeration": 1.5}).fit(x)
+    assert not np.allclose(other.embedding_, mine.embedding_)
+
+
+def test_tsne_places_a_held_out_point_inside_its_cluster(rng):
+    # Two tight, well-separated clusters, each made of two sub-groups that
+    # t-SNE lays out as separate islands. A held-out point halfway between the
+    # sub-groups of cluster A has nearest latents in both: a neighbour average
+    # puts it in the empty space between A's islands (or beside B); openTSNE's
+    # optimisation pulls it onto A's points.
+    d = 20
+    a_centre, b_centre = np.zeros(d), np.full(d, 40.0)
+    offset = np.zeros(d)
+    offset[0] = 6.0
+    groups = [a_centre - offset, a_centre + offset, b_centre - offset, b_centre + offset]
+    x = np.concatenate([c + rng.normal(size=(25, d)) for c in groups]).astype(np.float32)
+    cluster = np.repeat([0, 0, 1, 1], 25)
+    held = (a_centre + rng.normal(size=(3, d)) * 0.5).astype(np.float32)
+    tsne = P.TSNEProjection(max_iter=500, n_jobs=1).fit(x)
+    placed = tsne.transform(held)
+    emb = tsne.embedding_
+    for p in placed:
+        nearest = np.argsort(np.linalg.norm(emb - p, axis=1))[:5]
+        assert (cluster[nearest] == 0).all()
+        # inside A: no farther from A's nearest point than A's points are from each other
+        gap = np.linalg.norm(emb[cluster == 0] - p, axis=1).min()
+        spacing = np.median(np.sort(np.linalg.norm(emb[:50, None] - emb[None, :50], axis=-1), axis=1)[:, 1])
+        assert gap <= 3 * spacing
+    # the neighbour average of the old placement lands off A's points here
+    from latent_widgets.neighbors import LatentIndex
+
+    idx, _ = LatentIndex(x).query(held, k=10)
+    average = emb[idx].mean(axis=1)
+    off = [np.linalg.norm(emb[cluster == 0] - p, axis=1).min() for p in average]
+    on = [np.linalg.norm(emb[cluster == 0] - p, axis=1).min() for p in placed]
+    assert np.mean(on) < np.mean(off)
+
+
+def test_tsne_trustworthiness_on_blobs(rng):
+    from sklearn.manifold import trustworthiness
+
+    x, _ = blobs(rng, n_per=30, centres=4)
+    y = P.TSNEProjection(n_jobs=1).fit_transform(x)
+    assert trustworthiness(x.reshape(len(x), -1), y, n_neighbors=5) > 0.9
+
+
+def test_pca_dims_auto_reduces_large_wide_sets_only(rng, monkeypatch):
+    assert P.TSNEProjection().pre_pca_dims(P.AUTO_PCA_MIN_SAMPLES, 6144) == P.AUTO_PCA_DIMS
+    assert P.TSNEProjection().pre_pca_dims(P.AUTO_PCA_MIN_SAMPLES - 1, 6144) == 0
+    assert P.UMAPProjection().pre_pca_dims(10**5, P.AUTO_PCA_DIMS) == 0  # no more features than that
+    assert P.PCAProjection().pre_pca_dims(10**5, 6144) == 0
+    assert P.TSNEProjection(pca_dims=None).pre_pca_dims(10**5, 6144) == 0
+    assert P.TSNEProjection(pca_dims=20).pre_pca_dims(10, 6144) == 10
+    monkeypatch.setattr(P, "AUTO_PCA_MIN_SAMPLES", 30)
+    x, _ = blobs(rng, n_per=12, shape=(8, 10))
+    fitted = P.UMAPProjection(n_epochs=30).fit(x)
+    assert fitted.pre_pca_.n_components_ == P.AUTO_PCA_DIMS
+    # the auto threshold is part of the cache key: another setting, another entry
+    key = P._cache_key(x, P.UMAPProjection())
+    monkeypatch.setattr(P, "AUTO_PCA_MIN_SAMPLES", 31)
+    assert P._cache_key(x, P.UMAPProjection()) != key
+    with pytest.raises(ValueError, match="pca_dims must be an int >= 1 .*'auto' or None"):
+        P.TSNEProjection(pca_dims="all").fit(x)
 
 
 # ----------------------------------------------------------------------------- UMAP
@@ -131,7 +197,7 @@ def test_umap_deterministic_and_transform(rng):
 
 ESTIMATORS = [
     P.PCAProjection(),
-    P.TSNEProjection(pca_dims=5, max_iter=250),
+    P.TSNEProjection(pca_dims=5, max_iter=300),
     P.UMAPProjection(n_epochs=20, method_kwargs={"min_dist": 0.2}),
 ]
 NAMES = [type(e).__name__ for e in ESTIMATORS]
@@ -204,7 +270,7 @@ def test_fit_checks_parameters_and_latents_with_clear_errors(rng):
     x = rng.normal(size=(12, 3, 4))
     cases = [
         (P.PCAProjection(n_components=0), r"PCAProjection: n_components must be an int >= 1"),
-        (P.PCAProjection(pca_dims=0), r"pca_dims must be an int >= 1 \(e.g. 50\) or None"),
+        (P.PCAProjection(pca_dims=0), r"pca_dims must be an int >= 1 \(e.g. 50\), 'auto' or None"),
         (P.PCAProjection(standardize="yes"), "standardize must be True or False"),
         (P.PCAProjection(method_kwargs=[("svd_solver", "full")]), "method_kwargs must be a dict"),
         (
@@ -214,7 +280,8 @@ def test_fit_checks_parameters_and_latents_with_clear_errors(rng):
         (P.TSNEProjection(transform_neighbors=0), "transform_neighbors must be an int >= 1"),
         (P.TSNEProjection(perplexity=-1.0), "perplexity must be a number > 0"),
         (P.UMAPProjection(n_neighbors=1), "n_neighbors must be an int >= 2"),
-        (P.TSNEProjection(max_iter=100), r"TSNEProjection: max_iter must be an int >= 250 \(t-SNE's minimum\)"),
+        (P.TSNEProjection(max_iter=250), r"TSNEProjection: max_iter must be an int >= 251 \(more than the 250"),
+        (P.TSNEProjection(n_jobs=0), "n_jobs must be a non-zero int"),
     ]
     for est, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -230,7 +297,7 @@ def test_fit_checks_parameters_and_latents_with_clear_errors(rng):
     assert P.make_projection("tsne", learning_rate=50.0).method_kwargs == {"learning_rate": 50.0}
 
 
-@pytest.mark.parametrize("method, kw", [("pca", {"standardize": True}), ("tsne", {"pca_dims": 5, "max_iter": 250})])
+@pytest.mark.parametrize("method, kw", [("pca", {"standardize": True}), ("tsne", {"pca_dims": 5, "max_iter": 300})])
 def test_state_round_trip_restores_the_transform(rng, tmp_path, method, kw):
     x, _ = blobs(rng, n_per=8)
     fitted = P.make_projection(method, **kw).fit(x)
@@ -282,14 +349,14 @@ def test_project_caches_by_content(rng):
 
 def test_fit_projection_reuses_cached_tsne(rng):
     x, _ = blobs(rng, n_per=10)
-    y = P.project(x, "tsne", progress=False, max_iter=250)
-    proj = P.fit_projection(x, "tsne", progress=False, max_iter=250)
+    y = P.project(x, "tsne", progress=False, max_iter=300)
+    proj = P.fit_projection(x, "tsne", progress=False, max_iter=300)
     assert not hasattr(proj, "tsne_")  # the map came from the cache, no refit
     assert np.array_equal(proj.embedding_, y)
     np.testing.assert_array_equal(proj.transform(x[:2]), y[:2])
     # the restored fit places new latents exactly as a fresh fit does
     new = x[:4] + rng.normal(size=x[:4].shape).astype(np.float32) * 0.1
-    fresh = P.TSNEProjection(max_iter=250).fit(x)
+    fresh = P.TSNEProjection(max_iter=300).fit(x)
     np.testing.assert_array_equal(proj.transform(new), fresh.transform(new))
 
 
@@ -377,12 +444,12 @@ def test_quality_table_one_call(rng):
         methods=("pca", "tsne"),
         k=5,
         include_latent=True,
-        method_kwargs={"tsne": {"max_iter": 250}},
+        method_kwargs={"tsne": {"max_iter": 300}},
         progress=False,
     )
     assert [r["method"] for r in rows] == ["latent", "pca", "tsne"]
     for r in rows[1:]:
-        y = P.project(x, r["method"], progress=False, **({"max_iter": 250} if r["method"] == "tsne" else {}))
+        y = P.project(x, r["method"], progress=False, **({"max_iter": 300} if r["method"] == "tsne" else {}))
         assert r["trustworthiness"] == pytest.approx(Q.trustworthiness(x, y, 5))
         assert r["knn_preservation"] == pytest.approx(Q.knn_preservation(x, y, 5))
         assert r["spread"] == pytest.approx(Q.spread(y))
