@@ -109,7 +109,7 @@ def test_tsne_is_raw_opentsne_with_the_same_settings(rng):
 
     x, _ = blobs(rng, n_per=20)
     flat = x.reshape(len(x), -1)
-    mine = P.TSNEProjection(max_iter=400, n_jobs=2, method_kwargs={"exaggeration": 1.5}).fit(x)
+    mine = P.TSNEProjection(max_iter=400, n_jobs=1, method_kwargs={"exaggeration": 1.5}).fit(x)
     raw = openTSNE.TSNE(
         perplexity=min(30.0, (len(x) - 1) / 3), n_iter=150, exaggeration=1.5, n_jobs=1, random_state=0
     ).fit(flat)
@@ -118,38 +118,36 @@ def test_tsne_is_raw_opentsne_with_the_same_settings(rng):
     assert not np.allclose(other.embedding_, mine.embedding_)
 
 
-def test_tsne_places_a_held_out_point_inside_its_cluster(rng):
-    # Two tight, well-separated clusters, each made of two sub-groups that
-    # t-SNE lays out as separate islands. A held-out point halfway between the
-    # sub-groups of cluster A has nearest latents in both: a neighbour average
-    # puts it in the empty space between A's islands (or beside B); openTSNE's
-    # optimisation pulls it onto A's points.
-    d = 20
-    a_centre, b_centre = np.zeros(d), np.full(d, 40.0)
-    offset = np.zeros(d)
-    offset[0] = 6.0
-    groups = [a_centre - offset, a_centre + offset, b_centre - offset, b_centre + offset]
-    x = np.concatenate([c + rng.normal(size=(25, d)) for c in groups]).astype(np.float32)
-    cluster = np.repeat([0, 0, 1, 1], 25)
-    held = (a_centre + rng.normal(size=(3, d)) * 0.5).astype(np.float32)
-    tsne = P.TSNEProjection(max_iter=500, n_jobs=1).fit(x)
-    placed = tsne.transform(held)
-    emb = tsne.embedding_
-    for p in placed:
-        nearest = np.argsort(np.linalg.norm(emb - p, axis=1))[:5]
-        assert (cluster[nearest] == 0).all()
-        # inside A: no farther from A's nearest point than A's points are from each other
-        gap = np.linalg.norm(emb[cluster == 0] - p, axis=1).min()
-        spacing = np.median(np.sort(np.linalg.norm(emb[:50, None] - emb[None, :50], axis=-1), axis=1)[:, 1])
-        assert gap <= 3 * spacing
-    # the neighbour average of the old placement lands off A's points here
+def test_tsne_places_held_out_points_inside_their_cluster(rng):
+    # Two clusters, two islands on the map. Held-out points of cluster A on the
+    # side facing B (a few of B's latents among their nearest): openTSNE's
+    # optimisation against the map puts them among A's points (within about one
+    # point spacing of the nearest), where the neighbour average used before
+    # leaves them nearer the island's edge, towards the gap.
     from latent_widgets.neighbors import LatentIndex
 
+    d = 20
+    a, b = np.zeros(d), np.zeros(d)
+    b[0] = 6.0
+    x = np.concatenate([a + rng.normal(size=(40, d)), b + rng.normal(size=(40, d))]).astype(np.float32)
+    cluster = np.repeat([0, 1], 40)
+    held = (a + (b - a) * 0.2 + rng.normal(size=(20, d)) * 0.3).astype(np.float32)
+    tsne = P.TSNEProjection(n_jobs=1).fit(x)
+    emb = tsne.embedding_
+    own = emb[cluster == 0]
+    spacing = np.median(np.sort(np.linalg.norm(own[:, None] - own[None], axis=-1), axis=1)[:, 1])
+
+    def gaps(points):  # distance to the nearest point of A's island, in A's point spacings
+        return np.linalg.norm(points[:, None] - own[None], axis=-1).min(axis=1) / spacing
+
+    placed = tsne.transform(held)
+    nearest = np.argsort(np.linalg.norm(placed[:, None] - emb[None], axis=-1), axis=1)[:, :5]
+    assert (cluster[nearest] == 0).all()
+    assert np.median(gaps(placed)) < 1.0
     idx, _ = LatentIndex(x).query(held, k=10)
+    assert (cluster[idx] == 1).any()  # B's latents among the neighbours: the hard case
     average = emb[idx].mean(axis=1)
-    off = [np.linalg.norm(emb[cluster == 0] - p, axis=1).min() for p in average]
-    on = [np.linalg.norm(emb[cluster == 0] - p, axis=1).min() for p in placed]
-    assert np.mean(on) < np.mean(off)
+    assert gaps(placed).mean() < 0.8 * gaps(average).mean()
 
 
 def test_tsne_trustworthiness_on_blobs(rng):
@@ -167,13 +165,13 @@ def test_pca_dims_auto_reduces_large_wide_sets_only(rng, monkeypatch):
     assert P.PCAProjection().pre_pca_dims(10**5, 6144) == 0
     assert P.TSNEProjection(pca_dims=None).pre_pca_dims(10**5, 6144) == 0
     assert P.TSNEProjection(pca_dims=20).pre_pca_dims(10, 6144) == 10
-    monkeypatch.setattr(P, "AUTO_PCA_MIN_SAMPLES", 30)
-    x, _ = blobs(rng, n_per=12, shape=(8, 10))
+    monkeypatch.setattr(P, "AUTO_PCA_MIN_SAMPLES", 60)
+    x, _ = blobs(rng, n_per=20, shape=(8, 10))
     fitted = P.UMAPProjection(n_epochs=30).fit(x)
     assert fitted.pre_pca_.n_components_ == P.AUTO_PCA_DIMS
     # the auto threshold is part of the cache key: another setting, another entry
     key = P._cache_key(x, P.UMAPProjection())
-    monkeypatch.setattr(P, "AUTO_PCA_MIN_SAMPLES", 31)
+    monkeypatch.setattr(P, "AUTO_PCA_MIN_SAMPLES", 61)
     assert P._cache_key(x, P.UMAPProjection()) != key
     with pytest.raises(ValueError, match="pca_dims must be an int >= 1 .*'auto' or None"):
         P.TSNEProjection(pca_dims="all").fit(x)
