@@ -117,7 +117,7 @@ def _out_of_core(latents: Any) -> bool:
     """True for row-indexable stores read by blocks: a Zarr array, an HDF5 dataset, a ``np.memmap``."""
     if isinstance(latents, np.ndarray):
         return isinstance(latents, np.memmap)
-    return all(hasattr(latents, a) for a in ("shape", "dtype", "__getitem__", "__len__"))
+    return all(hasattr(latents, a) for a in ("shape", "dtype", "__getitem__")) and len(latents.shape) >= 1
 
 
 def _check_latents(shape: tuple[int, ...], dtype: Any) -> None:
@@ -151,11 +151,11 @@ class _FeatureRows:
         self.mean = mean
         self.scale = scale
         first = self[0:1]
-        self.shape = (len(latents), int(first.shape[1]))
+        self.shape = (int(latents.shape[0]), int(first.shape[1]))
         self.dtype = first.dtype
 
     def __len__(self) -> int:
-        return len(self.latents)
+        return self.shape[0]
 
     def __getitem__(self, rows: slice) -> np.ndarray:
         f = latent_features(np.asarray(self.latents[rows]), self.features)  # type: ignore[arg-type]
@@ -990,7 +990,7 @@ def _latents_digest(latents: Any) -> Any:
     if not _out_of_core(latents):
         return np.asarray(latents)
     h = hashlib.sha256(f"{np.dtype(latents.dtype).str}{tuple(latents.shape)}".encode())
-    for rows in iter_row_blocks(len(latents), _latent_block_rows(tuple(latents.shape))):
+    for rows in iter_row_blocks(int(latents.shape[0]), _latent_block_rows(tuple(latents.shape))):
         h.update(np.ascontiguousarray(latents[rows]).tobytes())
     return "store:" + h.hexdigest()
 
@@ -1024,7 +1024,7 @@ def _fit_cached(
         return (proj if need_model else None), hit["embedding"], seconds
     from tqdm.auto import tqdm
 
-    n = len(latents)
+    n = int(latents.shape[0]) if _out_of_core(latents) else len(latents)
     with tqdm(total=1, desc=f"{method.upper()} map of {n} latents", disable=not progress, leave=False) as bar:
         t0 = time.perf_counter()
         proj.fit(latents)

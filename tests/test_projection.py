@@ -70,6 +70,85 @@ def test_pca_feature_options(rng):
         P.PCAProjection(features="max").fit(flat)
 
 
+def spectrum_data(rng, n=400, d=60, rank=8):
+    """Low-rank signal with a clear spectrum plus small noise, offset from zero."""
+    scales = np.geomspace(20, 2, rank)
+    return (rng.normal(size=(n, rank)) * scales) @ rng.normal(size=(rank, d)) + rng.normal(size=(n, d)) * 0.1 + 3.0
+
+
+def test_blocked_pca_matches_sklearn(rng):
+    from sklearn.decomposition import PCA
+
+    from latent_widgets.blocked_pca import BlockedPCA
+
+    x = spectrum_data(rng)
+    ref = PCA(5, svd_solver="full").fit(x)
+    mine = BlockedPCA(5, block_rows=37).fit(x)  # blocks that do not divide N
+    np.testing.assert_allclose(mine.explained_variance_, ref.explained_variance_, rtol=1e-8)
+    np.testing.assert_allclose(mine.explained_variance_ratio_, ref.explained_variance_ratio_, rtol=1e-8)
+    np.testing.assert_allclose(mine.singular_values_, ref.singular_values_, rtol=1e-8)
+    np.testing.assert_allclose(mine.mean_, ref.mean_, atol=1e-12)
+    # the same subspace, component by component (up to sign)
+    np.testing.assert_allclose(np.abs((mine.components_ * ref.components_).sum(axis=1)), 1.0, atol=1e-8)
+    same_up_to_sign(mine.transform(x), ref.transform(x), atol=1e-6)
+    with pytest.raises(ValueError, match="n_components must be between 1 and min"):
+        BlockedPCA(61).fit(x)
+    with pytest.raises(ValueError, match="fitted on 60"):
+        mine.transform(x[:, :5])
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    # a few KiB per block, so that the test data span many blocks
+    monkeypatch.setattr(P, "_BLOCK_BYTES", 4096)
+
+
+@pytest.mark.parametrize("kind", ["memmap", "zarr"])
+def test_pca_fits_a_store_by_blocks_like_an_array(rng, tmp_path, small_blocks, kind):
+    x = spectrum_data(rng, d=48).astype(np.float32).reshape(400, 4, 4, 3)
+    if kind == "memmap":
+        store = np.lib.format.open_memmap(tmp_path / "z.npy", mode="w+", dtype=x.dtype, shape=x.shape)
+        store[:] = x
+    else:
+        import zarr
+
+        store = zarr.create_array(tmp_path / "z.zarr", shape=x.shape, chunks=(50, 4, 4, 3), dtype=x.dtype)
+        store[:] = x
+    np.testing.assert_array_equal(P.latent_features(store), x.reshape(400, -1))
+    np.testing.assert_allclose(P.latent_features(store, "gap"), P.latent_features(x, "gap"), rtol=1e-6)
+    ref = P.PCAProjection().fit(x)
+    mine = P.PCAProjection().fit(store)
+    assert type(mine.pca_).__name__ == "BlockedPCA"
+    np.testing.assert_allclose(mine.pca_.explained_variance_, ref.pca_.explained_variance_, rtol=1e-5)
+    same_up_to_sign(mine.embedding_, ref.embedding_, atol=1e-3)
+    same_up_to_sign(mine.transform(store), ref.embedding_, atol=1e-3)  # transform reads a store by blocks too
+    # standardisation statistics by blocks
+    std = P.PCAProjection(standardize=True).fit(store)
+    np.testing.assert_allclose(std.scale_, x.reshape(400, -1).astype(np.float64).std(0), rtol=1e-5)
+    # a PCA pre-reduction of a store for t-SNE: blocked, then the map from 10 numbers per latent
+    tsne = P.TSNEProjection(pca_dims=10, max_iter=300).fit(store)
+    assert type(tsne.pre_pca_).__name__ == "BlockedPCA" and tsne.train_features_.shape == (400, 10)
+    assert tsne.transform(x[:2]).shape == (2, 2)
+    # the disk cache keys a store by its blocks' content
+    assert P._cache_key(store, P.PCAProjection()) == P._cache_key(store, P.PCAProjection())
+    assert P._cache_key(store, P.PCAProjection()) != P._cache_key(store, P.PCAProjection(standardize=True))
+    np.testing.assert_allclose(P.project(store, "pca", progress=False), mine.embedding_)
+
+
+def test_large_features_in_memory_use_blocked_pca(rng, monkeypatch):
+    x = spectrum_data(rng)
+    monkeypatch.setattr(P, "BLOCKED_PCA_BYTES", x.nbytes - 1)
+    ref = P.PCAProjection(method_kwargs={"svd_solver": "full"})
+    monkeypatch.setattr(P, "BLOCKED_PCA_BYTES", x.nbytes)
+    exact = ref.fit(x).embedding_
+    monkeypatch.setattr(P, "BLOCKED_PCA_BYTES", x.nbytes - 1)
+    blocked = P.PCAProjection(method_kwargs={"iterated_power": 6}).fit(x)
+    assert type(blocked.pca_).__name__ == "BlockedPCA" and blocked.pca_.n_iter == 6
+    same_up_to_sign(blocked.embedding_, exact, atol=1e-6)
+    with pytest.raises(ValueError, match=r"method_kwargs \['svd_solver'\] are scikit-learn PCA's"):
+        ref.fit(x)
+
+
 def test_make_projection_and_errors(rng):
     assert isinstance(P.make_projection("PCA"), P.PCAProjection)
     assert isinstance(P.make_projection("tsne", pca_dims=5), P.TSNEProjection)
@@ -456,6 +535,15 @@ def test_quality_table_one_call(rng):
     table = Q.format_table(rows)
     assert table.splitlines()[0].startswith("| method | seconds | trustworthiness")
     assert len(table.splitlines()) == 5
+
+
+def test_umap_compiles_once_per_machine_not_per_process():
+    # umap-learn's jitted functions without cache=True get numba's disk cache
+    from numba.core.caching import NullCache
+
+    umap = P._import_umap()
+    for fn in (umap.umap_.smooth_knn_dist, umap.utils.fast_knn_indices, umap.layouts.optimize_layout_euclidean):
+        assert not isinstance(getattr(fn, "_cache", None), NullCache), fn
 
 
 def test_analysis_modules_stay_light():
