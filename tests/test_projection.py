@@ -252,7 +252,7 @@ def test_pca_dims_auto_reduces_large_wide_sets_only(rng, monkeypatch):
     key = P._cache_key(x, P.UMAPProjection())
     monkeypatch.setattr(P, "AUTO_PCA_MIN_SAMPLES", 61)
     assert P._cache_key(x, P.UMAPProjection()) != key
-    with pytest.raises(ValueError, match="pca_dims must be an int >= 1 .*'auto' or None"):
+    with pytest.raises(ValueError, match=r"pca_dims must be an int >= 1 .*'auto' or None"):
         P.TSNEProjection(pca_dims="all").fit(x)
 
 
