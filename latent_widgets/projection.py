@@ -14,24 +14,34 @@ latents as they come, ``(N, *latent_shape)``. Features are computed inside:
   value per channel (C numbers instead of H x W x C; positions are lost);
 - ``standardize=True``: zero mean, unit variance per feature (one float32
   copy of the features);
-- ``pca_dims=k``: a PCA reduction to ``k`` dimensions before t-SNE or UMAP,
-  the standard practice for speed. It keeps the ``k`` directions of largest
-  variance, so neighbourhoods are computed in that subspace: noise in the
-  discarded directions is dropped (often helping t-SNE), but structure that
-  lives in low-variance directions is lost too, and the map then shows the
+- ``pca_dims="auto"`` (default): for t-SNE and UMAP, a PCA reduction to
+  ``AUTO_PCA_DIMS`` (50) dimensions when there are more features than that
+  and at least ``AUTO_PCA_MIN_SAMPLES`` (1000) latents, the standard
+  practice for speed; ``pca_dims=k`` always reduces to ``k``, ``None``
+  never. It keeps the ``k`` directions of largest variance, so
+  neighbourhoods are computed in that subspace: noise in the discarded
+  directions is dropped (often helping t-SNE), but structure that lives in
+  low-variance directions is lost too, and the map then shows the
   neighbourhoods of the reduced data rather than of the latents.
+
+Latents may also be a row-indexable store too big for memory (a Zarr array,
+a ``np.memmap``): features, statistics and PCA
+(:class:`~latent_widgets.blocked_pca.BlockedPCA`) are then computed a block
+of rows at a time.
 
 All seeds are fixed (``random_state=0``): the same input gives the same map.
 
 Placing new latents (interpolation steps, arithmetic results) on a fitted
-map with ``transform``: exact for PCA; UMAP's own ``transform``; for t-SNE,
-which has no out-of-sample mapping, a neighbour-weighted placement: the new
-point goes to the weighted mean of the map positions of its ``k`` nearest
-training latents (feature space), with Gaussian weights whose width is set
-per point so that their perplexity is ``transform_perplexity`` (openTSNE's
-``transform`` starts from the same weighted mean, then optimises). For
-t-SNE and UMAP a new latent equal to a training latent lands exactly on that
-latent's point, so an interpolation path starts and ends on its endpoints.
+map with ``transform``: exact for PCA; UMAP's own ``transform``; for t-SNE
+(openTSNE), openTSNE's ``transform``, which starts each new point at the
+median map position of its nearest training latents and optimises it
+against the fixed map. For t-SNE and UMAP a new latent equal to a training
+latent lands exactly on that latent's point, so an interpolation path
+starts and ends on its endpoints.
+
+The first UMAP of a process compiles umap-learn's numba code; this module
+turns on numba's disk cache for it, so that only the first process on a
+machine pays (see :func:`warm_up_projections` to do it in the background).
 
 How good a map is (trustworthiness, k-NN preservation, spread, group
 separation) is measured in :mod:`latent_widgets.map_quality`.
