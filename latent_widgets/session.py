@@ -373,6 +373,11 @@ class ExplorerSession(traitlets.HasTraits):
         self.observe(self._on_alpha, "alpha")
         self.observe(self._on_map_method, "map_method")
         self.observe(self._on_strip, "strip")
+        if asynchronous and {"tsne", "umap"} & set(self.methods):
+            from .projection import warm_up_projections
+
+            # Loads UMAP's compiled code (or compiles it, the first time on a machine) while the data encodes.
+            warm_up_projections()
         self._model_lane.submit("encode", self._startup)
 
     def _check_lengths(self) -> None:
