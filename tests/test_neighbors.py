@@ -177,3 +177,137 @@ def test_pairwise_distances_match_scipy(rng, metric):
     np.testing.assert_allclose(
         pairwise_distances(x, y, metric=metric), cdist(x.reshape(25, -1).astype(np.float64), y, metric), atol=1e-9
     )
+
+
+# ---------------------------------------------------------------- stores, backends
+
+
+class CountingRows:
+    """A minimal row-indexable store: ``shape``, ``dtype``, slices only; records what was read."""
+
+    def __init__(self, array):
+        self._a = array
+        self.shape, self.dtype = array.shape, array.dtype
+        self.rows_read = 0
+        self.largest_read = 0
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice):
+            raise TypeError(f"only slices, got {type(key).__name__}")
+        out = np.array(self._a[key])
+        self.rows_read += len(out)
+        self.largest_read = max(self.largest_read, out.nbytes)
+        return out
+
+
+def _memmap(tmp_path, data):
+    mm = np.memmap(tmp_path / "latents.f32", data.dtype, "w+", shape=data.shape)
+    mm[:] = data
+    mm.flush()
+    return np.memmap(tmp_path / "latents.f32", data.dtype, "r", shape=data.shape)
+
+
+def _zarr(tmp_path, data, chunk_rows=16):
+    zarr = pytest.importorskip("zarr")
+    z = zarr.create_array(store=str(tmp_path / "z"), shape=data.shape, chunks=(chunk_rows, *data.shape[1:]), dtype="f4")
+    z[:] = data
+    return z
+
+
+@pytest.mark.parametrize("kind", ["memmap", "zarr", "rows"])
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_exact_over_store_matches_brute_force_and_sklearn(rng, tmp_path, kind, metric):
+    from sklearn.neighbors import NearestNeighbors
+
+    data = rng.normal(size=(150, 3, 2, 5)).astype(np.float32)
+    data[40] = data[7]  # a duplicate: ties in index order across blocks
+    data[90] = 0.0  # a zero vector (cosine)
+    store = {"memmap": _memmap, "zarr": _zarr, "rows": lambda _p, d: CountingRows(d)}[kind](tmp_path, data)
+    # 30 features x 4 bytes: blocks of 1200 // 120 = 10 rows (rounded to zarr's 16-row chunks: 16), many blocks.
+    index = LatentIndex(store, metric, block_bytes=1200)
+    queries = rng.normal(size=(7, 30)).astype(np.float32)
+    queries[0] = data[7].ravel()
+    idx, dist = index.query(queries, k=4)
+    want_idx, want_dist = brute_knn(queries, data, 4, metric)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_allclose(dist, want_dist, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(idx, LatentIndex(data, metric).query(queries, k=4)[0])  # = in memory
+    sk = NearestNeighbors(n_neighbors=4, metric=metric, algorithm="brute").fit(data.reshape(150, -1).astype(np.float64))
+    sk_dist, sk_idx = sk.kneighbors(queries.astype(np.float64))
+    np.testing.assert_allclose(dist, sk_dist, atol=1e-9)
+    np.testing.assert_array_equal(np.sort(idx, 1), np.sort(sk_idx, 1))  # sklearn orders the tie 7 = 40 its own way
+    s_idx, s_dist = index.self_query(2)
+    b_idx, b_dist = brute_knn(data, data, 2, metric, exclude=np.arange(150))
+    np.testing.assert_array_equal(s_idx, b_idx)
+    np.testing.assert_allclose(s_dist, b_dist, atol=1e-12)
+    assert "streamed from" in repr(index) and index.n_features == 30 and index.backend == "exact"
+    if kind == "rows":  # bounded reads: never the whole store at once, one pass per batch of queries
+        assert store.largest_read <= 1200
+        before = store.rows_read
+        index.query(queries, k=4)
+        assert store.rows_read - before == 150
+
+
+def test_store_blocks_follow_zarr_chunks(rng, tmp_path):
+    data = rng.normal(size=(100, 8)).astype(np.float32)
+    index = LatentIndex(_zarr(tmp_path, data, chunk_rows=7), block_bytes=8 * 4 * 30)
+    assert [s.stop - s.start for s in index._read_blocks(0)][:3] == [28, 28, 28]  # 30 rows -> 4 whole chunks
+    ids = np.array([0, 3, 6, 7, 50, 99])
+    np.testing.assert_array_equal(index._take(ids), data[ids])
+
+
+def test_approximate_over_store_recall(rng, tmp_path):
+    data = clustered(rng, n=2000, d=48)
+    store = CountingRows(data)
+    index = LatentIndex(store, backend="svd", block_bytes=1 << 16)
+    assert index.approximate and not index.rerank  # a chunked store: no random row reads per query
+    assert index.recall_ >= 0.9
+    assert store.largest_read <= 1 << 16
+    mm = LatentIndex(_memmap(tmp_path, data), backend="svd")
+    assert mm.rerank and mm.recall_ >= 0.9
+    got, got_d = mm.query(data[:20], k=5, exclude=np.arange(20))
+    want, want_d = brute_knn(data[:20], data, 5, exclude=np.arange(20))
+    assert recall_at_k(got, want) >= 0.9
+    exact_pairs = got == want
+    np.testing.assert_allclose(got_d[exact_pairs], want_d[exact_pairs], rtol=1e-10)  # re-ranked: true distances
+
+
+def test_backend_selection_and_errors(rng):
+    data = rng.normal(size=(30, 4)).astype(np.float32)
+    assert LatentIndex(data).backend == "exact"
+    assert LatentIndex(data, threshold=10).backend == "svd"  # auto above the threshold
+    assert LatentIndex(data, backend="exact", threshold=10).backend == "exact"
+    assert LatentIndex(data, backend="svd").approximate  # naming an approximate backend asks for it
+    assert not LatentIndex(data, backend="svd", approximate=False).approximate
+    with pytest.raises(ValueError, match=r"backend must be one of .*'exact'.*got 'faiss'"):
+        LatentIndex(data, backend="faiss")
+    with pytest.raises(ValueError, match="contradicts"):
+        LatentIndex(data, backend="exact", approximate=True)
+    with pytest.raises(ValueError, match="sketch_dims"):
+        LatentIndex(data, sketch_dims=0)
+    with pytest.raises(ValueError, match="in memory"):
+        LatentIndex(CountingRows(data), backend="pynndescent", sketch_dims=None)
+    index = LatentIndex(clustered(rng, n=500, d=16), backend="svd", sketch_dims=8)
+    assert "recall@10 not measured yet" in repr(index)
+    index.fit()
+    assert f"recall@10 {index.recall_:.3f}" in repr(index)
+
+
+def test_approximate_svd_cosine_and_no_rerank(rng):
+    data = clustered(rng, n=2000, d=48)
+    data[5] = 0.0  # a zero row: cosine 0 to anything
+    index = LatentIndex(data, "cosine", backend="svd", sketch_dims=16)
+    got, got_d = index.query(data[:50], k=10, exclude=np.arange(50))
+    want, want_d = brute_knn(data[:50], data, 10, "cosine", exclude=np.arange(50))
+    assert index.recall_ >= 0.9 and recall_at_k(got, want) >= 0.9
+    same = got == want
+    np.testing.assert_allclose(got_d[same], want_d[same], atol=1e-12)
+    # Without re-ranking: the sketch's own neighbours and distances (a 16-d sketch of 48-d
+    # clusters keeps the clusters, not the order within them: re-ranking is what makes it exact).
+    raw = LatentIndex(data, backend="svd", sketch_dims=16, rerank=False)
+    got, got_d = raw.query(data[:50], k=10, exclude=np.arange(50))
+    proj = data.astype(np.float64) @ raw._components.T.astype(np.float64)
+    want, want_d = brute_knn(proj[:50], proj, 10, exclude=np.arange(50))
+    assert recall_at_k(got, want) >= 0.95  # float32 keys may swap near-ties
+    np.testing.assert_allclose(got_d, want_d, rtol=1e-3)
+    assert raw.recall_ < index.recall_

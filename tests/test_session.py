@@ -194,3 +194,21 @@ def test_background_errors_are_kept_and_raised_by_wait(model, ds, monkeypatch) -
     s.clear_errors()
     assert s.errors == ()
     s.close()
+
+
+def test_predict_auto_predicts_all_masks_only_below_the_pixel_budget(model, ds, monkeypatch) -> None:
+    import latent_widgets.session as session_module
+
+    small = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0)
+    assert small.predictions is not None and small.predictions.dtype == np.uint8
+    # against the model's own prediction, one call for all images
+    np.testing.assert_array_equal(small.predictions, model.predict_masks(ds.images))
+
+    h, w = ds.image_size
+    monkeypatch.setattr(session_module, "PREDICT_ALL_PIXELS", len(ds) * h * w - 1)
+    large = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0)
+    assert large.ready and large.predictions is None
+    forced = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0, predict=True)
+    assert forced.predictions is not None
+    with pytest.raises(ValueError, match="predict='yes'"):
+        ExplorerSession(model, ds, asynchronous=False, predict="yes")

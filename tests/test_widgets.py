@@ -702,3 +702,140 @@ def test_error_sink_can_reraise():
     with pytest.raises(ZeroDivisionError):
         sink.guard(lambda: 1 / 0)()
     assert sink.messages == ["ZeroDivisionError: division by zero"]
+
+
+# ---------------------------------------------------------------------------- WebGLMap (jupyter-scatter)
+
+
+@pytest.fixture()
+def glmap(encoding, ds, predictions):
+    pytest.importorskip("jscatter")
+    from latent_widgets.widgets import WebGLMap
+
+    return WebGLMap(encoding.latents, ds, predictions=predictions, splits=["train"] * 20 + ["val"] * 4)
+
+
+def _map_xy(glmap) -> np.ndarray:
+    """The map coordinates the browser gets: the widget's [-1, 1] points scaled back by its domains."""
+    w = glmap.map_widget
+    ndc = np.asarray(w.points, np.float64)[:, :2]
+    lo = np.array([w.x_domain[0], w.y_domain[0]], np.float64)
+    hi = np.array([w.x_domain[1], w.y_domain[1]], np.float64)
+    return lo + (ndc + 1) / 2 * (hi - lo)
+
+
+def test_glmap_sends_the_points_in_sample_order_as_binary(glmap, ds):
+    from ipywidgets.widgets.widget import _remove_buffers
+
+    assert glmap.renderer == "jupyter-scatter" and glmap.map_widget.points.shape == (len(ds), 4)
+    # point i of the widget is sample i of the map (float32 on the wire)
+    np.testing.assert_allclose(_map_xy(glmap), glmap.points, rtol=1e-6, atol=1e-6)
+    _, paths, buffers = _remove_buffers(glmap.map_widget.get_state())
+    assert ["points", "view"] in paths
+    (buf,) = [b for p, b in zip(paths, buffers, strict=True) if p[0] == "points"]
+    assert buf.nbytes == len(ds) * 4 * 4  # N x (x, y, colour, 0) float32: not JSON
+    # a new map replaces the points (t-SNE's map here, given precomputed)
+    other = glmap.points[:, ::-1] * np.array([3.0, -1.0])
+    glmap.session.maps = {**glmap.session.maps, "tsne": other}
+    glmap.session.methods = ("pca", "tsne")
+    glmap.methods = glmap.session.methods
+    glmap.method = "tsne"
+    np.testing.assert_allclose(_map_xy(glmap), other, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("field", ["group", "dominant class", "mean IoU", "split"])
+def test_glmap_colours_each_point_by_the_field(glmap, field):
+    from matplotlib.colors import to_rgba
+
+    glmap.color_by = field
+    w = glmap.map_widget
+    assert w.color_by == "valueA"
+    codes, colours, _ = glmap.color_values(field)
+    shown = [tuple(w.color[int(c)]) for c in np.asarray(w.points)[:, 2]]
+    assert shown == [to_rgba(colours[c]) for c in codes]
+    assert shown == [to_rgba(c) for c in glmap.colors]
+    if field == "split":
+        assert len(set(shown[:20])) == len(set(shown[20:])) == 1 and shown[0] != shown[-1]
+
+
+def test_glmap_click_hover_and_lasso_reach_python(glmap, ds, predictions):
+    w = glmap.map_widget
+    # the browser reports a click as a one-point selection
+    w.selection = np.array([5], np.uint32)
+    assert glmap.selected == glmap.session.selected == 5 and glmap.lasso_selection is None
+    glmap.click(7)  # and from Python, the widget shows the selection
+    assert list(w.selection) == [7] and glmap.session.selected == 7
+    # hovering renders the thumbnail of that sample only
+    assert glmap._thumbs == {}
+    w.hovering = 3
+    assert glmap.hovered == 3 and list(glmap._thumbs) == [3]
+    expected = render.hstack(
+        [
+            render.thumbnail(ds.images[3], ds.masks[3], ds.palette, height=80),
+            render.thumbnail(render.colorize(predictions[3], ds.palette), height=80),
+        ]
+    )
+    np.testing.assert_array_equal(png_pixels(glmap.tooltip_value), expected)
+    w.hovering = None  # the pointer left: the last thumbnail stays
+    assert glmap.hovered == 3
+    # a lasso: the selection, then its polygon
+    w.selection = np.array([9, 2, 4], np.uint32)
+    w.set_trait("lasso_selection_polygon", np.array([[0, 0], [1, 0], [1, 1]], np.float32))
+    assert glmap.lasso_selection.tolist() == [2, 4, 9] and glmap.selected == 7
+    assert "3 samples" in glmap._lasso_status.value
+    # a click on the background clears the lasso, the selected sample stays shown
+    w.selection = np.array([], np.uint32)
+    assert glmap.lasso_selection is None and list(w.selection) == [7]
+
+
+def test_glmap_path_overlay_and_current_point(glmap, encoding):
+    z = encoding.latents.reshape(len(encoding.latents), -1)
+    glmap.show_path(np.linspace(z[2], z[9], 7), neighbors=[2, 2, 2, 4, 9, 9, 9], endpoints=(2, 9))
+    p = glmap.path_points
+    np.testing.assert_allclose(p[0], glmap.points[2], atol=1e-4)
+    np.testing.assert_allclose(p[-1], glmap.points[9], atol=1e-4)
+    layers = glmap.overlay_annotations
+    assert {k: len(v) for k, v in layers.items()} == {
+        "path": 1,
+        "steps": 7,
+        "neighbors": 3,
+        "endpoints": 2,
+        "current": 0,
+    }
+    np.testing.assert_allclose(np.array(layers["path"][0].vertices), p)
+    # the rings are centred on the neighbours 2, 4, 9 and A's square on sample 2
+    centres = [np.array(a.vertices[:-1]).mean(axis=0) for a in layers["neighbors"]]
+    np.testing.assert_allclose(centres, glmap.points[[2, 4, 9]], atol=1e-9)
+    np.testing.assert_allclose(np.array(layers["endpoints"][0].vertices[:-1]).mean(axis=0), glmap.points[2], atol=1e-9)
+    assert len(glmap.map_widget.annotations) == 13  # what the browser gets, in [-1, 1]
+    glmap.set_current(0.5)
+    np.testing.assert_allclose(glmap.current_point, p[3], atol=1e-6)
+    ring = np.array(glmap.overlay_annotations["current"][0].vertices[:-1])
+    np.testing.assert_allclose(ring.mean(axis=0), p[3], atol=1e-9)
+    assert len(glmap.map_widget.annotations) == 16
+    glmap.show_path(None)
+    assert glmap.path_points is None and glmap.map_widget.annotations == []
+
+
+def test_explorer_switches_to_the_webgl_map_above_the_threshold(model, ds, encoding):
+    pytest.importorskip("jscatter")
+    from latent_widgets.widgets import WebGLMap
+
+    small = LatentExplorer(model, ds, encoding=encoding, asynchronous=False, gl_threshold=len(ds))
+    assert isinstance(small.scatter, ProjectionScatter) and small.scatter.renderer == "Scatter"
+    small.close()
+    ex = LatentExplorer(model, ds, encoding=encoding, asynchronous=False, gl_threshold=len(ds) - 1)
+    try:
+        assert isinstance(ex.scatter, WebGLMap)
+        assert ex.scatter.path_points.shape == (12, 2) and len(ex.scatter.overlay_annotations["endpoints"]) == 2
+        # a click in the browser shows the sample; "set A" moves the endpoint
+        ex.click_action = "set A"
+        ex.scatter.map_widget.selection = np.array([4], np.uint32)
+        assert ex.viewer.index == 4 and ex.slider.index_a == 4 and ex.session.selected == 4
+        np.testing.assert_allclose(ex.scatter.path_points[0], ex.scatter.points[4], atol=1e-4)
+        # the slider moves the current point along the path
+        ex.slider.alpha = 1.0
+        np.testing.assert_allclose(ex.scatter.current_point, ex.scatter.path_points[-1])
+        assert ex.errors.messages == []
+    finally:
+        ex.close()

@@ -1,6 +1,8 @@
 """Jupyter widgets for the latent space of a segmentation network.
 
-- :class:`ProjectionScatter`: a PCA / t-SNE / UMAP map of the latents.
+- :class:`ProjectionScatter`: a PCA / t-SNE / UMAP map of the latents (SVG, index labels).
+- :class:`WebGLMap`: the same map for large datasets (WebGL, jupyter-scatter);
+  :func:`projection_map` picks one for a dataset's size.
 - :class:`MaskViewer`: image, ground truth, prediction, overlay and errors.
 - :class:`InterpolationSlider`: decode the path between two samples.
 - :class:`LatentExplorer`: the three, linked, in one call.
@@ -22,16 +24,22 @@ from ._common import ErrorSink
 from .explorer import CLICK_ACTIONS, LatentExplorer
 from .interpolation_slider import InterpolationSlider
 from .mask_viewer import PANES, MaskViewer
-from .scatter import COLOR_FIELDS, ProjectionScatter, gl_scatter_class
+from .scatter import COLOR_FIELDS, DEFAULT_GL_THRESHOLD, MapView, ProjectionScatter, gl_scatter_class
+from .webgl_map import WebGLMap, jscatter_available, projection_map
 
 __all__ = [
     "CLICK_ACTIONS",
     "COLOR_FIELDS",
+    "DEFAULT_GL_THRESHOLD",
     "PANES",
     "ErrorSink",
     "InterpolationSlider",
     "LatentExplorer",
+    "MapView",
     "MaskViewer",
     "ProjectionScatter",
+    "WebGLMap",
     "gl_scatter_class",
+    "jscatter_available",
+    "projection_map",
 ]

@@ -15,7 +15,8 @@ from ..study.figures import default_endpoints
 from ._common import ErrorSink, View, relay_session_errors, wait_quietly, watch_session
 from .interpolation_slider import InterpolationSlider
 from .mask_viewer import MaskViewer
-from .scatter import DEFAULT_GL_THRESHOLD, ProjectionScatter
+from .scatter import DEFAULT_GL_THRESHOLD
+from .webgl_map import projection_map
 
 __all__ = ["CLICK_ACTIONS", "LatentExplorer"]
 
@@ -68,13 +69,16 @@ class LatentExplorer(View):
     display_width : int
         Width of the mask panes in px.
     gl_threshold : int
-        Points above which the map uses bqplot-gl's ScatterGL (if installed).
+        Points above which the map is drawn with WebGL (:class:`WebGLMap`,
+        jupyter-scatter) instead of SVG (:class:`ProjectionScatter`, with
+        index labels); see :func:`~latent_widgets.widgets.webgl_map.projection_map`.
 
     Attributes
     ----------
     session : ExplorerSession
         All state the widgets show; drive it from Python.
-    scatter : ProjectionScatter
+    scatter : ProjectionScatter or WebGLMap
+        The map (:func:`~latent_widgets.widgets.webgl_map.projection_map` picks it).
     viewer : MaskViewer
     slider : InterpolationSlider
     output : ipywidgets.Output
@@ -131,7 +135,7 @@ class LatentExplorer(View):
             asynchronous=asynchronous,
         )
         self.model, self.dataset = latent_model, dataset
-        self.scatter = ProjectionScatter(session=session, splits=splits, gl_threshold=gl_threshold, errors=self.errors)
+        self.scatter = projection_map(session=session, splits=splits, gl_threshold=gl_threshold, errors=self.errors)
         self.viewer = MaskViewer(session=session, display_width=display_width, errors=self.errors)
         self.slider = InterpolationSlider(session=session, display_width=display_width, errors=self.errors)
 

@@ -15,7 +15,15 @@ from .. import colors, render
 from ..session import ExplorerSession
 from ._common import ErrorSink, View, image_pane, watch_session
 
-__all__ = ["COLOR_FIELDS", "METHOD_LABELS", "ProjectionScatter", "gl_scatter_class", "label_boxes", "place_labels"]
+__all__ = [
+    "COLOR_FIELDS",
+    "METHOD_LABELS",
+    "MapView",
+    "ProjectionScatter",
+    "gl_scatter_class",
+    "label_boxes",
+    "place_labels",
+]
 
 #: Fields a map can be coloured by (``color_by``).
 COLOR_FIELDS: tuple[str, ...] = ("group", "dominant class", "mean IoU", "split", "none")
@@ -49,6 +57,8 @@ _NEIGHBOUR_COLOUR = "#ff8c00"
 # What a hidden index label is made of (see ProjectionScatter._update_labels).
 _HIDDEN = "\u200b"
 _GREY = "#4c72b0"
+# Hover thumbnails kept (oldest dropped first).
+_MAX_THUMBS = 512
 
 
 def gl_scatter_class() -> type | None:
@@ -149,7 +159,332 @@ def _quantised_viridis(values: np.ndarray, lo: float, hi: float, levels: int = 3
     return np.clip((t * (levels - 1)).round(), 0, levels - 1).astype(int), colours
 
 
-class ProjectionScatter(View):
+class MapView(View):
+    """What the SVG and the WebGL maps share: the session link, colours, hover, click, the path.
+
+    Subclasses draw; this class keeps the state (:attr:`selected`,
+    :attr:`hovered`, the path overlay, the current point), computes the
+    colours of a field, renders the hover thumbnail of one sample on
+    demand and places interpolation paths on the map. See
+    :class:`ProjectionScatter` (bqplot, SVG) and
+    :class:`~latent_widgets.widgets.webgl_map.WebGLMap` (jupyter-scatter).
+    """
+
+    method = traitlets.Unicode("pca")
+    selected = traitlets.Int(None, allow_none=True)
+    color_by = traitlets.Enum(COLOR_FIELDS, default_value="group")
+    hovered = traitlets.Int(None, allow_none=True)
+
+    #: Which mark draws the points ("Scatter", "ScatterGL", "jupyter-scatter").
+    renderer: str
+    _status: W.HTML
+    _method_buttons: W.ToggleButtons
+    _tooltip_caption: W.HTML
+    _tooltip_image: W.Image
+
+    def _init_state(
+        self,
+        latents: np.ndarray | None,
+        dataset: Any,
+        session: ExplorerSession | None,
+        *,
+        method: str,
+        methods: Sequence[str],
+        projections: Mapping[str, np.ndarray] | None,
+        projection_kwargs: Mapping[str, Mapping[str, Any]] | None,
+        predictions: np.ndarray | None,
+        splits: Sequence[str] | np.ndarray | None,
+        errors: ErrorSink | None,
+    ) -> ExplorerSession:
+        """Make the session (from ``latents`` and ``dataset`` when none is given) and the shared state."""
+        if session is None:
+            if latents is None or dataset is None:
+                raise ValueError(f"{type(self).__name__} needs latents and a dataset, or session=...")
+            if len(latents) != len(dataset):
+                raise ValueError(f"{len(latents)} latents for a dataset of {len(dataset)} samples")
+            if len(latents) < 2:
+                raise ValueError("a projection needs at least 2 samples")
+            if method not in tuple(methods):
+                raise ValueError(f"method {method!r} is not among {tuple(methods)}")
+            session = ExplorerSession(
+                None,
+                dataset,
+                latents=np.asarray(latents).astype(np.float32, copy=False),
+                predictions=predictions,
+                methods=methods,
+                map_method=method,
+                projections=projections,
+                projection_kwargs=projection_kwargs,
+                asynchronous=False,
+            )
+        self.session = session
+        self.dataset = session.dataset
+        self.n = len(self.dataset)
+        self.methods = session.methods
+        self.splits = None if splits is None else np.asarray([str(s) for s in splits])
+        if self.splits is not None and len(self.splits) != self.n:
+            raise ValueError(f"{len(self.splits)} split names for {self.n} samples")
+        self.errors = errors or ErrorSink()
+        self._thumbs: dict[int, bytes] = {}
+        self._iou: np.ndarray | None = None
+        # The overlay: path steps on the map, their nearest samples, the endpoints.
+        self._overlay: tuple[np.ndarray | None, np.ndarray | None, tuple[int, int] | None] = (None, None, None)
+        self._current_alpha: float | None = None
+        self._drawn_map: np.ndarray | None = None
+        #: Map coordinates of the drawn path steps, (M, 2), or None.
+        self.path_points: np.ndarray | None = None
+        #: Map coordinates of the slider's current point, or None.
+        self.current_point: np.ndarray | None = None
+        return session
+
+    def _on_color_by(self, change: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _redraw_overlay(self) -> None:
+        raise NotImplementedError
+
+    def _draw_current(self) -> None:
+        raise NotImplementedError
+
+    def _current_xy(self) -> np.ndarray | None:
+        """The slider's point on the drawn path, interpolated between the projected steps."""
+        p, alpha = self.path_points, self._current_alpha
+        if p is None or alpha is None:
+            return None
+        # Path steps are evenly spaced in alpha from 0 to 1.
+        t = float(np.clip(alpha, 0.0, 1.0)) * (len(p) - 1)
+        i = min(int(t), len(p) - 2) if len(p) > 1 else 0
+        f = t - i
+        return p[i] if len(p) == 1 else (1 - f) * p[i] + f * p[i + 1]
+
+    @traitlets.validate("method")
+    def _valid_method(self, proposal: Mapping[str, Any]) -> str:
+        if proposal["value"] not in self.methods:
+            raise traitlets.TraitError(f"method {proposal['value']!r}: choose one of {self.methods}")
+        return proposal["value"]
+
+    @traitlets.validate("selected")
+    def _valid_selected(self, proposal: Mapping[str, Any]) -> int | None:
+        i = proposal["value"]
+        if i is not None and not 0 <= i < self.n:
+            raise traitlets.TraitError(f"selected={i} is out of range for {self.n} points")
+        return i
+
+    @property
+    def latents(self) -> np.ndarray:
+        """The latents on the map (the session's)."""
+        return self.session.latents
+
+    @property
+    def predictions(self) -> np.ndarray | None:
+        """Predicted masks (the session's), or None."""
+        return self.session.predictions
+
+    @property
+    def points(self) -> np.ndarray:
+        """Coordinates of the current map, shape (N, 2); fitted now if missing."""
+        return self.projection(self.method)
+
+    def projection(self, method: str) -> np.ndarray:
+        """The map of ``method``, fitted on first use (in the caller's thread) and then kept.
+
+        Maps come from :func:`latent_widgets.projection.fit_projection`
+        (disk-cached by content hash), which also gives the fitted object
+        that places interpolation paths on the same map.
+        """
+        return self.session.fit_map(method)
+
+    @property
+    def cached_methods(self) -> tuple[str, ...]:
+        """Methods whose map is already computed."""
+        return tuple(self.session.maps)
+
+    def transform(self, latents: np.ndarray, method: str | None = None) -> np.ndarray:
+        """Place new latents (e.g. an interpolation path) on a map, shape (M, 2).
+
+        See :meth:`latent_widgets.session.ExplorerSession.place`.
+        """
+        return self.session.place(latents, method or self.method)
+
+    def _on_ready(self, _change: Any) -> None:
+        self._iou = None
+        self._thumbs.clear()
+        if self.session.ready:
+            self._on_color_by({"new": self.color_by})
+
+    def _on_busy(self, _change: Any) -> None:
+        fitting = [b.split(": ", 1)[1] for b in self.session.busy if b.startswith("map: ")]
+        if not self.session.ready:
+            self._status.value = "<i>encoding the dataset…</i>"
+        else:
+            self._status.value = (
+                f"<i>computing {', '.join(METHOD_LABELS.get(m, m) for m in fitting)}…</i>" if fitting else ""
+            )
+
+    def _on_method_button(self, change: Mapping[str, Any]) -> None:
+        try:
+            self.method = change["new"]
+        finally:
+            # A failed fit reverts the session while the link is busy: follow it.
+            if self.method != self.session.map_method:
+                self.method = self.session.map_method
+            if self._method_buttons.value != self.method:
+                self._method_buttons.value = self.method
+
+    def _mean_iou(self) -> np.ndarray:
+        if self._iou is None:
+            if self.predictions is None:
+                raise ValueError("colouring by mean IoU needs predictions=... (the predicted masks)")
+            from ..metrics import per_sample_mean_iou
+
+            self._iou = np.asarray(
+                per_sample_mean_iou(self.predictions, self.dataset.masks, self.dataset.n_classes), np.float64
+            )
+        return self._iou
+
+    def color_values(self, field: str | None = None) -> tuple[np.ndarray, list[str], list[str]]:
+        """Colour codes, colours and legend names of ``field``.
+
+        Returns
+        -------
+        codes : ndarray of int, shape (N,)
+            Index into ``colours`` of each point.
+        colours : list of str
+        names : list of str
+            Legend entry of each colour ("" for the steps of a continuous scale).
+        """
+        field = field or self.color_by
+        ds = self.dataset
+        if field == "group":
+            if ds.groups is None:
+                return np.zeros(self.n, int), [_GREY], ["all samples"]
+            ids, codes = np.unique(ds.groups, return_inverse=True)
+            colours = colors.categorical_colours(len(ids))
+            names = [ds.group_names[g] if ds.group_names and g < len(ds.group_names) else f"group {g}" for g in ids]
+            return codes, colours, names
+        if field == "dominant class":
+            dominant = ds.class_fractions().argmax(axis=1)
+            return dominant, colors.hex_colours(ds.palette), list(ds.class_names)
+        if field == "mean IoU":
+            iou = self._mean_iou()
+            codes, colours = _quantised_viridis(iou, 0.0, 1.0)
+            return codes, colours, [""] * len(colours)
+        if field == "split":
+            if self.splits is None:
+                return np.zeros(self.n, int), [_GREY], ["all samples"]
+            names_, codes = np.unique(self.splits, return_inverse=True)
+            return codes, colors.categorical_colours(len(names_)), list(names_)
+        if field == "none":
+            return np.zeros(self.n, int), [_GREY], [""]
+        raise ValueError(f"unknown colour field {field!r}; choose one of {COLOR_FIELDS}")
+
+    @property
+    def colors(self) -> list[str]:
+        """The ``#rrggbb`` colour of each point under the current ``color_by``."""
+        codes, colours, _ = self.color_values()
+        return [colours[c] for c in codes]
+
+    def _legend_html(self, field: str, codes: np.ndarray, colours: list[str], names: list[str]) -> str:
+        if field == "mean IoU":
+            iou = self._mean_iou()
+            stops = ", ".join(colours)
+            return (
+                f"<div style='font-size:11px'>mean IoU 0 <span style='display:inline-block;width:120px;"
+                f"height:10px;background:linear-gradient(to right,{stops})'></span> 1 "
+                f"(dataset mean {np.nanmean(iou):.3f})</div>"
+            )
+        if field == "none":
+            return ""
+        used = np.unique(codes)
+        items = "".join(
+            f"<span style='margin-right:8px;white-space:nowrap'><span style='display:inline-block;width:10px;"
+            f"height:10px;background:{colours[c]};border:1px solid #555'></span> {names[c]}</span>"
+            for c in used[:30]
+        )
+        more = f" … {len(used) - 30} more" if len(used) > 30 else ""
+        return f"<div style='font-size:11px;line-height:1.6'>{items}{more}</div>"
+
+    def click(self, index: int) -> None:
+        """Do what a click on point ``index`` does (sets :attr:`selected`)."""
+        index = int(index)
+        if not 0 <= index < self.n:
+            raise IndexError(f"no point {index} in a map of {self.n} samples")
+        if self.selected == index:
+            # Clicking the selected point again still notifies (re-show, re-set A/B).
+            self.notify_change(traitlets.Bunch(name="selected", old=index, new=index, owner=self, type="change"))
+        else:
+            self.selected = index
+
+    def hover(self, index: int) -> None:
+        """Fill the tooltip with sample ``index`` (what hovering it does)."""
+        index = int(index)
+        self.hovered = index
+        self._tooltip_caption.value = f"<b>#{index}</b> {self.dataset.names[index]}" + (
+            "" if self.predictions is None else " · image | truth | prediction"
+        )
+        self._tooltip_image.value = self.thumbnail(index)
+
+    def thumbnail(self, index: int) -> bytes:
+        """PNG of the tooltip of sample ``index``: image, true mask (and prediction)."""
+        png = self._thumbs.get(index)
+        if png is None:
+            ds = self.dataset
+            tiles = [render.thumbnail(ds.images[index], ds.masks[index], ds.palette, height=80)]
+            if self.predictions is not None:
+                tiles.append(render.thumbnail(render.colorize(self.predictions[index], ds.palette), height=80))
+            png = render.to_png(render.hstack(tiles))
+            if len(self._thumbs) >= _MAX_THUMBS:  # hovering across a large map must not keep them all
+                self._thumbs.pop(next(iter(self._thumbs)))
+            self._thumbs[index] = png
+        return png
+
+    @property
+    def tooltip_value(self) -> bytes:
+        """PNG bytes currently in the hover tooltip."""
+        return bytes(self._tooltip_image.value)
+
+    def show_path(
+        self,
+        latents: np.ndarray | None,
+        neighbors: Sequence[int] | np.ndarray | None = None,
+        endpoints: tuple[int, int] | None = None,
+    ) -> None:
+        """Draw an interpolation path (its latents) and its steps' nearest samples.
+
+        Parameters
+        ----------
+        latents : ndarray, shape (M, ...), or None
+            The latents of the path steps; ``None`` removes the overlay.
+        neighbors : sequence of int, optional
+            Nearest real sample of each step (ringed on the map).
+        endpoints : (a, b), optional
+            Sample indices of the endpoints (marked "A" and "B").
+        """
+        points = None if latents is None else self.transform(np.asarray(latents, np.float32))
+        nb = None if neighbors is None else np.asarray(neighbors, int).reshape(-1)
+        self._overlay = (points, nb, endpoints)
+        self._redraw_overlay()
+
+    def _on_session_path(self, _change: Any) -> None:
+        s = self.session
+        strip, points = s.strip, s.path_points
+        if strip is None or points is None:
+            self._overlay = (None, None, None)
+        else:
+            self._overlay = (points, strip.neighbor_indices, (strip.key.index_a, strip.key.index_b))
+        self._redraw_overlay()
+
+    def set_current(self, alpha: float | None) -> None:
+        """Put the slider's point at ``alpha`` along the drawn path (None hides it).
+
+        The point is interpolated between the projected path steps, so it
+        moves on the drawn line without projecting every slider value.
+        """
+        self._current_alpha = alpha
+        self._draw_current()
+
+
+class ProjectionScatter(MapView):
     """A 2-D map (PCA / t-SNE / UMAP) of the latents of a dataset.
 
     Points are labelled with their sample index (``show_labels``), coloured
@@ -226,25 +561,8 @@ class ProjectionScatter(View):
     4
     """
 
-    method = traitlets.Unicode("pca")
-    selected = traitlets.Int(None, allow_none=True)
-    color_by = traitlets.Enum(COLOR_FIELDS, default_value="group")
     show_labels = traitlets.Bool(True)
-    hovered = traitlets.Int(None, allow_none=True)
     pan_zoom = traitlets.Bool(False)
-
-    @traitlets.validate("method")
-    def _valid_method(self, proposal: Mapping[str, Any]) -> str:
-        if proposal["value"] not in self.methods:
-            raise traitlets.TraitError(f"method {proposal['value']!r}: choose one of {self.methods}")
-        return proposal["value"]
-
-    @traitlets.validate("selected")
-    def _valid_selected(self, proposal: Mapping[str, Any]) -> int | None:
-        i = proposal["value"]
-        if i is not None and not 0 <= i < self.n:
-            raise traitlets.TraitError(f"selected={i} is out of range for {self.n} points")
-        return i
 
     def __init__(
         self,
@@ -266,44 +584,19 @@ class ProjectionScatter(View):
         height: int = 460,
     ) -> None:
         super().__init__()
-        if session is None:
-            if latents is None or dataset is None:
-                raise ValueError("ProjectionScatter needs latents and a dataset, or session=...")
-            if len(latents) != len(dataset):
-                raise ValueError(f"{len(latents)} latents for a dataset of {len(dataset)} samples")
-            if len(latents) < 2:
-                raise ValueError("a projection needs at least 2 samples")
-            if method not in tuple(methods):
-                raise ValueError(f"method {method!r} is not among {tuple(methods)}")
-            session = ExplorerSession(
-                None,
-                dataset,
-                latents=np.asarray(latents).astype(np.float32, copy=False),
-                predictions=predictions,
-                methods=methods,
-                map_method=method,
-                projections=projections,
-                projection_kwargs=projection_kwargs,
-                asynchronous=False,
-            )
-        self.session = session
-        self.dataset = dataset = session.dataset
-        self.n = len(dataset)
-        self.methods = session.methods
-        self.splits = None if splits is None else np.asarray([str(s) for s in splits])
-        if self.splits is not None and len(self.splits) != self.n:
-            raise ValueError(f"{len(self.splits)} split names for {self.n} samples")
-        self.errors = errors or ErrorSink()
-        self._thumbs: dict[int, bytes] = {}
-        self._iou: np.ndarray | None = None
-        # The overlay: path steps on the map, their nearest samples, the endpoints.
-        self._overlay: tuple[np.ndarray | None, np.ndarray | None, tuple[int, int] | None] = (None, None, None)
-        self._current_alpha: float | None = None
-        self._drawn_map: np.ndarray | None = None
-        #: Map coordinates of the drawn path steps, (M, 2), or None.
-        self.path_points: np.ndarray | None = None
-        #: Map coordinates of the slider's current point, or None.
-        self.current_point: np.ndarray | None = None
+        session = self._init_state(
+            latents,
+            dataset,
+            session,
+            method=method,
+            methods=methods,
+            projections=projections,
+            projection_kwargs=projection_kwargs,
+            predictions=predictions,
+            splits=splits,
+            errors=errors,
+        )
+        dataset = self.dataset
         self._figure_px = (float(width), float(height))
 
         # Renderer: ScatterGL above the threshold when it is importable.
@@ -483,57 +776,6 @@ class ProjectionScatter(View):
 
     # ------------------------------------------------------------------ maps
 
-    @property
-    def latents(self) -> np.ndarray:
-        """The latents on the map (the session's)."""
-        return self.session.latents
-
-    @property
-    def predictions(self) -> np.ndarray | None:
-        """Predicted masks (the session's), or None."""
-        return self.session.predictions
-
-    @property
-    def points(self) -> np.ndarray:
-        """Coordinates of the current map, shape (N, 2); fitted now if missing."""
-        return self.projection(self.method)
-
-    def projection(self, method: str) -> np.ndarray:
-        """The map of ``method``, fitted on first use (in the caller's thread) and then kept.
-
-        Maps come from :func:`latent_widgets.projection.fit_projection`
-        (disk-cached by content hash), which also gives the fitted object
-        that places interpolation paths on the same map.
-        """
-        return self.session.fit_map(method)
-
-    @property
-    def cached_methods(self) -> tuple[str, ...]:
-        """Methods whose map is already computed."""
-        return tuple(self.session.maps)
-
-    def transform(self, latents: np.ndarray, method: str | None = None) -> np.ndarray:
-        """Place new latents (e.g. an interpolation path) on a map, shape (M, 2).
-
-        See :meth:`latent_widgets.session.ExplorerSession.place`.
-        """
-        return self.session.place(latents, method or self.method)
-
-    def _on_ready(self, _change: Any) -> None:
-        self._iou = None
-        self._thumbs.clear()
-        if self.session.ready:
-            self._on_color_by({"new": self.color_by})
-
-    def _on_busy(self, _change: Any) -> None:
-        fitting = [b.split(": ", 1)[1] for b in self.session.busy if b.startswith("map: ")]
-        if not self.session.ready:
-            self._status.value = "<i>encoding the dataset…</i>"
-        else:
-            self._status.value = (
-                f"<i>computing {', '.join(METHOD_LABELS.get(m, m) for m in fitting)}…</i>" if fitting else ""
-            )
-
     def _on_map(self, _change: Any) -> None:
         pts = self.session.maps.get(self.session.map_method)
         if pts is None or pts is self._drawn_map:
@@ -556,70 +798,7 @@ class ProjectionScatter(View):
     def _on_pan_zoom(self, change: Mapping[str, Any]) -> None:
         self.figure.interaction = self.panzoom if change["new"] else None
 
-    def _on_method_button(self, change: Mapping[str, Any]) -> None:
-        try:
-            self.method = change["new"]
-        finally:
-            # A failed fit reverts the session while the link is busy: follow it.
-            if self.method != self.session.map_method:
-                self.method = self.session.map_method
-            if self._method_buttons.value != self.method:
-                self._method_buttons.value = self.method
-
     # ------------------------------------------------------------------ colours
-
-    def _mean_iou(self) -> np.ndarray:
-        if self._iou is None:
-            if self.predictions is None:
-                raise ValueError("colouring by mean IoU needs predictions=... (the predicted masks)")
-            from ..metrics import per_sample_mean_iou
-
-            self._iou = np.asarray(
-                per_sample_mean_iou(self.predictions, self.dataset.masks, self.dataset.n_classes), np.float64
-            )
-        return self._iou
-
-    def color_values(self, field: str | None = None) -> tuple[np.ndarray, list[str], list[str]]:
-        """Colour codes, colours and legend names of ``field``.
-
-        Returns
-        -------
-        codes : ndarray of int, shape (N,)
-            Index into ``colours`` of each point.
-        colours : list of str
-        names : list of str
-            Legend entry of each colour ("" for the steps of a continuous scale).
-        """
-        field = field or self.color_by
-        ds = self.dataset
-        if field == "group":
-            if ds.groups is None:
-                return np.zeros(self.n, int), [_GREY], ["all samples"]
-            ids, codes = np.unique(ds.groups, return_inverse=True)
-            colours = colors.categorical_colours(len(ids))
-            names = [ds.group_names[g] if ds.group_names and g < len(ds.group_names) else f"group {g}" for g in ids]
-            return codes, colours, names
-        if field == "dominant class":
-            dominant = ds.class_fractions().argmax(axis=1)
-            return dominant, colors.hex_colours(ds.palette), list(ds.class_names)
-        if field == "mean IoU":
-            iou = self._mean_iou()
-            codes, colours = _quantised_viridis(iou, 0.0, 1.0)
-            return codes, colours, [""] * len(colours)
-        if field == "split":
-            if self.splits is None:
-                return np.zeros(self.n, int), [_GREY], ["all samples"]
-            names_, codes = np.unique(self.splits, return_inverse=True)
-            return codes, colors.categorical_colours(len(names_)), list(names_)
-        if field == "none":
-            return np.zeros(self.n, int), [_GREY], [""]
-        raise ValueError(f"unknown colour field {field!r}; choose one of {COLOR_FIELDS}")
-
-    @property
-    def colors(self) -> list[str]:
-        """The ``#rrggbb`` colour of each point under the current ``color_by``."""
-        codes, colours, _ = self.color_values()
-        return [colours[c] for c in codes]
 
     def _on_color_by(self, change: Mapping[str, Any]) -> None:
         field = change["new"]
@@ -631,26 +810,6 @@ class ProjectionScatter(View):
             self.color_scale.colors = colours
         self.mark.color = codes.astype(np.float64)
         self.legend.value = self._legend_html(field, codes, colours, names)
-
-    def _legend_html(self, field: str, codes: np.ndarray, colours: list[str], names: list[str]) -> str:
-        if field == "mean IoU":
-            iou = self._mean_iou()
-            stops = ", ".join(colours)
-            return (
-                f"<div style='font-size:11px'>mean IoU 0 <span style='display:inline-block;width:120px;"
-                f"height:10px;background:linear-gradient(to right,{stops})'></span> 1 "
-                f"(dataset mean {np.nanmean(iou):.3f})</div>"
-            )
-        if field == "none":
-            return ""
-        used = np.unique(codes)
-        items = "".join(
-            f"<span style='margin-right:8px;white-space:nowrap'><span style='display:inline-block;width:10px;"
-            f"height:10px;background:{colours[c]};border:1px solid #555'></span> {names[c]}</span>"
-            for c in used[:30]
-        )
-        more = f" … {len(used) - 30} more" if len(used) > 30 else ""
-        return f"<div style='font-size:11px;line-height:1.6'>{items}{more}</div>"
 
     def _on_show_labels(self, change: Mapping[str, Any]) -> None:
         if not self.uses_gl:
@@ -720,17 +879,6 @@ class ProjectionScatter(View):
         if index is not None:
             self.click(index)
 
-    def click(self, index: int) -> None:
-        """Do what a click on point ``index`` does (sets :attr:`selected`)."""
-        index = int(index)
-        if not 0 <= index < self.n:
-            raise IndexError(f"no point {index} in a map of {self.n} samples")
-        if self.selected == index:
-            # Clicking the selected point again still notifies (re-show, re-set A/B).
-            self.notify_change(traitlets.Bunch(name="selected", old=index, new=index, owner=self, type="change"))
-        else:
-            self.selected = index
-
     def _on_selected(self, change: Mapping[str, Any]) -> None:
         index = change["new"]
         self.mark.selected = None if index is None else [int(index)]
@@ -741,73 +889,7 @@ class ProjectionScatter(View):
         if index is not None:
             self.hover(index)
 
-    def hover(self, index: int) -> None:
-        """Fill the tooltip with sample ``index`` (what hovering it does)."""
-        index = int(index)
-        self.hovered = index
-        self._tooltip_caption.value = f"<b>#{index}</b> {self.dataset.names[index]}" + (
-            "" if self.predictions is None else " · image | truth | prediction"
-        )
-        self._tooltip_image.value = self.thumbnail(index)
-
-    def thumbnail(self, index: int) -> bytes:
-        """PNG of the tooltip of sample ``index``: image, true mask (and prediction)."""
-        png = self._thumbs.get(index)
-        if png is None:
-            ds = self.dataset
-            tiles = [render.thumbnail(ds.images[index], ds.masks[index], ds.palette, height=80)]
-            if self.predictions is not None:
-                tiles.append(render.thumbnail(render.colorize(self.predictions[index], ds.palette), height=80))
-            png = render.to_png(render.hstack(tiles))
-            self._thumbs[index] = png
-        return png
-
-    @property
-    def tooltip_value(self) -> bytes:
-        """PNG bytes currently in the hover tooltip."""
-        return bytes(self._tooltip_image.value)
-
     # ------------------------------------------------------------------ path overlay
-
-    def show_path(
-        self,
-        latents: np.ndarray | None,
-        neighbors: Sequence[int] | np.ndarray | None = None,
-        endpoints: tuple[int, int] | None = None,
-    ) -> None:
-        """Draw an interpolation path (its latents) and its steps' nearest samples.
-
-        Parameters
-        ----------
-        latents : ndarray, shape (M, ...), or None
-            The latents of the path steps; ``None`` removes the overlay.
-        neighbors : sequence of int, optional
-            Nearest real sample of each step (ringed on the map).
-        endpoints : (a, b), optional
-            Sample indices of the endpoints (marked "A" and "B").
-        """
-        points = None if latents is None else self.transform(np.asarray(latents, np.float32))
-        nb = None if neighbors is None else np.asarray(neighbors, int).reshape(-1)
-        self._overlay = (points, nb, endpoints)
-        self._redraw_overlay()
-
-    def _on_session_path(self, _change: Any) -> None:
-        s = self.session
-        strip, points = s.strip, s.path_points
-        if strip is None or points is None:
-            self._overlay = (None, None, None)
-        else:
-            self._overlay = (points, strip.neighbor_indices, (strip.key.index_a, strip.key.index_b))
-        self._redraw_overlay()
-
-    def set_current(self, alpha: float | None) -> None:
-        """Put the slider's point at ``alpha`` along the drawn path (None hides it).
-
-        The point is interpolated between the projected path steps, so it
-        moves on the drawn line without projecting every slider value.
-        """
-        self._current_alpha = alpha
-        self._draw_current()
 
     def _redraw_overlay(self) -> None:
         p, neighbors, endpoints = self._overlay
@@ -842,17 +924,10 @@ class ProjectionScatter(View):
         self._update_labels()
 
     def _draw_current(self) -> None:
-        p, alpha = self.path_points, self._current_alpha
-        if p is None or alpha is None:
-            self.current_point = None
+        self.current_point = xy = self._current_xy()
+        if xy is None:
             self.current_mark.visible = False
             return
-        # Path steps are evenly spaced in alpha from 0 to 1.
-        t = float(np.clip(alpha, 0.0, 1.0)) * (len(p) - 1)
-        i = min(int(t), len(p) - 2) if len(p) > 1 else 0
-        f = t - i
-        xy = p[i] if len(p) == 1 else (1 - f) * p[i] + f * p[i + 1]
-        self.current_point = xy
         with self.current_mark.hold_sync():
             self.current_mark.x, self.current_mark.y = xy[:1], xy[1:]
             self.current_mark.visible = True
