@@ -374,11 +374,11 @@ def test_store_skips_keeps_them_on_disk(skip_model, ds, tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- LatentModel.encode_dataset
 
 
-def tiny_unet(seed: int):
+def tiny_unet(seed: int, size: tuple[int, int] = (16, 16)):
     keras = pytest.importorskip("keras")
     layers = keras.layers
     keras.utils.set_random_seed(seed)
-    inp = keras.Input((16, 16, 3))
+    inp = keras.Input((*size, 3))
     c1 = layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
     p1 = layers.MaxPooling2D()(c1)
     z = layers.Conv2D(6, 3, padding="same", activation="relu", name="latent")(p1)
@@ -473,3 +473,16 @@ def test_encode_dataset_keeps_small_datasets_in_memory_without_pickle(unet_lm, d
     assert metadata
     for meta in metadata:
         json.loads(meta.read_text())
+
+
+def test_encode_dataset_of_a_lazy_synthetic_dataset(tmp_path: Path) -> None:
+    from latent_widgets import LatentModel, synthetic_road_scenes
+
+    lm = LatentModel.from_model(tiny_unet(4, (48, 64)))
+    lazy = synthetic_road_scenes(40, size=(48, 64), seed=0, lazy=True)
+    assert lazy.is_lazy
+    enc = lm.encode_dataset(lazy, batch_size=8, store=tmp_path / "road.zarr", chunk_rows=16, progress=False)
+    assert isinstance(enc.latents, StoredArray)
+    eager = lm.encode(synthetic_road_scenes(40, size=(48, 64), seed=0, lazy=False).images)
+    np.testing.assert_allclose(np.asarray(enc.latents), eager.latents, atol=1e-5)
+    np.testing.assert_allclose(enc.skips[0][[33, 2]], eager.skips[0][[33, 2]], atol=1e-5)
