@@ -52,7 +52,10 @@ except ImportError:
     from toy import ToyLatentModel
     model = ToyLatentModel(input_shape=(48, 64, 3), n_classes=data.n_classes, latent_channels=8)
 print(model)""",
-    "explorer = lw.LatentExplorer(model, data, index_a=0, index_b=25)\nexplorer",
+    # UMAP loads its compiled code from numba's disk cache in a second: 150k epochs keep its fit
+    # running ~15 s, so that a test can drag alpha while a map is fitted.
+    "explorer = lw.LatentExplorer(model, data, index_a=0, index_b=25,\n"
+    "                             projection_kwargs={'umap': {'n_epochs': 150_000}})\nexplorer",
 ]
 
 
@@ -352,43 +355,38 @@ SCALE_N = 100_000
 def scale_notebook_cells(n: int = SCALE_N) -> list[str]:
     """A notebook of ``n`` samples: the explorer, or (``?variant=bare|scattergl`` in Voilà's URL) a bare map.
 
-    The samples are 400 synthetic 16x16 road scenes, each repeated: the
-    dataset, the toy model, the predictions and the explorer are the real
-    ones; each copy's latent is its scene's encoding plus a little noise,
-    so the map has ``n`` distinct points, clustered by scene. Voilà passes
-    the page's query string to the kernel (``QUERY_STRING``): ``n=`` and
-    ``variant=`` pick the size and what is shown (``gl=``: the explorer's ``gl_threshold``) ("explorer"; "bare", a
+    The real large-data path, through the public API: ``n`` lazy synthetic
+    32x32 road scenes (rendered when read, never all in memory), an untrained
+    narrow SegNet, its latents streamed into a Zarr store (under
+    ``$LATENT_WIDGETS_CACHE_DIR``, so a second server with the same cache
+    folder opens the store instead of encoding again). Voilà passes the
+    page's query string to the kernel (``QUERY_STRING``): ``n=`` and
+    ``variant=`` pick the size and what is shown ("explorer"; "bare", a
     jupyter-scatter widget of the same PCA map configured as the explorer's;
-    "scattergl", bqplot-gl's ScatterGL of it).
+    "scattergl", bqplot-gl's ScatterGL of it); ``gl=``: the explorer's
+    ``gl_threshold``.
     """
     return [
         f"""\
-import os, sys, urllib.parse
-sys.path.insert(0, {str(REPO / "tests")!r})
+import os, urllib.parse
 import numpy as np
-import latent_widgets as lw
-from toy import Encoding, ToyLatentModel
+import latent_widgets as lw  # first: it keeps TensorFlow's log lines out of the cells
+import keras
+from latent_widgets.models import segnet
 
-os.environ["LATENT_WIDGETS_CACHE_DIR"] = os.path.abspath("lw-cache")  # the 100k PCA is cached here, not in ~
 query = dict(urllib.parse.parse_qsl(os.environ.get("QUERY_STRING", "")))
 N, VARIANT = int(query.get("n", {n})), query.get("variant", "explorer")
-base = lw.synthetic_road_scenes(400, size=(16, 16), seed=0, frames_per_drive=40)
-idx = np.arange(N) % len(base)
-data = lw.SegmentationDataset(images=base.images[idx], masks=base.masks[idx], names=[f"scene {{i}}" for i in range(N)],
-                              class_names=base.class_names, palette=base.palette, groups=base.groups[idx],
-                              group_names=base.group_names)
-model = ToyLatentModel(input_shape=(16, 16, 3), n_classes=data.n_classes, latent_channels=8)
-rng = np.random.default_rng(0)
-latents = model.encode(data.images).latents
-latents += rng.normal(scale=0.05 * latents.std(), size=latents.shape).astype(np.float32)
-predictions = np.concatenate([model.predict_masks(data.images[i:i + 10_000]).astype(np.uint8)
-                              for i in range(0, N, 10_000)])
-print(N, VARIANT)""",
+data = lw.synthetic_road_scenes(N, size=(32, 32), seed=0, lazy=True)
+keras.utils.set_random_seed(0)
+model = lw.LatentModel.from_model(segnet(data.n_classes, (32, 32, 3), width=0.125), "latent")
+encoding = model.encode_dataset(data, batch_size=256)  # lazy data: streamed into a Zarr latent store
+latents = encoding.latents
+print(N, VARIANT, latents.shape)""",
         """\
 import ipywidgets as W
 if VARIANT == "explorer":
-    explorer = lw.LatentExplorer(model, data, encoding=Encoding(latents, ()), predictions=predictions,
-                                 index_a=0, index_b=N // 2 + 7, gl_threshold=int(query.get("gl", 2000)))
+    explorer = lw.LatentExplorer(model, data, encoding=encoding, index_a=0, index_b=N // 2 + 7,
+                                 gl_threshold=int(query.get("gl", 2000)))
     shown = explorer
 else:
     import pandas as pd

@@ -1,9 +1,10 @@
 """The explorer of 100k samples in a real browser: the WebGL map, in Voilà and in JupyterLab.
 
 The notebook (``browser_harness.scale_notebook_cells``) builds the explorer
-of 100,000 samples (400 synthetic 16x16 scenes repeated, the toy model,
-latents that differ per copy) through the public API; Chromium draws the map
-with WebGL on SwiftShader. The test asserts what a user sees:
+of 100,000 samples through the public API: lazy synthetic scenes, a narrow
+SegNet, the latents streamed into a Zarr store (encoded once per test
+session: both servers share the cache folder); Chromium draws the map with
+WebGL on SwiftShader. The test asserts what a user sees:
 
 - the map is the WebGL one, its points drawn (a point has a screen position);
 - hovering a point shows that sample's thumbnail beside the map;
@@ -67,7 +68,7 @@ def _exercise(page, shots: Path | None) -> None:
     wait_for_new_src(page, f"{TOOLTIP} img", before, timeout_ms=60_000)
     caption = page.inner_text(f"{TOOLTIP} .widget-html")
     hovered = int(re.search(r"#(\d+)", caption).group(1))
-    # the copies of a scene lie close together: the point under the pointer is 12345 or a neighbour
+    # the point under the pointer is 12345 or one drawn on top of it
     assert 0 <= hovered < SCALE_N, caption
     # click: the viewer shows the clicked sample
     image = ".latent-explorer .lw-viewer-image"
@@ -76,7 +77,7 @@ def _exercise(page, shots: Path | None) -> None:
     wait_for_new_src(page, image, before, timeout_ms=60_000)
     page.wait_for_function(
         "(name) => document.querySelector('.latent-explorer').innerText.includes(name)",
-        arg=f"scene {hovered}",
+        arg=f"#{hovered} drive",
         timeout=30_000,
     )
     if shots is not None:

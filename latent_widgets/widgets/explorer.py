@@ -56,6 +56,8 @@ class LatentExplorer(View):
         Projections offered on the map.
     projections : mapping, optional
         Precomputed maps (see :class:`ProjectionScatter`).
+    projection_kwargs : mapping method -> dict, optional
+        Settings of each map method's fit, e.g. ``{"umap": {"n_neighbors": 30}}``.
     splits : sequence of str, optional
         Split name per sample (colour field "split").
     index_a, index_b : int, optional
@@ -106,6 +108,7 @@ class LatentExplorer(View):
         method: str = "pca",
         methods: Sequence[str] = ("pca", "tsne", "umap"),
         projections: Mapping[str, np.ndarray] | None = None,
+        projection_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
         splits: Sequence[str] | None = None,
         index_a: int | None = None,
         index_b: int | None = None,
@@ -128,6 +131,7 @@ class LatentExplorer(View):
             methods=methods,
             map_method=method,
             projections=projections,
+            projection_kwargs=projection_kwargs,
             index_a=index_a,
             index_b=index_b,
             n_steps=n_steps,

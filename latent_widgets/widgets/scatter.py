@@ -37,8 +37,9 @@ DEFAULT_GL_THRESHOLD = 2000
 
 # Index labels: bqplot draws them in the SVG's 11px sans-serif, offset
 # (4, 4) px from the point (right of it, baseline below its centre).
-_LABEL_CHAR_PX = 6.5
-_LABEL_HEIGHT_PX = 12.0
+# Chromium's box of "21" there is 14 x 13 px: the estimate must not be smaller.
+_LABEL_CHAR_PX = 7.0
+_LABEL_HEIGHT_PX = 13.0
 _LABEL_OFFSET_PX = (4.0, 4.0)
 _FIG_MARGIN = {"top": 10, "bottom": 30, "left": 50, "right": 20}
 
