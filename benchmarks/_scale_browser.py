@@ -126,6 +126,9 @@ def _measure(browser, url: str, variant: str, n: int, seconds: float, repeats: i
         page.locator(sel).scroll_into_view_if_needed()
         page.wait_for_timeout(1000)
         runs = [_pan_fps(page, sel, seconds) for _ in range(repeats)]
+        if math.isnan(first):
+            # A canvas that never drew anything pans at the display's rate: that is no figure.
+            runs = [(float("nan"), float("nan"))]
         return {
             "fps": statistics.median(r[0] for r in runs),
             "draws_per_s": statistics.median(r[1] for r in runs),
