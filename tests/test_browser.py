@@ -189,12 +189,27 @@ def test_set_b_moves_endpoint_b_once_then_clicks_only_show(page):
     # the toggle is back on "show": a second click shows its sample and leaves B alone
     show = page.get_by_role("button", name="show", exact=True)
     page.wait_for_function("(e) => e.classList.contains('mod-active')", arg=show.element_handle(), timeout=10_000)
-    page.mouse.click(second["cx"], second["cy"])
+    # as a user does: over the point first (the tooltip of the first click may still cover this spot)
+    page.mouse.move(second["cx"], second["cy"], steps=5)
     page.wait_for_function(
-        "(i) => document.querySelector('.latent-explorer').innerText.includes('#' + i + ' drive')",
+        "(i) => (document.querySelector('.lw-tooltip') || {innerText: ''}).innerText.includes('#' + i)",
         arg=second["i"],
         timeout=30_000,
     )
+    page.mouse.click(second["cx"], second["cy"])
+    try:
+        page.wait_for_function(
+            "(i) => document.querySelector('.latent-explorer').innerText.includes('#' + i + ' drive')",
+            arg=second["i"],
+            timeout=30_000,
+        )
+    except Exception:
+        hit = page.evaluate(
+            "([x, y]) => { const e = document.elementFromPoint(x, y); return e && (e.outerHTML || '').slice(0, 300); }",
+            [second["cx"], second["cy"]],
+        )
+        shown = re.findall(r"#\d+ drive\S*", page.inner_text(".latent-explorer"))
+        raise AssertionError(f"clicked {second}: under the pointer {hit}; shown {shown}") from None
     assert f"B = #{first['i']}" in page.inner_text(".latent-explorer")
 
 
@@ -204,15 +219,17 @@ def test_alpha_changes_the_mask_while_a_map_is_fitted(page):
     busy = "() => (document.querySelector('.lw-busy') || {}).innerText || ''"
     page.get_by_role("button", name="UMAP", exact=True).click()
     page.wait_for_function(f"() => ({busy})().includes('umap')", timeout=10_000)
-    before = _src(page, ".lw-current-mask")
     drag_alpha(page, 0.81)
-    # The mask changes while the fit still runs: the page is live.
+    readout = float(page.inner_text(".latent-explorer .lw-alpha-slider .widget-readout"))
+    assert 0.6 < readout < 0.95, readout
+    # The kernel decodes the new alpha while the fit still runs: the page is live. The caption names the
+    # alpha decoded (two alphas of a path may decode to the same picture, so the image is no proof).
     changed_during_fit = page.wait_for_function(
-        f"""([sel, old]) => {{
-            if (document.querySelector(sel).src === old) return false;
-            return {{busy: ({busy})()}};
+        f"""(v) => {{
+            const shown = Array.from(document.querySelectorAll('.latent-explorer b')).some(b => b.textContent === 'α = ' + v);
+            return shown && {{busy: ({busy})()}};
         }}""",
-        arg=[".lw-current-mask", before],
+        arg=f"{readout:.3f}",
         timeout=30_000,
     ).json_value()
     assert "umap" in changed_during_fit["busy"], changed_during_fit
