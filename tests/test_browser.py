@@ -226,7 +226,8 @@ def test_alpha_changes_the_mask_while_a_map_is_fitted(page):
     # alpha decoded (two alphas of a path may decode to the same picture, so the image is no proof).
     changed_during_fit = page.wait_for_function(
         f"""(v) => {{
-            const shown = Array.from(document.querySelectorAll('.latent-explorer b')).some(b => b.textContent === 'α = ' + v);
+            const captions = Array.from(document.querySelectorAll('.latent-explorer b'));
+            const shown = captions.some(b => b.textContent === 'α = ' + v);
             return shown && {{busy: ({busy})()}};
         }}""",
         arg=f"{readout:.3f}",
