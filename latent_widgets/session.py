@@ -31,25 +31,49 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import traitlets
 
-from . import render
+from . import colors, render
 
-__all__ = ["PREDICT_ALL_PIXELS", "ExplorerSession", "PathKey", "ScrubFrames", "Strip", "StripStep"]
+__all__ = [
+    "MAP_POINTS",
+    "POINT_QUALITY_MAX",
+    "PREDICT_ALL_PIXELS",
+    "ColorField",
+    "ExplorerSession",
+    "PathKey",
+    "ScrubFrames",
+    "SessionMismatchError",
+    "Strip",
+    "StripStep",
+    "data_hash",
+    "model_hash",
+]
 
 # Alphas closer than this to a strip step count as that step (the cached path).
 _SNAP = 1e-6
 #: ``predict="auto"`` predicts every mask at start up to this many pixels in all.
 PREDICT_ALL_PIXELS = 1 << 26
 _PREDICT_BLOCK = 256
+#: What each point of the map is: a sample's flattened latent, its average over the grid, or one grid cell.
+MAP_POINTS: tuple[str, ...] = ("flatten", "pooled", "cells")
+#: Above this many samples the per-point map quality (trustworthiness, kNN preservation) is not computed:
+#: its exact neighbour ranks cost O(N^2) time and memory.
+POINT_QUALITY_MAX = 20_000
+_QUALITY_FIELDS = ("trustworthiness", "kNN preservation")
+_SESSION_FORMAT = "latent-widgets-session"
+_GREY = "#4c72b0"
 
 
 class PathKey(NamedTuple):
@@ -117,6 +141,180 @@ class ScrubFrames:
     def frame_at(self, alpha: float) -> int:
         """Index of the frame the browser shows at ``alpha`` (the nearest grid step)."""
         return int(np.clip(round(float(alpha) * (len(self.alphas) - 1)), 0, len(self.alphas) - 1))
+
+
+class SessionMismatchError(ValueError):
+    """A saved session does not belong to the model or the data it is loaded with."""
+
+
+@dataclass(frozen=True)
+class ColorField:
+    """What a colour field gives each point of the map.
+
+    Attributes
+    ----------
+    name : str
+        The field (one of :meth:`ExplorerSession.color_fields`).
+    kind : str
+        ``"categorical"`` (``values`` are codes into ``labels`` and
+        ``colours``) or ``"continuous"`` (``values`` are floats on
+        ``[vmin, vmax]``, NaN where unknown).
+    values : ndarray (N,)
+    labels : tuple of str
+        Name of each category (categorical fields).
+    colours : tuple of str
+        ``#rrggbb`` of each category (categorical fields).
+    vmin, vmax : float
+        The range of a continuous field.
+    note : str
+        Why values are missing: "computing…" while a background job runs,
+        "not available at this size…" above :data:`POINT_QUALITY_MAX`.
+
+    Examples
+    --------
+    >>> f = ColorField("none", "categorical", np.zeros(3, np.int64), ("all samples",), ("#4c72b0",))
+    >>> f.categorical, f.values.tolist()
+    (True, [0, 0, 0])
+    """
+
+    name: str
+    kind: str
+    values: np.ndarray
+    labels: tuple[str, ...] = ()
+    colours: tuple[str, ...] = ()
+    vmin: float = 0.0
+    vmax: float = 1.0
+    note: str = ""
+
+    @property
+    def categorical(self) -> bool:
+        return self.kind == "categorical"
+
+
+def data_hash(dataset: Any) -> str:
+    """The dataset's content hash (what a saved session is checked against).
+
+    Examples
+    --------
+    >>> from latent_widgets import synthetic_road_scenes
+    >>> data_hash(synthetic_road_scenes(4, size=(16, 16), seed=0)) == data_hash(
+    ...     synthetic_road_scenes(4, size=(16, 16), seed=0))
+    True
+    """
+    return str(dataset.content_hash())
+
+
+def model_hash(model: Any, latents: Any = None) -> str:
+    """A hash of the model's architecture and weights, encoder and decoder.
+
+    A :class:`~latent_widgets.latent_model.LatentModel` hashes its
+    encoder (``weights_hash``, the encoding cache's key) and its decoder's
+    weights; another model object its ``content_hash()`` or
+    ``fingerprint()`` when it has one, else its numpy array attributes. A
+    maps-only session (``model=None``) is keyed by its latents.
+
+    Examples
+    --------
+    >>> model_hash(None, np.zeros((2, 3))) == model_hash(None, np.zeros((2, 3)))
+    True
+    """
+    from .hashing import content_hash
+
+    if model is None:
+        if latents is None:
+            raise ValueError("model_hash(None) needs the latents of the maps-only session")
+        return content_hash("latents", np.asarray(latents))
+    for name in ("content_hash", "fingerprint"):
+        fn = getattr(model, name, None)
+        if callable(fn):
+            return str(fn())
+    if callable(getattr(model, "weights_hash", None)):
+        decoder = getattr(model, "decoder", None)
+        weights = [np.asarray(w) for w in decoder.get_weights()] if hasattr(decoder, "get_weights") else []
+        return content_hash("latent-model", model.weights_hash(), weights)
+    arrays = {k: v for k, v in sorted(vars(model).items()) if isinstance(v, np.ndarray)}
+    if not arrays:
+        raise TypeError(
+            f"cannot hash a {type(model).__name__}: give it a content_hash() method (its weights' hash) "
+            "so that a saved session can be checked against it"
+        )
+    return content_hash(type(model).__name__, list(arrays), list(arrays.values()))
+
+
+class IndexSelection(traitlets.TraitType):
+    """A trait holding sample indices: a read-only int64 array, sorted, unique, range-checked.
+
+    Accepts any sequence of ints or a boolean mask of one value per
+    sample; ``None`` clears it. Setting an equal selection does not notify.
+    """
+
+    info_text = "sample indices (a sequence of int or a boolean mask)"
+
+    def __init__(self, **kwargs: Any) -> None:
+        empty = np.empty(0, np.int64)
+        empty.flags.writeable = False
+        super().__init__(default_value=empty, **kwargs)
+
+    def validate(self, obj: Any, value: Any) -> np.ndarray:
+        n = len(obj.dataset)
+        if value is None:
+            value = ()
+        arr = np.asarray(value)
+        if arr.dtype == bool:
+            if arr.shape != (n,):
+                raise traitlets.TraitError(
+                    f"{self.name}: a boolean mask needs one value per sample ({n}), got shape {arr.shape}"
+                )
+            arr = np.flatnonzero(arr)
+        arr = arr.reshape(-1)
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+                arr = arr.astype(np.int64)
+            else:
+                raise traitlets.TraitError(
+                    f"{self.name}: expected sample indices (int) or a boolean mask, got {arr.dtype} values"
+                )
+        arr = np.unique(arr.astype(np.int64))
+        bad = arr[(arr < 0) | (arr >= n)]
+        if bad.size:
+            raise traitlets.TraitError(
+                f"{self.name}: indices {bad[:5].tolist()} are out of range for {n} samples (0..{n - 1})"
+            )
+        arr.flags.writeable = False
+        return arr
+
+    def set(self, obj: Any, value: Any) -> None:
+        new = self._validate(obj, value)
+        old = obj._trait_values.get(self.name, self.default_value)
+        if isinstance(old, np.ndarray) and np.array_equal(old, new):
+            return
+        super().set(obj, new)
+
+
+def _jsonable(value: Any, what: str) -> Any:
+    """``value`` with numpy scalars and arrays made plain; a clear error for what JSON cannot hold."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, f"{what}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, what) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{what} = {value!r} cannot be saved in a session file (JSON): use plain numbers and strings")
+
+
+class _StripNeighbors(NamedTuple):
+    indices: np.ndarray
+    distances: np.ndarray
+
+
+def _points_hash(points: np.ndarray) -> str:
+    from .hashing import content_hash
+
+    return content_hash("map", np.asarray(points, np.float64))
 
 
 def _sample_encoding(encoding: Any, i: int) -> Any:
@@ -229,6 +427,23 @@ class ExplorerSession(traitlets.HasTraits):
         The mask at (the newest decoded) ``alpha``.
     frames : ScrubFrames or None (trait)
         The current path's masks on the fine alpha grid, once decoded.
+    selection : ndarray of int64 (trait)
+        The samples selected on the map (lasso, brush) or from Python:
+        sorted, unique; empty by default. Set any int sequence or a
+        boolean mask.
+    color_by : str (trait)
+        The colour field of the map, one of :meth:`color_fields`.
+    map_points : str (trait)
+        What a map point is: ``"flatten"`` (the whole latent) or
+        ``"pooled"`` (its average over the latent grid); see :data:`MAP_POINTS`.
+    report : SelectionReport or None (trait)
+        :meth:`selection_report` of the current selection, kept up to
+        date (on the model lane); None when nothing is selected.
+    quality : dict (trait)
+        Per-point map quality computed so far: map key -> {"trustworthiness":
+        (N,), "kNN preservation": (N,)}.
+    splits : ndarray of str or None
+        A split name per sample (the "split" colour field).
     busy : tuple of str (trait)
         Labels of the queued and running jobs ("encode", "strip", "decode",
         "map: umap"...); empty when idle.
@@ -250,8 +465,13 @@ class ExplorerSession(traitlets.HasTraits):
     skip_policy = traitlets.Unicode("image")
     map_method = traitlets.Unicode("pca")
     selected = traitlets.Int(None, allow_none=True)
+    selection = IndexSelection()
+    color_by = traitlets.Unicode("group")
+    map_points = traitlets.Unicode("flatten")
 
     ready = traitlets.Bool(False)
+    report = traitlets.Any(None, allow_none=True)
+    quality = traitlets.Dict()
     maps = traitlets.Dict()
     path_points = traitlets.Instance(np.ndarray, allow_none=True)
     strip = traitlets.Instance(Strip, allow_none=True)
@@ -284,6 +504,30 @@ class ExplorerSession(traitlets.HasTraits):
             raise traitlets.TraitError(f"map_method {proposal['value']!r}: choose one of {self.methods}")
         return proposal["value"]
 
+    @traitlets.validate("color_by")
+    def _valid_color_by(self, proposal: Mapping[str, Any]) -> str:
+        fields = self.color_fields()
+        if proposal["value"] not in fields:
+            raise traitlets.TraitError(f"color_by {proposal['value']!r}: choose one of {fields}")
+        return proposal["value"]
+
+    @traitlets.validate("map_points")
+    def _valid_map_points(self, proposal: Mapping[str, Any]) -> str:
+        value = proposal["value"]
+        if value not in MAP_POINTS:
+            raise traitlets.TraitError(f"map_points {value!r}: choose one of {MAP_POINTS}")
+        if value == "cells":
+            raise traitlets.TraitError(
+                "map_points 'cells' (one point per latent cell) is not drawn by the explorer's maps yet: "
+                "use latent_widgets.cells.cell_points with fit_projection, or 'flatten' / 'pooled'"
+            )
+        if value == "pooled" and len(self._latent_shape()) != 3:
+            raise traitlets.TraitError(
+                f"map_points 'pooled' averages a latent grid (h, w, C); these latents have shape "
+                f"{self._latent_shape()}: use 'flatten'"
+            )
+        return value
+
     @traitlets.validate("index_a", "index_b", "selected")
     def _valid_index(self, proposal: Mapping[str, Any]) -> int | None:
         i, n = proposal["value"], len(self.dataset)
@@ -312,6 +556,10 @@ class ExplorerSession(traitlets.HasTraits):
         skip_policy: str = "image",
         alpha: float = 0.0,
         selected: int | None = None,
+        selection: Sequence[int] | np.ndarray | None = None,
+        color_by: str | None = None,
+        map_points: str = "flatten",
+        splits: Sequence[str] | np.ndarray | None = None,
         asynchronous: bool = True,
         max_cached_strips: int = 8,
         predict: bool | str = "auto",
@@ -358,6 +606,13 @@ class ExplorerSession(traitlets.HasTraits):
         self._busy_counts: dict[str, int] = {}
         self._model_lane = _Lane(self, "model", asynchronous)
         self._map_lane = _Lane(self, "map", asynchronous)
+        self.splits: np.ndarray | None = None
+        self.set_splits(splits)
+        self._sample_iou: np.ndarray | None = None
+        self._class_iou: dict[int, np.ndarray] = {}
+        self._whole_report: Any = None
+        self._report_gen = 0
+        self._quality_queued: set[str] = set()
 
         with self.hold_trait_notifications():
             self.maps = given
@@ -369,6 +624,12 @@ class ExplorerSession(traitlets.HasTraits):
             self.alpha = float(alpha)
             self.map_method = map_method or self.methods[0]
             self.selected = self.index_a if selected is None else selected
+            self.selection = selection
+            self.color_by = color_by or ("group" if dataset.groups is not None else "dominant class")
+            self.map_points = map_points
+        self.observe(self._on_selection, "selection")
+        self.observe(self._on_color_by, "color_by")
+        self.observe(self._on_map_points, "map_points")
         self.observe(self._on_path, ["index_a", "index_b", "path_method", "skip_policy", "n_steps"])
         self.observe(self._on_alpha, "alpha")
         self.observe(self._on_map_method, "map_method")
@@ -402,6 +663,8 @@ class ExplorerSession(traitlets.HasTraits):
         self.latent_index = LatentIndex(self.latents)
         self.ready = True
         self.request_map(self.map_method)
+        if len(self.selection):
+            self._on_selection(None)
         if self.model is not None:
             self._on_path(None)
 
@@ -443,7 +706,7 @@ class ExplorerSession(traitlets.HasTraits):
     @property
     def points(self) -> np.ndarray | None:
         """The current map (N, 2), or None while it is computed."""
-        return self.maps.get(self.map_method)
+        return self.maps.get(self.map_key())
 
     def wait(self, timeout: float | None = 60.0) -> None:
         """Block until every queued job has finished (a no-op when synchronous).
@@ -494,40 +757,87 @@ class ExplorerSession(traitlets.HasTraits):
 
     # ------------------------------------------------------------------ maps
 
+    def map_key(self, method: str | None = None, map_points: str | None = None) -> str:
+        """Key of a map in :attr:`maps`: the method ("pca"), prefixed for pooled points ("pooled:pca")."""
+        method = method or self.map_method
+        map_points = map_points or self.map_points
+        return method if map_points == "flatten" else f"{map_points}:{method}"
+
+    def _latent_shape(self) -> tuple[int, ...]:
+        """Shape of one latent, or () while it is unknown (the dataset is still being encoded)."""
+        if self._latents is not None:
+            return tuple(self._latents.shape[1:])
+        if self.encoding is not None:
+            return tuple(self.encoding.latents.shape[1:])
+        shape = getattr(self.model, "latent_shape", None)
+        return tuple(shape) if shape is not None and None not in tuple(shape) else ()
+
+    def map_latents(self, map_points: str | None = None) -> Any:
+        """What the maps of ``map_points`` (default: the current) are fitted on.
+
+        "flatten": :attr:`latents` as they are (the projections flatten
+        them); "pooled": each latent averaged over its grid, (N, C), read
+        block by block (a Zarr store stays on disk).
+        """
+        map_points = map_points or self.map_points
+        if map_points == "flatten":
+            return self.latents
+        cached = getattr(self, "_pooled", None)
+        if cached is None:
+            from .arrays import iter_row_blocks
+
+            z = self.latents
+            n, c = z.shape[0], z.shape[-1]
+            cached = np.empty((n, c), np.float32)
+            for rows in iter_row_blocks(n, 4096):
+                block = np.asarray(z[rows], np.float32)
+                cached[rows] = block.reshape(len(block), -1, c).mean(axis=1)
+            self._pooled = cached
+        return cached
+
+    def _map_input(self, latents: np.ndarray, map_points: str) -> np.ndarray:
+        z = np.asarray(latents, np.float32).reshape((len(latents), *self.latents.shape[1:]))
+        return z if map_points == "flatten" else z.reshape(len(z), -1, z.shape[-1]).mean(axis=1)
+
     def request_map(self, method: str) -> Future | None:
-        """Fit the map of ``method`` on the map lane unless it exists; ``None`` if it does."""
-        if method in self.maps or not self.ready:
+        """Fit the map of ``method`` (current points) on the map lane unless it exists; ``None`` if it does."""
+        key = self.map_key(method)
+        if key in self.maps or not self.ready:
             return None
-        return self._map_lane.submit(f"map: {method}", lambda: self._fit_map(method))
+        return self._map_lane.submit(f"map: {method}", lambda: self._fit_map(method, self.map_points))
 
-    def fit_map(self, method: str) -> np.ndarray:
+    def fit_map(self, method: str, map_points: str | None = None) -> np.ndarray:
         """The map of ``method``, fitted now (in the caller's thread) if it is missing."""
-        if method not in self.maps:
-            self._fit_map(method)
-        return self.maps[method]
+        map_points = map_points or self.map_points
+        key = self.map_key(method, map_points)
+        if key not in self.maps:
+            self._fit_map(method, map_points)
+        return self.maps[key]
 
-    def _fit_map(self, method: str) -> None:
-        if method in self.maps:
+    def _fit_map(self, method: str, map_points: str = "flatten") -> None:
+        key = self.map_key(method, map_points)
+        if key in self.maps:
             return
         from .projection import fit_projection
 
         try:
             kw = self._projection_kwargs.get(method, {})
-            proj = fit_projection(self.latents, method=method, cache=True, progress=False, **kw)
+            proj = fit_projection(self.map_latents(map_points), method=method, cache=True, progress=False, **kw)
             pts = np.asarray(proj.embedding_, np.float64)
             if pts.shape != (len(self.dataset), 2):
                 raise ValueError(f"projection {method!r} returned shape {pts.shape}, expected ({len(pts)}, 2)")
         except Exception:
             # Keep showing the map that is drawn.
-            if self.map_method == method:
-                drawn = next((m for m in self.methods if m in self.maps), None)
+            if self.map_method == method and self.map_points == map_points:
+                drawn = next((m for m in self.methods if self.map_key(m, map_points) in self.maps), None)
                 if drawn is not None:
                     self.map_method = drawn
             raise
-        self.projectors[method] = proj
-        self.maps = {**self.maps, method: pts}
-        if method == self.map_method:
+        self.projectors[key] = proj
+        self.maps = {**self.maps, key: pts}
+        if key == self.map_key():
             self._place_path()
+            self._refresh_quality()
 
     def place(self, latents: np.ndarray, method: str | None = None) -> np.ndarray:
         """Place new latents (e.g. a path) on a map, shape (M, 2).
@@ -535,40 +845,425 @@ class ExplorerSession(traitlets.HasTraits):
         The fitted projection's ``transform`` (exact for PCA, UMAP's own,
         neighbour placement for t-SNE); for a map given in ``projections``,
         the distance-weighted mean position of the 3 nearest samples.
+        Pooled maps place the pooled latents.
         """
         method = method or self.map_method
-        pts = self.fit_map(method)
-        z = np.asarray(latents, np.float32).reshape((len(latents), *self.latents.shape[1:]))
-        proj = self.projectors.get(method)
+        map_points = self.map_points
+        pts = self.fit_map(method, map_points)
+        proj = self.projectors.get(self.map_key(method, map_points))
         if proj is not None:
-            return np.asarray(proj.transform(z), np.float64)
+            return np.asarray(proj.transform(self._map_input(latents, map_points)), np.float64)
+        z = np.asarray(latents, np.float32).reshape((len(latents), *self.latents.shape[1:]))
         idx, dist = self.latent_index.query(z, k=min(3, len(pts)))
         w = 1.0 / np.maximum(np.asarray(dist, np.float64), 1e-9)
         return (pts[np.asarray(idx)] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
 
-    def _on_map_method(self, change: Mapping[str, Any]) -> None:
-        if change["new"] in self.maps:
+    def _on_map_method(self, _change: Any) -> None:
+        if self.map_key() in self.maps:
             self._place_path()
+            self._refresh_quality()
         else:
-            self.request_map(change["new"])
+            self.request_map(self.map_method)
+
+    def _on_map_points(self, _change: Any) -> None:
+        self._on_map_method(None)
+
+    # ------------------------------------------------------------------ colour fields
+
+    def set_splits(self, splits: Sequence[str] | np.ndarray | None) -> None:
+        """Give each sample a split name ("train", "val"...) for the "split" colour field."""
+        if splits is None:
+            self.splits = None
+            return
+        arr = np.asarray([str(v) for v in splits])
+        if len(arr) != len(self.dataset):
+            raise ValueError(f"{len(arr)} split names for {len(self.dataset)} samples")
+        self.splits = arr
+
+    def color_fields(self) -> tuple[str, ...]:
+        """The colour fields of the map (what :attr:`color_by` accepts).
+
+        Examples
+        --------
+        >>> s.color_fields()[:3]  # doctest: +SKIP
+        ('group', 'dominant class', 'mean IoU')
+        """
+        names = tuple(f"IoU: {c}" for c in self.dataset.class_names)
+        return ("group", "dominant class", "mean IoU", *names, *_QUALITY_FIELDS, "split", "none")
+
+    def sample_iou(self) -> np.ndarray:
+        """Mean IoU of each sample's prediction against its mask, shape (N,) (NaN: no class present)."""
+        if self._sample_iou is None:
+            from .metrics import per_sample_mean_iou
+
+            self._sample_iou = np.asarray(
+                per_sample_mean_iou(self._predictions_or_raise("mean IoU"), self.dataset.masks, self.dataset.n_classes),
+                np.float64,
+            )
+        return self._sample_iou
+
+    def _predictions_or_raise(self, what: str) -> np.ndarray:
+        if self.predictions is None:
+            raise ValueError(
+                f"colouring by {what} needs predictions=... (the predicted masks); a session with a model "
+                "predicts them at start with predict=True"
+            )
+        return self.predictions
+
+    def color_values(self, field: str | None = None) -> ColorField:
+        """The values of colour field ``field`` (default :attr:`color_by`) for each point of the map.
+
+        "mean IoU" and "IoU: <class>" need the predicted masks;
+        "trustworthiness" and "kNN preservation" are those of the current
+        map (:func:`~latent_widgets.map_quality.local_trustworthiness`,
+        :func:`~latent_widgets.map_quality.local_knn_preservation`),
+        computed on the map lane: until they arrive the values are NaN and
+        ``note`` says "computing…"; above :data:`POINT_QUALITY_MAX`
+        samples they are not computed.
+
+        Examples
+        --------
+        >>> f = s.color_values("mean IoU")  # doctest: +SKIP
+        >>> f.kind, f.values.shape  # doctest: +SKIP
+        ('continuous', (24,))
+        """
+        field = field or self.color_by
+        ds, n = self.dataset, len(self.dataset)
+        if field not in self.color_fields():
+            raise ValueError(f"unknown colour field {field!r}; choose one of {self.color_fields()}")
+        if field == "group":
+            if ds.groups is None:
+                return ColorField(field, "categorical", np.zeros(n, np.int64), ("all samples",), (_GREY,))
+            ids, codes = np.unique(ds.groups, return_inverse=True)
+            names = [ds.group_names[g] if ds.group_names and g < len(ds.group_names) else f"group {g}" for g in ids]
+            return ColorField(
+                field, "categorical", codes.astype(np.int64), tuple(names), tuple(colors.categorical_colours(len(ids)))
+            )
+        if field == "dominant class":
+            dominant = np.asarray(ds.class_fractions()).argmax(axis=1).astype(np.int64)
+            return ColorField(
+                field, "categorical", dominant, tuple(ds.class_names), tuple(colors.hex_colours(ds.palette))
+            )
+        if field == "mean IoU":
+            return ColorField(field, "continuous", self.sample_iou())
+        if field.startswith("IoU: "):
+            cls = list(ds.class_names).index(field[5:])
+            if cls not in self._class_iou:
+                from .failures import per_class_sample_iou
+
+                pred = self._predictions_or_raise(field)
+                self._class_iou[cls] = np.asarray(per_class_sample_iou(ds.masks, pred, ds.n_classes, cls), np.float64)
+            return ColorField(field, "continuous", self._class_iou[cls])
+        if field in _QUALITY_FIELDS:
+            nan = np.full(n, np.nan)
+            if n > POINT_QUALITY_MAX:
+                return ColorField(
+                    field,
+                    "continuous",
+                    nan,
+                    note=f"not available at this size ({n} samples; at most {POINT_QUALITY_MAX})",
+                )
+            got = self.quality.get(self.map_key())
+            if got is None:
+                self._refresh_quality(force=True)
+                got = self.quality.get(self.map_key())
+            if got is None:
+                return ColorField(field, "continuous", nan, note="computing…")
+            return ColorField(field, "continuous", got[field])
+        if field == "split":
+            if self.splits is None:
+                return ColorField(field, "categorical", np.zeros(n, np.int64), ("all samples",), (_GREY,))
+            names_, codes = np.unique(self.splits, return_inverse=True)
+            return ColorField(
+                field,
+                "categorical",
+                codes.astype(np.int64),
+                tuple(names_),
+                tuple(colors.categorical_colours(len(names_))),
+            )
+        return ColorField(field, "categorical", np.zeros(n, np.int64), ("",), (_GREY,))
+
+    def _on_color_by(self, _change: Any) -> None:
+        self._refresh_quality()
+
+    def _refresh_quality(self, force: bool = False) -> None:
+        """Queue the per-point quality of the current map when a quality field is shown (or ``force``)."""
+        if not (force or self.color_by in _QUALITY_FIELDS) or not self.ready:
+            return
+        key = self.map_key()
+        if key in self.quality or key not in self.maps or len(self.dataset) > POINT_QUALITY_MAX:
+            return
+        if key in self._quality_queued:
+            return
+        self._quality_queued = self._quality_queued | {key}
+        self._map_lane.submit("map quality", lambda: self._quality_job(key))
+
+    def _quality_job(self, key: str) -> None:
+        from .map_quality import local_knn_preservation, local_trustworthiness
+
+        try:
+            map_points = key.split(":", 1)[0] if ":" in key else "flatten"
+            z = np.asarray(self.map_latents(map_points)[:], np.float32)
+            x = z.reshape(len(z), -1)
+            y = self.maps[key]
+            k = min(10, len(x) - 1)
+            result = {
+                "trustworthiness": np.asarray(local_trustworthiness(x, y, min(5, len(x) - 1)), np.float64),
+                "kNN preservation": np.asarray(local_knn_preservation(x, y, k), np.float64),
+            }
+        finally:
+            self._quality_queued = self._quality_queued - {key}
+        self.quality = {**self.quality, key: result}
+
+    # ------------------------------------------------------------------ selection
+
+    def _on_selection(self, _change: Any) -> None:
+        sel = self.selection
+        with self._gen_lock:
+            self._report_gen += 1
+            gen = self._report_gen
+        if not len(sel):
+            self.report = None
+            return
+        if not self.ready or (self.predictions is None and self.model is None):
+            self.report = None
+            return  # computed once the session is ready (_startup); no report without predictions
+
+        def job() -> None:
+            if gen != self._report_gen:
+                return  # a newer selection is queued
+            report = self.selection_report(sel)
+            if gen == self._report_gen:
+                self.report = report
+
+        self._model_lane.submit("selection report", job)
+
+    def selection_report(self, indices: Sequence[int] | np.ndarray | None = None) -> Any:
+        """The :class:`~latent_widgets.failures.SelectionReport` of the selection (or of ``indices``).
+
+        Pooled confusion matrix of the selected samples' pixels (rows: true
+        class, columns: predicted), their per-class and mean IoU against
+        the whole set's, and the samples ordered from worst to best. Uses
+        the session's predictions, or predicts the selected samples with
+        the model when there are none (``mean_iou_all`` is then NaN).
+
+        Examples
+        --------
+        >>> s.selection = [3, 5, 8]  # doctest: +SKIP
+        >>> s.selection_report().worst  # doctest: +SKIP
+        array([8, 3, 5])
+        """
+        from .failures import selection_report
+
+        idx = self.selection if indices is None else IndexSelection().validate(self, indices)
+        if not len(idx):
+            raise ValueError(
+                "the selection is empty: select samples on the map (lasso, brush) or set session.selection"
+            )
+        ds = self.dataset
+        kw = dict(class_names=tuple(ds.class_names))
+        if self.predictions is not None:
+            if self._whole_report is None:
+                self._whole_report = selection_report(
+                    ds.masks, self.predictions, np.arange(len(ds)), ds.n_classes, **kw
+                )
+            return selection_report(ds.masks, self.predictions, idx, ds.n_classes, reference=self._whole_report, **kw)
+        if self.model is None:
+            raise ValueError("the selection report needs the predicted masks: pass predictions=... or a model")
+        from .arrays import iter_row_blocks
+
+        pred = np.empty((len(idx), *ds.image_size), np.int32)
+        truth = np.empty_like(pred)
+        for rows in iter_row_blocks(len(idx), _PREDICT_BLOCK):
+            block = idx[rows]
+            pred[rows] = self.model.predict_masks(np.stack([ds.images[int(i)] for i in block]))
+            truth[rows] = np.stack([ds.masks[int(i)] for i in block])
+        local = selection_report(truth, pred, np.arange(len(idx)), ds.n_classes, **kw)
+        return dataclasses.replace(local, indices=idx, worst=idx[np.asarray(local.worst, np.int64)])
+
+    # ------------------------------------------------------------------ saving
+
+    def to_json(self) -> str:
+        """The session's view as JSON: map, colours, path, slider, selection, and what they belong to.
+
+        :meth:`from_json` with the same model and data reproduces it; the
+        model and data hashes are checked.
+
+        Examples
+        --------
+        >>> text = s.to_json()  # doctest: +SKIP
+        >>> ExplorerSession.from_json(text, model, data).selection  # doctest: +SKIP
+        """
+        from . import __version__
+
+        pts = self.points
+        doc = {
+            "format": _SESSION_FORMAT,
+            "version": 1,
+            "library_version": __version__,
+            "model_hash": model_hash(self.model, self._latents),
+            "data_hash": data_hash(self.dataset),
+            "n_samples": len(self.dataset),
+            "map": {
+                "method": self.map_method,
+                "methods": list(self.methods),
+                "points": self.map_points,
+                "projection_kwargs": _jsonable(self._projection_kwargs, "projection_kwargs"),
+            },
+            "color_by": self.color_by,
+            "index_a": int(self.index_a),
+            "index_b": int(self.index_b),
+            "alpha": float(self.alpha),
+            "n_steps": int(self.n_steps),
+            "path_method": self.path_method,
+            "skip_policy": self.skip_policy,
+            "selection": self.selection.tolist(),
+            "selected": None if self.selected is None else int(self.selected),
+            "map_hash": None if pts is None else _points_hash(pts),
+        }
+        return json.dumps(doc, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, model: Any, dataset: Any, **kwargs: Any) -> ExplorerSession:
+        """A session restored from :meth:`to_json`'s text, on the same model and data.
+
+        Parameters
+        ----------
+        text : str
+            The JSON (or a path to a ``session.json``).
+        model, dataset
+            The model and data the session was saved with: their hashes
+            must match the file's.
+        **kwargs
+            More :class:`ExplorerSession` arguments (``asynchronous``,
+            ``latents`` for a maps-only session, ``projections``...).
+
+        Raises
+        ------
+        SessionMismatchError
+            The model or the data differ from the saved session's (the
+            message says which).
+        """
+        if not str(text).lstrip().startswith("{") and Path(str(text)).is_file():
+            text = Path(str(text)).read_text()
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a session file (invalid JSON: {exc})") from None
+        if not isinstance(doc, dict) or doc.get("format") != _SESSION_FORMAT:
+            raise ValueError("not a latent-widgets session file (no 'format': 'latent-widgets-session')")
+        wrong = []
+        if doc.get("data_hash") != data_hash(dataset):
+            wrong.append(
+                f"the data differ (saved {str(doc.get('data_hash'))[:12]}, {doc.get('n_samples')} samples; "
+                f"given {data_hash(dataset)[:12]}, {len(dataset)} samples)"
+            )
+        got = model_hash(model, kwargs.get("latents"))
+        if doc.get("model_hash") != got:
+            wrong.append(f"the model differs (saved {str(doc.get('model_hash'))[:12]}, given {got[:12]})")
+        if wrong:
+            raise SessionMismatchError(
+                "this session was saved with another model or dataset: "
+                + "; ".join(wrong)
+                + ". Load it with the model and data it was saved with."
+            )
+        m = doc["map"]
+        kw: dict[str, Any] = dict(
+            methods=tuple(m["methods"]),
+            map_method=m["method"],
+            projection_kwargs=m.get("projection_kwargs") or None,
+            index_a=doc["index_a"],
+            index_b=doc["index_b"],
+            n_steps=doc["n_steps"],
+            path_method=doc["path_method"],
+            skip_policy=doc["skip_policy"],
+            alpha=doc["alpha"],
+            selected=doc["selected"],
+            selection=doc["selection"],
+            color_by=doc["color_by"],
+            map_points=m.get("points", "flatten"),
+        )
+        kw.update(kwargs)
+        return cls(model, dataset, **kw)
+
+    def export(self, folder: str | Path) -> list[Path]:
+        """Write ``session.json`` and the current figures (PNG and SVG) into ``folder``.
+
+        The map (:func:`~latent_widgets.figures.annotated_scatter`, in the
+        current colours, with the path and the selection), the strip
+        (:func:`~latent_widgets.figures.strip_from_path`) when there is one,
+        and the selection's confusion matrix
+        (:func:`~latent_widgets.figures.confusion_figure`) when samples are
+        selected. Returns the files written.
+
+        Examples
+        --------
+        >>> [p.name for p in s.export("out")]  # doctest: +SKIP
+        ['session.json', 'map.png', 'map.svg', 'strip.png', 'strip.svg']
+        """
+        from . import figures
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = [folder / "session.json"]
+        written[0].write_text(self.to_json())
+        pts = self.fit_map(self.map_method)
+        field = self.color_values()
+        kw: dict[str, Any] = {}
+        if field.categorical:
+            kw.update(
+                values=field.values, categorical=True, colours=list(field.colours), value_names=list(field.labels)
+            )
+        elif np.isfinite(field.values).any():
+            kw.update(values=np.nan_to_num(field.values, nan=float(np.nanmin(field.values))), categorical=False)
+        strip = self.strip
+        highlight = self.selection.tolist() or ([] if self.selected is None else [int(self.selected)])
+        fig = figures.annotated_scatter(
+            pts,
+            path=self.path_points if strip is not None else None,
+            neighbors=strip.neighbor_indices if strip is not None else None,
+            highlight=highlight,
+            title=f"{self.map_method} map · colour: {self.color_by}",
+            **kw,
+        )
+        written += figures.save(fig, folder / "map")
+        if strip is not None:
+            fig = figures.strip_from_path(
+                strip.result,
+                _StripNeighbors(strip.neighbor_indices, strip.neighbor_distances),
+                self.dataset,
+                index_a=strip.key.index_a,
+                index_b=strip.key.index_b,
+            )
+            written += figures.save(fig, folder / "strip")
+        if len(self.selection):
+            report = (
+                self.report
+                if self.report is not None and np.array_equal(self.report.indices, self.selection)
+                else self.selection_report()
+            )
+            written += figures.save(figures.confusion_figure(report), folder / "confusion")
+        return written
 
     def _on_strip(self, _change: Any) -> None:
         self._place_path()
 
     def _place_path(self) -> None:
         strip, method = self.strip, self.map_method
-        if strip is None or method not in self.maps:
+        if strip is None or self.map_key() not in self.maps:
             self.path_points = None
             return
         with self._gen_lock:
             self._place_gen += 1
             gen = self._place_gen
 
+        key = self.map_key()
+
         def job() -> None:
             if gen != self._place_gen:
                 return
             p = self.place(strip.latents, method)
-            if gen == self._place_gen and self.strip is strip and self.map_method == method:
+            if gen == self._place_gen and self.strip is strip and self.map_method == method and self.map_key() == key:
                 self.path_points = p
 
         self._map_lane.submit("place path", job)

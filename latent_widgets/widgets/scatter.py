@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from ._common import ErrorSink, View, image_pane, watch_session
 
 __all__ = [
     "COLOR_FIELDS",
+    "MAP_TOOLS",
     "METHOD_LABELS",
     "MapView",
     "ProjectionScatter",
@@ -25,8 +27,12 @@ __all__ = [
     "place_labels",
 ]
 
-#: Fields a map can be coloured by (``color_by``).
+#: The basic fields a map can be coloured by; the session offers more
+#: (``session.color_fields()``: per-class IoU, trustworthiness, kNN preservation).
 COLOR_FIELDS: tuple[str, ...] = ("group", "dominant class", "mean IoU", "split", "none")
+
+#: What a drag on the SVG map does (``tool``): nothing (click points), pan and zoom, lasso, brush (rectangle).
+MAP_TOOLS: tuple[str, ...] = ("click", "pan/zoom", "lasso", "brush")
 
 #: Button label of each projection method.
 METHOD_LABELS: dict[str, str] = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -173,8 +179,10 @@ class MapView(View):
 
     method = traitlets.Unicode("pca")
     selected = traitlets.Int(None, allow_none=True)
-    color_by = traitlets.Enum(COLOR_FIELDS, default_value="group")
+    color_by = traitlets.Unicode("group")
     hovered = traitlets.Int(None, allow_none=True)
+    #: A sample hovered in a linked explorer (:func:`~latent_widgets.widgets.linking.link_explorers`): ringed.
+    linked_hover = traitlets.Int(None, allow_none=True)
 
     #: Which mark draws the points ("Scatter", "ScatterGL", "jupyter-scatter").
     renderer: str
@@ -222,12 +230,10 @@ class MapView(View):
         self.dataset = session.dataset
         self.n = len(self.dataset)
         self.methods = session.methods
-        self.splits = None if splits is None else np.asarray([str(s) for s in splits])
-        if self.splits is not None and len(self.splits) != self.n:
-            raise ValueError(f"{len(self.splits)} split names for {self.n} samples")
+        if splits is not None:
+            session.set_splits(splits)
         self.errors = errors or ErrorSink()
         self._thumbs: dict[int, bytes] = {}
-        self._iou: np.ndarray | None = None
         # The overlay: path steps on the map, their nearest samples, the endpoints.
         self._overlay: tuple[np.ndarray | None, np.ndarray | None, tuple[int, int] | None] = (None, None, None)
         self._current_alpha: float | None = None
@@ -264,12 +270,66 @@ class MapView(View):
             raise traitlets.TraitError(f"method {proposal['value']!r}: choose one of {self.methods}")
         return proposal["value"]
 
+    @traitlets.validate("color_by")
+    def _valid_color_by(self, proposal: Mapping[str, Any]) -> str:
+        fields = self.session.color_fields()
+        if proposal["value"] not in fields:
+            raise traitlets.TraitError(f"color_by {proposal['value']!r}: choose one of {fields}")
+        return proposal["value"]
+
     @traitlets.validate("selected")
     def _valid_selected(self, proposal: Mapping[str, Any]) -> int | None:
         i = proposal["value"]
         if i is not None and not 0 <= i < self.n:
             raise traitlets.TraitError(f"selected={i} is out of range for {self.n} points")
         return i
+
+    @property
+    def splits(self) -> np.ndarray | None:
+        """The split name of each sample (the session's), or None."""
+        return self.session.splits
+
+    @property
+    def selection(self) -> np.ndarray:
+        """The selected samples (the session's :attr:`~latent_widgets.session.ExplorerSession.selection`)."""
+        return self.session.selection
+
+    @selection.setter
+    def selection(self, indices: Any) -> None:
+        self.session.selection = indices
+
+    def _link_session_colours(self, color_by: str | None) -> str:
+        """Start on ``color_by`` (default: the session's) and follow the session's both ways."""
+        if color_by is not None:
+            self.session.color_by = color_by
+        self.set_trait("color_by", self.session.color_by)
+        self._color_dropdown.options = list(self.session.color_fields())
+        self._color_dropdown.value = self.session.color_by
+        return self.session.color_by
+
+    def _start_following(self) -> None:
+        """Observers shared by the maps: colours, the selection, the linked hover."""
+        traitlets.link((self, "color_by"), (self.session, "color_by"))
+        watch_session(self, self.session, self._on_quality, "quality")
+        watch_session(self, self.session, self._on_selection, "selection")
+        self._observe_guarded(self._on_linked_hover, "linked_hover")
+        self._on_selection(None)
+
+    def _on_quality(self, _change: Any) -> None:
+        if self.color_by in ("trustworthiness", "kNN preservation"):
+            self._on_color_by({"new": self.color_by})
+
+    def _on_selection(self, _change: Any) -> None:
+        raise NotImplementedError
+
+    def _on_linked_hover(self, _change: Any) -> None:
+        raise NotImplementedError
+
+    def _highlighted(self) -> list[int] | None:
+        """What the map highlights: the selection, else the selected (clicked) sample, else nothing."""
+        if len(self.session.selection):
+            return self.session.selection.tolist()
+        return None if self.selected is None else [int(self.selected)]
 
     @property
     def latents(self) -> np.ndarray:
@@ -308,7 +368,6 @@ class MapView(View):
         return self.session.place(latents, method or self.method)
 
     def _on_ready(self, _change: Any) -> None:
-        self._iou = None
         self._thumbs.clear()
         if self.session.ready:
             self._on_color_by({"new": self.color_by})
@@ -332,19 +391,8 @@ class MapView(View):
             if self._method_buttons.value != self.method:
                 self._method_buttons.value = self.method
 
-    def _mean_iou(self) -> np.ndarray:
-        if self._iou is None:
-            if self.predictions is None:
-                raise ValueError("colouring by mean IoU needs predictions=... (the predicted masks)")
-            from ..metrics import per_sample_mean_iou
-
-            self._iou = np.asarray(
-                per_sample_mean_iou(self.predictions, self.dataset.masks, self.dataset.n_classes), np.float64
-            )
-        return self._iou
-
     def color_values(self, field: str | None = None) -> tuple[np.ndarray, list[str], list[str]]:
-        """Colour codes, colours and legend names of ``field``.
+        """Colour codes, colours and legend names of ``field`` (the session's :meth:`color_values`, drawn).
 
         Returns
         -------
@@ -354,30 +402,13 @@ class MapView(View):
         names : list of str
             Legend entry of each colour ("" for the steps of a continuous scale).
         """
-        field = field or self.color_by
-        ds = self.dataset
-        if field == "group":
-            if ds.groups is None:
-                return np.zeros(self.n, int), [_GREY], ["all samples"]
-            ids, codes = np.unique(ds.groups, return_inverse=True)
-            colours = colors.categorical_colours(len(ids))
-            names = [ds.group_names[g] if ds.group_names and g < len(ds.group_names) else f"group {g}" for g in ids]
-            return codes, colours, names
-        if field == "dominant class":
-            dominant = ds.class_fractions().argmax(axis=1)
-            return dominant, colors.hex_colours(ds.palette), list(ds.class_names)
-        if field == "mean IoU":
-            iou = self._mean_iou()
-            codes, colours = _quantised_viridis(iou, 0.0, 1.0)
-            return codes, colours, [""] * len(colours)
-        if field == "split":
-            if self.splits is None:
-                return np.zeros(self.n, int), [_GREY], ["all samples"]
-            names_, codes = np.unique(self.splits, return_inverse=True)
-            return codes, colors.categorical_colours(len(names_)), list(names_)
-        if field == "none":
+        f = self.session.color_values(field or self.color_by)
+        if f.categorical:
+            return np.asarray(f.values, int), list(f.colours), list(f.labels)
+        codes, colours = _quantised_viridis(f.values, f.vmin, f.vmax)
+        if np.isnan(f.values).all():  # not computed (yet): grey, not the scale's bottom colour
             return np.zeros(self.n, int), [_GREY], [""]
-        raise ValueError(f"unknown colour field {field!r}; choose one of {COLOR_FIELDS}")
+        return codes, colours, [""] * len(colours)
 
     @property
     def colors(self) -> list[str]:
@@ -386,13 +417,15 @@ class MapView(View):
         return [colours[c] for c in codes]
 
     def _legend_html(self, field: str, codes: np.ndarray, colours: list[str], names: list[str]) -> str:
-        if field == "mean IoU":
-            iou = self._mean_iou()
+        f = self.session.color_values(field)
+        if not f.categorical:
+            if f.note:
+                return f"<div style='font-size:11px'>{html.escape(field)}: <i>{html.escape(f.note)}</i></div>"
             stops = ", ".join(colours)
             return (
-                f"<div style='font-size:11px'>mean IoU 0 <span style='display:inline-block;width:120px;"
-                f"height:10px;background:linear-gradient(to right,{stops})'></span> 1 "
-                f"(dataset mean {np.nanmean(iou):.3f})</div>"
+                f"<div style='font-size:11px'>{html.escape(field)} {f.vmin:g} <span style='display:inline-block;"
+                f"width:120px;height:10px;background:linear-gradient(to right,{stops})'></span> {f.vmax:g} "
+                f"(dataset mean {np.nanmean(f.values):.3f})</div>"
             )
         if field == "none":
             return ""
@@ -564,6 +597,7 @@ class ProjectionScatter(MapView):
 
     show_labels = traitlets.Bool(True)
     pan_zoom = traitlets.Bool(False)
+    tool = traitlets.Enum(MAP_TOOLS, default_value="click")
 
     def __init__(
         self,
@@ -684,8 +718,12 @@ class ProjectionScatter(MapView):
             self.endpoint_marks,
             self.current_mark,
         ]
+        #: The ring around a sample hovered in a linked explorer.
+        self.linked_hover_mark = bq.Scatter(
+            colors=["#9467bd"], fill=False, stroke_width=3, default_size=300, enable_hover=False, **xy
+        )
         self.figure = bq.Figure(
-            marks=[self.mark, *self.overlay_marks],
+            marks=[self.mark, *self.overlay_marks, self.linked_hover_mark],
             axes=[
                 bq.Axis(scale=self.x_scale, num_ticks=5, grid_lines="none"),
                 bq.Axis(scale=self.y_scale, side="left", num_ticks=5, grid_lines="none"),
@@ -724,26 +762,57 @@ class ProjectionScatter(MapView):
             # "auto": the label is never cut ("pan/zo..." in Notebook 7 at 100px).
             layout=W.Layout(width="auto", min_width="max-content", flex="0 0 auto"),
         )
+        # Lasso and brush select many samples into session.selection; like pan/zoom they are modes.
+        self.lasso = bq.interacts.LassoSelector(marks=[self.mark])
+        self.brush = bq.interacts.BrushSelector(x_scale=self.x_scale, y_scale=self.y_scale, marks=[self.mark])
+        self._lasso_button = W.ToggleButton(
+            value=False,
+            icon="circle-o-notch",
+            description="lasso",
+            tooltip="draw a closed line around points to select them",
+            layout=W.Layout(width="auto", min_width="max-content", flex="0 0 auto"),
+        )
+        self._brush_button = W.ToggleButton(
+            value=False,
+            icon="square-o",
+            description="brush",
+            tooltip="drag a rectangle to select the points in it",
+            layout=W.Layout(width="auto", min_width="max-content", flex="0 0 auto"),
+        )
+        self._lasso_button.add_class("lw-lasso-button")
+        self._brush_button.add_class("lw-brush-button")
         self._reset_button = W.Button(icon="home", tooltip="reset zoom", layout=W.Layout(width="36px"))
         self._reset_button.on_click(self.errors.guard(lambda _: self.reset_view()))
+        self._clear_selection_button = W.Button(
+            description="clear selection", layout=W.Layout(width="auto", min_width="max-content")
+        )
+        self._clear_selection_button.on_click(self.errors.guard(lambda _: setattr(self.session, "selection", None)))
         self._status = W.HTML()
         self.legend = W.HTML(layout=W.Layout(max_width=f"min({width}px, 100%)"))
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
-        controls = W.HBox([self._method_buttons, self._panzoom_button, self._reset_button], layout=wrap)
+        controls = W.HBox(
+            [
+                self._method_buttons,
+                self._panzoom_button,
+                self._lasso_button,
+                self._brush_button,
+                self._reset_button,
+                self._clear_selection_button,
+            ],
+            layout=wrap,
+        )
         controls2 = W.HBox([self._color_dropdown, self._labels_box, self._status], layout=wrap)
         self.widget = W.VBox(
             [W.HTML(_MAP_CSS), controls, controls2, self.figure, self.legend],
             layout=W.Layout(max_width="100%", flex="0 1 auto"),
         )
 
-        if color_by is None:
-            color_by = "group" if dataset.groups is not None else "dominant class"
         if show_labels is None:
             show_labels = not self.uses_gl
         # Initial state, drawn once, before the observers exist.
         self.set_trait("method", session.map_method)
         self.set_trait("selected", session.selected)
-        self.set_trait("color_by", color_by)
+        color_by = self._link_session_colours(color_by)
         self.set_trait("show_labels", bool(show_labels))
         self._on_color_by({"new": color_by})
         self._on_show_labels({"new": self.show_labels})
@@ -752,6 +821,9 @@ class ProjectionScatter(MapView):
         self._observe_guarded(self._on_show_labels, "show_labels")
         self._observe_guarded(self._on_selected, "selected")
         self._observe_guarded(self._on_pan_zoom, "pan_zoom")
+        self._observe_guarded(self._on_tool, "tool")
+        self._writing_marks = False
+        self.mark.observe(self.errors.guard(self._on_mark_selected), "selected")
         # Labels are placed again when the view (pan, zoom, reset) or the selection changes.
         for scale in (self.x_scale, self.y_scale):
             scale.observe(self.errors.guard(lambda _c: self._update_labels()), ["min", "max"])
@@ -774,6 +846,9 @@ class ProjectionScatter(MapView):
         W.link((self, "color_by"), (self._color_dropdown, "value"))
         W.link((self, "show_labels"), (self._labels_box, "value"))
         W.link((self, "pan_zoom"), (self._panzoom_button, "value"))
+        self._lasso_button.observe(self.errors.guard(lambda c: self._toggle_tool("lasso", c["new"])), "value")
+        self._brush_button.observe(self.errors.guard(lambda c: self._toggle_tool("brush", c["new"])), "value")
+        self._start_following()
 
     # ------------------------------------------------------------------ maps
 
@@ -797,7 +872,24 @@ class ProjectionScatter(MapView):
             self.y_scale.min, self.y_scale.max = float(lo[1] - pad[1]), float(hi[1] + pad[1])
 
     def _on_pan_zoom(self, change: Mapping[str, Any]) -> None:
-        self.figure.interaction = self.panzoom if change["new"] else None
+        if change["new"]:
+            self.tool = "pan/zoom"
+        elif self.tool == "pan/zoom":
+            self.tool = "click"
+
+    def _toggle_tool(self, tool: str, on: bool) -> None:
+        if on:
+            self.tool = tool
+        elif self.tool == tool:
+            self.tool = "click"
+
+    def _on_tool(self, change: Mapping[str, Any]) -> None:
+        tool = change["new"]
+        self.figure.interaction = {"pan/zoom": self.panzoom, "lasso": self.lasso, "brush": self.brush}.get(tool)
+        # The toggles show the one mode that is on.
+        self.pan_zoom = tool == "pan/zoom"
+        self._lasso_button.value = tool == "lasso"
+        self._brush_button.value = tool == "brush"
 
     # ------------------------------------------------------------------ colours
 
@@ -880,10 +972,40 @@ class ProjectionScatter(MapView):
         if index is not None:
             self.click(index)
 
-    def _on_selected(self, change: Mapping[str, Any]) -> None:
-        index = change["new"]
-        self.mark.selected = None if index is None else [int(index)]
+    def _on_selected(self, _change: Any) -> None:
+        self._show_highlight()
         self._update_labels()
+
+    def _on_selection(self, _change: Any) -> None:
+        self._show_highlight()
+
+    def _show_highlight(self) -> None:
+        """Highlight the selection (others dimmed), or the clicked sample when nothing is selected."""
+        highlighted = self._highlighted()
+        many = len(self.session.selection) > 0
+        self._writing_marks = True
+        try:
+            with self.mark.hold_sync():
+                self.mark.unselected_style = {"opacity": "0.3"} if many else {}
+                self.mark.selected = highlighted
+        finally:
+            self._writing_marks = False
+
+    def _on_mark_selected(self, change: Mapping[str, Any]) -> None:
+        # The browser's lasso or brush wrote the mark's selection: it becomes the session's.
+        if self._writing_marks or self.tool not in ("lasso", "brush"):
+            return
+        new = change["new"]
+        self.session.selection = None if new is None else np.asarray(new, np.int64)
+
+    def _on_linked_hover(self, change: Mapping[str, Any]) -> None:
+        index, pts = change["new"], self._drawn_map
+        if index is None or pts is None:
+            self.linked_hover_mark.visible = False
+            return
+        with self.linked_hover_mark.hold_sync():
+            self.linked_hover_mark.x, self.linked_hover_mark.y = pts[[index], 0], pts[[index], 1]
+            self.linked_hover_mark.visible = True
 
     def _on_hover(self, _mark: Any, content: Mapping[str, Any]) -> None:
         index = self._event_index(content)

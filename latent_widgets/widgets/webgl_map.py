@@ -222,11 +222,11 @@ class WebGLMap(MapView):
         )
         self.widget.add_class("lw-webgl-map")
 
-        if color_by is None:
-            color_by = "group" if dataset.groups is not None else "dominant class"
+        self._writing_js = False
+        self._linked: list[Any] = []
         self.set_trait("method", session.map_method)
         self.set_trait("selected", session.selected)
-        self.set_trait("color_by", color_by)
+        color_by = self._link_session_colours(color_by)
         self._on_color_by({"new": color_by})
         self._on_selected({"new": self.selected})
         self._observe_guarded(self._on_color_by, "color_by")
@@ -248,6 +248,7 @@ class WebGLMap(MapView):
         self.observe(lambda _c: setattr(self._method_buttons, "value", self.method), "method")
         self._method_buttons.observe(self.errors.guard(self._on_method_button), "value")
         W.link((self, "color_by"), (self._color_dropdown, "value"))
+        self._start_following()
 
     # ------------------------------------------------------------------ map
 
@@ -279,9 +280,27 @@ class WebGLMap(MapView):
 
     # ------------------------------------------------------------------ selection, hover, lasso
 
-    def _on_selected(self, change: Mapping[str, Any]) -> None:
-        index = change["new"]
-        self.scatter.selection(None if index is None else [int(index)])
+    def _on_selected(self, _change: Any) -> None:
+        self._show_highlight()
+
+    def _on_selection(self, _change: Any) -> None:
+        sel = self.session.selection
+        self._lasso_status.value = (
+            f"<span style='font-size:12px'>selection: {len(sel)} samples</span>" if len(sel) else ""
+        )
+        self._show_highlight()
+
+    def _show_highlight(self) -> None:
+        """The selection (others dimmed), or the clicked sample when nothing is selected."""
+        highlighted = self._highlighted()
+        many = len(self.session.selection) > 0
+        self._writing_js = True
+        try:
+            # One highlighted point (the clicked sample) must not dim the other 100k; a selection does.
+            self.scatter.opacity(unselected=0.25 if many else 1.0)
+            self.scatter.selection(highlighted)
+        finally:
+            self._writing_js = False
 
     def _on_js_hover(self, change: Mapping[str, Any]) -> None:
         index = change["new"]
@@ -289,18 +308,21 @@ class WebGLMap(MapView):
             self.hover(int(index))
 
     def _on_js_selection(self, change: Mapping[str, Any]) -> None:
+        if self._writing_js:
+            return  # the highlight drawn from Python, not a user's click or lasso
         sel = np.asarray([] if change["new"] is None else change["new"], np.int64).reshape(-1)
         if len(sel) == 1:
-            # A click (or a lasso around one point: its polygon follows).
+            # A click (or a lasso around one point: its polygon follows) replaces the selection.
             self.lasso_selection = None
+            self.session.selection = None
             self.click(int(sel[0]))
         elif len(sel) > 1:
             self.lasso_selection = np.sort(sel)
         else:
-            # A click on the background clears the lasso; the selected sample stays selected.
+            # A click on the background clears the lasso and the selection; the clicked sample stays shown.
             self.lasso_selection = None
-            if self.selected is not None:
-                self.scatter.selection([int(self.selected)])
+            self.session.selection = None
+            self._show_highlight()
 
     def _on_js_lasso(self, change: Mapping[str, Any]) -> None:
         polygon = change["new"]
@@ -310,9 +332,18 @@ class WebGLMap(MapView):
 
     def _on_lasso_selection(self, change: Mapping[str, Any]) -> None:
         sel = change["new"]
-        self._lasso_status.value = (
-            "" if sel is None else f"<span style='font-size:12px'>lasso: {len(sel)} samples</span>"
-        )
+        if sel is not None:
+            self.session.selection = sel
+            self._lasso_status.value = f"<span style='font-size:12px'>lasso: {len(sel)} samples</span>"
+
+    def _on_linked_hover(self, change: Mapping[str, Any]) -> None:
+        index, pts = change["new"], self._drawn_map
+        self._linked = []
+        if index is not None and pts is not None:
+            rx, ry = self._marker_radius()
+            x, y = float(pts[index, 0]), float(pts[index, 1])
+            self._linked = [self._jscatter.Line(_ring(x, y, rx * 2, ry * 2, 16), line_color="#9467bd", line_width=3)]
+        self._draw_current()
 
     # ------------------------------------------------------------------ path overlay
 
@@ -370,7 +401,7 @@ class WebGLMap(MapView):
                 Line([(x, y - ry), (x, y + ry)], line_color="#000000", line_width=2),
             ]
         self.overlay_annotations = {k: list(v) for k, v in layers.items()}
-        self.scatter.annotations([a for v in layers.values() for a in v])
+        self.scatter.annotations([a for v in layers.values() for a in v] + list(getattr(self, "_linked", [])))
 
 
 def projection_map(
