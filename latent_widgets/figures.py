@@ -8,6 +8,8 @@
   ``PathResult`` / ``PathNeighbors`` pair;
 - :func:`mask_triptych`: image, ground truth and prediction with a class
   legend;
+- :func:`confusion_figure`: the normalised confusion matrix of a selection
+  (:class:`~latent_widgets.failures.SelectionReport`) with class names;
 - :func:`save`: write a figure as PNG and/or SVG.
 
 Figures are built on :class:`matplotlib.figure.Figure` directly rather than
@@ -43,6 +45,7 @@ from . import render
 __all__ = [
     "PaperFigure",
     "annotated_scatter",
+    "confusion_figure",
     "interpolation_strip",
     "mask_triptych",
     "save",
@@ -414,6 +417,69 @@ def mask_triptych(
         _class_legend(fig, palette, class_names, present, iou)
     if title:
         fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def confusion_figure(report: Any, ax: Any = None, *, title: str | None = None, annotate: bool | None = None) -> Figure:
+    """The row-normalised confusion matrix of a selection, with class names.
+
+    Rows are the true classes, columns the predicted ones; each row sums to
+    1 (a true class absent from the selection is a blank row). The title
+    gives the selection's mean IoU against the whole set's.
+
+    Parameters
+    ----------
+    report : SelectionReport
+        :func:`latent_widgets.failures.selection_report` (or
+        ``ExplorerSession.selection_report()``): uses ``normalized()``,
+        ``class_names``, ``indices``, ``mean_iou``, ``mean_iou_all``.
+    ax : matplotlib Axes, optional
+        Draw into it (its figure is returned); a new figure by default.
+    title : str, optional
+        Default: "N samples · mean IoU x (all y)".
+    annotate : bool, optional
+        Write each cell's fraction (default: up to 15 classes).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> cm = np.array([[3, 1], [0, 4]])
+    >>> r = SimpleNamespace(normalized=lambda: cm / cm.sum(1, keepdims=True), class_names=("a", "b"),
+    ...                     indices=np.arange(2), mean_iou=0.7, mean_iou_all=0.8)
+    >>> [t.get_text() for t in confusion_figure(r).axes[0].get_yticklabels()]
+    ['a', 'b']
+    """
+    norm = np.asarray(report.normalized(), np.float64)
+    names = [str(c) for c in report.class_names]
+    c = len(names)
+    if ax is None:
+        side = min(2.0 + 0.42 * c, 9.0)
+        fig: Any = PaperFigure(figsize=(side + 1.0, side), layout="constrained")
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    shown = np.ma.masked_invalid(norm)
+    im = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks(range(c), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(c), names, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if annotate is None:
+        annotate = c <= 15
+    if annotate:
+        for i in range(c):
+            for j in range(c):
+                v = norm[i, j]
+                if np.isfinite(v) and v >= 0.005:
+                    ax.text(
+                        j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v > 0.6 else "0.15"
+                    )
+    fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of the true class's pixels")
+    if title is None:
+        title = f"{len(report.indices)} samples · mean IoU {report.mean_iou:.3f}"
+        if np.isfinite(report.mean_iou_all):
+            title += f" (all {report.mean_iou_all:.3f})"
+    ax.set_title(title, fontsize=10)
     return fig
 
 

@@ -1038,6 +1038,14 @@ class ExplorerSession(traitlets.HasTraits):
 
         self._model_lane.submit("selection report", job)
 
+    def prediction(self, index: int) -> np.ndarray:
+        """The predicted mask of sample ``index``: the session's, else the model's (one call)."""
+        if self.predictions is not None:
+            return np.asarray(self.predictions[int(index)])
+        if self.model is None:
+            raise ValueError("no predicted masks: pass predictions=... or a model")
+        return np.asarray(self.model.predict_masks(np.stack([self.dataset.images[int(index)]])))[0]
+
     def selection_report(self, indices: Sequence[int] | np.ndarray | None = None) -> Any:
         """The :class:`~latent_widgets.failures.SelectionReport` of the selection (or of ``indices``).
 

@@ -5,7 +5,9 @@
   :func:`projection_map` picks one for a dataset's size.
 - :class:`MaskViewer`: image, ground truth, prediction, overlay and errors.
 - :class:`InterpolationSlider`: decode the path between two samples.
-- :class:`LatentExplorer`: the three, linked, in one call.
+- :class:`SelectionPanel`: the selection's confusion matrix, mean IoU and worst samples.
+- :class:`LatentExplorer`: the map, viewer, slider and selection panel, linked, in one call;
+  :func:`link_explorers` mirrors selection and hover between two explorers (two models).
 
 Every widget keeps its state in traits and exposes what it shows (arrays,
 PNG bytes, coordinates) as plain Python attributes; its ipywidgets tree is
@@ -23,14 +25,17 @@ from __future__ import annotations
 from ._common import ErrorSink
 from .explorer import CLICK_ACTIONS, LatentExplorer
 from .interpolation_slider import InterpolationSlider
+from .linking import link_explorers
 from .mask_viewer import PANES, MaskViewer
-from .scatter import COLOR_FIELDS, DEFAULT_GL_THRESHOLD, MapView, ProjectionScatter, gl_scatter_class
+from .scatter import COLOR_FIELDS, DEFAULT_GL_THRESHOLD, MAP_TOOLS, MapView, ProjectionScatter, gl_scatter_class
+from .selection_panel import SelectionPanel
 from .webgl_map import WebGLMap, jscatter_available, projection_map
 
 __all__ = [
     "CLICK_ACTIONS",
     "COLOR_FIELDS",
     "DEFAULT_GL_THRESHOLD",
+    "MAP_TOOLS",
     "PANES",
     "ErrorSink",
     "InterpolationSlider",
@@ -38,8 +43,10 @@ __all__ = [
     "MapView",
     "MaskViewer",
     "ProjectionScatter",
+    "SelectionPanel",
     "WebGLMap",
     "gl_scatter_class",
     "jscatter_available",
+    "link_explorers",
     "projection_map",
 ]

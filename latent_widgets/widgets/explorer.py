@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import html
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
@@ -16,6 +18,7 @@ from ._common import ErrorSink, View, relay_session_errors, wait_quietly, watch_
 from .interpolation_slider import InterpolationSlider
 from .mask_viewer import MaskViewer
 from .scatter import DEFAULT_GL_THRESHOLD
+from .selection_panel import SelectionPanel
 from .webgl_map import projection_map
 
 __all__ = ["CLICK_ACTIONS", "LatentExplorer"]
@@ -83,6 +86,8 @@ class LatentExplorer(View):
         The map (:func:`~latent_widgets.widgets.webgl_map.projection_map` picks it).
     viewer : MaskViewer
     slider : InterpolationSlider
+    selection_panel : SelectionPanel
+        The selection's count, mean IoU, confusion matrix and worst samples.
     output : ipywidgets.Output
         Callback errors.
     errors : ErrorSink
@@ -142,6 +147,16 @@ class LatentExplorer(View):
         self.scatter = projection_map(session=session, splits=splits, gl_threshold=gl_threshold, errors=self.errors)
         self.viewer = MaskViewer(session=session, display_width=display_width, errors=self.errors)
         self.slider = InterpolationSlider(session=session, display_width=display_width, errors=self.errors)
+        self.selection_panel = SelectionPanel(session, errors=self.errors)
+        #: Where the last export went (the files written), or empty.
+        self.exported: list[Path] = []
+        self._export_button = W.Button(
+            description="export", icon="download", tooltip="write session.json and the figures (PNG, SVG)"
+        )
+        self._export_button.add_class("lw-export-button")
+        self._export_button.on_click(self.errors.guard(lambda _: self.export()))
+        self._export_status = W.HTML()
+        self._export_status.add_class("lw-export-status")
 
         self._click_buttons = W.ToggleButtons(
             options=list(CLICK_ACTIONS),
@@ -166,6 +181,8 @@ class LatentExplorer(View):
                     [
                         W.HTML(f"<h3 style='margin:4px 0'>Latent space of {name} · {len(dataset)} samples</h3>"),
                         self.busy_indicator,
+                        self._export_button,
+                        self._export_status,
                     ],
                     layout=W.Layout(flex_flow="row wrap", align_items="center"),
                 ),
@@ -177,6 +194,7 @@ class LatentExplorer(View):
                     ],
                     layout=W.Layout(flex_flow="row wrap", align_items="flex-start", grid_gap="4px 12px"),
                 ),
+                self.selection_panel.widget,
                 self.slider.widget,
                 W.HBox([W.HTML("<b>errors</b>"), clear]),
                 self.output,
@@ -214,6 +232,20 @@ class LatentExplorer(View):
             if jobs
             else ""
         )
+
+    def export(self, folder: str | Path | None = None) -> list[Path]:
+        """Write the session and its figures (:meth:`ExplorerSession.export`); what the "export" button does.
+
+        ``folder`` defaults to ``latent-session-<timestamp>`` in the current directory.
+        """
+        if folder is None:
+            folder = Path.cwd() / f"latent-session-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        self.exported = self.session.export(folder)
+        names = ", ".join(html.escape(p.name) for p in self.exported)
+        self._export_status.value = (
+            f"<span style='font-size:12px'>exported to <code>{html.escape(str(folder))}</code>: {names}</span>"
+        )
+        return self.exported
 
     def clear_errors(self) -> None:
         """Forget the errors shown (the sink's and the session's)."""
