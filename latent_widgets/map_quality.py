@@ -289,7 +289,7 @@ def local_trustworthiness(x: np.ndarray, y: np.ndarray, n_neighbors: int = 5) ->
     1.0
     """
     k = int(n_neighbors)
-    n = len(x)
+    n = int(np.shape(x)[0])
     if not 1 <= k < n / 2:
         raise ValueError(f"n_neighbors ({k}) should be at least 1 and less than n_samples / 2 ({n / 2})")
     return _local_scores(x, y, k, "trust")
@@ -323,7 +323,7 @@ def local_knn_preservation(x: np.ndarray, y: np.ndarray, k: int = 10) -> np.ndar
     >>> bool(abs(p.mean() - knn_preservation(x, x[:, :2], k=5)) < 1e-12)
     True
     """
-    n = len(x)
+    n = int(np.shape(x)[0])
     if not 1 <= k < n:
         raise ValueError(f"k must be in 1..{n - 1}, got {k}")
     return _local_scores(x, y, int(k), "knn")
@@ -363,7 +363,7 @@ def off_manifold(points: np.ndarray, latents: Any, *, index: LatentIndex | None 
     """
     from .neighbors import LatentIndex
 
-    n = int(np.shape(latents)[0]) if hasattr(latents, "shape") else len(latents)
+    n = int(np.shape(latents)[0])
     if index is None:
         index = LatentIndex(latents, approximate=False)
     elif index.n_samples != n:
