@@ -6,6 +6,11 @@ was made from (N, ...), or look at the map alone:
 - :func:`trustworthiness`: :func:`sklearn.manifold.trustworthiness` on exact
   float64 latent distances;
 - :func:`knn_preservation`: the fraction of k-NN kept;
+- :func:`local_trustworthiness`, :func:`local_knn_preservation`: the same
+  figures point by point (their means are the global ones), to colour a map
+  by where it can be trusted;
+- :func:`off_manifold`: how far generated latents (path steps, attribute
+  edits) lie from the real ones, in units of the data's own spacing;
 - :func:`coordinate_ranges`: the extent of the map, the study's figure;
 - :func:`spread`: mean nearest-neighbour distance over median pairwise
   distance, scale-free;
@@ -26,18 +31,25 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .arrays import iter_row_blocks
 from .projection import METHODS, _column_mean_std, _fit_cached, _standardized, latent_features
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .neighbors import LatentIndex
 
 __all__ = [
     "coordinate_ranges",
     "format_table",
     "group_separation",
     "knn_preservation",
+    "local_knn_preservation",
+    "local_trustworthiness",
+    "off_manifold",
     "quality_table",
     "spread",
     "trustworthiness",
@@ -144,6 +156,232 @@ def knn_preservation(x: np.ndarray, y: np.ndarray, k: int = 10) -> float:
     if not 1 <= k < len(fx):
         raise ValueError(f"k must be in 1..{len(fx) - 1}, got {k}")
     return _knn_pres_from_orders(_reference_order(fx), _map_order(fy), int(k))
+
+
+# ----------------------------------------------------------------------------- per point
+
+# Bytes of one block of float64 distance rows, and of latent rows read from a
+# store at once: above this an N x N matrix is never built whole.
+_LOCAL_BLOCK_BYTES = 1 << 26
+
+
+def _rows_of(x: Any, name: str) -> tuple[Any, int, bool]:
+    """The latents as rows (a flat ndarray, or the store as given), their count, and whether streamed."""
+    from .neighbors import _as_2d, _is_store
+
+    if _is_store(x):
+        shape = tuple(int(s) for s in x.shape)
+        if len(shape) < 2:
+            raise ValueError(f"{name} must have shape (N, ...) with one latent per row, got {shape}")
+        return x, shape[0], True
+    fx = _as_2d(x, name)
+    return fx, len(fx), False
+
+
+def _read_flat(x: Any, rows: slice) -> np.ndarray:
+    block = np.asarray(x[rows])
+    return block.reshape(len(block), -1)
+
+
+def _distance_rows(x: Any, streamed: bool, n: int, block: int) -> Iterator[np.ndarray]:
+    """Squared float64 distances of blocks of ``block`` rows to all ``n`` rows, self at +inf.
+
+    One block holding every row is the very matrix of :func:`trustworthiness`
+    (so the means agree to the last bit); smaller blocks compare each block
+    with the rows in memory, or with a store read a bounded block at a time.
+    """
+    from .neighbors import pairwise_distances
+
+    if block >= n and not streamed:
+        d = _reference_distances(x)
+        np.fill_diagonal(d, np.inf)
+        yield d
+        return
+    for rows in iter_row_blocks(n, block):
+        q = _read_flat(x, rows) if streamed else x[rows]
+        if streamed:
+            d = np.empty((len(q), n), np.float64)
+            step = max(1, _LOCAL_BLOCK_BYTES // (8 * max(q.shape[1], 1)))
+            for cols in iter_row_blocks(n, step):
+                d[:, cols] = pairwise_distances(q, _read_flat(x, cols), squared=True)
+        else:
+            d = pairwise_distances(q, x, squared=True)
+        d[np.arange(len(q)), np.arange(rows.start, rows.stop)] = np.inf
+        yield d
+
+
+def _nearest(d: np.ndarray, k: int) -> np.ndarray:
+    """Each row's ``k`` smallest entries, nearest first, ties in index order (as a stable argsort)."""
+    part = np.argpartition(d, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(d, part, 1)
+    order = np.lexsort((part, vals), axis=1)
+    out = np.take_along_axis(part, order, 1)
+    # argpartition breaks ties at the k-th distance arbitrarily: redo those rows stably.
+    tied = np.flatnonzero((d <= vals.max(axis=1, keepdims=True)).sum(axis=1) > k)
+    if len(tied):
+        out[tied] = np.argsort(d[tied], axis=1, kind="stable")[:, :k]
+    return out
+
+
+def _local_scores(x: Any, y: np.ndarray, k: int, what: Literal["trust", "knn"]) -> np.ndarray:
+    fx, n, streamed = _rows_of(x, "X")
+    fy = np.asarray(y, np.float64)
+    if fy.ndim != 2 or len(fy) != n:
+        raise ValueError(f"Y must be the map of the same points, shape ({n}, n_components), got {fy.shape}")
+    if not np.isfinite(fy).all():
+        raise ValueError("Y has NaN or infinite coordinates; recompute the map")
+    # Rows per block: the (B, N) distances of both spaces and the (B, k, N) rank comparisons stay bounded.
+    block = n if n * n * 8 <= _LOCAL_BLOCK_BYTES else max(1, _LOCAL_BLOCK_BYTES // ((16 + 2 * k) * n))
+    out = np.empty(n, np.float64)
+    start = 0
+    for dx, dy in zip(_distance_rows(fx, streamed, n, block), _distance_rows(fy, False, n, block), strict=True):
+        rows = slice(start, start + len(dx))
+        start = rows.stop
+        near_y = _nearest(dy, k)
+        if what == "knn":
+            near_x = _nearest(dx, k)
+            out[rows] = (near_x[:, :, None] == near_y[:, None, :]).any(axis=2).mean(axis=1)
+            continue
+        # Latent-space rank of each map neighbour (1 = nearest), ties in index order as in a stable argsort.
+        v = np.take_along_axis(dx, near_y, 1)[:, :, None]
+        closer = (dx[:, None, :] < v).sum(axis=2)
+        tied = ((dx[:, None, :] == v) & (np.arange(n) < near_y[:, :, None])).sum(axis=2)
+        penalty = np.maximum(closer + tied + 1 - k, 0).sum(axis=1)
+        out[rows] = 1.0 - penalty * (2.0 / (k * (2.0 * n - 3.0 * k - 1.0)))
+    return out
+
+
+def local_trustworthiness(x: np.ndarray, y: np.ndarray, n_neighbors: int = 5) -> np.ndarray:
+    """Each point's share of :func:`trustworthiness`: whether its map neighbours are latent neighbours.
+
+    Point ``i`` scores ``1 - 2 / (k (2N - 3k - 1)) * sum_j max(r(i, j) - k, 0)``
+    over its ``k`` nearest map neighbours ``j``, where ``r(i, j)`` is the
+    rank of ``j`` among ``i``'s nearest latents: 1 when every map neighbour
+    is among its ``k`` nearest latents, lower the farther in latent space
+    they really are. The mean over the points is :func:`trustworthiness`
+    (the normalisation of :func:`sklearn.manifold.trustworthiness`), so a
+    low point shows where the map's figure is lost.
+
+    Parameters
+    ----------
+    x : ndarray or row-indexable store, shape (N, ...)
+        The latents (or their features). A store (a Zarr array, a
+        :class:`~latent_widgets.store.StoredArray`, a memmap) is read in
+        row blocks; above about 2900 points the distances are computed a
+        block of rows at a time, never as one N x N matrix.
+    y : ndarray, shape (N, n_components)
+        The map.
+    n_neighbors : int
+        Must be below ``N / 2``.
+
+    Returns
+    -------
+    ndarray, float64, shape (N,)
+        In [0, 1]: 0 when a point's map neighbours are its farthest latents.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(size=(40, 5))
+    >>> t = local_trustworthiness(x, x[:, :2])
+    >>> t.shape, bool(abs(t.mean() - trustworthiness(x, x[:, :2])) < 1e-12)
+    ((40,), True)
+    >>> float(local_trustworthiness(x, 2 * x).min())
+    1.0
+    """
+    k = int(n_neighbors)
+    n = int(np.shape(x)[0])
+    if not 1 <= k < n / 2:
+        raise ValueError(f"n_neighbors ({k}) should be at least 1 and less than n_samples / 2 ({n / 2})")
+    return _local_scores(x, y, k, "trust")
+
+
+def local_knn_preservation(x: np.ndarray, y: np.ndarray, k: int = 10) -> np.ndarray:
+    """Each point's fraction of its ``k`` nearest latents that are also its ``k`` nearest on the map.
+
+    The mean over the points is :func:`knn_preservation`; ties are broken
+    by index as there.
+
+    Parameters
+    ----------
+    x : ndarray or row-indexable store, shape (N, ...)
+        As in :func:`local_trustworthiness` (streamed, in row blocks).
+    y : ndarray, shape (N, n_components)
+    k : int
+        In ``1 .. N - 1``.
+
+    Returns
+    -------
+    ndarray, float64, shape (N,)
+        Multiples of ``1 / k`` in [0, 1].
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(size=(30, 3))
+    >>> float(local_knn_preservation(x, 3 * x + 1, k=5).min())
+    1.0
+    >>> p = local_knn_preservation(x, x[:, :2], k=5)
+    >>> bool(abs(p.mean() - knn_preservation(x, x[:, :2], k=5)) < 1e-12)
+    True
+    """
+    n = int(np.shape(x)[0])
+    if not 1 <= k < n:
+        raise ValueError(f"k must be in 1..{n - 1}, got {k}")
+    return _local_scores(x, y, int(k), "knn")
+
+
+def off_manifold(points: np.ndarray, latents: Any, *, index: LatentIndex | None = None) -> np.ndarray:
+    """How far generated latents lie from the data, in units of the data's own spacing.
+
+    Each point's distance to its nearest real latent, divided by the
+    typical nearest-neighbour distance of the data: the median over the real
+    latents of each one's distance to its nearest other latent
+    (:meth:`LatentIndex.nn_distance_scale`). A real latent scores 0; around
+    1 a point is as close to the data as real samples are to each other;
+    well above 1 it has left the data (a path step or attribute edit the
+    decoder never saw the like of).
+
+    Parameters
+    ----------
+    points : ndarray, shape (M, *latent_shape), or one latent
+        Generated latents (path steps, edited latents).
+    latents : ndarray or row-indexable store, shape (N, *latent_shape)
+        The real latents, N >= 2.
+    index : LatentIndex, optional
+        An index of ``latents`` (built once, reused: its distances, metric
+        and cached scale). Without it an exact euclidean index is built,
+        which streams a store in row blocks.
+
+    Returns
+    -------
+    ndarray, float64, shape (M,)
+
+    Examples
+    --------
+    >>> data = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])  # spacings 1, 1, 2: median 1
+    >>> off_manifold(np.array([[1.0, 0.0], [1.0, 2.0], [10.0, 0.0]]), data).tolist()
+    [0.0, 2.0, 7.0]
+    """
+    from .neighbors import LatentIndex
+
+    n = int(np.shape(latents)[0])
+    if index is None:
+        index = LatentIndex(latents, approximate=False)
+    elif index.n_samples != n:
+        raise ValueError(
+            f"index holds {index.n_samples} latents but latents has {n}; pass the index built on these latents"
+        )
+    if n < 2:
+        raise ValueError(f"off_manifold needs at least 2 real latents to measure their spacing, got {n}")
+    q = np.asarray(points)
+    if q.shape != index.sample_shape and len(q) == 0:
+        return np.zeros(0, np.float64)
+    scale = index.nn_distance_scale()
+    if not scale > 0:
+        raise ValueError(
+            "the real latents' median nearest-neighbour distance is 0 (over half of them duplicate another), "
+            "so no distance can be measured against it; remove the duplicates"
+        )
+    return index.query(q, k=1)[1][:, 0] / scale
 
 
 def coordinate_ranges(y: np.ndarray) -> np.ndarray:
