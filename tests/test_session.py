@@ -212,3 +212,234 @@ def test_predict_auto_predicts_all_masks_only_below_the_pixel_budget(model, ds, 
     assert forced.predictions is not None
     with pytest.raises(ValueError, match="predict='yes'"):
         ExplorerSession(model, ds, asynchronous=False, predict="yes")
+
+
+# ---------------------------------------------------------------------------- selection, colours, sessions
+
+
+def test_the_selection_is_sorted_unique_and_range_checked(model, ds) -> None:
+    s = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0)
+    assert s.selection.dtype == np.int64 and s.selection.tolist() == [] and s.report is None
+    seen: list[list[int]] = []
+    s.observe(lambda c: seen.append(c["new"].tolist()), "selection")
+    s.selection = [9, 3, 3, 17]
+    assert s.selection.tolist() == [3, 9, 17] and s.selection.dtype == np.int64
+    s.selection = np.array([17, 9, 3])  # the same selection: no notification
+    mask = np.zeros(len(ds), bool)
+    mask[[1, 4]] = True
+    s.selection = mask
+    assert s.selection.tolist() == [1, 4]
+    s.selection = None
+    assert seen == [[3, 9, 17], [1, 4], []]
+    with pytest.raises(ValueError, match="read-only"):
+        s.selection[:] = 0  # only assignment changes it (and notifies)
+    with pytest.raises(traitlets.TraitError, match=r"indices \[24, 99\] are out of range for 24 samples \(0\.\.23\)"):
+        s.selection = [2, 24, 99]
+    with pytest.raises(traitlets.TraitError, match=r"out of range"):
+        s.selection = [-1]
+    with pytest.raises(traitlets.TraitError, match="boolean mask needs one value per sample"):
+        s.selection = np.ones(5, bool)
+    with pytest.raises(traitlets.TraitError, match="expected sample indices"):
+        s.selection = [1.5]
+    assert s.selection.tolist() == []
+
+
+def test_colour_fields_are_validated_and_computed(model, ds) -> None:
+    from latent_widgets.map_quality import knn_preservation, trustworthiness
+    from latent_widgets.metrics import per_sample_iou
+
+    s = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0)
+    assert s.color_by == "group"  # the dataset has drives
+    fields = s.color_fields()
+    assert fields[:3] == ("group", "dominant class", "mean IoU") and "IoU: Road" in fields
+    assert {"trustworthiness", "kNN preservation", "split", "none"} <= set(fields)
+    with pytest.raises(traitlets.TraitError, match="color_by 'IoU: Unicorn': choose one of"):
+        s.color_by = "IoU: Unicorn"
+    # per-sample IoU of one class against a per-sample loop over the metric
+    iou = per_sample_iou(s.predictions, ds.masks, ds.n_classes)
+    road = list(ds.class_names).index("Road")
+    f = s.color_values("IoU: Road")
+    assert f.kind == "continuous"
+    np.testing.assert_allclose(f.values, iou[:, road], equal_nan=True)
+    np.testing.assert_allclose(s.color_values("mean IoU").values, np.nanmean(iou, axis=1))
+    dom = s.color_values("dominant class")
+    assert dom.categorical and dom.values.tolist() == ds.class_fractions().argmax(axis=1).tolist()
+    # per-point trustworthiness of the current map: its mean is the global figure
+    x = s.latents.reshape(len(ds), -1).astype(np.float64)
+    s.color_by = "trustworthiness"
+    t = s.color_values().values
+    assert t.shape == (len(ds),) and np.mean(t) == pytest.approx(trustworthiness(x, s.points, 5))
+    k = s.color_values("kNN preservation").values
+    assert np.mean(k) == pytest.approx(knn_preservation(x, s.points, 10))
+    # another map gets its own values
+    s.map_method = "tsne"
+    t2 = s.color_values().values
+    assert np.mean(t2) == pytest.approx(trustworthiness(x, s.points, 5)) and not np.allclose(t, t2)
+
+
+def test_map_quality_runs_in_the_background_and_not_above_the_size_limit(model, ds, monkeypatch) -> None:
+    import latent_widgets.session as session_module
+
+    s = ExplorerSession(model, ds, scrub_steps=0)
+    s.wait()
+    s.color_by = "trustworthiness"
+    s.wait()
+    assert set(s.quality) == {"pca"} and not s.color_values().note
+    monkeypatch.setattr(session_module, "POINT_QUALITY_MAX", len(ds) - 1)
+    f = s.color_values("kNN preservation")
+    assert "not available at this size" in f.note and np.isnan(f.values).all()
+    s.close()
+
+
+def test_the_selection_report_is_the_failures_report_and_sklearns_confusion(model, ds) -> None:
+    from sklearn.metrics import confusion_matrix
+
+    from latent_widgets.failures import selection_report
+
+    s = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0)
+    s.selection = [11, 2, 5, 7]
+    r = s.report
+    assert r is not None and r.indices.tolist() == [2, 5, 7, 11]
+    ref = selection_report(ds.masks, s.predictions, [2, 5, 7, 11], ds.n_classes, class_names=ds.class_names)
+    np.testing.assert_array_equal(r.confusion, ref.confusion)
+    np.testing.assert_array_equal(r.worst, ref.worst)
+    assert r.mean_iou == pytest.approx(ref.mean_iou) and r.class_names == tuple(ds.class_names)
+    sel = [2, 5, 7, 11]
+    cm = confusion_matrix(ds.masks[sel].ravel(), s.predictions[sel].ravel(), labels=range(ds.n_classes))
+    np.testing.assert_array_equal(r.confusion, cm)
+    whole = confusion_matrix(ds.masks.ravel(), s.predictions.ravel(), labels=range(ds.n_classes))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou_all = np.diag(whole) / (whole.sum(0) + whole.sum(1) - np.diag(whole))
+    assert r.mean_iou_all == pytest.approx(np.nanmean(iou_all))
+    s.selection = []
+    assert s.report is None
+    with pytest.raises(ValueError, match="the selection is empty"):
+        s.selection_report()
+    # without predictions, the selected samples are predicted
+    lazy = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0, predict=False)
+    assert lazy.predictions is None
+    lazy.selection = sel
+    pred = model.predict_masks(ds.images[sel])
+    np.testing.assert_array_equal(
+        lazy.report.confusion, confusion_matrix(ds.masks[sel].ravel(), pred.ravel(), labels=range(ds.n_classes))
+    )
+    np.testing.assert_array_equal(lazy.report.worst, r.worst)
+
+
+def _configured(model, ds, **kwargs) -> ExplorerSession:
+    s = ExplorerSession(
+        model, ds, asynchronous=False, scrub_steps=0, projection_kwargs={"tsne": {"perplexity": 5.0}}, **kwargs
+    )
+    s.map_method = "tsne"
+    s.color_by = "IoU: Car"
+    s.index_a, s.index_b = 4, 19
+    s.n_steps = 7
+    s.path_method = "spherical"
+    s.skip_policy = "hold_a"
+    s.alpha = 0.41
+    s.selection = [3, 8, 9, 21]
+    s.selected = 8
+    return s
+
+
+FIELDS = (
+    "map_method",
+    "methods",
+    "map_points",
+    "color_by",
+    "index_a",
+    "index_b",
+    "n_steps",
+    "path_method",
+    "skip_policy",
+    "alpha",
+    "selected",
+)
+
+
+def test_a_json_round_trip_reproduces_every_field_and_the_map(model, ds, tmp_path) -> None:
+    import json
+
+    s = _configured(model, ds)
+    text = s.to_json()
+    doc = json.loads(text)
+    assert doc["format"] == "latent-widgets-session" and doc["library_version"]
+    assert doc["map"]["projection_kwargs"] == {"tsne": {"perplexity": 5.0}}
+    r = ExplorerSession.from_json(text, model, ds, asynchronous=False, scrub_steps=0)
+    for name in FIELDS:
+        assert getattr(r, name) == getattr(s, name), name
+    assert r.selection.tolist() == [3, 8, 9, 21]
+    assert r._projection_kwargs == s._projection_kwargs
+    np.testing.assert_array_equal(r.points, s.points)  # the same t-SNE map
+    np.testing.assert_array_equal(r.path_points, s.path_points)
+    np.testing.assert_array_equal(r.current.mask, s.current.mask)
+    np.testing.assert_array_equal(r.report.confusion, s.report.confusion)
+    assert r.to_json() == text  # and saving it again gives the same file
+    # a path to a session.json works too
+    (tmp_path / "session.json").write_text(text)
+    assert ExplorerSession.from_json(str(tmp_path / "session.json"), model, ds, asynchronous=False).selected == 8
+
+
+def test_a_mismatched_model_or_dataset_is_refused(model, ds) -> None:
+    from toy import ToyLatentModel
+
+    from latent_widgets import synthetic_road_scenes
+    from latent_widgets.session import SessionMismatchError
+
+    text = _configured(model, ds).to_json()
+    other_model = ToyLatentModel(input_shape=(48, 64, 3), n_classes=12, latent_channels=8, seed=7)
+    with pytest.raises(SessionMismatchError, match=r"the model differs") as err:
+        ExplorerSession.from_json(text, other_model, ds, asynchronous=False)
+    assert "data" not in str(err.value).split(":", 1)[1].split(".")[0]
+    other_data = synthetic_road_scenes(24, size=(48, 64), seed=5, frames_per_drive=12)
+    with pytest.raises(SessionMismatchError, match=r"the data differ \(saved \w+, 24 samples") as err:
+        ExplorerSession.from_json(text, model, other_data, asynchronous=False)
+    assert "model differs" not in str(err.value)
+    with pytest.raises(ValueError, match="not a latent-widgets session file"):
+        ExplorerSession.from_json('{"a": 1}', model, ds)
+
+
+def test_export_writes_the_session_and_the_figures(model, ds, tmp_path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+
+    s = _configured(model, ds)
+    paths = s.export(tmp_path / "out")
+    names = sorted(p.name for p in paths)
+    assert names == sorted(
+        ["session.json", "map.png", "map.svg", "strip.png", "strip.svg", "confusion.png", "confusion.svg"]
+    )
+    for p in paths:
+        assert p.is_file() and p.parent == tmp_path / "out"
+        if p.suffix == ".png":
+            with Image.open(p) as im:
+                im.load()
+                assert im.size[0] > 100
+        elif p.suffix == ".svg":
+            assert ET.parse(p).getroot().tag.endswith("svg")
+    assert (
+        ExplorerSession.from_json(
+            (tmp_path / "out" / "session.json").read_text(), model, ds, asynchronous=False
+        ).selected
+        == 8
+    )
+    s.selection = None
+    assert "confusion.png" not in {p.name for p in s.export(tmp_path / "bare")}
+
+
+def test_pooled_map_points_fit_the_grid_average(model, ds) -> None:
+    from sklearn.decomposition import PCA
+
+    s = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0)
+    flat = s.points
+    s.map_points = "pooled"
+    pooled = s.latents.reshape(len(ds), -1, s.latents.shape[-1]).mean(axis=1)
+    ref = PCA(2, random_state=0).fit_transform(pooled.astype(np.float64))
+    for k in range(2):
+        assert min(np.abs(s.points[:, k] - ref[:, k]).max(), np.abs(s.points[:, k] + ref[:, k]).max()) < 1e-3
+    assert set(s.maps) == {"pca", "pooled:pca"} and s.path_points.shape == (12, 2)
+    s.map_points = "flatten"
+    assert s.points is flat
+    with pytest.raises(traitlets.TraitError, match="map_points 'cells'"):
+        s.map_points = "cells"

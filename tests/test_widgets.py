@@ -112,6 +112,7 @@ def test_scatter_colour_fields(scatter, ds):
     scatter.color_by = "none"
     assert len(set(scatter.colors)) == 1
     assert set(COLOR_FIELDS) == {"group", "dominant class", "mean IoU", "split", "none"}
+    assert set(COLOR_FIELDS) < set(scatter.session.color_fields())
     with pytest.raises(traitlets.TraitError):
         scatter.color_by = "nonsense"
 
@@ -839,3 +840,162 @@ def test_explorer_switches_to_the_webgl_map_above_the_threshold(model, ds, encod
         assert ex.errors.messages == []
     finally:
         ex.close()
+
+
+# ---------------------------------------------------------------------------- selection, colour fields, panel, linking
+
+
+def test_scatter_highlights_the_sessions_selection(scatter):
+    s = scatter.session
+    scatter.click(5)
+    assert scatter.mark.selected == [5] and scatter.mark.unselected_style == {}
+    s.selection = [9, 2, 4]
+    assert list(scatter.mark.selected) == [2, 4, 9] and scatter.mark.unselected_style == {"opacity": "0.3"}
+    assert scatter.selection.tolist() == [2, 4, 9]
+    scatter.click(7)  # a click shows its sample; the selection stays highlighted
+    assert s.selected == 7 and list(scatter.mark.selected) == [2, 4, 9]
+    scatter.selection = None
+    assert scatter.mark.selected == [7] and scatter.mark.unselected_style == {}
+
+
+def test_scatter_lasso_and_brush_write_the_selection(scatter):
+    s = scatter.session
+    assert scatter.tool == "click" and scatter.figure.interaction is None
+    # in click mode the mark's selection is the view's own highlight, not user input
+    scatter.mark.selected = [1, 2]
+    assert s.selection.tolist() == []
+    scatter._lasso_button.value = True
+    assert scatter.tool == "lasso" and scatter.figure.interaction is scatter.lasso
+    assert scatter.lasso.marks == [scatter.mark]
+    # what the browser's lasso sends: the mark's selected points
+    scatter.mark.selected = [11, 3, 8]
+    assert s.selection.tolist() == [3, 8, 11]
+    scatter._brush_button.value = True
+    assert scatter.tool == "brush" and scatter.figure.interaction is scatter.brush
+    assert not scatter._lasso_button.value and not scatter.pan_zoom
+    scatter.mark.selected = [0, 1]
+    assert s.selection.tolist() == [0, 1]
+    scatter.pan_zoom = True
+    assert scatter.tool == "pan/zoom" and scatter.figure.interaction is scatter.panzoom
+    assert not scatter._brush_button.value
+    scatter.pan_zoom = False
+    assert scatter.tool == "click" and scatter.figure.interaction is None
+    scatter._clear_selection_button.click()
+    assert s.selection.tolist() == []
+
+
+def test_scatter_colour_field_follows_the_session_both_ways(scatter, ds, predictions):
+    from latent_widgets.metrics import per_sample_iou
+
+    s = scatter.session
+    assert list(scatter._color_dropdown.options) == list(s.color_fields())
+    s.color_by = "IoU: Road"
+    assert scatter.color_by == scatter._color_dropdown.value == "IoU: Road"
+    road = per_sample_iou(predictions, ds.masks, ds.n_classes)[:, list(ds.class_names).index("Road")]
+    codes, colours, _ = scatter.color_values()
+    finite = np.isfinite(road)
+    expected = np.clip(np.round(road[finite] * (len(colours) - 1)), 0, len(colours) - 1)
+    np.testing.assert_array_equal(codes[finite], expected)
+    np.testing.assert_array_equal(scatter.mark.color, codes)
+    scatter._color_dropdown.value = "trustworthiness"
+    assert s.color_by == "trustworthiness" and "trustworthiness" in scatter.legend.value
+    assert len(set(scatter.colors)) > 3  # the per-point values, not the grey of "computing"
+
+
+def test_glmap_shows_and_writes_the_sessions_selection(glmap):
+    w, s = glmap.map_widget, glmap.session
+    s.selection = [9, 2, 4]
+    assert list(w.selection) == [2, 4, 9] and glmap.selected == s.selected  # no click from the highlight
+    assert "3 samples" in glmap._lasso_status.value
+    # a lasso in the browser: the selection, then its polygon
+    w.selection = np.array([1, 3, 5, 6], np.uint32)
+    w.set_trait("lasso_selection_polygon", np.array([[0, 0], [1, 0], [1, 1]], np.float32))
+    assert s.selection.tolist() == [1, 3, 5, 6]
+    # a click replaces the selection with the clicked sample
+    w.selection = np.array([7], np.uint32)
+    assert s.selection.tolist() == [] and s.selected == 7 and list(w.selection) == [7]
+
+
+def test_selection_panel_shows_the_report(model, ds, encoding):
+    from latent_widgets.widgets import SelectionPanel
+
+    ex = LatentExplorer(model, ds, encoding=encoding, asynchronous=False)
+    try:
+        panel = ex.selection_panel
+        assert isinstance(panel, SelectionPanel) and panel.widget in ex.widget.children
+        assert "No selection" in panel.summary.value and panel.gallery_indices == []
+        ex.session.selection = list(range(0, 24, 2))
+        r = ex.session.report
+        assert panel.report is r and f"<b>{12}</b> samples selected" in panel.summary.value
+        assert f"{r.mean_iou:.3f}" in panel.summary.value and f"whole set {r.mean_iou_all:.3f}" in panel.summary.value
+        assert png_pixels(panel.confusion.value).shape[1] > 200
+        assert panel.gallery_indices == r.worst[:6].tolist()
+        # a gallery tile: image, truth, prediction, error map of the sample
+        i = panel.gallery_indices[0]
+        tile = panel.tile(i)
+        h = panel.thumb_height
+        first = render.thumbnail(ds.images[i], height=h)
+        np.testing.assert_array_equal(tile[:, : first.shape[1]], first)
+        pred = ex.session.predictions[i]
+        errors = render.thumbnail(render.error_map(pred, ds.masks[i], ds.images[i]), height=h)
+        np.testing.assert_array_equal(tile[:, -errors.shape[1] :], errors)
+        # clicking an item shows that sample
+        buttons = [b for b in panel.gallery.children[1:]]
+        buttons[1].children[0].click()
+        assert ex.session.selected == panel.gallery_indices[1] and ex.viewer.index == panel.gallery_indices[1]
+        ex.session.selection = None
+        assert panel.gallery.children == () and "No selection" in panel.summary.value
+    finally:
+        ex.close()
+
+
+def test_explorer_export_button_writes_the_files(model, ds, encoding, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ex = LatentExplorer(model, ds, encoding=encoding, asynchronous=False)
+    try:
+        ex.session.selection = [1, 2, 3]
+        ex._export_button.click()
+        assert ex.errors.messages == []
+        names = {p.name for p in ex.exported}
+        assert {"session.json", "map.png", "map.svg", "strip.svg", "confusion.png"} <= names
+        folder = ex.exported[0].parent
+        assert folder.parent == tmp_path and folder.name.startswith("latent-session-")
+        assert all(p.is_file() for p in ex.exported) and "session.json" in ex._export_status.value
+    finally:
+        ex.close()
+
+
+def test_link_explorers_mirrors_selection_and_hover(model, ds, encoding):
+    from toy import ToyLatentModel
+
+    from latent_widgets import synthetic_road_scenes
+    from latent_widgets.widgets import link_explorers
+
+    other = ToyLatentModel(input_shape=(48, 64, 3), n_classes=12, latent_channels=8, seed=5)
+    a = LatentExplorer(model, ds, encoding=encoding, asynchronous=False)
+    b = LatentExplorer(other, ds, asynchronous=False)
+    try:
+        unlink = link_explorers(a, b)
+        a.session.selection = [4, 6]
+        assert b.session.selection.tolist() == [4, 6] and list(b.scatter.mark.selected) == [4, 6]
+        b.session.selection = [1]
+        assert a.session.selection.tolist() == [1]
+        a.scatter.hover(9)
+        assert b.scatter.linked_hover == 9 and b.scatter.linked_hover_mark.visible
+        np.testing.assert_allclose(b.scatter.linked_hover_mark.x, b.scatter.points[[9], 0])
+        unlink()
+        a.session.selection = [2]
+        assert b.session.selection.tolist() == [1] and b.scatter.linked_hover is None
+        small = synthetic_road_scenes(10, size=(48, 64), seed=0)
+        c = LatentExplorer(model, small, asynchronous=False)
+        with pytest.raises(ValueError, match="different datasets: 24 and 10 samples"):
+            link_explorers(a, c)
+        c.close()
+        shifted = synthetic_road_scenes(24, size=(48, 64), seed=3, frames_per_drive=12)
+        d = LatentExplorer(model, shifted, asynchronous=False)
+        with pytest.raises(ValueError, match="same length, different content"):
+            link_explorers(a, d)
+        d.close()
+    finally:
+        a.close()
+        b.close()

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import traitlets
-
 __all__ = ["link_explorers"]
 
 
@@ -53,20 +51,28 @@ def link_explorers(a: Any, b: Any) -> Callable[[], None]:
             "cannot link explorers of different datasets: same length, different content "
             "(the selection is a list of sample indices: both must show the same samples in the same order)"
         )
-    links = [traitlets.link((a.session, "selection"), (b.session, "selection"))]
 
-    def mirror(src: Any, dst: Any) -> Callable[[Any], None]:
-        def handler(change: Any) -> None:
+    def mirror(src: Any, dst: Any) -> Callable[[], None]:
+        # Not traitlets.link: it compares the arrays with `!=`. An equal selection is not set again
+        # (the session's trait ignores it), so the two observers do not loop.
+        def selection(change: Any) -> None:
+            dst.session.selection = change["new"]
+
+        def hovered(change: Any) -> None:
             dst.scatter.linked_hover = change["new"]
 
-        src.scatter.observe(handler, "hovered")
-        return lambda: src.scatter.unobserve(handler, "hovered")
+        src.session.observe(selection, "selection")
+        src.scatter.observe(hovered, "hovered")
+
+        def undo() -> None:
+            src.session.unobserve(selection, "selection")
+            src.scatter.unobserve(hovered, "hovered")
+
+        return undo
 
     undo = [mirror(a, b), mirror(b, a)]
 
     def unlink() -> None:
-        for link in links:
-            link.unlink()
         for fn in undo:
             fn()
         a.scatter.linked_hover = b.scatter.linked_hover = None
