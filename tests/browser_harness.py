@@ -59,6 +59,29 @@ print(model)""",
 ]
 
 
+#: Test hooks under the explorer: the kernel's ``session.selection`` as JSON (``.lw-test-selection``), and a
+#: text field (``.lw-test-set-selection``) whose value, JSON, is set as the selection from Python.
+SELECTION_HOOK_CELL = """\
+import json
+import ipywidgets as W
+
+selection_out = W.HTML()
+selection_out.add_class("lw-test-selection")
+selection_in = W.Text(continuous_update=False, placeholder="selection as JSON")
+selection_in.add_class("lw-test-set-selection")
+
+def _show_selection(_change=None):
+    selection_out.value = json.dumps(explorer.session.selection.tolist())
+
+explorer.session.observe(_show_selection, "selection")
+_show_selection()
+selection_in.observe(lambda c: setattr(explorer.session, "selection", json.loads(c["new"] or "[]")), "value")
+W.HBox([selection_in, selection_out])"""
+
+#: The explorer notebook with the selection hooks.
+SELECTION_CELLS = [*NOTEBOOK_CELLS, SELECTION_HOOK_CELL]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -314,6 +337,15 @@ def _cmdline(proc) -> list[str]:
         return proc.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return []
+
+
+def draw_lasso(page, points: Sequence[tuple[float, float]]) -> None:
+    """Drag the mouse along ``points`` (page px) and back to the first: a closed lasso."""
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for x, y in [*points[1:], points[0]]:
+        page.mouse.move(x, y, steps=3)
+    page.mouse.up()
 
 
 def drag_alpha(page, fraction: float, steps: int = 12) -> None:

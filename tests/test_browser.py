@@ -9,6 +9,9 @@ the numpy toy model of ``tests/toy.py``. The tests assert what a user sees:
 - dragging the alpha slider with the mouse changes the decoded mask image;
 - hovering a point shows its tooltip, clicking it changes the mask viewer;
 - while a UMAP map is being fitted, dragging alpha still changes the mask;
+- a lasso drawn with the mouse sets ``session.selection`` in the kernel to
+  the points inside it, and the selection panel shows its count and its
+  confusion matrix; a selection set from Python highlights its points;
 - at 960 and 1920 px wide, the map overlaps no other panel, the strip stays
   inside the explorer, every point is clickable at its centre and the
   shown index labels do not overlap.
@@ -26,7 +29,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_harness import N_SAMPLES, PAGE_TIMEOUT_MS, browser_missing, drag_alpha, explorer_page, voila_server
+from browser_harness import (
+    N_SAMPLES,
+    PAGE_TIMEOUT_MS,
+    SELECTION_CELLS,
+    browser_missing,
+    drag_alpha,
+    draw_lasso,
+    explorer_page,
+    voila_server,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -36,7 +48,7 @@ def voila_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     reason = browser_missing()
     if reason:
         pytest.skip(reason)
-    with voila_server(tmp_path_factory.mktemp("voila")) as url:
+    with voila_server(tmp_path_factory.mktemp("voila"), SELECTION_CELLS) as url:
         yield url
 
 
@@ -262,6 +274,131 @@ def test_scrubbing_swaps_grid_frames_in_the_browser(page):
 
     palette = {",".join(str(int(v)) for v in rgb) for rgb in CAMVID_PALETTE}
     assert len(colours) >= 2 and set(colours) <= palette
+
+
+# ---------------------------------------------------------------- selection
+
+DOT_STYLES_JS = """() => {
+  const fig = document.querySelector('.lw-projection-scatter');
+  const first = fig.querySelector('.dot').parentElement.parentElement;
+  return Array.from(first.querySelectorAll(':scope > .object_grp > .dot')).map(d => {
+    const s = getComputedStyle(d);
+    return {stroke: s.stroke, width: parseFloat(s.strokeWidth), opacity: parseFloat(s.opacity)};
+  });
+}"""
+
+
+def _kernel_selection(page) -> list[int]:
+    import json
+
+    return json.loads(page.inner_text(".lw-test-selection") or "[]")
+
+
+def _lasso_around(dots: list[dict], fig: dict) -> tuple[list[tuple[float, float]], list[int]]:
+    """A circle (24-gon) around a dense spot of the map, no point near its edge; the points inside."""
+    import math
+
+    best = None
+    for d in dots:
+        for r in (34.0, 42.0, 50.0, 58.0, 66.0):
+            # inside the figure, off its edges (the selector listens on the plot area)
+            if not (fig["x"] + 55 + r < d["cx"] < fig["x"] + fig["width"] - 25 - r):
+                continue
+            if not (fig["y"] + 15 + r < d["cy"] < fig["y"] + fig["height"] - 35 - r):
+                continue
+            dist = [math.hypot(o["cx"] - d["cx"], o["cy"] - d["cy"]) for o in dots]
+            # the 24-gon's edge lies between r cos(7.5 deg) and r: keep every centre 5 px off it
+            if any(r * math.cos(math.pi / 24) - 5 < x < r + 5 for x in dist):
+                continue
+            inside = [o["i"] for o, x in zip(dots, dist, strict=True) if x < r]
+            if 2 <= len(inside) < len(dots) // 2 and (best is None or len(inside) > len(best[2])):
+                best = (d, r, inside)
+    assert best is not None, "no spot of the map for a clean lasso"
+    d, r, inside = best
+    ring = [
+        (d["cx"] + r * math.cos(2 * math.pi * k / 24), d["cy"] + r * math.sin(2 * math.pi * k / 24)) for k in range(24)
+    ]
+    return ring, sorted(inside)
+
+
+def test_a_lasso_sets_the_selection_in_the_kernel_and_shows_its_confusion(page, shots):
+    assert _kernel_selection(page) == []
+    assert "No selection" in page.inner_text(".lw-selection-summary")
+    lasso = page.locator(".lw-lasso-button")
+    lasso.click()
+    page.wait_for_function("(e) => e.classList.contains('mod-active')", arg=lasso.element_handle(), timeout=10_000)
+    dots = page.evaluate(MAIN_DOTS_JS)
+    fig = page.locator(".lw-projection-scatter").bounding_box()
+    ring, inside = _lasso_around(dots, fig)
+    draw_lasso(page, ring)
+    try:
+        page.wait_for_function(
+            "(want) => document.querySelector('.lw-test-selection').innerText === want",
+            arg=json_list(inside),
+            timeout=30_000,
+        )
+    except Exception:
+        raise AssertionError(f"lasso around {inside}: the kernel holds {_kernel_selection(page)}") from None
+    # the panel shows the count, the confusion matrix and the worst samples
+    page.wait_for_function(
+        "(n) => document.querySelector('.lw-selection-summary').innerText.includes(n + ' samples selected · mean IoU')",
+        arg=len(inside),
+        timeout=30_000,
+    )
+    page.wait_for_function(
+        """() => { const img = document.querySelector('.lw-confusion');
+                   return img && img.offsetWidth > 100 && img.naturalWidth > 100; }""",
+        timeout=30_000,
+    )
+    # the gallery's widgets are new ones: they render after the summary and the matrix
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('.lw-worst-item').length === n", arg=min(6, len(inside)), timeout=30_000
+    )
+    # the lassoed points are highlighted, the others dimmed
+    styles = page.evaluate(DOT_STYLES_JS)
+    assert all(styles[i]["width"] == 3 for i in inside)
+    assert all(styles[i]["opacity"] < 0.5 for i in range(N_SAMPLES) if i not in inside)
+    top = page.locator(".lw-projection-scatter").bounding_box()["y"] - 90
+    panel = page.locator(".lw-selection-panel").bounding_box()
+    page.screenshot(
+        path=str(shots / "explorer_selection.png"),
+        full_page=True,
+        clip={"x": 0, "y": top, "width": 1400, "height": panel["y"] + panel["height"] - top + 6},
+    )
+
+
+def test_a_selection_set_from_python_is_highlighted(page):
+    want = [1, 12, 33]
+    field = page.locator(".lw-test-set-selection input")
+    field.fill(json_list(want))
+    field.press("Enter")
+    page.wait_for_function(
+        "(want) => document.querySelector('.lw-test-selection').innerText === want", arg=json_list(want), timeout=30_000
+    )
+    page.wait_for_function(
+        """(want) => {
+            const fig = document.querySelector('.lw-projection-scatter');
+            const first = fig.querySelector('.dot').parentElement.parentElement;
+            const dots = Array.from(first.querySelectorAll(':scope > .object_grp > .dot'));
+            return dots.every((d, i) => (parseFloat(getComputedStyle(d).strokeWidth) === 3) === want.includes(i));
+        }""",
+        arg=want,
+        timeout=30_000,
+    )
+    styles = page.evaluate(DOT_STYLES_JS)
+    assert [i for i, s in enumerate(styles) if s["opacity"] > 0.5] == want
+    page.wait_for_function(
+        "() => document.querySelector('.lw-selection-summary').innerText.includes('3 samples selected')",
+        timeout=30_000,
+    )
+    # back to clicking: the next tests click points
+    page.locator(".lw-lasso-button").click()
+    page.locator(".lw-clear-selection").click()
+    page.wait_for_function("() => document.querySelector('.lw-test-selection').innerText === '[]'", timeout=30_000)
+
+
+def json_list(values: list[int]) -> str:
+    return "[" + ", ".join(str(int(v)) for v in values) + "]"
 
 
 # ---------------------------------------------------------------- layout at two widths

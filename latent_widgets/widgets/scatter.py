@@ -784,24 +784,28 @@ class ProjectionScatter(MapView):
         self._reset_button = W.Button(icon="home", tooltip="reset zoom", layout=W.Layout(width="36px"))
         self._reset_button.on_click(self.errors.guard(lambda _: self.reset_view()))
         self._clear_selection_button = W.Button(
-            description="clear selection", layout=W.Layout(width="auto", min_width="max-content")
+            description="clear",
+            tooltip="clear the selection",
+            layout=W.Layout(width="auto", min_width="max-content", flex="0 0 auto"),
         )
+        self._clear_selection_button.add_class("lw-clear-selection")
         self._clear_selection_button.on_click(self.errors.guard(lambda _: setattr(self.session, "selection", None)))
         self._status = W.HTML()
         self.legend = W.HTML(layout=W.Layout(max_width=f"min({width}px, 100%)"))
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
-        controls = W.HBox(
+        controls = W.HBox([self._method_buttons, self._panzoom_button, self._reset_button], layout=wrap)
+        # The selection tools on the second row: the map's column stays as wide as the map.
+        controls2 = W.HBox(
             [
-                self._method_buttons,
-                self._panzoom_button,
                 self._lasso_button,
                 self._brush_button,
-                self._reset_button,
                 self._clear_selection_button,
+                self._color_dropdown,
+                self._labels_box,
+                self._status,
             ],
             layout=wrap,
         )
-        controls2 = W.HBox([self._color_dropdown, self._labels_box, self._status], layout=wrap)
         self.widget = W.VBox(
             [W.HTML(_MAP_CSS), controls, controls2, self.figure, self.legend],
             layout=W.Layout(max_width="100%", flex="0 1 auto"),

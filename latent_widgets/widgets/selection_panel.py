@@ -71,7 +71,7 @@ class SelectionPanel(View):
         errors: ErrorSink | None = None,
         n_worst: int = 6,
         thumb_height: int = 56,
-        confusion_px: int = 420,
+        confusion_px: int = 460,
     ) -> None:
         super().__init__()
         self.session = session
@@ -145,7 +145,7 @@ class SelectionPanel(View):
 
         fig = confusion_figure(report)
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80)
+        fig.savefig(buf, format="png", dpi=90)
         return buf.getvalue()
 
     def tile(self, index: int) -> np.ndarray:
