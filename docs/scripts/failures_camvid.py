@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,7 +33,7 @@ from latent_widgets.figures import PaperFigure
 from latent_widgets.session import ExplorerSession
 
 CAMVID = Path(os.environ.get("LATENT_WIDGETS_CAMVID", REPO.parent / "shared" / "camvid"))
-SIZE, WIDTH, EPOCHS = (72, 96), 0.25, 12
+SIZE, WIDTH, EPOCHS = (64, 96), 0.25, 12
 IMG = REPO / "docs" / "img"
 NEAR = 25  # the lasso goes around the map's worst neighbourhood of this many samples
 
@@ -67,7 +68,8 @@ def main() -> None:
     s.selection = Polygon(ring).contains_points(s.points)
     report = s.selection_report()
     print(f"selection: {len(report.indices)} samples, mean IoU {report.mean_iou:.3f} (all {report.mean_iou_all:.3f})")
-    print("worst:", report.worst[:6].tolist(), np.round(report.sample_iou[np.searchsorted(report.indices, report.worst[:6])], 3))
+    worst_iou = report.sample_iou[np.searchsorted(report.indices, report.worst[:6])]
+    print("worst:", report.worst[:6].tolist(), np.round(worst_iou, 3).tolist())
     names = list(report.class_names)
     delta = report.iou - s.selection_report(np.arange(len(data))).iou
     for c in np.argsort(delta)[:4]:
@@ -86,7 +88,7 @@ def main() -> None:
         values=iou,
         categorical=False,
         highlight=report.indices,
-        title=f"CamVid train, t-SNE of SegNet latents, coloured by mean IoU: a lasso around {len(report.indices)} samples",
+        title=f"CamVid train: t-SNE of SegNet latents by mean IoU, a lasso around {len(report.indices)} samples",
         figsize=(7.0, 5.6),
     )
     fig.axes[0].plot(ring[:, 0], ring[:, 1], "--", color="#d62728", lw=1.5)
@@ -111,7 +113,9 @@ def main() -> None:
             ax.set_xticks([])
             ax.set_yticks([])
     figures.save(fig, IMG / "failures_worst.png", formats=["png"])
-    s.export(REPO / "docs" / "img" / "failures_session")
+    out = Path(tempfile.mkdtemp())
+    print("export:", [p.name for p in s.export(out)])
+    print((out / "session.json").read_text())
     s.close()
 
 

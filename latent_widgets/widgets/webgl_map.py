@@ -297,7 +297,10 @@ class WebGLMap(MapView):
         self._writing_js = True
         try:
             # One highlighted point (the clicked sample) must not dim the other 100k; a selection does.
-            self.scatter.opacity(unselected=0.25 if many else 1.0)
+            opacity = 0.25 if many else 1.0
+            if opacity != getattr(self, "_unselected_opacity", 1.0):
+                self.scatter.opacity(unselected=opacity)
+                self._unselected_opacity = opacity
             self.scatter.selection(highlighted)
         finally:
             self._writing_js = False
