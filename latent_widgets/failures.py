@@ -323,28 +323,31 @@ def selection_report(
     pixels = shape[1] * shape[2]
     # A pred of the selected samples only holds them in the order of the sorted selection.
     pred_rows = np.arange(len(idx)) if int(np.shape(pred)[0]) != shape[0] else None
-    ignored = ignore_index is not None and not 0 <= ignore_index < c
     c2 = c * c
-    # One extra bin collects the ignored pixels, so a block is one bincount whatever ignore_index is.
-    per_sample = np.zeros((len(idx), c2), np.int64)
+    # An ignore_index that is a class id (not e.g. 255) gets a NaN IoU, as in metrics.iou_per_class.
+    nan_class = ignore_index is not None and 0 <= ignore_index < c
+    confusion = np.zeros((c, c), np.int64)
+    sample_mean = np.empty(len(idx), np.float64)
     for b, t, p in _blocks(truth, pred, idx, pixels, pred_rows):
         _check_range(p, c, "pred")
         code = t.astype(np.int64) * c + p
         if ignore_index is not None:
             drop = t == ignore_index
             _check_range(t[~drop], c, "truth")
+            # One extra bin collects the ignored pixels, so a block is one bincount whatever ignore_index is.
             code[drop] = c2
         else:
             _check_range(t, c, "truth")
-        per_sample[b] = row_bincount(code, c2 + 1, block_items=_CHUNK_PIXELS)[:, :c2]
-    cms = per_sample.reshape(len(idx), c, c)
-    confusion = cms.sum(axis=0)
+        # Per-sample matrices live one block at a time: memory stays O(K), not O(K C^2).
+        cms = row_bincount(code, c2 + 1, block_items=_CHUNK_PIXELS)[:, :c2].reshape(len(code), c, c)
+        confusion += cms.sum(axis=0)
+        sample_iou = _iou_from_cm(cms)
+        if nan_class:
+            sample_iou[:, ignore_index] = np.nan
+        sample_mean[b] = _nanmean(sample_iou, axis=1)
     iou = _iou_from_cm(confusion)
-    sample_iou = _iou_from_cm(cms)
-    if ignore_index is not None and not ignored:
+    if nan_class:
         iou[ignore_index] = np.nan
-        sample_iou[:, ignore_index] = np.nan
-    sample_mean = np.asarray(_nanmean(sample_iou, axis=1), np.float64).reshape(len(idx))
     mean = float(_nanmean(iou))
     if reference is not None:
         mean_all = _reference_mean_iou(reference, c, ignore_index)
