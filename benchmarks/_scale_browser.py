@@ -9,7 +9,13 @@ kernel):
   samples, whose map is the :class:`~latent_widgets.widgets.WebGLMap` with
   its overlays (path, neighbours, endpoints, the current point);
 - ``bare``: a jupyter-scatter widget of the same points, configured alike;
-- ``scattergl``: bqplot-gl's ``ScatterGL`` of the same points (PanZoom).
+- ``scattergl``: bqplot-gl's ``ScatterGL`` of the same points (PanZoom),
+  served by a second Voilà whose kernel and front end use bqplot 0.13.0a0:
+  bqplot-gl 0.1.1's front end was built against bqplot's JS 0.6.0-alpha.0
+  and fails on the project's bqplot 0.13.1 (``s.model.getScales is not a
+  function``, nothing drawn). That bqplot is installed once with pip into
+  ``.cache/bench/bqplot-0.13.0a0`` (``--target``, the venv untouched) and put
+  first on ``PYTHONPATH`` / ``JUPYTER_PATH`` for that server only.
 
 Panning fps: the mouse drags the map in circles for a few seconds while
 the page counts animation frames (``requestAnimationFrame``: a frame the
@@ -138,6 +144,40 @@ def _measure(browser, url: str, variant: str, n: int, seconds: float, repeats: i
         page.close()
 
 
+#: The bqplot whose front end bqplot-gl 0.1.1 was built against (its labextension needs ~0.6.0-alpha.0).
+BQPLOT_FOR_GL = "0.13.0a0"
+
+
+def bqplot_gl_env() -> dict[str, str]:
+    """Environment for a server whose kernel and page use bqplot ``BQPLOT_FOR_GL`` (installed on first use)."""
+    import os
+    import subprocess
+
+    target = REPO / ".cache" / "bench" / f"bqplot-{BQPLOT_FOR_GL}"
+    if not (target / "bqplot" / "__init__.py").exists():
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--target",
+                str(target),
+                f"bqplot=={BQPLOT_FOR_GL}",
+            ],
+            check=True,
+        )
+    paths = [str(target), os.environ.get("PYTHONPATH", "")]
+    return {
+        "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+        "JUPYTER_PATH": os.pathsep.join(
+            p for p in (str(target / "share" / "jupyter"), os.environ.get("JUPYTER_PATH", "")) if p
+        ),
+    }
+
+
 def map_fps(n: int = 100_000, *, sizes: tuple[int, ...] | None = None, seconds: float = 3.0, repeats: int = 3) -> dict:
     """Panning fps and first-draw time of the three maps of ``n`` points (and of ``sizes``, if given).
 
@@ -157,7 +197,9 @@ def map_fps(n: int = 100_000, *, sizes: tuple[int, ...] | None = None, seconds: 
     results: dict[int, dict[str, dict]] = {}
     with (
         tempfile.TemporaryDirectory() as tmp,
+        tempfile.TemporaryDirectory() as tmp_gl,
         voila_server(Path(tmp), scale_notebook_cells(n)) as url,
+        voila_server(Path(tmp_gl), scale_notebook_cells(n), extra_env=bqplot_gl_env()) as url_gl,
         sync_playwright() as p,
     ):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=WEBGL_CHROMIUM_ARGS)
@@ -165,7 +207,8 @@ def map_fps(n: int = 100_000, *, sizes: tuple[int, ...] | None = None, seconds: 
             for size in dict.fromkeys((*(sizes or ()), n)):
                 results[size] = {}
                 for variant in VARIANTS:
-                    results[size][variant] = r = _measure(browser, url, variant, size, seconds, repeats)
+                    where = url_gl if variant == "scattergl" else url
+                    results[size][variant] = r = _measure(browser, where, variant, size, seconds, repeats)
                     print(
                         f"  {size:>7} points  {variant:<10} {r['fps']:6.1f} fps "
                         f"({r['draws_per_s']:5.1f} draws/s)  first draw {r['first_draw_s']:5.2f} s",

@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks"), str(REPO / "tests")]
 
-from _scale_browser import GOAL_VS_BQPLOT_GL, GOAL_VS_RAW, map_fps  # noqa: E402
+from _scale_browser import BQPLOT_FOR_GL, GOAL_VS_BQPLOT_GL, GOAL_VS_RAW, map_fps  # noqa: E402
 from _scale_encode import encode_rss_growth, encode_vs_raw  # noqa: E402
 from _scale_projection import first_maps_vs_warm, tsne_vs_raw_100k  # noqa: E402
 
@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"map_100k_vs_bqplot_gl = {out['map_100k_vs_bqplot_gl']:.2f} (goal >= {GOAL_VS_BQPLOT_GL})")
         if g["first_draw_s"] != g["first_draw_s"]:  # nan: the baseline drew nothing
             print(
-                "  ScatterGL drew no point: with bqplot 0.13 the bqplot-gl 0.1.1 front end fails "
-                "('model.getScales is not a function' in the browser console), so there is no baseline fps"
+                "  ScatterGL drew no point, so there is no baseline fps: its server runs bqplot "
+                f"{BQPLOT_FOR_GL} (bqplot-gl 0.1.1's front end fails on 0.13.1); see the browser console"
             )
 
     print("\n".join(lines))

@@ -159,15 +159,21 @@ def _shape_of(x: Any, name: str) -> tuple[int, ...]:
     return shape
 
 
-def _check_pair(truth: Any, pred: Any) -> tuple[Any, Any, tuple[int, ...]]:
+def _check_pair(truth: Any, pred: Any, *, selected: int | None = None) -> tuple[Any, Any, tuple[int, ...]]:
+    """Both masks as row-indexable arrays, and the shape of ``truth``.
+
+    With ``selected`` (the size of a selection), ``pred`` may hold just the
+    selected samples instead of all of them.
+    """
     # Plain sequences become arrays; array-likes with a shape (lazy, Zarr) are kept to be read by rows.
     truth = truth if hasattr(truth, "shape") else np.asarray(truth)
     pred = pred if hasattr(pred, "shape") else np.asarray(pred)
     ts, ps = _shape_of(truth, "truth"), _shape_of(pred, "pred")
-    if ts != ps:
+    if ts[1:] != ps[1:] or ps[0] not in (ts[0], ts[0] if selected is None else selected):
+        also = "" if selected is None else f", or the {selected} selected samples only"
         raise ValueError(
-            f"truth and pred must have the same shape (N, H, W), got {ts} and {ps}; "
-            "predict the same samples at the masks' resolution."
+            f"truth and pred must be masks of the same samples, got shapes {ts} and {ps}; "
+            f"pred must hold all {ts[0]} samples{also}, predicted at the masks' resolution {ts[1:]}."
         )
     for arr, name in ((truth, "truth"), (pred, "pred")):
         dtype = getattr(arr, "dtype", None)
@@ -183,12 +189,19 @@ def _read_rows(x: Any, rows: np.ndarray) -> np.ndarray:
     return np.asarray(x[rows])
 
 
-def _blocks(truth: Any, pred: Any, rows: np.ndarray, pixels: int) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
-    """Blocks of ``rows`` with their truth and pred masks flattened to ``(B, pixels)``."""
+def _blocks(
+    truth: Any, pred: Any, rows: np.ndarray, pixels: int, pred_rows: np.ndarray | None = None
+) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+    """Blocks of ``rows`` with their truth and pred masks flattened to ``(B, pixels)``.
+
+    ``pred`` is read at ``pred_rows`` (default ``rows``): the positions of the
+    same samples in a pred that holds only some of them.
+    """
+    pred_rows = rows if pred_rows is None else pred_rows
     for b in iter_row_blocks(len(rows), _CHUNK_PIXELS // max(pixels, 1)):
         r = rows[b]
         t = _labels(_read_rows(truth, r), "truth").reshape(len(r), -1)
-        p = _labels(_read_rows(pred, r), "pred").reshape(len(r), -1)
+        p = _labels(_read_rows(pred, pred_rows[b]), "pred").reshape(len(r), -1)
         yield b, t, p
 
 
@@ -260,6 +273,9 @@ def selection_report(
     truth, pred : array-like of int, shape (N, H, W)
         True and predicted masks: numpy arrays, lazy arrays (a lazy dataset's
         ``masks``), Zarr arrays, anything row-indexable with a ``shape``.
+        ``pred`` may instead hold only the selected samples, shape
+        ``(K, H, W)`` in the order of the sorted selection (what predicting
+        just the selection gives).
     indices : sequence of int or boolean mask of length N
         The selected samples (any order; duplicates count once).
     n_classes : int
@@ -301,31 +317,37 @@ def selection_report(
     names = tuple(str(i) for i in range(c)) if class_names is None else tuple(str(s) for s in class_names)
     if len(names) != c:
         raise ValueError(f"got {len(names)} class names for n_classes={c}; pass one name per class")
-    truth, pred, shape = _check_pair(truth, pred)
-    idx = _as_indices(indices, shape[0])
+    truth = truth if hasattr(truth, "shape") else np.asarray(truth)
+    idx = _as_indices(indices, _shape_of(truth, "truth")[0])
+    truth, pred, shape = _check_pair(truth, pred, selected=len(idx))
     pixels = shape[1] * shape[2]
-    ignored = ignore_index is not None and not 0 <= ignore_index < c
+    # A pred of the selected samples only holds them in the order of the sorted selection.
+    pred_rows = np.arange(len(idx)) if int(np.shape(pred)[0]) != shape[0] else None
     c2 = c * c
-    # One extra bin collects the ignored pixels, so a block is one bincount whatever ignore_index is.
-    per_sample = np.zeros((len(idx), c2), np.int64)
-    for b, t, p in _blocks(truth, pred, idx, pixels):
+    # An ignore_index that is a class id (not e.g. 255) gets a NaN IoU, as in metrics.iou_per_class.
+    nan_class = ignore_index is not None and 0 <= ignore_index < c
+    confusion = np.zeros((c, c), np.int64)
+    sample_mean = np.empty(len(idx), np.float64)
+    for b, t, p in _blocks(truth, pred, idx, pixels, pred_rows):
         _check_range(p, c, "pred")
         code = t.astype(np.int64) * c + p
         if ignore_index is not None:
             drop = t == ignore_index
             _check_range(t[~drop], c, "truth")
+            # One extra bin collects the ignored pixels, so a block is one bincount whatever ignore_index is.
             code[drop] = c2
         else:
             _check_range(t, c, "truth")
-        per_sample[b] = row_bincount(code, c2 + 1, block_items=_CHUNK_PIXELS)[:, :c2]
-    cms = per_sample.reshape(len(idx), c, c)
-    confusion = cms.sum(axis=0)
+        # Per-sample matrices live one block at a time: memory stays O(K), not O(K C^2).
+        cms = row_bincount(code, c2 + 1, block_items=_CHUNK_PIXELS)[:, :c2].reshape(len(code), c, c)
+        confusion += cms.sum(axis=0)
+        sample_iou = _iou_from_cm(cms)
+        if nan_class:
+            sample_iou[:, ignore_index] = np.nan
+        sample_mean[b] = _nanmean(sample_iou, axis=1)
     iou = _iou_from_cm(confusion)
-    sample_iou = _iou_from_cm(cms)
-    if ignore_index is not None and not ignored:
+    if nan_class:
         iou[ignore_index] = np.nan
-        sample_iou[:, ignore_index] = np.nan
-    sample_mean = np.asarray(_nanmean(sample_iou, axis=1), np.float64).reshape(len(idx))
     mean = float(_nanmean(iou))
     if reference is not None:
         mean_all = _reference_mean_iou(reference, c, ignore_index)

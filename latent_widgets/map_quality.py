@@ -373,7 +373,7 @@ def off_manifold(points: np.ndarray, latents: Any, *, index: LatentIndex | None 
     if n < 2:
         raise ValueError(f"off_manifold needs at least 2 real latents to measure their spacing, got {n}")
     q = np.asarray(points)
-    if q.shape != index.sample_shape and len(q) == 0:
+    if q.ndim and q.shape != index.sample_shape and q.shape[0] == 0:
         return np.zeros(0, np.float64)
     scale = index.nn_distance_scale()
     if not scale > 0:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,11 +168,17 @@ def serve(
 
 
 @contextlib.contextmanager
-def voila_server(folder: Path, cells: Sequence[str] = NOTEBOOK_CELLS) -> Iterator[str]:
-    """Serve a notebook of ``cells`` with Voilà on 127.0.0.1; yields its URL."""
+def voila_server(
+    folder: Path, cells: Sequence[str] = NOTEBOOK_CELLS, extra_env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """Serve a notebook of ``cells`` with Voilà on 127.0.0.1; yields its URL.
+
+    ``extra_env``: variables set for the server and its kernels (e.g. a
+    ``PYTHONPATH`` and ``JUPYTER_PATH`` that put another widget version first).
+    """
     notebook = write_notebook(folder, cells)
     port = free_port()
-    env = dict(os.environ)
+    env = {**os.environ, **(extra_env or {})}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     url = f"http://127.0.0.1:{port}/"
     args = [
@@ -441,7 +447,9 @@ else:
         import bqplot as bq
         from bqplot_gl import ScatterGL
         xs, ys = bq.LinearScale(), bq.LinearScale()
-        cs = bq.OrdinalColorScale(domain=list(range(len(palette))), colors=palette)
+        # bqplot-gl's front end cannot draw through an OrdinalColorScale (no view is created); a linear
+        # scale whose colours sit at 0, 1, ... gives each integer code its palette colour all the same.
+        cs = bq.ColorScale(colors=palette, min=0.0, max=float(max(len(palette) - 1, 1)))
         mark = ScatterGL(x=xy[:, 0], y=xy[:, 1], color=codes.astype(float), default_size=16,
                          scales={"x": xs, "y": ys, "color": cs})
         shown = bq.Figure(marks=[mark], interaction=bq.PanZoom(scales={"x": [xs], "y": [ys]}),

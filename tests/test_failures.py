@@ -230,7 +230,7 @@ def test_errors_name_the_problem(rng):
         selection_report(truth, pred, np.ones(3, bool), C)
     with pytest.raises(ValueError, match="integers"):
         selection_report(truth, pred, [0.5], C)
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match=r"same samples.*resolution \(6, 7\)"):
         selection_report(truth, pred[:, :5], [0], C)
     with pytest.raises(ValueError, match=r"argmax"):
         selection_report(truth, np.zeros((*truth.shape, C)), [0], C)
@@ -247,3 +247,15 @@ def test_errors_name_the_problem(rng):
         selection_report(bad, pred, [5], C, ignore_index=255)
     with pytest.raises(ValueError, match="3 class names for n_classes=4"):
         selection_report(truth, pred, [0], C, class_names=("a", "b", "c"))
+
+
+def test_pred_of_the_selected_samples_only(rng):
+    truth, pred = _masks(rng)
+    sel = [7, 1, 4]
+    full = selection_report(truth, pred, sel, C)
+    only = selection_report(truth, pred[[1, 4, 7]], sel, C)  # in the order of the sorted selection
+    np.testing.assert_array_equal(only.confusion, full.confusion)
+    np.testing.assert_array_equal(only.worst, full.worst)
+    np.testing.assert_array_equal(only.indices, [1, 4, 7])
+    with pytest.raises(ValueError, match="all 12 samples, or the 3 selected samples only"):
+        selection_report(truth, pred[:5], sel, C)
