@@ -31,7 +31,6 @@ Examples
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 from collections import OrderedDict
@@ -1080,14 +1079,11 @@ class ExplorerSession(traitlets.HasTraits):
             raise ValueError("the selection report needs the predicted masks: pass predictions=... or a model")
         from .arrays import iter_row_blocks
 
+        # Only the selected samples are predicted: a prediction of the selection alone, in sorted order.
         pred = np.empty((len(idx), *ds.image_size), np.int32)
-        truth = np.empty_like(pred)
         for rows in iter_row_blocks(len(idx), _PREDICT_BLOCK):
-            block = idx[rows]
-            pred[rows] = self.model.predict_masks(np.stack([ds.images[int(i)] for i in block]))
-            truth[rows] = np.stack([ds.masks[int(i)] for i in block])
-        local = selection_report(truth, pred, np.arange(len(idx)), ds.n_classes, **kw)
-        return dataclasses.replace(local, indices=idx, worst=idx[np.asarray(local.worst, np.int64)])
+            pred[rows] = self.model.predict_masks(np.stack([ds.images[int(i)] for i in idx[rows]]))
+        return selection_report(ds.masks, pred, idx, ds.n_classes, **kw)
 
     # ------------------------------------------------------------------ saving
 
