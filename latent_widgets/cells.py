@@ -13,7 +13,9 @@ differ; this module keeps the cells apart:
 - :func:`cell_box`: that block in pixels, to outline a cell on its image;
 - :func:`cell_movement`: how far each cell moves along an interpolation path
   (L2 over the channels, per step and summed);
-- :func:`pooled`: average pooling over the grid, one ``C``-vector per sample.
+- :func:`pooled`: average pooling over the grid, one ``C``-vector per sample;
+- :func:`upsample_cells`: a value per cell painted over the pixels it covers
+  (to draw a cell heatmap over its image).
 
 The grid covers the image evenly: cell ``(r, c)`` of an ``h x w`` grid over
 an ``H x W`` mask covers rows ``floor(r H / h) .. floor((r + 1) H / h) - 1``
@@ -52,6 +54,7 @@ __all__ = [
     "cell_movement",
     "cell_points",
     "pooled",
+    "upsample_cells",
 ]
 
 # Pixels (or latent floats) per block: bounds the temporaries whatever N is.
@@ -178,6 +181,11 @@ def _edges(size: int, cells: int) -> np.ndarray:
     return (np.arange(cells + 1, dtype=np.int64) * size) // cells
 
 
+def _pixel_cells(size: int, cells: int) -> np.ndarray:
+    """The cell index of each of ``size`` pixels along one axis."""
+    return np.searchsorted(_edges(size, cells), np.arange(size), side="right") - 1
+
+
 def cell_box(grid: Sequence[int], image_size: Sequence[int], row: int, col: int) -> tuple[int, int, int, int]:
     """The pixels cell ``(row, col)`` covers: ``(y0, x0, y1, x1)``, ends exclusive.
 
@@ -266,8 +274,7 @@ def cell_classes(masks: Any, grid: Sequence[int], n_classes: int, *, ignore_inde
             "upsample the masks or use a coarser grid"
         )
     # Each pixel's cell id, shared by every sample: cell_of[y, x] = r * w + c.
-    rows = np.searchsorted(_edges(big_h, h), np.arange(big_h), side="right") - 1
-    cols = np.searchsorted(_edges(big_w, w), np.arange(big_w), side="right") - 1
+    rows, cols = _pixel_cells(big_h, h), _pixel_cells(big_w, w)
     cell_of = (rows[:, None] * w + cols[None, :]).ravel()
     n_cells = h * w
     out = np.empty((n, h, w), np.int64)
@@ -394,3 +401,38 @@ def pooled(latents: Any, *, grid: Sequence[int] | None = None) -> np.ndarray:
     for rows in iter_row_blocks(n, _BLOCK_ITEMS // max(h * w * c, 1)):
         out[rows] = _read_rows(latents, rows).reshape(rows.stop - rows.start, h * w, c).mean(axis=1)
     return out
+
+
+def upsample_cells(values: Any, image_size: Sequence[int]) -> np.ndarray:
+    """Paint a value per cell over the pixels the cell covers: ``(h, w) -> (H, W)``.
+
+    Uses the same tiling as :func:`cell_box` and :func:`cell_classes`, so a
+    heatmap drawn from it lines up with the blocks the cells' classes came
+    from (nearest-cell, no smoothing across cell borders).
+
+    Parameters
+    ----------
+    values : array, shape (h, w) or (..., h, w)
+        One value per cell (leading axes, e.g. steps, are kept).
+    image_size : (H, W)
+        Extra trailing dims, e.g. ``(H, W, 3)``, are ignored.
+
+    Returns
+    -------
+    ndarray, shape (..., H, W)
+
+    Examples
+    --------
+    >>> upsample_cells(np.array([[1, 2]]), (2, 5)).tolist()
+    [[1, 1, 2, 2, 2], [1, 1, 2, 2, 2]]
+    """
+    values = np.asarray(values)
+    if values.ndim < 2:
+        raise ValueError(f"values must have shape (h, w) (one value per cell), got {values.shape}")
+    size = tuple(int(s) for s in image_size)
+    if len(size) < 2:
+        raise ValueError(f"image_size must be (H, W), got {image_size!r}")
+    h, w = values.shape[-2:]
+    if h > size[0] or w > size[1]:
+        raise ValueError(f"a {h}x{w} grid is finer than the {size[0]}x{size[1]} image")
+    return values[..., _pixel_cells(size[0], h)[:, None], _pixel_cells(size[1], w)[None, :]]

@@ -193,3 +193,17 @@ def test_bad_masks_and_paths_are_refused(rng):
         cells.cell_classes(np.full((1, 4, 5), 3), (2, 2), 3)
     with pytest.raises(ValueError, match="at least 2 steps"):
         cells.cell_movement(np.zeros((1, 2, 2, 3)))
+
+
+def test_upsample_cells_paints_each_cell_box(rng):
+    values = rng.normal(size=GRID)
+    up = cells.upsample_cells(values, (H, W))
+    assert up.shape == (H, W)
+    for r in range(GRID[0]):
+        for c in range(GRID[1]):
+            y0, x0, y1, x1 = cells.cell_box(GRID, (H, W), r, c)
+            assert (up[y0:y1, x0:x1] == values[r, c]).all()
+    steps = rng.normal(size=(3, *GRID))
+    np.testing.assert_array_equal(cells.upsample_cells(steps, (H, W, 3))[1], cells.upsample_cells(steps[1], (H, W)))
+    with pytest.raises(ValueError, match="finer than"):
+        cells.upsample_cells(np.zeros((20, 2)), (H, W))
