@@ -278,23 +278,30 @@ def cell_classes(masks: Any, grid: Sequence[int], n_classes: int, *, ignore_inde
     cell_of = (rows[:, None] * w + cols[None, :]).ravel()
     n_cells = h * w
     out = np.empty((n, h, w), np.int64)
+    cell_bins = (cell_of * n_classes).astype(np.intp)
+    bins_per_sample = n_cells * n_classes
     for block in iter_row_blocks(n, _BLOCK_ITEMS // max(big_h * big_w, 1)):
-        labels = _read_rows(masks, block).reshape(block.stop - block.start, -1).astype(np.int64, copy=False)
-        keep = labels != ignore_index if ignore_index is not None else np.ones(labels.shape, bool)
-        kept = labels[keep]
-        if kept.size and (kept.min() < 0 or kept.max() >= n_classes):
-            bad = kept[(kept < 0) | (kept >= n_classes)][0]
+        labels = _read_rows(masks, block).reshape(block.stop - block.start, -1)
+        void = labels == ignore_index if ignore_index is not None else None
+        bad = (labels < 0) | (labels >= n_classes)
+        if void is not None:
+            bad &= ~void
+        if bad.any():
             raise ValueError(
-                f"mask label {int(bad)} is outside 0..{n_classes - 1}: pass the right n_classes"
+                f"mask label {int(labels[bad][0])} is outside 0..{n_classes - 1}: pass the right n_classes"
                 + ("" if ignore_index is not None else ", or ignore_index for a void label")
             )
         b = len(labels)
-        sample = np.broadcast_to(np.arange(b, dtype=np.int64)[:, None], labels.shape)[keep]
-        cell = np.broadcast_to(cell_of, labels.shape)[keep]
-        hist = np.bincount((sample * n_cells + cell) * n_classes + kept, minlength=b * n_cells * n_classes)
+        # One bincount per block: bin = (sample * cells + cell) * classes + label.
+        keys = labels.astype(np.intp)
+        keys += cell_bins
+        keys += (np.arange(b, dtype=np.intp) * bins_per_sample)[:, None]
+        if void is not None:
+            keys[void] = b * bins_per_sample  # one spare bin collects the void pixels
+        hist = np.bincount(keys.ravel(), minlength=b * bins_per_sample + 1)[: b * bins_per_sample]
         hist = hist.reshape(b, n_cells, n_classes)
         dominant = hist.argmax(axis=2)  # first maximum: ties go to the lowest class id
-        if ignore_index is not None:
+        if void is not None:
             dominant = np.where(hist.sum(axis=2) == 0, ignore_index, dominant)
         out[block] = dominant.reshape(b, h, w)
     return out[0] if single else out
