@@ -4,7 +4,7 @@ The network is the docs' SegNet of ``docs/results.md`` (width 0.25, CamVid
 train at 96x128, 20 epochs, batch 8, Adam 1e-3, class-balanced loss,
 "Unlabelled" ignored, seed 0), loaded from the model cache that
 ``docs/scripts/train_camvid.py`` fills; if it is not there it is trained
-first with those settings (20-40 minutes on 2 CPU cores; ``--epochs`` for a
+first with those settings (about 8 minutes on 2 idle CPU cores, 33 on a busy one; ``--epochs`` for a
 shorter run, which the figure's title then says). The path is the study's:
 12 evenly spaced steps of the linear path between training samples 38 and
 138. Run from the repository root::
