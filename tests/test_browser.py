@@ -201,6 +201,13 @@ def test_set_b_moves_endpoint_b_once_then_clicks_only_show(page):
     # the toggle is back on "show": a second click shows its sample and leaves B alone
     show = page.get_by_role("button", name="show", exact=True)
     page.wait_for_function("(e) => e.classList.contains('mod-active')", arg=show.element_handle(), timeout=10_000)
+    # The new path is placed on the map after its strip (and may widen the scales): once the session is
+    # idle, take the second point where it is drawn now, as a user would see it.
+    page.wait_for_function(
+        "() => !(document.querySelector('.lw-busy') || {innerText: ''}).innerText.trim()", timeout=60_000
+    )
+    now = {d["i"]: d for d in page.evaluate(MAIN_DOTS_JS) if d["top"] and d["i"] not in (0, 25, first["i"])}
+    second = now.get(second["i"]) or list(now.values())[-1]
     # as a user does: over the point first (the tooltip of the first click may still cover this spot)
     page.mouse.move(second["cx"], second["cy"], steps=5)
     page.wait_for_function(

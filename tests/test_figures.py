@@ -165,3 +165,49 @@ def test_saved_strip_shows_palette_colours(tmp_path):
     (png,) = figures.save(fig, tmp_path / "strip.png", dpi=80)
     pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
     assert (pixels == [255, 0, 0]).all(axis=1).sum() > 100  # the red class tiles
+
+
+def test_cell_movement_figure_paints_each_cells_movement_over_its_block(rng):
+    from latent_widgets.cells import cell_box, cell_movement
+
+    path = rng.normal(size=(5, 3, 4, 6))
+    m = cell_movement(path)
+    image = rng.random((13, 17, 3))  # not a multiple of the 3x4 grid
+    fig = figures.cell_movement_figure(image, m, title="38 -> 138")
+    ax, cbar = fig.axes
+    heat = np.asarray(ax.images[-1].get_array())
+    assert heat.shape == (13, 17)
+    for r in range(3):
+        for c in range(4):
+            y0, x0, y1, x1 = cell_box((3, 4), (13, 17), r, c)
+            assert np.allclose(heat[y0:y1, x0:x1], m.total[r, c])
+    assert ax.images[-1].get_alpha() == 0.5 and ax.images[-1].get_clim() == (0.0, m.total.max())
+    assert sorted(t.get_text() for t in ax.texts) == sorted(f"{v:.3g}" for v in m.total.ravel())
+    assert cbar.get_ylabel() == "summed L2 movement per cell" and ax.get_title() == "38 -> 138"
+    # one step, into given axes, on a given scale
+    host = figures.PaperFigure()
+    target = host.add_subplot()
+    assert figures.cell_movement_figure(image, m, step=2, ax=target, vmax=10.0, annotate=False) is host
+    np.testing.assert_allclose(target.images[-1].get_array()[0, 0], m.per_step[2, 0, 0])
+    assert target.images[-1].get_clim() == (0.0, 10.0) and len(target.texts) == 0
+    assert host.axes[-1].get_ylabel() == "L2 movement per cell, step 2→3"
+    with pytest.raises(IndexError, match="outside the path's 4 steps"):
+        figures.cell_movement_figure(image, m, step=4)
+
+
+def test_cell_movement_strip_draws_every_step_on_one_scale(rng):
+    from latent_widgets.cells import cell_movement
+
+    m = cell_movement(rng.normal(size=(4, 2, 3, 5)))
+    masks = rng.integers(0, 3, size=(3, 8, 12))
+    fig = figures.cell_movement_strip(m, backgrounds=render.colorize(masks, PALETTE), alphas=np.linspace(0, 1, 4))
+    tiles = fig.axes[:3]
+    assert [ax.get_xlabel() for ax in tiles] == ["α 0.00→0.33", "α 0.33→0.67", "α 0.67→1.00"]
+    for s, ax in enumerate(tiles):
+        assert len(ax.images) == 2  # the background, then the heatmap
+        np.testing.assert_array_equal(ax.images[0].get_array(), render.colorize(masks[s], PALETTE))
+        np.testing.assert_allclose(ax.images[1].get_array()[-1, -1], m.per_step[s, -1, -1])
+        assert ax.images[1].get_clim() == (0.0, m.per_step.max())
+    assert fig.axes[-1].get_ylabel() == "L2 per cell"
+    with pytest.raises(ValueError, match="got 3 alphas for a path of 4 steps"):
+        figures.cell_movement_strip(m, alphas=[0, 0.5, 1])
