@@ -31,6 +31,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections import OrderedDict
@@ -433,8 +434,15 @@ class ExplorerSession(traitlets.HasTraits):
     color_by : str (trait)
         The colour field of the map, one of :meth:`color_fields`.
     map_points : str (trait)
-        What a map point is: ``"flatten"`` (the whole latent) or
-        ``"pooled"`` (its average over the latent grid); see :data:`MAP_POINTS`.
+        What a map point is: ``"flatten"`` (the whole latent),
+        ``"pooled"`` (its average over the latent grid) or ``"cells"``
+        (each cell of each latent grid a point, N * h * w in all, coloured
+        by "cell class" by default); see :data:`MAP_POINTS`,
+        :meth:`point_sample` and :meth:`n_points`. A map of cells draws
+        no path (a path step is h * w points there).
+    selected_cell : (int, int) or None (trait)
+        The clicked cell ``(row, col)`` of the :attr:`selected` sample on
+        a map of cells (:meth:`click_point`); None on other maps.
     report : SelectionReport or None (trait)
         :meth:`selection_report` of the current selection, kept up to
         date (on the model lane); None when nothing is selected.
@@ -467,6 +475,7 @@ class ExplorerSession(traitlets.HasTraits):
     selection = IndexSelection()
     color_by = traitlets.Unicode("group")
     map_points = traitlets.Unicode("flatten")
+    selected_cell = traitlets.Any(None, allow_none=True)
 
     ready = traitlets.Bool(False)
     report = traitlets.Any(None, allow_none=True)
@@ -515,17 +524,32 @@ class ExplorerSession(traitlets.HasTraits):
         value = proposal["value"]
         if value not in MAP_POINTS:
             raise traitlets.TraitError(f"map_points {value!r}: choose one of {MAP_POINTS}")
-        if value == "cells":
+        if value != "flatten" and len(self._latent_shape()) != 3:
+            what = "averages a latent grid" if value == "pooled" else "makes a point of each cell of a latent grid"
             raise traitlets.TraitError(
-                "map_points 'cells' (one point per latent cell) is not drawn by the explorer's maps yet: "
-                "use latent_widgets.cells.cell_points with fit_projection, or 'flatten' / 'pooled'"
-            )
-        if value == "pooled" and len(self._latent_shape()) != 3:
-            raise traitlets.TraitError(
-                f"map_points 'pooled' averages a latent grid (h, w, C); these latents have shape "
-                f"{self._latent_shape()}: use 'flatten'"
+                f"map_points {value!r} {what} (h, w, C); these latents have shape "
+                f"{self._latent_shape() or 'unknown (still encoding)'}: use 'flatten'"
             )
         return value
+
+    @traitlets.validate("selected_cell")
+    def _valid_selected_cell(self, proposal: Mapping[str, Any]) -> tuple[int, int] | None:
+        value = proposal["value"]
+        if value is None:
+            return None
+        if self.map_points != "cells":
+            raise traitlets.TraitError(
+                f"selected_cell={value!r}: a cell is selected only on a map of cells (map_points='cells'), "
+                f"not {self.map_points!r}"
+            )
+        try:
+            row, col = (int(v) for v in value)
+        except (TypeError, ValueError):
+            raise traitlets.TraitError(f"selected_cell must be (row, col) or None, got {value!r}") from None
+        h, w = self.grid  # type: ignore[misc]
+        if not (0 <= row < h and 0 <= col < w):
+            raise traitlets.TraitError(f"selected_cell {(row, col)} is outside the {h}x{w} latent grid")
+        return row, col
 
     @traitlets.validate("index_a", "index_b", "selected")
     def _valid_index(self, proposal: Mapping[str, Any]) -> int | None:
@@ -558,6 +582,7 @@ class ExplorerSession(traitlets.HasTraits):
         selection: Sequence[int] | np.ndarray | None = None,
         color_by: str | None = None,
         map_points: str = "flatten",
+        selected_cell: tuple[int, int] | None = None,
         splits: Sequence[str] | np.ndarray | None = None,
         asynchronous: bool = True,
         max_cached_strips: int = 8,
@@ -624,8 +649,12 @@ class ExplorerSession(traitlets.HasTraits):
             self.map_method = map_method or self.methods[0]
             self.selected = self.index_a if selected is None else selected
             self.selection = selection
-            self.color_by = color_by or ("group" if dataset.groups is not None else "dominant class")
+            # The points first: the colour fields (and the selected cell) depend on them.
             self.map_points = map_points
+            self.color_by = color_by or (
+                "cell class" if map_points == "cells" else "group" if dataset.groups is not None else "dominant class"
+            )
+            self.selected_cell = selected_cell
         self.observe(self._on_selection, "selection")
         self.observe(self._on_color_by, "color_by")
         self.observe(self._on_map_points, "map_points")
@@ -771,16 +800,104 @@ class ExplorerSession(traitlets.HasTraits):
         shape = getattr(self.model, "latent_shape", None)
         return tuple(shape) if shape is not None and None not in tuple(shape) else ()
 
+    @property
+    def grid(self) -> tuple[int, int] | None:
+        """``(h, w)`` of the latent grid, or None for flat latents (or while the shape is unknown)."""
+        shape = self._latent_shape()
+        return (int(shape[0]), int(shape[1])) if len(shape) == 3 else None
+
+    def n_points(self, map_points: str | None = None) -> int:
+        """How many points a map of ``map_points`` (default: the current) has: N, or N * h * w for cells."""
+        n = len(self.dataset)
+        if (map_points or self.map_points) != "cells":
+            return n
+        h, w = self.grid  # type: ignore[misc]
+        return n * h * w
+
+    def point_sample(self, point: int) -> tuple[int, int | None, int | None]:
+        """What point ``point`` of the current map is: ``(sample, row, col)``.
+
+        The one definition of a map point: with ``map_points="cells"`` point
+        ``k`` is cell ``(row, col)`` of ``sample`` (the order of
+        :func:`~latent_widgets.cells.cell_points`, sample-major then
+        row-major cell, :func:`~latent_widgets.cells.cell_ids`); otherwise
+        point ``k`` is sample ``k`` and ``row``, ``col`` are None.
+
+        Examples
+        --------
+        >>> s.map_points = "cells"; s.grid  # doctest: +SKIP
+        (12, 16)
+        >>> s.point_sample(12 * 16 + 17)  # doctest: +SKIP
+        (1, 1, 1)
+        """
+        k, n_pts = int(point), self.n_points()
+        if not 0 <= k < n_pts:
+            raise IndexError(f"no point {k} on a map of {n_pts} points ({self.map_points})")
+        if self.map_points != "cells":
+            return k, None, None
+        h, w = self.grid  # type: ignore[misc]
+        return k // (h * w), (k // w) % h, k % w
+
+    def point_samples(self, points: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The samples (sorted, unique, int64) the map points ``points`` belong to."""
+        pts = np.asarray(points, np.int64).reshape(-1)
+        n_pts = self.n_points()
+        bad = pts[(pts < 0) | (pts >= n_pts)]
+        if bad.size:
+            raise IndexError(f"points {bad[:5].tolist()} are not on a map of {n_pts} points ({self.map_points})")
+        if self.map_points == "cells":
+            h, w = self.grid  # type: ignore[misc]
+            pts = pts // (h * w)
+        return np.unique(pts)
+
+    def sample_points(self, samples: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The map points of ``samples``: the samples themselves, or all their cells (cells map)."""
+        idx = np.asarray(samples, np.int64).reshape(-1)
+        if self.map_points != "cells":
+            return idx
+        h, w = self.grid  # type: ignore[misc]
+        return (idx[:, None] * (h * w) + np.arange(h * w, dtype=np.int64)[None, :]).reshape(-1)
+
+    def click_point(self, point: int) -> int:
+        """Do what a click on map point ``point`` does; returns its sample.
+
+        Shows the point's sample (:attr:`selected`) and, on a map of cells,
+        sets :attr:`selected_cell` to the clicked cell (the viewer outlines it).
+        """
+        sample, row, col = self.point_sample(point)
+        with self.hold_trait_notifications():
+            if row is not None:
+                self.selected_cell = (row, col)
+            self.selected = sample
+        return sample
+
+    def select_points(self, points: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Select the samples of map points ``points`` (a lasso, a brush): sets :attr:`selection`.
+
+        On a map of cells the selection is the samples that own at least one
+        of the cells: it stays a set of samples.
+        """
+        self.selection = self.point_samples(points)
+        return self.selection
+
     def map_latents(self, map_points: str | None = None) -> Any:
         """What the maps of ``map_points`` (default: the current) are fitted on.
 
         "flatten": :attr:`latents` as they are (the projections flatten
         them); "pooled": each latent averaged over its grid, (N, C), read
-        block by block (a Zarr store stays on disk).
+        block by block (a Zarr store stays on disk); "cells": every cell of
+        every latent, (N * h * w, C) (:func:`~latent_widgets.cells.cell_points`).
         """
         map_points = map_points or self.map_points
         if map_points == "flatten":
             return self.latents
+        if map_points == "cells":
+            cells = getattr(self, "_cells", None)
+            if cells is None:
+                from .cells import cell_points
+
+                cells = self._cells = np.asarray(cell_points(self.latents), np.float32)
+            return cells
         cached = getattr(self, "_pooled", None)
         if cached is None:
             from .arrays import iter_row_blocks
@@ -796,6 +913,8 @@ class ExplorerSession(traitlets.HasTraits):
 
     def _map_input(self, latents: np.ndarray, map_points: str) -> np.ndarray:
         z = np.asarray(latents, np.float32).reshape((len(latents), *self.latents.shape[1:]))
+        if map_points == "cells":
+            return z.reshape(-1, z.shape[-1])
         return z if map_points == "flatten" else z.reshape(len(z), -1, z.shape[-1]).mean(axis=1)
 
     def request_map(self, method: str) -> Future | None:
@@ -823,8 +942,9 @@ class ExplorerSession(traitlets.HasTraits):
             kw = self._projection_kwargs.get(method, {})
             proj = fit_projection(self.map_latents(map_points), method=method, cache=True, progress=False, **kw)
             pts = np.asarray(proj.embedding_, np.float64)
-            if pts.shape != (len(self.dataset), 2):
-                raise ValueError(f"projection {method!r} returned shape {pts.shape}, expected ({len(pts)}, 2)")
+            n_pts = self.n_points(map_points)
+            if pts.shape != (n_pts, 2):
+                raise ValueError(f"projection {method!r} returned shape {pts.shape}, expected ({n_pts}, 2)")
         except Exception:
             # Keep showing the map that is drawn.
             if self.map_method == method and self.map_points == map_points:
@@ -844,7 +964,8 @@ class ExplorerSession(traitlets.HasTraits):
         The fitted projection's ``transform`` (exact for PCA, UMAP's own,
         neighbour placement for t-SNE); for a map given in ``projections``,
         the distance-weighted mean position of the 3 nearest samples.
-        Pooled maps place the pooled latents.
+        Pooled maps place the pooled latents; a map of cells places every
+        cell of each latent, (M * h * w, 2).
         """
         method = method or self.map_method
         map_points = self.map_points
@@ -852,6 +973,8 @@ class ExplorerSession(traitlets.HasTraits):
         proj = self.projectors.get(self.map_key(method, map_points))
         if proj is not None:
             return np.asarray(proj.transform(self._map_input(latents, map_points)), np.float64)
+        if map_points == "cells":
+            raise ValueError("a precomputed map of cells has no projection to place new latents with")
         z = np.asarray(latents, np.float32).reshape((len(latents), *self.latents.shape[1:]))
         idx, dist = self.latent_index.query(z, k=min(3, len(pts)))
         w = 1.0 / np.maximum(np.asarray(dist, np.float64), 1e-9)
@@ -864,7 +987,16 @@ class ExplorerSession(traitlets.HasTraits):
         else:
             self.request_map(self.map_method)
 
-    def _on_map_points(self, _change: Any) -> None:
+    def _on_map_points(self, change: Mapping[str, Any] | None) -> None:
+        with self.hold_trait_notifications():
+            if self.map_points == "cells":
+                # A cell's own class is the cells' counterpart of the sample's dominant class.
+                if self.color_by in ("group", "dominant class", "none"):
+                    self.color_by = "cell class"
+            else:
+                self.selected_cell = None
+                if self.color_by == "cell class":
+                    self.color_by = "dominant class"
         self._on_map_method(None)
 
     # ------------------------------------------------------------------ colour fields
@@ -888,7 +1020,22 @@ class ExplorerSession(traitlets.HasTraits):
         ('group', 'dominant class', 'mean IoU')
         """
         names = tuple(f"IoU: {c}" for c in self.dataset.class_names)
-        return ("group", "dominant class", "mean IoU", *names, *_QUALITY_FIELDS, "split", "none")
+        cells = ("cell class",) if self.map_points == "cells" else ()
+        return (*cells, "group", "dominant class", "mean IoU", *names, *_QUALITY_FIELDS, "split", "none")
+
+    def cell_classes(self) -> np.ndarray:
+        """The dominant true class under each latent cell, (N, h, w) (:func:`~latent_widgets.cells.cell_classes`)."""
+        cached = getattr(self, "_cell_classes", None)
+        if cached is None:
+            from .cells import cell_classes
+
+            if self.grid is None:
+                raise ValueError(f"latents of shape {self._latent_shape()} have no grid: no cell classes")
+            ds = self.dataset
+            cached = self._cell_classes = cell_classes(
+                ds.masks, self.grid, ds.n_classes, ignore_index=getattr(ds, "ignore_index", None)
+            )
+        return cached
 
     def sample_iou(self) -> np.ndarray:
         """Mean IoU of each sample's prediction against its mask, shape (N,) (NaN: no class present)."""
@@ -927,9 +1074,43 @@ class ExplorerSession(traitlets.HasTraits):
         ('continuous', (24,))
         """
         field = field or self.color_by
-        ds, n = self.dataset, len(self.dataset)
+        ds, n_pts = self.dataset, self.n_points()
         if field not in self.color_fields():
             raise ValueError(f"unknown colour field {field!r}; choose one of {self.color_fields()}")
+        if field == "cell class":
+            return ColorField(
+                field,
+                "categorical",
+                self.cell_classes().reshape(-1),
+                tuple(ds.class_names),
+                tuple(colors.hex_colours(ds.palette)),
+            )
+        if field in _QUALITY_FIELDS:
+            # Per point of the current map: per cell on a map of cells.
+            nan = np.full(n_pts, np.nan)
+            if n_pts > POINT_QUALITY_MAX:
+                return ColorField(
+                    field,
+                    "continuous",
+                    nan,
+                    note=f"not available at this size ({n_pts} points; at most {POINT_QUALITY_MAX})",
+                )
+            got = self.quality.get(self.map_key())
+            if got is None:
+                self._refresh_quality(force=True)
+                got = self.quality.get(self.map_key())
+            if got is None:
+                return ColorField(field, "continuous", nan, note="computing…")
+            return ColorField(field, "continuous", got[field])
+        f = self._sample_color_values(field)
+        if n_pts == len(ds):
+            return f
+        # A sample's value goes to each of its cells (points are sample-major).
+        return dataclasses.replace(f, values=np.repeat(f.values, n_pts // len(ds)))
+
+    def _sample_color_values(self, field: str) -> ColorField:
+        """A per-sample colour field (N,)."""
+        ds, n = self.dataset, len(self.dataset)
         if field == "group":
             if ds.groups is None:
                 return ColorField(field, "categorical", np.zeros(n, np.int64), ("all samples",), (_GREY,))
@@ -953,22 +1134,6 @@ class ExplorerSession(traitlets.HasTraits):
                 pred = self._predictions_or_raise(field)
                 self._class_iou[cls] = np.asarray(per_class_sample_iou(ds.masks, pred, ds.n_classes, cls), np.float64)
             return ColorField(field, "continuous", self._class_iou[cls])
-        if field in _QUALITY_FIELDS:
-            nan = np.full(n, np.nan)
-            if n > POINT_QUALITY_MAX:
-                return ColorField(
-                    field,
-                    "continuous",
-                    nan,
-                    note=f"not available at this size ({n} samples; at most {POINT_QUALITY_MAX})",
-                )
-            got = self.quality.get(self.map_key())
-            if got is None:
-                self._refresh_quality(force=True)
-                got = self.quality.get(self.map_key())
-            if got is None:
-                return ColorField(field, "continuous", nan, note="computing…")
-            return ColorField(field, "continuous", got[field])
         if field == "split":
             if self.splits is None:
                 return ColorField(field, "categorical", np.zeros(n, np.int64), ("all samples",), (_GREY,))
@@ -990,7 +1155,7 @@ class ExplorerSession(traitlets.HasTraits):
         if not (force or self.color_by in _QUALITY_FIELDS) or not self.ready:
             return
         key = self.map_key()
-        if key in self.quality or key not in self.maps or len(self.dataset) > POINT_QUALITY_MAX:
+        if key in self.quality or key not in self.maps or self.n_points() > POINT_QUALITY_MAX:
             return
         if key in self._quality_queued:
             return
@@ -1123,6 +1288,7 @@ class ExplorerSession(traitlets.HasTraits):
             "skip_policy": self.skip_policy,
             "selection": self.selection.tolist(),
             "selected": None if self.selected is None else int(self.selected),
+            "selected_cell": None if self.selected_cell is None else [int(v) for v in self.selected_cell],
             "map_hash": None if pts is None else _points_hash(pts),
         }
         return json.dumps(doc, indent=1)
@@ -1186,6 +1352,7 @@ class ExplorerSession(traitlets.HasTraits):
             selection=doc["selection"],
             color_by=doc["color_by"],
             map_points=m.get("points", "flatten"),
+            selected_cell=None if doc.get("selected_cell") is None else tuple(doc["selected_cell"]),
         )
         kw.update(kwargs)
         return cls(model, dataset, **kw)
@@ -1222,11 +1389,12 @@ class ExplorerSession(traitlets.HasTraits):
             kw.update(values=np.nan_to_num(field.values, nan=float(np.nanmin(field.values))), categorical=False)
         strip = self.strip
         highlight = self.selection.tolist() or ([] if self.selected is None else [int(self.selected)])
+        on_samples = self.map_points != "cells"  # a map of cells draws no path (see map_points)
         fig = figures.annotated_scatter(
             pts,
-            path=self.path_points if strip is not None else None,
-            neighbors=strip.neighbor_indices if strip is not None else None,
-            highlight=highlight,
+            path=self.path_points if strip is not None and on_samples else None,
+            neighbors=strip.neighbor_indices if strip is not None and on_samples else None,
+            highlight=self.sample_points(highlight).tolist(),
             title=f"{self.map_method} map · colour: {self.color_by}",
             **kw,
         )
@@ -1254,7 +1422,8 @@ class ExplorerSession(traitlets.HasTraits):
 
     def _place_path(self) -> None:
         strip, method = self.strip, self.map_method
-        if strip is None or self.map_key() not in self.maps:
+        # On a map of cells a path step is h * w points, not one: the path is not drawn there.
+        if strip is None or self.map_key() not in self.maps or self.map_points == "cells":
             self.path_points = None
             return
         with self._gen_lock:
@@ -1333,6 +1502,32 @@ class ExplorerSession(traitlets.HasTraits):
             self._frames_cache.popitem(last=False)
         if tuple(self.key[:4]) == frames.key:
             self.frames = frames
+
+    def cell_movement(self) -> Any:
+        """How far each latent cell moves along the current strip, or None.
+
+        :func:`~latent_widgets.cells.cell_movement` of the strip's latents:
+        ``per_step`` (n_steps - 1, h, w) L2 per cell between consecutive
+        steps and ``total`` (h, w). None while the strip is decoded, and for
+        flat latents (no grid).
+
+        Examples
+        --------
+        >>> m = s.cell_movement()  # doctest: +SKIP
+        >>> m.per_step.shape, m.top(1)  # doctest: +SKIP
+        ((11, 12, 16), [(7, 3, 4.2)])
+        """
+        strip = self.strip
+        if strip is None or self.grid is None:
+            return None
+        cached = getattr(self, "_movement", None)
+        if cached is not None and cached[0] is strip:
+            return cached[1]
+        from .cells import cell_movement
+
+        movement = cell_movement(strip.latents)
+        self._movement = (strip, movement)
+        return movement
 
     def decode_masks(self, alphas: np.ndarray, key: PathKey | None = None) -> np.ndarray:
         """Masks (len(alphas), H, W) of the path at ``alphas``, one decoder call."""

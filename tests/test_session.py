@@ -354,6 +354,7 @@ FIELDS = (
     "skip_policy",
     "alpha",
     "selected",
+    "selected_cell",
 )
 
 
@@ -375,6 +376,17 @@ def test_a_json_round_trip_reproduces_every_field_and_the_map(model, ds, tmp_pat
     np.testing.assert_array_equal(r.current.mask, s.current.mask)
     np.testing.assert_array_equal(r.report.confusion, s.report.confusion)
     assert r.to_json() == text  # and saving it again gives the same file
+    # a map of cells and its clicked cell too
+    s.map_points = "cells"
+    s.click_point(s.sample_points([5])[2 * s.grid[1] + 3])
+    cells_text = s.to_json()
+    assert json.loads(cells_text)["selected_cell"] == [2, 3]
+    r = ExplorerSession.from_json(cells_text, model, ds, asynchronous=False, scrub_steps=0)
+    for name in FIELDS:
+        assert getattr(r, name) == getattr(s, name), name
+    assert (r.map_points, r.selected, r.selected_cell) == ("cells", 5, (2, 3))
+    np.testing.assert_array_equal(r.points, s.points)
+    assert r.to_json() == cells_text
     # a path to a session.json works too
     (tmp_path / "session.json").write_text(text)
     assert ExplorerSession.from_json(str(tmp_path / "session.json"), model, ds, asynchronous=False).selected == 8
@@ -441,5 +453,60 @@ def test_pooled_map_points_fit_the_grid_average(model, ds) -> None:
     assert set(s.maps) == {"pca", "pooled:pca"} and s.path_points.shape == (12, 2)
     s.map_points = "flatten"
     assert s.points is flat
-    with pytest.raises(traitlets.TraitError, match="map_points 'cells'"):
-        s.map_points = "cells"
+    maps_only = ExplorerSession(None, ds, latents=s.latents.reshape(len(ds), -1), asynchronous=False, methods=("pca",))
+    with pytest.raises(traitlets.TraitError, match="map_points 'cells' makes a point of each cell.*use 'flatten'"):
+        maps_only.map_points = "cells"
+
+
+def test_a_map_of_cells_has_a_point_per_latent_cell(model, ds) -> None:
+    from sklearn.decomposition import PCA
+
+    s = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0, methods=("pca",))
+    s.selection = [2, 3]
+    s.map_points = "cells"
+    n, (h, w) = len(ds), s.grid
+    z = np.asarray(s.latents, np.float64)
+    # every cell of every latent, sample-major then row-major (a brute-force loop), fitted by PCA
+    rows = np.array([z[i, r, c] for i in range(n) for r in range(h) for c in range(w)])
+    ref = PCA(2, random_state=0).fit_transform(rows)
+    assert s.points.shape == (n * h * w, 2) == (s.n_points(), 2)
+    for k in range(2):
+        assert min(np.abs(s.points[:, k] - ref[:, k]).max(), np.abs(s.points[:, k] + ref[:, k]).max()) < 1e-3
+    assert s.path_points is None  # a path step is h * w points here: not drawn
+    # colours: each cell's dominant true class over its mask block, by hand; sample fields broadcast to cells
+    assert s.color_by == "cell class"
+    f = s.color_values()
+    k = 7 * h * w + 2 * w + 5  # sample 7, cell (2, 5)
+    block = ds.masks[7][2 * 48 // h : 3 * 48 // h, 5 * 64 // w : 6 * 64 // w]
+    assert f.categorical and f.values.shape == (n * h * w,)
+    assert f.values[k] == np.bincount(block.ravel(), minlength=ds.n_classes).argmax()
+    np.testing.assert_array_equal(s.color_values("mean IoU").values[7 * h * w : 8 * h * w], s.sample_iou()[7])
+    # a point is (sample, row, col); a click shows the sample and its cell; a lasso selects samples
+    assert s.point_sample(k) == (7, 2, 5)
+    assert s.click_point(k) == 7 and (s.selected, s.selected_cell) == (7, (2, 5))
+    assert s.select_points([0, 1, k, k + 1]).tolist() == [0, 7]
+    np.testing.assert_array_equal(s.sample_points([1]), np.arange(h * w, 2 * h * w))
+    with pytest.raises(IndexError, match="no point"):
+        s.point_sample(n * h * w)
+    with pytest.raises(traitlets.TraitError, match="outside the"):
+        s.selected_cell = (h, 0)
+    # back to samples: no selected cell, the sample field of the cells' colours
+    s.map_points = "flatten"
+    assert s.selected_cell is None and s.color_by == "dominant class" and s.points.shape == (n, 2)
+    with pytest.raises(traitlets.TraitError, match="only on a map of cells"):
+        s.selected_cell = (0, 0)
+
+
+def test_cell_movement_follows_the_strip(model, ds) -> None:
+    s = ExplorerSession(model, ds, index_a=3, index_b=17, n_steps=5, asynchronous=False, scrub_steps=0)
+    m = s.cell_movement()
+    z = s.strip.latents.astype(np.float64)
+    h, w = s.grid
+    for step in range(4):
+        for r, c in ((0, 0), (h - 1, w - 1), (3, 7)):
+            assert m.per_step[step, r, c] == pytest.approx(np.sqrt(((z[step + 1, r, c] - z[step, r, c]) ** 2).sum()))
+    np.testing.assert_allclose(m.total, m.per_step.sum(0))
+    s.n_steps = 6
+    assert s.cell_movement().per_step.shape == (5, h, w)
+    flat = ExplorerSession(None, ds, latents=s.latents.reshape(len(ds), -1), asynchronous=False, methods=("pca",))
+    assert flat.cell_movement() is None and flat.grid is None
