@@ -144,13 +144,18 @@ def on_kernel_thread(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return wrapper
 
 
-def watch_session(view: View, session: Any, handler: Callable[[Any], Any], names: str | list[str]) -> None:
+def watch_session(
+    view: View, session: Any, handler: Callable[[Any], Any], names: str | list[str]
+) -> Callable[[Any], Any]:
     """Call ``handler`` when the session's ``names`` change, on the kernel's thread.
 
     Session traits change in the session's worker threads too; errors of
-    the handler go to the view's sink.
+    the handler go to the view's sink. Returns the observer registered
+    (``session.unobserve(it, names)`` stops it).
     """
-    session.observe(on_kernel_thread(view.errors.guard(handler)), names=names)
+    observer = on_kernel_thread(view.errors.guard(handler))
+    session.observe(observer, names=names)
+    return observer
 
 
 def relay_session_errors(sink: ErrorSink, session: Any) -> None:

@@ -233,6 +233,8 @@ class MapView(View):
         if splits is not None:
             session.set_splits(splits)
         self.errors = errors or ErrorSink()
+        self._handles: list[tuple[Any, str | list[str]]] = []
+        self._links: list[Any] = []
         self._thumbs: dict[int, bytes] = {}
         # The overlay: path steps on the map, their nearest samples, the endpoints.
         self._overlay: tuple[np.ndarray | None, np.ndarray | None, tuple[int, int] | None] = (None, None, None)
@@ -243,6 +245,93 @@ class MapView(View):
         #: Map coordinates of the slider's current point, or None.
         self.current_point: np.ndarray | None = None
         return session
+
+    def _link_colour_dropdown(self) -> None:
+        """The colour dropdown follows :attr:`color_by` both ways, its options the session's fields.
+
+        Not ``W.link``: the fields change with the map's points ("cell class"
+        on a map of cells), and the options must change before the value.
+        """
+        box = self._color_dropdown
+
+        def to_box(_change: Any) -> None:
+            fields = list(self.session.color_fields())
+            if list(box.options) != fields:
+                self._setting_options = True
+                try:
+                    box.options = fields
+                finally:
+                    self._setting_options = False
+            if box.value != self.color_by:
+                box.value = self.color_by
+
+        def from_box(change: Mapping[str, Any]) -> None:
+            if not getattr(self, "_setting_options", False) and change["new"] is not None:
+                self.color_by = change["new"]
+
+        self._observe_guarded(to_box, "color_by")
+        box.observe(self.errors.guard(from_box), "value")
+        self._watch(to_box, "map_points")
+        to_box(None)
+
+    def _watch(self, handler: Any, names: str | list[str]) -> None:
+        """Follow the session's ``names`` (undone by :meth:`detach`)."""
+        self._handles.append((watch_session(self, self.session, handler, names), names))
+
+    def _link(self, mine: str, theirs: str) -> None:
+        """Link a trait of the map to the session's (undone by :meth:`detach`)."""
+        self._links.append(traitlets.link((self, mine), (self.session, theirs)))
+
+    def detach(self) -> None:
+        """Stop following the session and close the widgets (the explorer swaps its map)."""
+        for observer, names in self._handles:
+            self.session.unobserve(observer, names=names)
+        for link in self._links:
+            link.unlink()
+        self._handles, self._links = [], []
+        self.widget.close()
+
+    def _points_control(self) -> W.Dropdown:
+        """The "points" dropdown: what a map point is (the session's ``map_points``)."""
+        grid = self.session.grid
+        options = [("sample (flatten)", "flatten")]
+        if grid is not None:
+            options += [("sample (pooled)", "pooled"), (f"cell ({grid[0]}x{grid[1]} per sample)", "cells")]
+        box = W.Dropdown(
+            options=options,
+            value=self.session.map_points,
+            description="points",
+            tooltip="a point per sample (whole latent, or its average over the grid), or per latent cell",
+            layout=W.Layout(width="230px"),
+            style={"description_width": "45px"},
+        )
+        box.add_class("lw-map-points")
+        self._links.append(traitlets.link((self.session, "map_points"), (box, "value")))
+        return box
+
+    @property
+    def n_points(self) -> int:
+        """How many points the map draws (N samples, or N * h * w cells)."""
+        return len(self._drawn_map) if self._drawn_map is not None else self.n
+
+    def click_point(self, point: int) -> None:
+        """Do what a click on map point ``point`` does: show its sample (and, on a map of cells, its cell)."""
+        sample, row, col = self.session.point_sample(point)
+        if row is not None:
+            self.session.selected_cell = (row, col)
+        self.click(sample)
+
+    def hover_point(self, point: int) -> None:
+        """Hover map point ``point``: its sample's thumbnail (see :meth:`hover`)."""
+        sample, row, col = self.session.point_sample(point)
+        self.hover(sample)
+        if row is not None:
+            self._tooltip_caption.value += f" · cell ({row}, {col})"
+
+    def _highlighted_points(self) -> list[int] | None:
+        """The map points of :meth:`_highlighted` (every cell of the samples on a map of cells)."""
+        samples = self._highlighted()
+        return None if samples is None else self.session.sample_points(samples).tolist()
 
     def _on_color_by(self, change: Mapping[str, Any]) -> None:
         raise NotImplementedError
@@ -309,9 +398,9 @@ class MapView(View):
 
     def _start_following(self) -> None:
         """Observers shared by the maps: colours, the selection, the linked hover."""
-        traitlets.link((self, "color_by"), (self.session, "color_by"))
-        watch_session(self, self.session, self._on_quality, "quality")
-        watch_session(self, self.session, self._on_selection, "selection")
+        self._link("color_by", "color_by")
+        self._watch(self._on_quality, "quality")
+        self._watch(self._on_selection, "selection")
         self._observe_guarded(self._on_linked_hover, "linked_hover")
         self._on_selection(None)
 
@@ -407,7 +496,7 @@ class MapView(View):
             return np.asarray(f.values, int), list(f.colours), list(f.labels)
         codes, colours = _quantised_viridis(f.values, f.vmin, f.vmax)
         if np.isnan(f.values).all():  # not computed (yet): grey, not the scale's bottom colour
-            return np.zeros(self.n, int), [_GREY], [""]
+            return np.zeros(len(f.values), int), [_GREY], [""]
         return codes, colours, [""] * len(colours)
 
     @property
@@ -750,6 +839,7 @@ class ProjectionScatter(MapView):
             style={"description_width": "45px"},
         )
         self._labels_box = W.Checkbox(description="index labels", indent=False, layout=W.Layout(width="110px"))
+        self._points_dropdown = self._points_control()
         # bqplot's PanZoom interaction lies over the marks and swallows their
         # hover and click events, so it is a mode: on to pan (drag) and zoom
         # (wheel), off to hover and click points.
@@ -800,6 +890,7 @@ class ProjectionScatter(MapView):
                 self._lasso_button,
                 self._brush_button,
                 self._clear_selection_button,
+                self._points_dropdown,
                 self._color_dropdown,
                 self._labels_box,
                 self._status,
@@ -832,12 +923,12 @@ class ProjectionScatter(MapView):
         for scale in (self.x_scale, self.y_scale):
             scale.observe(self.errors.guard(lambda _c: self._update_labels()), ["min", "max"])
         # The map method and the selection live in the session.
-        traitlets.link((self, "method"), (session, "map_method"))
-        traitlets.link((self, "selected"), (session, "selected"))
-        watch_session(self, session, self._on_map, ["maps", "map_method"])
-        watch_session(self, session, self._on_session_path, ["path_points", "strip"])
-        watch_session(self, session, self._on_busy, "busy")
-        watch_session(self, session, self._on_ready, "ready")
+        self._link("method", "map_method")
+        self._link("selected", "selected")
+        self._watch(self._on_map, ["maps", "map_method", "map_points"])
+        self._watch(self._on_session_path, ["path_points", "strip"])
+        self._watch(self._on_busy, "busy")
+        self._watch(self._on_ready, "ready")
         self._on_map(None)
         self._on_session_path(None)
         # The buttons follow the trait, not a link: when a map fails to
@@ -847,7 +938,7 @@ class ProjectionScatter(MapView):
         # arrives after a failed switch has already reverted the trait).
         self.observe(lambda _c: setattr(self._method_buttons, "value", self.method), "method")
         self._method_buttons.observe(self.errors.guard(self._on_method_button), "value")
-        W.link((self, "color_by"), (self._color_dropdown, "value"))
+        self._link_colour_dropdown()
         W.link((self, "show_labels"), (self._labels_box, "value"))
         W.link((self, "pan_zoom"), (self._panzoom_button, "value"))
         self._lasso_button.observe(self.errors.guard(lambda c: self._toggle_tool("lasso", c["new"])), "value")
@@ -857,12 +948,16 @@ class ProjectionScatter(MapView):
     # ------------------------------------------------------------------ maps
 
     def _on_map(self, _change: Any) -> None:
-        pts = self.session.maps.get(self.session.map_method)
+        pts = self.session.points
         if pts is None or pts is self._drawn_map:
             return  # still computing: the drawn map stays until the new one arrives
+        recolour = len(pts) != self.n_points
         self._drawn_map = pts
         with self.mark.hold_sync():
             self.mark.x, self.mark.y = pts[:, 0], pts[:, 1]
+            if recolour:  # other points (samples <-> cells): their colours and highlight go with them
+                self._on_color_by({"new": self.color_by})
+                self._show_highlight()
         self.reset_view()
         self._redraw_overlay()
 
@@ -899,6 +994,8 @@ class ProjectionScatter(MapView):
 
     def _on_color_by(self, change: Mapping[str, Any]) -> None:
         field = change["new"]
+        if self.session.n_points() != self.n_points:
+            return  # the map of the new points is computing: coloured when it is drawn (_on_map)
         codes, colours, names = self.color_values(field)
         # An ordinal scale over colour indices: one scale serves categories
         # and the quantised continuous scale, so the mark is never rebuilt.
@@ -945,6 +1042,10 @@ class ProjectionScatter(MapView):
     def _update_labels(self) -> None:
         if self.uses_gl or not hasattr(self, "_overlay"):
             return
+        if self.n_points != self.n:
+            # A map of cells: no index labels (h * w points per sample); bqplot then joins points by position.
+            self.mark.names = None
+            return
         texts = [str(i) for i in range(self.n)]
         if not self.show_labels or self._drawn_map is None:
             shown = np.zeros(self.n, bool)
@@ -974,7 +1075,7 @@ class ProjectionScatter(MapView):
     def _on_element_click(self, _mark: Any, content: Mapping[str, Any]) -> None:
         index = self._event_index(content)
         if index is not None:
-            self.click(index)
+            self.click_point(index)
 
     def _on_selected(self, _change: Any) -> None:
         self._show_highlight()
@@ -985,7 +1086,7 @@ class ProjectionScatter(MapView):
 
     def _show_highlight(self) -> None:
         """Highlight the selection (others dimmed), or the clicked sample when nothing is selected."""
-        highlighted = self._highlighted()
+        highlighted = self._highlighted_points()
         many = len(self.session.selection) > 0
         self._writing_marks = True
         try:
@@ -1000,21 +1101,26 @@ class ProjectionScatter(MapView):
         if self._writing_marks or self.tool not in ("lasso", "brush"):
             return
         new = change["new"]
-        self.session.selection = None if new is None else np.asarray(new, np.int64)
+        # On a map of cells, the samples of the cells inside (the selection is a set of samples).
+        self.session.selection = None if new is None else self.session.point_samples(np.asarray(new, np.int64))
 
     def _on_linked_hover(self, change: Mapping[str, Any]) -> None:
         index, pts = change["new"], self._drawn_map
         if index is None or pts is None:
             self.linked_hover_mark.visible = False
             return
+        ids = self.session.sample_points([index])  # every cell of the sample on a map of cells
+        if len(pts) != self.session.n_points():
+            self.linked_hover_mark.visible = False
+            return
         with self.linked_hover_mark.hold_sync():
-            self.linked_hover_mark.x, self.linked_hover_mark.y = pts[[index], 0], pts[[index], 1]
+            self.linked_hover_mark.x, self.linked_hover_mark.y = pts[ids, 0], pts[ids, 1]
             self.linked_hover_mark.visible = True
 
     def _on_hover(self, _mark: Any, content: Mapping[str, Any]) -> None:
         index = self._event_index(content)
         if index is not None:
-            self.hover(index)
+            self.hover_point(index)
 
     # ------------------------------------------------------------------ path overlay
 

@@ -19,7 +19,7 @@ import numpy as np
 import traitlets
 
 from ..session import ExplorerSession
-from ._common import ErrorSink, image_pane, watch_session
+from ._common import ErrorSink, image_pane
 from .scatter import (
     _GREY,
     _NEIGHBOUR_COLOUR,
@@ -161,28 +161,8 @@ class WebGLMap(MapView):
         self.show_labels = False
         self.overlay_annotations: dict[str, list[Any]] = {}
 
-        # Zeros until a map arrives (it may still be computing in the session's map lane).
-        zeros = np.zeros(self.n)
-        self.scatter = jscatter.Scatter(
-            x=zeros,
-            y=zeros,
-            size=point_size or _point_size(self.n),
-            color=_GREY,
-            # One highlighted point (the selected sample) must not dim the other 100k.
-            opacity_unselected=1.0,
-            color_selected="#000000",
-            axes=False,
-            legend=False,
-            tooltip=False,
-            transition_points=False,
-            height=int(height),
-            width="auto",
-        )
-        #: The anywidget in the page (points as binary float32, (N, 4): x, y in [-1, 1], colour code, 0).
-        self.map_widget = self.scatter.widget
-        self.map_widget.toolbar_buttons = ["pan_zoom", "lasso", "divider", "reset"]
-        # jupyter-scatter's width "auto" is its parent's: a column box stretches it to the box's width.
-        self.map_widget.layout = W.Layout(width="100%")
+        self._height, self._point_size = int(height), point_size
+        self._make_scatter(self.n)
         self._map_box = W.VBox([self.map_widget], layout=W.Layout(width=f"{width}px", max_width="100%"))
         self._map_box.add_class("lw-gl-map")
 
@@ -210,7 +190,8 @@ class WebGLMap(MapView):
         self.legend = W.HTML(layout=W.Layout(max_width=f"min({width}px, 100%)"))
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
         controls = W.HBox([self._method_buttons, self._reset_button, self._status], layout=wrap)
-        controls2 = W.HBox([self._color_dropdown, self._lasso_status], layout=wrap)
+        self._points_dropdown = self._points_control()
+        controls2 = W.HBox([self._points_dropdown, self._color_dropdown, self._lasso_status], layout=wrap)
         self.widget = W.VBox(
             [
                 controls,
@@ -233,29 +214,72 @@ class WebGLMap(MapView):
         self._observe_guarded(self._on_selected, "selected")
         self._observe_guarded(self._on_lasso_selection, "lasso_selection")
         # What the browser reports: the hovered point, the selection (click or lasso), the lasso's polygon.
-        self.map_widget.observe(self.errors.guard(self._on_js_hover), "hovering")
-        self.map_widget.observe(self.errors.guard(self._on_js_selection), "selection")
-        self.map_widget.observe(self.errors.guard(self._on_js_lasso), "lasso_selection_polygon")
-        traitlets.link((self, "method"), (session, "map_method"))
-        traitlets.link((self, "selected"), (session, "selected"))
-        watch_session(self, session, self._on_map, ["maps", "map_method"])
-        watch_session(self, session, self._on_session_path, ["path_points", "strip"])
-        watch_session(self, session, self._on_busy, "busy")
-        watch_session(self, session, self._on_ready, "ready")
+        self._observe_js()
+        self._link("method", "map_method")
+        self._link("selected", "selected")
+        self._watch(self._on_map, ["maps", "map_method", "map_points"])
+        self._watch(self._on_session_path, ["path_points", "strip"])
+        self._watch(self._on_busy, "busy")
+        self._watch(self._on_ready, "ready")
         self._on_map(None)
         self._on_session_path(None)
         # The buttons follow the trait (see ProjectionScatter: a failed fit reverts it).
         self.observe(lambda _c: setattr(self._method_buttons, "value", self.method), "method")
         self._method_buttons.observe(self.errors.guard(self._on_method_button), "value")
-        W.link((self, "color_by"), (self._color_dropdown, "value"))
+        self._link_colour_dropdown()
         self._start_following()
 
     # ------------------------------------------------------------------ map
 
+    def _make_scatter(self, n: int) -> None:
+        """A jupyter-scatter plot of ``n`` points (zeros until a map arrives)."""
+        zeros = np.zeros(n)
+        self.scatter = self._jscatter.Scatter(
+            x=zeros,
+            y=zeros,
+            size=self._point_size or _point_size(n),
+            color=_GREY,
+            # One highlighted point (the selected sample) must not dim the other 100k.
+            opacity_unselected=1.0,
+            color_selected="#000000",
+            axes=False,
+            legend=False,
+            tooltip=False,
+            transition_points=False,
+            height=self._height,
+            width="auto",
+        )
+        self._unselected_opacity = 1.0
+        #: The anywidget in the page (points as binary float32, (N, 4): x, y in [-1, 1], colour code, 0).
+        self.map_widget = self.scatter.widget
+        self.map_widget.toolbar_buttons = ["pan_zoom", "lasso", "divider", "reset"]
+        # jupyter-scatter's width "auto" is its parent's: a column box stretches it to the box's width.
+        self.map_widget.layout = W.Layout(width="100%")
+
+    def _observe_js(self) -> None:
+        # What the browser reports: the hovered point, the selection (click or lasso), the lasso's polygon.
+        self.map_widget.observe(self.errors.guard(self._on_js_hover), "hovering")
+        self.map_widget.observe(self.errors.guard(self._on_js_selection), "selection")
+        self.map_widget.observe(self.errors.guard(self._on_js_lasso), "lasso_selection_polygon")
+
     def _on_map(self, _change: Any) -> None:
-        pts = self.session.maps.get(self.session.map_method)
+        pts = self.session.points
         if pts is None or pts is self._drawn_map:
             return  # still computing: the drawn map stays until the new one arrives
+        if len(pts) != self.n_points:
+            # Other points (samples <-> cells): jupyter-scatter keeps its point count, so a new plot.
+            old = self.map_widget
+            self._make_scatter(len(pts))
+            self._observe_js()
+            self._map_box.children = [self.map_widget]
+            old.close()
+            self._drawn_map = pts
+            self.scatter.xy(x=pts[:, 0], y=pts[:, 1], animate=False)
+            self._on_color_by({"new": self.color_by})
+            self._show_highlight()
+            self.reset_view()
+            self._redraw_overlay()
+            return
         self._drawn_map = pts
         # One binary (N, 4) float32 array; the annotations are re-normalised to the new extent.
         self.scatter.xy(x=pts[:, 0], y=pts[:, 1], animate=False)
@@ -272,6 +296,8 @@ class WebGLMap(MapView):
         import pandas as pd
 
         field = change["new"]
+        if self.session.n_points() != self.n_points:
+            return  # the map of the new points is computing: coloured when it is drawn (_on_map)
         codes, colours, names = self.color_values(field)
         # jupyter-scatter drops unused categories: give it the used ones, in order, with their colours.
         used = np.unique(codes)
@@ -292,7 +318,7 @@ class WebGLMap(MapView):
 
     def _show_highlight(self) -> None:
         """The selection (others dimmed), or the clicked sample when nothing is selected."""
-        highlighted = self._highlighted()
+        highlighted = self._highlighted_points()
         many = len(self.session.selection) > 0
         self._writing_js = True
         try:
@@ -307,8 +333,8 @@ class WebGLMap(MapView):
 
     def _on_js_hover(self, change: Mapping[str, Any]) -> None:
         index = change["new"]
-        if index is not None and 0 <= int(index) < self.n:
-            self.hover(int(index))
+        if index is not None and 0 <= int(index) < self.n_points:
+            self.hover_point(int(index))
 
     def _on_js_selection(self, change: Mapping[str, Any]) -> None:
         if self._writing_js:
@@ -318,9 +344,10 @@ class WebGLMap(MapView):
             # A click (or a lasso around one point: its polygon follows) replaces the selection.
             self.lasso_selection = None
             self.session.selection = None
-            self.click(int(sel[0]))
+            self.click_point(int(sel[0]))
         elif len(sel) > 1:
-            self.lasso_selection = np.sort(sel)
+            # On a map of cells: the samples of the cells inside.
+            self.lasso_selection = self.session.point_samples(sel)
         else:
             # A click on the background clears the lasso and the selection; the clicked sample stays shown.
             self.lasso_selection = None
@@ -331,7 +358,7 @@ class WebGLMap(MapView):
         polygon = change["new"]
         if polygon is not None and len(polygon):
             sel = self.map_widget.selection
-            self.lasso_selection = None if sel is None else np.sort(np.asarray(sel, np.int64).reshape(-1))
+            self.lasso_selection = None if sel is None else self.session.point_samples(np.asarray(sel, np.int64))
 
     def _on_lasso_selection(self, change: Mapping[str, Any]) -> None:
         sel = change["new"]
@@ -342,10 +369,13 @@ class WebGLMap(MapView):
     def _on_linked_hover(self, change: Mapping[str, Any]) -> None:
         index, pts = change["new"], self._drawn_map
         self._linked = []
-        if index is not None and pts is not None:
+        if index is not None and pts is not None and len(pts) == self.session.n_points():
             rx, ry = self._marker_radius()
-            x, y = float(pts[index, 0]), float(pts[index, 1])
-            self._linked = [self._jscatter.Line(_ring(x, y, rx * 2, ry * 2, 16), line_color="#9467bd", line_width=3)]
+            # Every cell of the sample on a map of cells.
+            self._linked = [
+                self._jscatter.Line(_ring(float(x), float(y), rx * 2, ry * 2, 16), line_color="#9467bd", line_width=3)
+                for x, y in pts[self.session.sample_points([index])]
+            ]
         self._draw_current()
 
     # ------------------------------------------------------------------ path overlay
@@ -431,7 +461,8 @@ def projection_map(
     'ProjectionScatter'
     """
     session = kwargs.get("session")
-    n = len(session.dataset if session is not None else dataset)
+    # The points drawn: N samples, or N * h * w cells on a map of cells.
+    n = session.n_points() if session is not None else len(dataset)
     if n > gl_threshold and jscatter_available():
         return WebGLMap(latents, dataset, **kwargs)
     return ProjectionScatter(latents, dataset, gl_threshold=gl_threshold, **kwargs)
