@@ -19,7 +19,7 @@ from .interpolation_slider import InterpolationSlider
 from .mask_viewer import MaskViewer
 from .scatter import DEFAULT_GL_THRESHOLD
 from .selection_panel import SelectionPanel
-from .webgl_map import projection_map
+from .webgl_map import _map_class, projection_map
 
 __all__ = ["CLICK_ACTIONS", "LatentExplorer"]
 
@@ -122,6 +122,7 @@ class LatentExplorer(View):
         selected: int | None = None,
         display_width: int = 256,
         gl_threshold: int = DEFAULT_GL_THRESHOLD,
+        map_points: str = "flatten",
     ) -> None:
         super().__init__()
         self.output = W.Output(layout=W.Layout(max_height="260px", overflow="auto", border="1px solid #e0b0b0"))
@@ -142,9 +143,14 @@ class LatentExplorer(View):
             n_steps=n_steps,
             selected=selected,
             asynchronous=asynchronous,
+            map_points=map_points,
         )
         self.model, self.dataset = latent_model, dataset
+        self.gl_threshold = gl_threshold
+        #: Called with (old map, new map) when the map is swapped (see :meth:`_on_map_points`).
+        self.map_swap_hooks: list[Any] = []
         self.scatter = projection_map(session=session, splits=splits, gl_threshold=gl_threshold, errors=self.errors)
+        self._map_column = W.VBox([self._click_placeholder(), self.scatter.widget], layout=W.Layout(max_width="100%"))
         self.viewer = MaskViewer(session=session, display_width=display_width, errors=self.errors)
         self.slider = InterpolationSlider(session=session, display_width=display_width, errors=self.errors)
         self.selection_panel = SelectionPanel(session, errors=self.errors)
@@ -189,7 +195,7 @@ class LatentExplorer(View):
                 # The map and the viewer side by side when there is room, stacked otherwise.
                 W.HBox(
                     [
-                        W.VBox([self._click_buttons, self.scatter.widget], layout=W.Layout(max_width="100%")),
+                        self._map_column,
                         self.viewer.widget,
                     ],
                     layout=W.Layout(flex_flow="row wrap", align_items="flex-start", grid_gap="4px 12px"),
@@ -204,12 +210,35 @@ class LatentExplorer(View):
         )
         self.widget.add_class("latent-explorer")
 
+        self._map_column.children = [self._click_buttons, self.scatter.widget]
         self.scatter.observe(self.errors.guard(self._on_clicked), "selected")
+        watch_session(self, session, self._on_map_points, "map_points")
         self.slider.observe(self.errors.guard(self._on_alpha), "alpha")
         watch_session(self, session, self._on_busy, "busy")
         relay_session_errors(self.errors, session)
         self._on_busy(None)
         self.scatter.set_current(session.alpha)
+
+    @staticmethod
+    def _click_placeholder() -> W.Widget:
+        return W.HTML()
+
+    def _on_map_points(self, _change: Any) -> None:
+        """A map of cells has h * w times the points: swap SVG and WebGL maps across the threshold."""
+        old = self.scatter
+        new_kind = _map_class(self.session, self.gl_threshold)
+        if isinstance(old, new_kind):
+            return
+        old.unobserve_all("selected")
+        old.detach()
+        self.scatter = projection_map(
+            session=self.session, splits=self.session.splits, gl_threshold=self.gl_threshold, errors=self.errors
+        )
+        self.scatter.observe(self.errors.guard(self._on_clicked), "selected")
+        self.scatter.set_current(self.session.alpha)
+        self._map_column.children = [self._click_buttons, self.scatter.widget]
+        for hook in list(self.map_swap_hooks):
+            hook(old, self.scatter)
 
     def _on_clicked(self, change: Mapping[str, Any]) -> None:
         index = change["new"]

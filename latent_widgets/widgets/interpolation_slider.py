@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import bqplot as bq
@@ -82,6 +83,13 @@ class InterpolationSlider(View):
     method, skip_policy : str (traits)
     strip_version : int (trait)
         Incremented each time a new strip is shown (observe it to follow the path).
+    show_movement : bool (trait)
+        The "cell movement" toggle (latent grids only): image A shows how
+        far each latent cell moves along the whole path (``total`` of
+        :meth:`~latent_widgets.session.ExplorerSession.cell_movement`) and
+        each strip tile how far its cells moved since the previous step
+        (``per_step``; none on the first tile), as a heatmap over the
+        image or mask (:func:`~latent_widgets.widgets.cell_overlay.movement_overlay`).
     current_alpha : float
         Alpha of the mask on display (lags ``alpha`` while a decode runs).
     current_mask, current_probs, current_latent : ndarray
@@ -107,6 +115,7 @@ class InterpolationSlider(View):
     skip_policy = traitlets.Unicode("image")
     n_steps = traitlets.Int(12, min=2, max=64)
     strip_version = traitlets.Int(0)
+    show_movement = traitlets.Bool(False)
 
     def __init__(
         self,
@@ -261,6 +270,16 @@ class InterpolationSlider(View):
         self._tiles: list[tuple[Any, ...]] = []
         self.neighbor_values: list[bytes] = []
         self._drawn_strip: Any = None
+        self.movement: Any = None
+        self._movement_button = W.ToggleButton(
+            value=False,
+            description="cell movement",
+            icon="th",
+            tooltip="heatmap of how far each latent cell moves: in total over image A, per step over the strip",
+            layout=W.Layout(width="auto", min_width="max-content"),
+            disabled=session.grid is None,
+        )
+        self._movement_button.add_class("lw-cell-movement")
         wrap = dict(flex_flow="row wrap", align_items="flex-start")
         self.widget = W.VBox(
             [
@@ -269,7 +288,7 @@ class InterpolationSlider(View):
                     [self._a_box, self._b_box, self._method_buttons, self._policy_dropdown, self._steps_box],
                     layout=W.Layout(**wrap),
                 ),
-                W.HBox([self.slider, self._status], layout=W.Layout(**wrap)),
+                W.HBox([self.slider, self._movement_button, self._status], layout=W.Layout(**wrap)),
                 W.HBox(
                     [
                         W.VBox([labelled(self._a_image, self._a_caption), labelled(self._b_image, self._b_caption)]),
@@ -303,6 +322,8 @@ class InterpolationSlider(View):
             (self.slider, "alpha"),
         ):
             W.link((self, trait), (box, "value"))
+        W.link((self, "show_movement"), (self._movement_button, "value"))
+        self._observe_guarded(self._on_show_movement, "show_movement")
         watch_session(self, session, self._on_strip, "strip")
         watch_session(self, session, self._on_current, "current")
         watch_session(self, session, self._on_busy, "busy")
@@ -438,6 +459,21 @@ class InterpolationSlider(View):
         # Last: observers of the bytes (benchmark, tests) see a complete state.
         self.image.value = step.image
 
+    def _on_show_movement(self, change: Mapping[str, Any]) -> None:
+        if change["new"] and self.session.grid is None:
+            self.show_movement = False
+            raise ValueError("cell movement needs latents with a spatial grid (h, w, C); these are flat")
+        self._drawn_strip = None  # redraw the strip with (or without) the heatmaps
+        self._on_strip(None)
+
+    def _movement_png(self, rgb: np.ndarray, values: np.ndarray | None, vmax: float) -> bytes:
+        """PNG of ``rgb`` (uint8, H x W x 3) at tile scale, with the cells' ``values`` as a heatmap over it."""
+        from .cell_overlay import movement_overlay
+
+        if values is not None:
+            rgb = movement_overlay(rgb, values, vmax=vmax)
+        return render.to_png(rgb, scale=self.tile_scale)
+
     def _on_strip(self, _change: Any) -> None:
         strip = self.session.strip
         if strip is None or strip is self._drawn_strip:
@@ -445,7 +481,14 @@ class InterpolationSlider(View):
         self._drawn_strip = strip
         ds = self.dataset
         a, b = strip.key.index_a, strip.key.index_b
-        self._a_image.value = render.to_png(ds.images[a], scale=self.tile_scale)
+        movement = self.session.cell_movement() if self.show_movement else None
+        #: The cell movement drawn over image A and the strip tiles, or None.
+        self.movement = movement
+        if movement is None:
+            self._a_image.value = render.to_png(ds.images[a], scale=self.tile_scale)
+        else:
+            top = float(movement.total.max())
+            self._a_image.value = self._movement_png(render.as_uint8(ds.images[a]), movement.total, top)
         self._b_image.value = render.to_png(ds.images[b], scale=self.tile_scale)
         self._a_caption.value = f"<b style='font-size:12px'>A = #{a}</b>"
         self._b_caption.value = f"<b style='font-size:12px'>B = #{b}</b>"
@@ -462,7 +505,13 @@ class InterpolationSlider(View):
         for i, step in enumerate(strip.steps):
             top_img, top_cap, bottom_img, bottom_cap, _, _ = self._tiles[i]
             j = int(nb[i])
-            top_img.value = render.mask_png(step.mask, ds.palette, scale=self.tile_scale)
+            if movement is None:
+                top_img.value = render.mask_png(step.mask, ds.palette, scale=self.tile_scale)
+            else:
+                # Step i shows how far its cells moved since step i - 1 (one scale for the strip).
+                values = movement.per_step[i - 1] if i > 0 else None
+                rgb = render.colorize(step.mask, ds.palette)
+                top_img.value = self._movement_png(rgb, values, float(movement.per_step.max()))
             top_cap.value = f"<b style='font-size:12px'>α={step.alpha:.2f}</b>"
             bottom_img.value = render.mask_png(ds.masks[j], ds.palette, scale=self.tile_scale)
             bottom_cap.value = f"<span style='font-size:10px;white-space:nowrap'>#{j} d={dist[i]:.2g}</span>"

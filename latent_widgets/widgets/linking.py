@@ -64,9 +64,20 @@ def link_explorers(a: Any, b: Any) -> Callable[[], None]:
         src.session.observe(selection, "selection")
         src.scatter.observe(hovered, "hovered")
 
+        def swapped(old: Any, new: Any) -> None:
+            # The explorer swapped its map (samples <-> cells across the WebGL threshold): follow the new one.
+            old.unobserve(hovered, "hovered")
+            new.observe(hovered, "hovered")
+
+        hooks = getattr(src, "map_swap_hooks", None)
+        if hooks is not None:
+            hooks.append(swapped)
+
         def undo() -> None:
             src.session.unobserve(selection, "selection")
             src.scatter.unobserve(hovered, "hovered")
+            if hooks is not None and swapped in hooks:
+                hooks.remove(swapped)
 
         return undo
 

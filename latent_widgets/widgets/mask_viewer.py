@@ -149,6 +149,8 @@ class MaskViewer(View):
         if session is not None:
             # Follow the session's selected sample, once its predictions exist.
             watch_session(self, session, self._follow_session, ["selected", "ready"])
+            # The clicked cell of a map of cells is outlined on the image.
+            watch_session(self, session, self._on_selected_cell, "selected_cell")
             self._follow_session(None)
 
     def _follow_session(self, _change: Any) -> None:
@@ -256,7 +258,7 @@ class MaskViewer(View):
         self.image, self.true_mask, self.pred_mask, self.title = image, true_mask, pred_mask, title
         self.iou = None if true_mask is None else np.asarray(iou_per_class(pred_mask, true_mask, ds.n_classes), float)
         blank = blank_png(h * s, w * s)
-        self.panes["image"].value = blank if image is None else render.to_png(image, scale=s)
+        self.panes["image"].value = blank if image is None else self._image_png()
         self.panes["truth"].value = blank if true_mask is None else render.mask_png(true_mask, ds.palette, scale=s)
         self.panes["prediction"].value = render.mask_png(pred_mask, ds.palette, scale=s)
         self.panes["errors"].value = render.to_png(render.error_map(pred_mask, true_mask, image), scale=s)
@@ -269,6 +271,36 @@ class MaskViewer(View):
         miou = "" if self.iou is None or np.isnan(self.iou).all() else f" · mean IoU {np.nanmean(self.iou):.3f}"
         self._title.value = f"<b>{html.escape(title)}</b>{miou}"
         self.legend.value = self.legend_html()
+
+    @property
+    def cell_box(self) -> tuple[int, int, int, int] | None:
+        """The outlined cell on the image pane, ``(y0, x0, y1, x1)`` in displayed px, or None.
+
+        The session's :attr:`~latent_widgets.session.ExplorerSession.selected_cell`
+        (a cell clicked on a map of cells) when the pane shows its sample:
+        :func:`~latent_widgets.cells.cell_box` at the mask's resolution,
+        times the display scale.
+        """
+        s = self.session
+        if s is None or s.selected_cell is None or self.index is None or self.index != s.selected:
+            return None
+        from ..cells import cell_box
+
+        box = cell_box(s.grid, self.dataset.image_size, *s.selected_cell)
+        return tuple(int(v) * self.scale for v in box)  # type: ignore[return-value]
+
+    def _image_png(self) -> bytes:
+        rgb = render.upscale(render.as_uint8(self.image), self.scale)
+        box = self.cell_box
+        if box is not None:
+            from .cell_overlay import outline_box
+
+            rgb = outline_box(rgb, box)
+        return render.to_png(rgb)
+
+    def _on_selected_cell(self, _change: Any) -> None:
+        if self.image is not None and self.index is not None:
+            self.panes["image"].value = self._image_png()
 
     def _draw_overlay(self) -> None:
         if self.pred_mask is None:

@@ -437,6 +437,11 @@ class WebGLMap(MapView):
         self.scatter.annotations([a for v in layers.values() for a in v] + list(getattr(self, "_linked", [])))
 
 
+def _map_class(session: ExplorerSession, gl_threshold: int) -> type:
+    """The map class for the session's current points (the rule of :func:`projection_map`)."""
+    return WebGLMap if session.n_points() > gl_threshold and jscatter_available() else ProjectionScatter
+
+
 def projection_map(
     latents: np.ndarray | None = None,
     dataset: Any = None,
@@ -462,7 +467,11 @@ def projection_map(
     """
     session = kwargs.get("session")
     # The points drawn: N samples, or N * h * w cells on a map of cells.
-    n = session.n_points() if session is not None else len(dataset)
-    if n > gl_threshold and jscatter_available():
+    if session is not None:
+        cls = _map_class(session, gl_threshold)
+        if cls is WebGLMap:
+            return WebGLMap(latents, dataset, **kwargs)
+        return ProjectionScatter(latents, dataset, gl_threshold=gl_threshold, **kwargs)
+    if len(dataset) > gl_threshold and jscatter_available():
         return WebGLMap(latents, dataset, **kwargs)
     return ProjectionScatter(latents, dataset, gl_threshold=gl_threshold, **kwargs)
