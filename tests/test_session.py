@@ -455,7 +455,7 @@ def test_pooled_map_points_fit_the_grid_average(model, ds) -> None:
     s.map_points = "flatten"
     assert s.points is flat
     maps_only = ExplorerSession(None, ds, latents=s.latents.reshape(len(ds), -1), asynchronous=False, methods=("pca",))
-    with pytest.raises(traitlets.TraitError, match="map_points 'cells' makes a point of each cell.*use 'flatten'"):
+    with pytest.raises(traitlets.TraitError, match=r"map_points 'cells' makes a point of each cell.*use 'flatten'"):
         maps_only.map_points = "cells"
 
 

@@ -999,3 +999,85 @@ def test_link_explorers_mirrors_selection_and_hover(model, ds, encoding):
     finally:
         a.close()
         b.close()
+
+
+def _png(data: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def test_a_map_of_cells_clicks_and_lassos_samples_and_outlines_the_cell(model, ds) -> None:
+    from latent_widgets.widgets import LatentExplorer, WebGLMap, link_explorers
+    from latent_widgets.widgets.cell_overlay import CELL_OUTLINE
+
+    e = LatentExplorer(model, ds, asynchronous=False, methods=("pca",))
+    other = LatentExplorer(model, ds, asynchronous=False, methods=("pca",))
+    link_explorers(e, other)
+    assert type(e.scatter).__name__ == "ProjectionScatter"
+    e.scatter._points_dropdown.value = "cells"  # 24 samples x 12 x 16 cells = 4608 points > 2000: WebGL
+    h, w = e.session.grid
+    assert isinstance(e.scatter, WebGLMap) and e.scatter.map_widget.points.shape == (24 * h * w, 4)
+    assert e.scatter._color_dropdown.value == e.session.color_by == "cell class"
+    k = 5 * h * w + 2 * w + 3  # sample 5, cell (2, 3)
+    e.scatter.map_widget.selection = np.array([k])
+    assert (e.session.selected, e.session.selected_cell, e.viewer.index) == (5, (2, 3), 5)
+    # the image pane: exactly the 2 px border of the cell's block (cells.cell_box x display scale) is outlined
+    s = e.viewer.scale
+    y0, x0, y1, x1 = (v * s for v in (2 * 48 // h, 3 * 64 // w, 3 * 48 // h, 4 * 64 // w))
+    assert e.viewer.cell_box == (y0, x0, y1, x1)
+    want = np.zeros((48 * s, 64 * s), bool)
+    want[y0:y1, x0:x1] = True
+    want[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2] = False
+    img = _png(e.viewer.values["image"])
+    np.testing.assert_array_equal((img == CELL_OUTLINE).all(-1), want)
+    np.testing.assert_array_equal(img[~want], render.upscale(render.as_uint8(ds.images[5]), s)[~want])
+    # a lasso selects the samples of the cells inside; the highlight is all their cells
+    e.scatter.map_widget.selection = np.array([0, 1, k])
+    assert e.session.selection.tolist() == [0, 5] == other.session.selection.tolist()
+    assert len(e.scatter.map_widget.selection) == 2 * h * w
+    e.scatter.map_widget.hovering = 3 * h * w + 7
+    assert e.scatter.hovered == 3 and other.scatter.linked_hover == 3  # linking follows the swapped map
+    e.session.map_points = "flatten"
+    assert type(e.scatter).__name__ == "ProjectionScatter" and e.session.selected_cell is None
+    assert e.viewer.cell_box is None and not (_png(e.viewer.values["image"]) == CELL_OUTLINE).all(-1).any()
+    assert e.errors.messages == []
+
+
+def test_the_cell_movement_overlay_blends_the_colormap_at_its_alpha(model, ds) -> None:
+    from latent_widgets import colors
+    from latent_widgets.widgets import InterpolationSlider
+    from latent_widgets.widgets.cell_overlay import MOVEMENT_ALPHA, MOVEMENT_CMAP
+
+    sl = InterpolationSlider(model, ds, index_a=3, index_b=17, n_steps=5, asynchronous=False, scrub_steps=0)
+    sl.show_movement = True
+    m = sl.session.cell_movement()
+    assert sl.movement is m
+    t = sl.tile_scale
+    h, w = m.grid
+    r, c = 4, 9
+    y, x = (r * 48 // h) * t, (c * 64 // w) * t  # a pixel of cell (r, c) at tile scale
+    # image A: its pixel blended with the colormap of the cell's total over the strip's largest total
+    cm = colors.colormap_rgb(MOVEMENT_CMAP, [m.total[r, c] / m.total.max()])[0].astype(float)
+    a = render.as_uint8(ds.images[3])[r * 48 // h, c * 64 // w].astype(float)
+    np.testing.assert_array_equal(
+        _png(sl._a_image.value)[y, x], np.round((1 - MOVEMENT_ALPHA) * a + MOVEMENT_ALPHA * cm)
+    )
+    # strip tile 2: the mask's colour blended with the colormap of the cell's step 1 -> 2 movement
+    step = sl.session.strip.steps[2]
+    cm = colors.colormap_rgb(MOVEMENT_CMAP, [m.per_step[1, r, c] / m.per_step.max()])[0].astype(float)
+    base = ds.palette[step.mask[r * 48 // h, c * 64 // w]].astype(float)
+    np.testing.assert_array_equal(
+        _png(sl._tiles[2][0].value)[y, x], np.round((1 - MOVEMENT_ALPHA) * base + MOVEMENT_ALPHA * cm)
+    )
+    # the first tile has no previous step: the plain mask
+    np.testing.assert_array_equal(
+        _png(sl._tiles[0][0].value), _png(render.mask_png(sl.session.strip.steps[0].mask, ds.palette, scale=t))
+    )
+    sl.show_movement = False
+    assert (
+        sl.movement is None and _png(sl._a_image.value).tolist() == _png(render.to_png(ds.images[3], scale=t)).tolist()
+    )
