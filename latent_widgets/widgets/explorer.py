@@ -77,6 +77,12 @@ class LatentExplorer(View):
         Points above which the map is drawn with WebGL (:class:`WebGLMap`,
         jupyter-scatter) instead of SVG (:class:`ProjectionScatter`, with
         index labels); see :func:`~latent_widgets.widgets.webgl_map.projection_map`.
+        Counted in map points: a map of cells (``map_points="cells"``) has
+        ``h * w`` per sample, and switching to it swaps the map when it
+        crosses the threshold.
+    map_points : str
+        What a map point is at start: "flatten", "pooled" or "cells"
+        (see :attr:`~latent_widgets.session.ExplorerSession.map_points`).
 
     Attributes
     ----------
