@@ -337,6 +337,9 @@ def test_a_lasso_sets_the_selection_in_the_kernel_and_shows_its_confusion(page, 
     dots = page.evaluate(MAIN_DOTS_JS)
     fig = page.locator(".lw-projection-scatter").bounding_box()
     ring, inside = _lasso_around(dots, fig)
+    # away from the points first, so that no hover tooltip of an earlier test covers the lasso's start
+    page.mouse.move(fig["x"] + 5, fig["y"] + 5)
+    page.wait_for_timeout(300)
     draw_lasso(page, ring)
     try:
         page.wait_for_function(
@@ -345,7 +348,13 @@ def test_a_lasso_sets_the_selection_in_the_kernel_and_shows_its_confusion(page, 
             timeout=30_000,
         )
     except Exception:
-        raise AssertionError(f"lasso around {inside}: the kernel holds {_kernel_selection(page)}") from None
+        start = page.evaluate(
+            "([x, y]) => { const e = document.elementFromPoint(x, y); return e && e.outerHTML.slice(0, 200); }",
+            list(ring[0]),
+        )
+        raise AssertionError(
+            f"lasso around {inside}: the kernel holds {_kernel_selection(page)}; the lasso started on {start}"
+        ) from None
     # the panel shows the count, the confusion matrix and the worst samples
     page.wait_for_function(
         "(n) => document.querySelector('.lw-selection-summary').innerText.includes(n + ' samples selected · mean IoU')",
