@@ -41,6 +41,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
@@ -69,6 +70,8 @@ __all__ = [
 # lost worker's share is small, few enough that the scheduler's cost per task
 # (about a millisecond) stays negligible.
 _TASKS_PER_WORKER = 4
+# Bytes of float32 latents per block of the PCA's dask array.
+_PCA_BLOCK_BYTES = 32 << 20
 
 # ----------------------------------------------------------------------------- on the workers
 
@@ -579,17 +582,35 @@ def pca_of_store(
     k = int(n_components)
     if not 1 <= k <= min(n, d):
         raise ValueError(f"n_components must be between 1 and min(N, d) = {min(n, d)}, got {k}")
-    x = da.from_zarr(str(st.path), component="latents").reshape(n, d).astype(np.float64)
-    scheduler = {} if client is None else {"scheduler": client}
-    (total,) = dask.compute(x.sum(axis=0), **scheduler)
-    mean = np.asarray(total) / n
-    xc = x - mean
+    # Blocks of whole store chunks, about 32 MiB each and at least two per worker: the scheduler's cost
+    # per task, times the dozen passes, is what makes a store's many 2 MiB chunks slow.
+    workers = len(client.scheduler_info().get("workers", {})) if client is not None else (os.cpu_count() or 1)
+    per_block = max(1, min(_PCA_BLOCK_BYTES // (4 * d * st.chunk_rows), -(-st.n_chunks // (2 * max(1, workers)))))
+    rows = per_block * st.chunk_rows
+    x = da.from_zarr(str(st.path), component="latents", chunks=(rows, *st.latent_shape)).reshape(n, d)
     oversamples = max(0, min(int(n_oversamples), min(n, d) - k))
-    u, s, vt = da.linalg.svd_compressed(
-        xc, k, n_power_iter=int(n_iter), n_oversamples=oversamples, seed=int(random_state), compute=False
-    )
-    u, s, vt, sq = dask.compute(u, s, vt, (xc**2).sum(), **scheduler)
-    u, s, vt = np.asarray(u), np.asarray(s), np.asarray(vt)
+    with dask.config.set(scheduler=client) if client is not None else contextlib.nullcontext():
+        # The mean and the total variance in one pass, accumulated in float64.
+        total, total_sq = dask.compute(x.sum(axis=0, dtype=np.float64), (x.astype(np.float64) ** 2).sum())
+        mean = np.asarray(total) / n
+        sq = float(total_sq) - n * float(mean @ mean)
+        # Centred chunk by chunk as it is read, never stored; the products run in the latents' float32,
+        # as scikit-learn's randomized PCA of float32 data does (float64 doubles the time).
+        xc = x - mean.astype(x.dtype)
+        # iterator="QR" orthonormalises after every product ("power" does not, and loses the smaller
+        # components in float64 after a few iterations); compute=True keeps only the (n, k + p) sketch
+        # between the passes, each of which reads the store again, so memory does not grow with d.
+        u, s, vt = da.linalg.svd_compressed(
+            xc,
+            k,
+            iterator="QR",
+            n_power_iter=int(n_iter),
+            n_oversamples=oversamples,
+            seed=int(random_state),
+            compute=True,
+        )
+        u, s, vt = dask.compute(u, s, vt)
+    u, s, vt = (np.asarray(a, np.float64) for a in (u, s, vt))
     # scikit-learn's sign rule on the components (the largest-magnitude entry positive), the points follow.
     signs = np.sign(vt[np.arange(k), np.argmax(np.abs(vt), axis=1)])
     signs[signs == 0] = 1
