@@ -299,10 +299,11 @@ class ClusterEncode:
                 total=self.store.n, initial=self.store.n - self._rows_left(), desc="encoding on cluster", unit="img"
             )
         try:
+            chunk_of = {f.key: c for f, c in zip(self.futures, self.chunks, strict=True)}
             for fut in as_completed(self.futures):
                 fut.result()  # raises the task's error
                 if bar is not None:
-                    bar.update(self._rows_of(self.chunks[self.futures.index(fut)]))
+                    bar.update(self._rows_of(chunk_of[fut.key]))
         except BaseException:
             self.cancel()
             raise
