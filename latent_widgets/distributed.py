@@ -72,6 +72,8 @@ __all__ = [
 _TASKS_PER_WORKER = 4
 # Bytes of float32 latents per block of the PCA's dask array.
 _PCA_BLOCK_BYTES = 32 << 20
+# The PCA keeps the latents in the workers' memory below this fraction of it.
+_PCA_PERSIST_FRACTION = 0.25
 
 # ----------------------------------------------------------------------------- on the workers
 
@@ -526,6 +528,12 @@ class StorePCA:
         return f"StorePCA({self.n_samples_} x {self.n_features_in_} -> {self.n_components_})"
 
 
+def _cluster_memory(client: Any) -> int:
+    """Bytes of memory of the cluster's workers (their memory limits; 0 when unknown)."""
+    workers = client.scheduler_info().get("workers", {})
+    return int(sum(int(w.get("memory_limit") or 0) for w in workers.values()))
+
+
 def _open_store(store: LatentStore | str | os.PathLike[str]) -> LatentStore:
     return store if isinstance(store, LatentStore) else LatentStore.open(store)
 
@@ -590,7 +598,12 @@ def pca_of_store(
     rows = per_block * st.chunk_rows
     x = da.from_zarr(str(st.path), component="latents", chunks=(rows, *st.latent_shape)).reshape(n, d)
     oversamples = max(0, min(int(n_oversamples), min(n, d) - k))
+    # Held in the workers' memory when the latents take less than a quarter of it: the dozen passes then
+    # read memory, not the store (each pass re-reads the store otherwise, so any size works).
+    in_memory = client is not None and 4 * n * d < _cluster_memory(client) * _PCA_PERSIST_FRACTION
     with dask.config.set(scheduler=client) if client is not None else contextlib.nullcontext():
+        if in_memory:
+            x = x.persist()
         # The mean and the total variance in one pass, accumulated in float64.
         total, total_sq = dask.compute(x.sum(axis=0, dtype=np.float64), (x.astype(np.float64) ** 2).sum())
         mean = np.asarray(total) / n
@@ -598,6 +611,9 @@ def pca_of_store(
         # Centred chunk by chunk as it is read, never stored; the products run in the latents' float32,
         # as scikit-learn's randomized PCA of float32 data does (float64 doubles the time).
         xc = x - mean.astype(x.dtype)
+        if in_memory:
+            xc = xc.persist()
+            del x
         # iterator="QR" orthonormalises after every product ("power" does not, and loses the smaller
         # components in float64 after a few iterations); compute=True keeps only the (n, k + p) sketch
         # between the passes, each of which reads the store again, so memory does not grow with d.
