@@ -746,6 +746,7 @@ class LatentModel:
         progress: bool | None = None,
         store_skips: bool = False,
         chunk_rows: int | None = None,
+        client: Any = None,
     ) -> Encoding:
         """:meth:`encode` a dataset's images, cached on disk.
 
@@ -787,6 +788,11 @@ class LatentModel:
             that re-encode the requested samples when indexed.
         chunk_rows : int, optional
             Rows per store chunk (a multiple of ``batch_size``); default about 2 MiB.
+        client : dask.distributed.Client, optional
+            Encode on this Dask cluster's workers, one task per chunk, each
+            writing straight into the store (:mod:`latent_widgets.distributed`):
+            needs a lazy dataset and a ``store`` path that every worker can
+            reach. ``None``: encode here.
 
         Returns
         -------
@@ -808,8 +814,26 @@ class LatentModel:
         >>> enc = lm.encode_dataset(synthetic_road_scenes(100_000, lazy=True), store="road.zarr")  # doctest: +SKIP
         >>> enc.latents[:10].shape  # doctest: +SKIP
         (10, 6, 8, 128)
+        >>> enc = lm.encode_dataset(ds, store="/shared/road.zarr", client=dask_client)  # doctest: +SKIP
         """
         from .cache import cache_dir, cached_arrays, content_hash
+
+        if client is not None:
+            from .distributed import encode_on_cluster
+
+            st = encode_on_cluster(
+                self,
+                dataset,
+                store,  # type: ignore[arg-type]  (checked there: a path, with a clear error otherwise)
+                client,
+                batch_size=batch_size,
+                resume=resume and cache,
+                overwrite=overwrite,
+                store_skips=store_skips,
+                chunk_rows=chunk_rows,
+                progress=progress,
+            )
+            return self._store_encoding(st, dataset, batch_size)
 
         model_hash, data_hash = self.weights_hash(), dataset.content_hash()
         if store is None:
@@ -889,6 +913,9 @@ class LatentModel:
             overwrite=overwrite,
             progress=progress,
         )
+        return self._store_encoding(st, dataset, batch_size)
+
+    def _store_encoding(self, st: Any, dataset: SegmentationDataset, batch_size: int) -> Encoding:
         if st.stored_skips or not self.skip_shapes:
             skips: tuple[Any, ...] = st.skips
         else:

@@ -68,6 +68,7 @@ __all__ = [
     "default_chunk_rows",
     "encode_to_store",
     "fill_store",
+    "prepare_store",
 ]
 
 #: The ``format`` attribute of every latent store (how a folder is recognised as one).
@@ -510,6 +511,13 @@ class LatentStore:
                     flags[c] = 0
         return flags.astype(bool)
 
+    def is_chunk_done(self, c: int) -> bool:
+        """Whether chunk ``c`` is written (reads its one flag: cheap for a worker writing one chunk)."""
+        try:
+            return bool(self._group["done"][int(c)])
+        except Exception:  # a flag file cut short by a kill: not done
+            return False
+
     def missing_chunks(self) -> list[int]:
         """Indices of the chunks still to encode."""
         return [int(c) for c in np.flatnonzero(~self.chunks_done())]
@@ -922,10 +930,53 @@ def encode_to_store(
     ...                         model_hash=lm.weights_hash(), data_hash=ds.content_hash(),
     ...                         latent_shape=lm.latent_shape)  # doctest: +SKIP
     """
+    store = prepare_store(
+        path,
+        n=len(images),
+        model_hash=model_hash,
+        data_hash=data_hash,
+        latent_shape=latent_shape,
+        skip_shapes=skip_shapes,
+        batch_size=batch_size,
+        chunk_rows=chunk_rows,
+        store_skips=store_skips,
+        resume=resume,
+        overwrite=overwrite,
+    )
+    return fill_store(store, encode_batch, images, batch_size=batch_size, progress=progress)
+
+
+def prepare_store(
+    path: str | os.PathLike[str],
+    *,
+    n: int,
+    model_hash: str,
+    data_hash: str,
+    latent_shape: Sequence[int],
+    skip_shapes: Sequence[Sequence[int]] = (),
+    batch_size: int = 32,
+    chunk_rows: int | None = None,
+    store_skips: bool = False,
+    resume: bool = True,
+    overwrite: bool = False,
+) -> LatentStore:
+    """The store :func:`encode_to_store` fills: created, or reopened to resume (``resume=False``: reset).
+
+    The parameters are :func:`encode_to_store`'s; ``n`` is the number of
+    samples. Encoders running elsewhere (the workers of
+    :mod:`latent_widgets.distributed`) fill the store it returns.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> st = prepare_store(tempfile.mkdtemp(), n=100, model_hash="m", data_hash="d", latent_shape=(3,), batch_size=8)
+    >>> st.n_chunks, st.missing_chunks()[:3]
+    (1, [0])
+    """
     batch_size = max(1, int(batch_size))
     latent_shape = tuple(int(s) for s in latent_shape)
     skip_shapes = tuple(tuple(int(v) for v in s) for s in skip_shapes)
-    n = len(images)
+    n = int(n)
     if chunk_rows is None:
         row_bytes = 4 * int(np.prod(latent_shape))
         if store_skips:
@@ -951,4 +1002,4 @@ def encode_to_store(
     )
     if not resume:
         store.reset_progress()
-    return fill_store(store, encode_batch, images, batch_size=batch_size, progress=progress)
+    return store

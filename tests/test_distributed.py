@@ -1,0 +1,224 @@
+"""Encoding and PCA on a real Dask cluster (issue 14).
+
+A ``LocalCluster`` of two worker processes with one thread each, scheduler
+and workers on 127.0.0.1, started here; nothing is mocked. The reference is
+the local encode of the same lazy dataset by the same model, and
+scikit-learn's PCA of the same latents.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from latent_widgets import LatentModel, synthetic_road_scenes
+from latent_widgets.distributed import encode_on_cluster, pca_of_store, project_store, submit_encode
+from latent_widgets.keras_graph import LatentModelError
+from latent_widgets.store import LatentStore, LatentStoreError, prepare_store
+
+N = 2000
+SIZE = (32, 32)
+BATCH = 32
+
+
+@pytest.fixture(scope="module")
+def client():
+    from dask.distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
+    client = Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def lm() -> LatentModel:
+    import keras
+
+    from latent_widgets.models import segnet
+
+    keras.utils.set_random_seed(0)
+    return LatentModel.from_model(segnet(12, (*SIZE, 3), width=0.125))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_road_scenes(N, size=SIZE, seed=0, lazy=True)
+
+
+@pytest.fixture(scope="module")
+def local(lm, data, tmp_path_factory) -> np.ndarray:
+    """The local encode (no client) of the 2,000 scenes: the reference."""
+    path = tmp_path_factory.mktemp("local") / "local.zarr"
+    return np.asarray(lm.encode_dataset(data, batch_size=BATCH, store=path, progress=False).latents)
+
+
+@pytest.mark.slow
+def test_cluster_encode_equals_local_and_its_pca_equals_sklearn(client, lm, data, local, tmp_path) -> None:
+    from sklearn.decomposition import PCA
+
+    path = tmp_path / "cluster.zarr"
+    enc = lm.encode_dataset(data, batch_size=BATCH, store=path, client=client, progress=False)
+    store = LatentStore.open(path, model_hash=lm.weights_hash(), data_hash=data.content_hash())
+    assert store.is_complete and store.n_chunks >= 4  # several tasks, spread over both workers
+    # To 1e-5 of the latents' scale (an untrained narrow SegNet's latents are about 0.01).
+    scale = np.abs(local).max()
+    assert scale > 1e-3 and local.std() > scale / 100  # not a comparison of two near-constant arrays
+    np.testing.assert_allclose(np.asarray(enc.latents) / scale, local / scale, rtol=0, atol=1e-5)
+
+    k = 5
+    pca = pca_of_store(path, k, client=client, n_iter=6)
+    flat = local.reshape(N, -1).astype(np.float64)
+    ref = PCA(k, svd_solver="full").fit(flat)
+    points = ref.transform(flat)
+    signs = np.sign(np.sum(pca.components_ * ref.components_, axis=1))
+    assert set(signs.tolist()) <= {-1.0, 1.0}
+    np.testing.assert_allclose(pca.components_, ref.components_ * signs[:, None], atol=1e-4)
+    np.testing.assert_allclose(pca.explained_variance_, ref.explained_variance_, rtol=1e-4)
+    np.testing.assert_allclose(pca.explained_variance_ratio_, ref.explained_variance_ratio_, rtol=1e-4)
+    scale = np.abs(points).max()  # the points in units of their extent
+    np.testing.assert_allclose(pca.points / scale, points * signs / scale, atol=1e-4)
+    np.testing.assert_allclose(pca.transform(local[:3]), points[:3] * signs, atol=1e-4 * scale)
+    # The map is then made on the client from the 5 PCA coordinates.
+    xy = project_store(pca, "pca")
+    assert xy.shape == (N, 2)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_encode_leaves_a_complete_store_equal_to_the_local_one(
+    client, lm, data, local, tmp_path
+) -> None:
+    path = tmp_path / "killed.zarr"
+    job = submit_encode(lm, data, path, client, batch_size=BATCH, chunk_rows=BATCH)
+    n_chunks = job.store.n_chunks
+    assert len(job.futures) == n_chunks == -(-N // BATCH)
+    deadline = time.monotonic() + 120
+    while int(job.store.chunks_done().sum()) < 3:  # both workers are encoding by now
+        assert time.monotonic() < deadline, "no chunk written in 120 s"
+        time.sleep(0.05)
+    pids = client.run(os.getpid)
+    _, victim = sorted(pids.items())[0]
+    os.kill(victim, signal.SIGKILL)
+    done_at_kill = int(job.store.chunks_done().sum())
+    assert done_at_kill < n_chunks  # killed mid-encode, not after it
+    store = job.wait(progress=False)
+    assert store.is_complete
+    scale = np.abs(local).max()
+    np.testing.assert_allclose(np.asarray(store.latents) / scale, local / scale, rtol=0, atol=1e-5)
+    # The nanny restarted the killed worker: two workers again, the victim's process gone.
+    deadline = time.monotonic() + 60
+    while len(client.scheduler_info()["workers"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    new_pids = client.run(os.getpid)
+    assert len(new_pids) == 2 and victim not in new_pids.values()
+
+
+@pytest.mark.slow
+def test_a_restarted_run_resumes_from_the_chunks_already_written(client, lm, data, local, tmp_path) -> None:
+    subset = data[:320]  # a lazy view: its rows travel with it
+    path = tmp_path / "resume.zarr"
+    st = prepare_store(
+        path,
+        n=len(subset),
+        model_hash=lm.weights_hash(),
+        data_hash=subset.content_hash(),
+        latent_shape=lm.latent_shape,
+        batch_size=BATCH,
+        chunk_rows=64,
+    )
+    # Chunk 1 was "written by the run that stopped": a marker the resumed run must not overwrite.
+    marker = np.full((64, *lm.latent_shape), -7.0, np.float32)
+    st.write_chunk(1, marker)
+    job = submit_encode(lm, subset, path, client, batch_size=BATCH)
+    assert job.chunks == [0, 2, 3, 4]
+    store = job.wait(progress=False)
+    got = np.asarray(store.latents)
+    np.testing.assert_array_equal(got[64:128], marker)
+    keep = np.r_[0:64, 128:320]
+    scale = np.abs(local).max()
+    np.testing.assert_allclose(got[keep] / scale, local[keep] / scale, rtol=0, atol=1e-5)
+    # A complete store: nothing left to submit.
+    again = submit_encode(lm, subset, path, client, batch_size=BATCH)
+    assert again.futures == [] and again.wait(progress=False).is_complete
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_a_client_without_a_store_path_is_refused(lm, data) -> None:
+    from dask.distributed import Client
+
+    fake = Client.__new__(Client)  # never connected: the path is checked before the cluster is used
+    for store in (None, False, True):
+        with pytest.raises(LatentStoreError, match=r"store='/shared/path/latents.zarr'"):
+            lm.encode_dataset(data, store=store, client=fake)
+    with pytest.raises(LatentStoreError, match="Mount the object store"):
+        lm.encode_dataset(data, store="memory://latents.zarr", client=fake)
+
+
+def test_an_in_memory_dataset_or_a_non_client_is_refused(lm, tmp_path) -> None:
+    from dask.distributed import Client
+
+    fake = Client.__new__(Client)
+    eager = synthetic_road_scenes(4, size=SIZE, seed=0)
+    with pytest.raises(LatentStoreError, match=r"lazy=True"):
+        encode_on_cluster(lm, eager, tmp_path / "z.zarr", fake)
+    with pytest.raises(TypeError, match=r"dask\.distributed\.Client"):
+        encode_on_cluster(lm, eager, tmp_path / "z.zarr", object())
+    assert not (tmp_path / "z.zarr").exists()
+
+
+@pytest.mark.slow
+def test_a_model_the_workers_cannot_load_safely_gives_a_clear_error(client, tmp_path) -> None:
+    import keras
+
+    image = keras.Input((*SIZE, 3))
+    h = keras.layers.Conv2D(4, 3, strides=4, padding="same")(image)
+    h = keras.layers.Lambda(lambda t: t * 2.0, name="latent")(h)  # arbitrary Python: refused in safe mode
+    out = keras.layers.Conv2DTranspose(12, 4, strides=4, padding="same", activation="softmax")(h)
+    lm = LatentModel.from_model(keras.Model(image, out))
+    small = synthetic_road_scenes(64, size=SIZE, seed=1, lazy=True)
+    with pytest.raises(LatentModelError, match="safe_mode"):
+        lm.encode_dataset(small, batch_size=BATCH, store=tmp_path / "lambda.zarr", client=client, progress=False)
+    assert not LatentStore.open(tmp_path / "lambda.zarr").is_complete
+
+
+def test_pca_of_store_without_a_cluster_equals_sklearn(tmp_path) -> None:
+    from sklearn.decomposition import PCA
+
+    from latent_widgets.store import encode_to_store
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(400, 6, 4)) * np.geomspace(8, 0.05, 24).reshape(6, 4)).astype(np.float32)
+    st = encode_to_store(
+        lambda b: (b,),
+        x,
+        tmp_path / "z.zarr",
+        model_hash="m",
+        data_hash="d",
+        latent_shape=(6, 4),
+        batch_size=50,
+        chunk_rows=100,
+        progress=False,
+    )
+    pca = pca_of_store(st, 3)
+    ref = PCA(3, svd_solver="full").fit(x.reshape(400, -1).astype(np.float64))
+    signs = np.sign(np.sum(pca.components_ * ref.components_, axis=1))
+    np.testing.assert_allclose(pca.components_, ref.components_ * signs[:, None], atol=1e-6)
+    np.testing.assert_allclose(pca.explained_variance_ratio_, ref.explained_variance_ratio_, rtol=1e-6)
+    with pytest.raises(ValueError, match="n_components"):
+        pca_of_store(st, 25)
+
+
+def test_the_dataset_travels_as_a_description_not_pixels(data) -> None:
+    import pickle
+
+    payload = pickle.dumps(data.images)  # what each worker receives once
+    assert len(payload) < 2_000  # 2,000 32x32 images would be 24 MB
+    rebuilt = pickle.loads(payload)
+    np.testing.assert_array_equal(rebuilt[[5, 1999]], data.images[[5, 1999]])
