@@ -129,6 +129,12 @@ def _measure(browser, url: str, variant: str, n: int, seconds: float, repeats: i
             page.wait_for_function(
                 "() => document.querySelectorAll('.latent-explorer .lw-strip img').length >= 24", timeout=300_000
             )
+            # ... and the session idle (the scrub grid, the neighbour index): on two cores a busy kernel
+            # takes the CPU that software WebGL draws with, which would measure the jobs, not the map.
+            page.wait_for_function(
+                "() => !(document.querySelector('.latent-explorer .lw-busy') || {innerText: ''}).innerText.trim()",
+                timeout=600_000,
+            )
         page.locator(sel).scroll_into_view_if_needed()
         page.wait_for_timeout(1000)
         runs = [_pan_fps(page, sel, seconds) for _ in range(repeats)]
