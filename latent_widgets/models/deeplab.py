@@ -253,8 +253,10 @@ def _port(
             x, [f(1536), f(1536), f(2048)], "exit_flow_block2", "none", rate=2 if os16 else 4, depth_activation=True
         )
     else:  # mobilenetv2
+        # Batch norm at Keras' default momentum (0.99), not MobileNetV2's 0.999: trained from scratch for a few
+        # hundred steps, 0.999 leaves the moving statistics near their initial values (val mIoU ~0).
         x = layers.Conv2D(_make_divisible(32 * width), 3, strides=2, padding="same", use_bias=False, name="Conv")(x)
-        x = layers.ReLU(6.0, name="Conv_Relu6")(layers.BatchNormalization(momentum=0.999, name="Conv_BN")(x))
+        x = layers.ReLU(6.0, name="Conv_Relu6")(layers.BatchNormalization(name="Conv_BN")(x))
         # (filters, stride, expansion) of MobileNetV2's inverted residual blocks 0-16.
         blocks = [(16, 1, 1), (24, 2, 6), (24, 1, 6), (32, 2, 6), (32, 1, 6), (32, 1, 6), (64, 2, 6)]
         blocks += [(64, 1, 6)] * 3 + [(96, 1, 6)] * 3 + [(160, 2, 6)] + [(160, 1, 6)] * 2 + [(320, 1, 6)]
@@ -271,15 +273,15 @@ def _port(
             y = x
             if block_id:
                 y = layers.Conv2D(expansion * in_ch, 1, use_bias=False, name=f"{prefix}_expand")(y)
-                y = layers.BatchNormalization(momentum=0.999, name=f"{prefix}_expand_BN")(y)
+                y = layers.BatchNormalization(name=f"{prefix}_expand_BN")(y)
                 y = layers.ReLU(6.0, name=f"{prefix}_expand_relu")(y)
             y = layers.DepthwiseConv2D(
                 3, strides=stride, dilation_rate=block_rate, padding="same", use_bias=False, name=f"{prefix}_depthwise"
             )(y)
-            y = layers.BatchNormalization(momentum=0.999, name=f"{prefix}_depthwise_BN")(y)
+            y = layers.BatchNormalization(name=f"{prefix}_depthwise_BN")(y)
             y = layers.ReLU(6.0, name=f"{prefix}_depthwise_relu")(y)
             y = layers.Conv2D(out_ch, 1, use_bias=False, name=f"{prefix}_project")(y)
-            y = layers.BatchNormalization(momentum=0.999, name=f"{prefix}_project_BN")(y)
+            y = layers.BatchNormalization(name=f"{prefix}_project_BN")(y)
             x = layers.Add(name=f"{prefix}_add")([x, y]) if stride == 1 and in_ch == out_ch and block_id else y
 
     # ASPP: image pooling and a 1x1 branch; with Xception also three atrous separable branches.
