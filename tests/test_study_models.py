@@ -79,7 +79,6 @@ def test_vgg_segnet_latent_model_resizes_half_resolution_probabilities(images: n
     np.testing.assert_array_equal(lm.predict_masks(images), reference.argmax(-1))
 
 
-@pytest.mark.slow
 def test_train_and_evaluate_a_half_resolution_network(synthetic_small) -> None:
     from latent_widgets.training import evaluate, train
 
