@@ -15,6 +15,23 @@
 Split at ``"latent"``, the decoder has one skip input: the projected
 low-level features.
 
+``backbone="xception"`` / ``"mobilenetv2"`` build the study's network
+instead, in the layout of the widely used Keras port of DeepLabv3+: images
+scaled to -1..1 inside the model; the port's Xception (entry flow, 16 middle
+blocks, atrous exit flow) or an atrous MobileNetV2 (inverted residual blocks,
+strides beyond the output stride turned into dilations); ASPP of image
+pooling and a 1x1 branch, plus three atrous separable branches with
+Xception; a 1x1 projection with batch norm and ReLU, the ``"latent"``; then
+dropout 0.1. With Xception the decoder concatenates the 1/4 features of the
+second entry block (projected to 48 channels: the one skip) and refines with
+two separable convolutions; with MobileNetV2, as in the port, there is no
+decoder skip: class scores are upsampled straight from the ASPP output.
+Deviations: ``"same"`` padding for strided convolutions; output stride 16
+by default with both backbones (the port runs MobileNetV2 at 8: pass
+``output_stride=8``); and MobileNetV2's
+batch norm at Keras' default momentum (0.99, not 0.999) so that the moving
+statistics follow a network trained from scratch.
+
 Examples
 --------
 >>> model = deeplabv3_plus(12, (96, 128, 3), backbone_width=0.25)  # doctest: +SKIP
