@@ -247,12 +247,26 @@ def model_cache_key(
     )
 
 
+def _at_input_size(probs: Any, x: Any) -> Any:
+    """Probabilities resized bilinearly to the images' size when the network predicts smaller.
+
+    The study's SegNet (:func:`latent_widgets.models.vgg_segnet`) outputs at
+    half resolution; the masks, the loss and the metrics stay at the image size,
+    as in :class:`latent_widgets.LatentModel`.
+    """
+    import tensorflow as tf
+
+    if tuple(probs.shape[1:3]) == tuple(x.shape[1:3]):
+        return probs
+    return tf.image.resize(probs, tf.shape(x)[1:3], method="bilinear")
+
+
 def _mask_fn(model: Any) -> Any:
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True, autograph=False)
     def run(x):
-        return tf.argmax(model(x, training=False), axis=-1, output_type=tf.int32)
+        return tf.argmax(_at_input_size(model(x, training=False), x), axis=-1, output_type=tf.int32)
 
     return run
 
@@ -362,7 +376,7 @@ def _train_step(net: Any, optimizer: Any, weights: np.ndarray) -> Any:
     @tf.function(reduce_retracing=True, autograph=False)
     def step(x, y):
         with tf.GradientTape() as tape:
-            probs = net(x, training=True)
+            probs = _at_input_size(net(x, training=True), x)
             loss = loss_fn(y, probs, sample_weight=tf.gather(class_w, y))
         grads = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(grads, variables, strict=False))

@@ -5,6 +5,13 @@ and decoder ``"latent"``, so :meth:`latent_widgets.LatentModel.from_model`
 needs no argument for them. ``width`` / ``backbone_width`` shrink the
 channel counts so that the networks train on a CPU.
 
+- :func:`segnet`, :func:`deeplabv3_plus` (``backbone="resnet"``): the zoo's
+  own networks, with batch norm throughout, built to train from scratch;
+- :func:`vgg_segnet` and :func:`deeplabv3_plus` with
+  ``backbone="mobilenetv2"`` or ``"xception"``: the networks of the study
+  (``image-segmentation-keras``'s ``vgg_segnet``, the Keras port of
+  DeepLabv3+).
+
 Examples
 --------
 >>> from latent_widgets.models import segnet
@@ -15,10 +22,11 @@ Examples
 
 from __future__ import annotations
 
-from .deeplab import deeplabv3_plus
+from .deeplab import BACKBONES, deeplabv3_plus
 from .segnet import segnet
+from .vgg_segnet import VGG_MEAN_RGB, vgg_segnet
 
 #: Name of the split layer of every zoo model.
 LATENT_LAYER = "latent"
 
-__all__ = ["LATENT_LAYER", "deeplabv3_plus", "segnet"]
+__all__ = ["BACKBONES", "LATENT_LAYER", "VGG_MEAN_RGB", "deeplabv3_plus", "segnet", "vgg_segnet"]
