@@ -55,7 +55,15 @@ import numpy as np
 from .arrays import iter_row_blocks
 from .keras_graph import LatentModelError
 from .lazy_array import LazyArray
-from .store import LatentStore, LatentStoreError, _numpy, _Prefetcher, default_chunk_rows, prepare_store
+from .store import (
+    LatentStore,
+    LatentStoreError,
+    _numpy,
+    _Prefetcher,
+    default_chunk_rows,
+    prepare_store,
+    stored_row_bytes,
+)
 
 __all__ = [
     "ClusterEncode",
@@ -402,9 +410,7 @@ def submit_encode(
     model_hash, data_hash = model.weights_hash(), dataset.content_hash()
     n = len(images)
     if chunk_rows is None and not (path.is_dir() and any(path.iterdir())):
-        row_bytes = 4 * int(np.prod(model.latent_shape))
-        if store_skips:
-            row_bytes += sum(4 * int(np.prod(s)) for s in model.skip_shapes)
+        row_bytes = stored_row_bytes(model.latent_shape, model.skip_shapes, store_skips)
         n_workers = len(client.scheduler_info().get("workers", {})) or 1
         chunk_rows = _default_chunk_rows(n, batch_size, row_bytes, n_workers)
     st = prepare_store(

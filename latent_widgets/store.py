@@ -243,6 +243,14 @@ def _json_shape(shape: Sequence[int]) -> list[int]:
     return [int(s) for s in shape]
 
 
+def stored_row_bytes(
+    latent_shape: Sequence[int], skip_shapes: Sequence[Sequence[int]] = (), store_skips: bool = False
+) -> int:
+    """Bytes one sample takes in a store: its float32 latent, and its skips when they are stored."""
+    shapes = [latent_shape, *(skip_shapes if store_skips else ())]
+    return sum(4 * int(np.prod(s)) for s in shapes)
+
+
 def default_chunk_rows(n: int, batch_size: int, row_bytes: int) -> int:
     """Rows per chunk: a multiple of ``batch_size``, about 2 MiB of rows, no more than ``n`` needs."""
     batch_size = max(1, int(batch_size))
@@ -978,10 +986,7 @@ def prepare_store(
     skip_shapes = tuple(tuple(int(v) for v in s) for s in skip_shapes)
     n = int(n)
     if chunk_rows is None:
-        row_bytes = 4 * int(np.prod(latent_shape))
-        if store_skips:
-            row_bytes += sum(4 * int(np.prod(s)) for s in skip_shapes)
-        chunk_rows = default_chunk_rows(n, batch_size, row_bytes)
+        chunk_rows = default_chunk_rows(n, batch_size, stored_row_bytes(latent_shape, skip_shapes, store_skips))
     elif (int(chunk_rows) < 1 or int(chunk_rows) % batch_size) and not _is_store(Path(path)):
         # (A store being resumed keeps its chunks, whatever chunk_rows says.)
         suggestion = batch_size * max(1, int(chunk_rows) // batch_size)
