@@ -13,18 +13,21 @@ same two cores:
   overhead: scheduling, shipping the model file and the dataset's
   description, one TensorFlow pool per worker.
 - ``pca_store_vs_sklearn``: :func:`latent_widgets.distributed.pca_of_store`
-  (dask.array ``svd_compressed`` over the store's row chunks on the
-  cluster, 50 components, 4 power iterations, the points brought back)
-  over reading the same latents into memory and scikit-learn's randomized
-  ``PCA(50).fit_transform`` with the same iterations and oversamples; a
-  store of ``--pca-n`` latents of ``--pca-d`` floats (low rank plus noise).
+  on the cluster (50 components, the points brought back; the route its
+  cost rule picks: the float64 covariance for narrow latents, dask.array's
+  ``svd_compressed`` with 4 power iterations for wide ones) over reading
+  the same latents into memory and scikit-learn's randomized
+  ``PCA(50).fit_transform`` with 4 iterations and 10 oversamples; a store of
+  ``--pca-n`` latents of ``--pca-d`` floats (low rank plus noise).
+  ``--pca-solvers auto covariance randomized`` also times the forced
+  routes (printed, not goals), to show the rule's choice by measurement.
 
 Also printed: the per-worker throughput (samples per second per worker) that
 ``docs/distributed.md`` scales to 10^6 CamVid-sized frames.
 
 Run from the repository root: ``python benchmarks/bench_distributed.py``
-(``--quick``: fewer samples, one repeat). Ends with one line per goal; exits 0
-either way.
+(``--quick``: fewer samples, one repeat; ``--only pca`` or ``--only encode``:
+one part). Ends with one line per goal; exits 0 either way.
 """
 
 from __future__ import annotations
@@ -113,8 +116,10 @@ def encode_cluster_vs_local(client: Any, n: int, size: tuple[int, int], repeats:
     }
 
 
-def pca_store_vs_sklearn(client: Any, n: int, d: int, k: int, repeats: int, tmp: Path) -> dict[str, Any]:
-    """Median seconds of the cluster PCA of a store and of load + scikit-learn's randomized PCA."""
+def pca_store_vs_sklearn(
+    client: Any, n: int, d: int, k: int, repeats: int, tmp: Path, solvers: tuple[str, ...] = ("auto",)
+) -> dict[str, Any]:
+    """Median seconds of the cluster PCA of a store (per solver) and of load + scikit-learn's randomized PCA."""
     from sklearn.decomposition import PCA
 
     from latent_widgets.distributed import pca_of_store
@@ -128,12 +133,16 @@ def pca_store_vs_sklearn(client: Any, n: int, d: int, k: int, repeats: int, tmp:
         m = rows.stop - rows.start
         x = rng.normal(size=(m, 64)) @ basis + 0.05 * rng.normal(size=(m, d))
         st.write_chunk(c, x.astype(np.float32))
-    t_dask: list[float] = []
+    t_dask: dict[str, list[float]] = {s: [] for s in solvers}
     t_sk: list[float] = []
     out: dict[str, Any] = {}
 
-    def dask_pca() -> None:
-        out["dask"] = pca_of_store(st.path, k, client=client, n_iter=4)
+    def dask_pca(solver: str) -> Any:
+        def run() -> None:
+            out[solver] = pca_of_store(st.path, k, client=client, n_iter=4, solver=solver)
+
+        run.__name__ = f"dask_pca[{solver}]"
+        return run
 
     def sklearn_pca() -> None:
         x = np.asarray(LatentStore.open(st.path).latents)
@@ -141,22 +150,28 @@ def pca_store_vs_sklearn(client: Any, n: int, d: int, k: int, repeats: int, tmp:
         out["points"] = pca.fit_transform(x)
         out["sklearn"] = pca
 
+    runs = [(dask_pca(s), t_dask[s]) for s in solvers] + [(sklearn_pca, t_sk)]
     for i in range(repeats):
-        pair = ((dask_pca, t_dask), (sklearn_pca, t_sk)) if i % 2 == 0 else ((sklearn_pca, t_sk), (dask_pca, t_dask))
-        for fn, times in pair:
+        # Reverse the order every other repeat so that drift in the machine's load hits all.
+        for fn, times in runs if i % 2 == 0 else runs[::-1]:
             gc.collect()
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
             print(f"  {fn.__name__}: {times[-1]:.1f} s", flush=True)
-    ev = out["dask"].explained_variance_ / out["sklearn"].explained_variance_
-    return {
-        "dask": t_dask,
-        "sklearn": t_sk,
-        "ratio": float(np.median(t_dask)) / float(np.median(t_sk)),
-        "variance_rel_diff": float(np.abs(ev - 1).max()),
-        "store_mb": n * d * 4 / 2**20,
-    }
+    ref = out["sklearn"]
+    result: dict[str, Any] = {"sklearn": t_sk, "store_mb": n * d * 4 / 2**20, "solvers": {}}
+    for s in solvers:
+        ev = out[s].explained_variance_ / ref.explained_variance_
+        signs = np.sign(np.sum(out[s].components_ * ref.components_, axis=1))
+        result["solvers"][s] = {
+            "times": t_dask[s],
+            "route": out[s].solver_,
+            "ratio": float(np.median(t_dask[s])) / float(np.median(t_sk)),
+            "variance_rel_diff": float(np.abs(ev - 1).max()),
+            "components_diff": float(np.abs(out[s].components_ - ref.components_ * signs[:, None]).max()),
+        }
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,6 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pca-n", type=int, default=200_000)
     parser.add_argument("--pca-d", type=int, default=512)
     parser.add_argument("--pca-k", type=int, default=50)
+    parser.add_argument(
+        "--pca-solvers",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "covariance", "randomized"],
+        help="pca_of_store routes timed; the goal line is the first one's",
+    )
+    parser.add_argument("--only", choices=["encode", "pca"], help="run one part")
     parser.add_argument("--quick", action="store_true", help="1,000 samples, a 50,000-row store, one repeat")
     args = parser.parse_args(argv)
     if args.quick:
@@ -185,22 +208,31 @@ def main(argv: list[str] | None = None) -> int:
         client = Client(cluster)
         print(f"LocalCluster of 2 workers x 1 thread started in {time.perf_counter() - t0:.1f} s", flush=True)
         try:
-            print(f"== encode {args.n} lazy synthetic {size[0]}x{size[1]} scenes (narrow SegNet) into a store")
-            e = encode_cluster_vs_local(client, args.n, size, args.repeats, tmp)
-            print(f"  local (one process, both cores): {_spread(e['local'])}, {e['local_per_s']:.0f} samples/s")
-            print(
-                f"  cluster (2 workers x 1 thread): {_spread(e['cluster'])}, "
-                f"{e['per_worker_per_s']:.0f} samples/s per worker; first run (workers start TensorFlow and "
-                f"load the model) {e['cold_s']:.1f} s for 256 samples; stores differ by {e['max_diff']:.1e}"
-            )
-            lines.append(f"cluster_vs_local = {e['ratio']:.3f} (goal <= 1.25)")
-            mib = args.pca_n * args.pca_d * 4 / 2**20
-            print(f"== PCA ({args.pca_k} components) of a {args.pca_n} x {args.pca_d} store ({mib:.0f} MiB)")
-            p = pca_store_vs_sklearn(client, args.pca_n, args.pca_d, args.pca_k, args.repeats, tmp)
-            print(f"  dask on the cluster: {_spread(p['dask'])}")
-            print(f"  load + scikit-learn randomized PCA: {_spread(p['sklearn'])}")
-            print(f"  explained variances agree to {p['variance_rel_diff']:.1e} (relative)")
-            lines.append(f"pca_store_vs_sklearn = {p['ratio']:.3f} (goal <= 1.5)")
+            if args.only in (None, "encode"):
+                print(f"== encode {args.n} lazy synthetic {size[0]}x{size[1]} scenes (narrow SegNet) into a store")
+                e = encode_cluster_vs_local(client, args.n, size, args.repeats, tmp)
+                print(f"  local (one process, both cores): {_spread(e['local'])}, {e['local_per_s']:.0f} samples/s")
+                print(
+                    f"  cluster (2 workers x 1 thread): {_spread(e['cluster'])}, "
+                    f"{e['per_worker_per_s']:.0f} samples/s per worker; first run (workers start TensorFlow and "
+                    f"load the model) {e['cold_s']:.1f} s for 256 samples; stores differ by {e['max_diff']:.1e}"
+                )
+                lines.append(f"cluster_vs_local = {e['ratio']:.3f} (goal <= 1.25)")
+            if args.only in (None, "pca"):
+                mib = args.pca_n * args.pca_d * 4 / 2**20
+                print(f"== PCA ({args.pca_k} components) of a {args.pca_n} x {args.pca_d} store ({mib:.0f} MiB)")
+                solvers = tuple(dict.fromkeys(args.pca_solvers))
+                p = pca_store_vs_sklearn(client, args.pca_n, args.pca_d, args.pca_k, args.repeats, tmp, solvers)
+                print(f"  load + scikit-learn randomized PCA: {_spread(p['sklearn'])}")
+                for s, r in p["solvers"].items():
+                    print(
+                        f"  pca_of_store(solver={s!r}) on the cluster, route {r['route']}: {_spread(r['times'])}, "
+                        f"ratio {r['ratio']:.3f}; against scikit-learn: explained variances to "
+                        f"{r['variance_rel_diff']:.1e} (relative), components to {r['components_diff']:.1e}"
+                    )
+                first = p["solvers"][solvers[0]]
+                name = "pca_store_vs_sklearn" if solvers[0] == "auto" else f"pca_store_vs_sklearn[{solvers[0]}]"
+                lines.append(f"{name} = {first['ratio']:.3f} (goal <= 1.5; {args.pca_n} x {args.pca_d})")
         finally:
             client.close()
             cluster.close()

@@ -70,6 +70,7 @@ __all__ = [
     "StorePCA",
     "encode_on_cluster",
     "pca_of_store",
+    "pca_solver",
     "project_store",
     "submit_encode",
 ]
@@ -507,12 +508,21 @@ class StorePCA:
     points : ndarray, float32, (n, n_components)
         Every latent's coordinates, ``(x - mean_) @ components_.T``.
     n_samples_, n_features_in_, n_components_ : int
+    solver_ : {"covariance", "randomized"}
+        The route :func:`pca_of_store` took (see :func:`pca_solver`).
     """
 
     def __init__(
-        self, mean: np.ndarray, components: np.ndarray, singular_values: np.ndarray, total_var: float, points: Any
+        self,
+        mean: np.ndarray,
+        components: np.ndarray,
+        singular_values: np.ndarray,
+        total_var: float,
+        points: Any,
+        solver: str = "randomized",
     ) -> None:
         n = len(points)
+        self.solver_ = solver
         self.mean_ = mean
         self.components_ = components
         self.singular_values_ = singular_values
@@ -540,8 +550,150 @@ def _cluster_memory(client: Any) -> int:
     return int(sum(int(w.get("memory_limit") or 0) for w in workers.values()))
 
 
+def _worker_memory(client: Any) -> int:
+    """Bytes of memory of the smallest worker (0 when unknown)."""
+    workers = client.scheduler_info().get("workers", {})
+    return min((int(w.get("memory_limit") or 0) for w in workers.values()), default=0)
+
+
 def _open_store(store: LatentStore | str | os.PathLike[str]) -> LatentStore:
     return store if isinstance(store, LatentStore) else LatentStore.open(store)
+
+
+def pca_solver(d: int, width: int, n_iter: int, memory: int = 0) -> Literal["covariance", "randomized"]:
+    """Which route :func:`pca_of_store` takes for latents of ``d`` floats: the cheaper per row.
+
+    Per latent (row) of the store, the covariance route does ``d^2 / 2``
+    multiply-adds in float64 (a symmetric rank-k update; float64 runs at half
+    float32's rate, so it costs about ``d^2`` float32 multiply-adds), once. The
+    randomized SVD does ``2 n_iter + 2`` products of ``d x width`` float32
+    multiply-adds (``width = n_components + n_oversamples``) and ``2 n_iter + 1``
+    tall-and-skinny QRs, each about ``width^2`` multiply-adds per row at a
+    twenty-fifth of a product's rate (measured: Householder QR of a
+    ``16384 x 60`` block ran at 0.6 G multiply-adds/s against 14-17 G for the
+    products and the rank-k update, on one core). So the covariance route is
+    chosen when::
+
+        d^2 <= (2 n_iter + 2) d width + 25 (2 n_iter + 1) width^2
+
+    that is ``d <= 1,250`` at the defaults (50 components, 10 oversamples, 4
+    iterations), and while its ``d x d`` float64 matrix, four times over
+    (partial sums being added, the eigensolver's copies), takes at most a
+    quarter of the smallest worker's ``memory`` (when known).
+
+    Parameters
+    ----------
+    d : int
+        Floats per latent.
+    width : int
+        ``n_components + n_oversamples``.
+    n_iter : int
+        Power iterations of the randomized SVD.
+    memory : int
+        Bytes of the smallest worker's memory; 0 when unknown (no memory bound).
+
+    Examples
+    --------
+    >>> pca_solver(512, 60, 4), pca_solver(6144, 60, 4)
+    ('covariance', 'randomized')
+    """
+    gram = float(d) * d
+    randomized = (2 * n_iter + 2) * float(d) * width + 25 * (2 * n_iter + 1) * float(width) ** 2
+    fits = memory <= 0 or 4 * 8 * gram <= memory / 4
+    return "covariance" if gram <= randomized and fits else "randomized"
+
+
+# Tasks of the covariance route (module level so that the workers unpickle them by reference).
+
+
+def _gram_part(block: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column sums and ``X^T X`` of a block of rows minus ``shift``, in float64."""
+    xb = np.asarray(block, np.float64).reshape(len(block), -1)
+    xb -= shift
+    # numpy runs ``a.T @ a`` as one symmetric rank-k update (BLAS syrk): half a general product.
+    return xb.sum(axis=0), xb.T @ xb
+
+
+def _add_parts(*parts: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    sums, grams = zip(*parts, strict=True)
+    return np.sum(sums, axis=0), np.sum(grams, axis=0)
+
+
+def _tree_sum(parts: list[Any], fan_in: int = 8) -> Any:
+    """Delayed sum of delayed ``(sums, gram)`` pairs, added ``fan_in`` at a time on the workers."""
+    import dask
+
+    add = dask.delayed(_add_parts, pure=True)
+    while len(parts) > 1:
+        parts = [add(*parts[i : i + fan_in]) for i in range(0, len(parts), fan_in)]
+    return parts[0]
+
+
+def _project_block(block: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """A block's PCA coordinates ``(x - mean) @ components.T``, computed in float64, returned in float32."""
+    xb = np.asarray(block, np.float64).reshape(len(block), -1)
+    xb -= mean
+    return (xb @ components.T).astype(np.float32)
+
+
+def _covariance_pca(x: Any, n: int, k: int, shift: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Mean, components, singular values, total variance and points by the covariance route."""
+    import dask
+
+    parts = [dask.delayed(_gram_part, pure=True)(b, shift) for b in x.to_delayed().ravel()]
+    ((sums, gram),) = dask.compute(_tree_sum(parts))
+    # Shifted by the first chunk's mean, not by zero: X^T X - n m m^T would otherwise cancel
+    # catastrophically when the latents' mean is large against their spread.
+    delta = sums / n
+    mean = shift + delta
+    cov = (gram - n * np.outer(delta, delta)) / max(n - 1, 1)
+    cov = (cov + cov.T) / 2  # syrk fills one triangle; numpy mirrors it, this guards against rounding
+    values, vectors = np.linalg.eigh(cov)
+    order = np.argsort(values)[::-1][:k]
+    variance = np.clip(values[order], 0, None)
+    vt = vectors[:, order].T.copy()
+    signs = np.sign(vt[np.arange(k), np.argmax(np.abs(vt), axis=1)])
+    signs[signs == 0] = 1
+    vt *= signs[:, None]
+    points = x.map_blocks(_project_block, mean, vt, dtype=np.float32, chunks=(x.chunks[0], (k,)))
+    (points,) = dask.compute(points)
+    singular = np.sqrt(variance * max(n - 1, 1))
+    return mean, vt, singular, float(np.trace(cov)), np.asarray(points)
+
+
+def _randomized_pca(
+    x: Any, n: int, k: int, oversamples: int, n_iter: int, seed: int, in_memory: bool
+) -> tuple[np.ndarray, ...]:
+    """Mean, components, singular values, total variance and points by dask's randomized SVD."""
+    import dask
+    import dask.array as da
+
+    if in_memory:
+        x = x.persist()
+    # The mean and the total variance in one pass, accumulated in float64.
+    total, total_sq = dask.compute(x.sum(axis=0, dtype=np.float64), (x.astype(np.float64) ** 2).sum())
+    mean = np.asarray(total) / n
+    sq = float(total_sq) - n * float(mean @ mean)
+    # Centred chunk by chunk as it is read, never stored; the products run in the latents' float32,
+    # as scikit-learn's randomized PCA of float32 data does (float64 doubles the time). The subtraction
+    # is in float64: a mean rounded to float32 would shift every point when the mean dwarfs the spread.
+    xc = (x.astype(np.float64) - mean).astype(x.dtype)
+    if in_memory:
+        xc = xc.persist()
+        del x  # the uncentred copy leaves the workers' memory
+    # iterator="QR" orthonormalises after every product ("power" does not, and loses the smaller
+    # components in float64 after a few iterations); compute=True keeps only the (n, k + p) sketch
+    # between the passes, each of which reads the store again, so memory does not grow with d.
+    u, s, vt = da.linalg.svd_compressed(
+        xc, k, iterator="QR", n_power_iter=n_iter, n_oversamples=oversamples, seed=seed, compute=True
+    )
+    u, s, vt = (np.asarray(a, np.float64) for a in dask.compute(u, s, vt))
+    # scikit-learn's sign rule on the components (the largest-magnitude entry positive), the points follow.
+    signs = np.sign(vt[np.arange(k), np.argmax(np.abs(vt), axis=1)])
+    signs[signs == 0] = 1
+    vt *= signs[:, None]
+    points = (u * (s * signs)).astype(np.float32)
+    return mean, vt, s, sq / max(n - 1, 1), points
 
 
 def pca_of_store(
@@ -549,16 +701,34 @@ def pca_of_store(
     n_components: int = 50,
     *,
     client: Any = None,
+    solver: Literal["auto", "covariance", "randomized"] = "auto",
     n_oversamples: int = 10,
     n_iter: int = 4,
     random_state: int = 0,
 ) -> StorePCA:
-    """PCA of a store's latents with ``dask.array``'s randomized SVD, computed where the store is.
+    """PCA of a store's latents, computed where the store is (``dask.array`` on the cluster's workers).
 
-    The latents are read by row chunk (``dask.array.from_zarr``), centred,
-    and decomposed with :func:`dask.array.linalg.svd_compressed` (power
-    iterations, each a tall-and-skinny QR over the row chunks); only
-    ``(d, k)`` matrices and the ``(n, k)`` points come back to the client.
+    Two routes, chosen by :func:`pca_solver` from the cost per latent:
+
+    - ``"covariance"`` (narrow latents, ``d`` up to about 1,250 at the
+      defaults): one pass computes the column sums and ``X^T X`` of each
+      block of rows in float64 on the workers, added up in a tree there; the
+      client takes the ``d x d`` covariance's eigenvectors (``numpy.linalg.eigh``);
+      a second pass computes the points. This is the exact PCA, in two reads
+      of the store instead of a dozen. Forming ``X^T X`` squares the condition
+      number, which is why it is done in float64: a component of variance
+      ``l_i`` comes out with an error of about ``1e-16 l_1 / gap_i``, as good as
+      or better than a float32 SVD of the latents themselves (``6e-8 s_1 / gap_i``
+      in singular values; scikit-learn's randomized PCA of float32 latents).
+      The rows are shifted by the first chunk's mean before the products, so
+      a large mean does not cancel away the digits of the spread.
+    - ``"randomized"`` (wide latents, 10^4-10^5 floats, where a ``d x d``
+      matrix is too big or too slow): :func:`dask.array.linalg.svd_compressed`
+      of the centred rows (power iterations, each a tall-and-skinny QR over
+      the row blocks), in the latents' float32.
+
+    Only ``(d, k)`` matrices (or the ``d x d`` covariance) and the ``(n, k)``
+    points come back to the client.
 
     Parameters
     ----------
@@ -569,13 +739,16 @@ def pca_of_store(
     client : dask.distributed.Client, optional
         Where to compute; None uses Dask's default scheduler (the current
         client if there is one, else threads in this process).
+    solver : {"auto", "covariance", "randomized"}
+        ``"auto"`` asks :func:`pca_solver`.
     n_oversamples, n_iter, random_state :
-        Of the randomized SVD: extra random directions, power iterations and
-        the seed of the test matrix.
+        Of the randomized SVD (and of the cost rule): extra random
+        directions, power iterations and the seed of the test matrix.
 
     Returns
     -------
     StorePCA
+        With ``solver_`` naming the route taken.
 
     Examples
     --------
@@ -585,61 +758,44 @@ def pca_of_store(
     >>> st = encode_to_store(lambda b: (b,), x.astype(np.float32), tempfile.mkdtemp(), model_hash="m",
     ...                      data_hash="d", latent_shape=(8,), batch_size=50, chunk_rows=100, progress=False)
     >>> pca = pca_of_store(st, 2)
-    >>> pca.points.shape, bool(pca.explained_variance_ratio_[0] > 0.5)
-    ((300, 2), True)
+    >>> pca.points.shape, pca.solver_, bool(pca.explained_variance_ratio_[0] > 0.5)
+    ((300, 2), 'covariance', True)
     """
     import dask
     import dask.array as da
 
     st = _open_store(store)
-    st.latents  # noqa: B018  (raises, with the fix, when the store is incomplete)
+    latents = st.latents  # raises, with the fix, when the store is incomplete
     n, d = st.n, int(np.prod(st.latent_shape))
     k = int(n_components)
     if not 1 <= k <= min(n, d):
         raise ValueError(f"n_components must be between 1 and min(N, d) = {min(n, d)}, got {k}")
+    if solver not in ("auto", "covariance", "randomized"):
+        raise ValueError(f"solver must be 'auto', 'covariance' or 'randomized', got {solver!r}")
+    oversamples = max(0, min(int(n_oversamples), min(n, d) - k))
+    if solver == "auto":
+        memory = _worker_memory(client) if client is not None else 0
+        solver = pca_solver(d, k + oversamples, int(n_iter), memory)
     # Blocks of whole store chunks, about 32 MiB each and at least two per worker: the scheduler's cost
-    # per task, times the dozen passes, is what makes a store's many 2 MiB chunks slow.
+    # per task, times the passes, is what makes a store's many 2 MiB chunks slow.
     workers = len(client.scheduler_info().get("workers", {})) if client is not None else (os.cpu_count() or 1)
     per_block = max(1, min(_PCA_BLOCK_BYTES // (4 * d * st.chunk_rows), -(-st.n_chunks // (2 * max(1, workers)))))
     rows = per_block * st.chunk_rows
     x = da.from_zarr(str(st.path), component="latents", chunks=(rows, *st.latent_shape)).reshape(n, d)
-    oversamples = max(0, min(int(n_oversamples), min(n, d) - k))
-    # Held in the workers' memory when the latents take less than a quarter of it: the dozen passes then
+    # Held in the workers' memory when the latents take less than a quarter of it: the passes then
     # read memory, not the store (each pass re-reads the store otherwise, so any size works).
     in_memory = client is not None and 4 * n * d < _cluster_memory(client) * _PCA_PERSIST_FRACTION
     with dask.config.set(scheduler=client) if client is not None else contextlib.nullcontext():
-        if in_memory:
-            x = x.persist()
-        # The mean and the total variance in one pass, accumulated in float64.
-        total, total_sq = dask.compute(x.sum(axis=0, dtype=np.float64), (x.astype(np.float64) ** 2).sum())
-        mean = np.asarray(total) / n
-        sq = float(total_sq) - n * float(mean @ mean)
-        # Centred chunk by chunk as it is read, never stored; the products run in the latents' float32,
-        # as scikit-learn's randomized PCA of float32 data does (float64 doubles the time).
-        xc = x - mean.astype(x.dtype)
-        if in_memory:
-            xc = xc.persist()
-            del x
-        # iterator="QR" orthonormalises after every product ("power" does not, and loses the smaller
-        # components in float64 after a few iterations); compute=True keeps only the (n, k + p) sketch
-        # between the passes, each of which reads the store again, so memory does not grow with d.
-        u, s, vt = da.linalg.svd_compressed(
-            xc,
-            k,
-            iterator="QR",
-            n_power_iter=int(n_iter),
-            n_oversamples=oversamples,
-            seed=int(random_state),
-            compute=True,
-        )
-        u, s, vt = dask.compute(u, s, vt)
-    u, s, vt = (np.asarray(a, np.float64) for a in (u, s, vt))
-    # scikit-learn's sign rule on the components (the largest-magnitude entry positive), the points follow.
-    signs = np.sign(vt[np.arange(k), np.argmax(np.abs(vt), axis=1)])
-    signs[signs == 0] = 1
-    vt *= signs[:, None]
-    points = (u * (s * signs)).astype(np.float32)
-    return StorePCA(mean, vt, s, float(sq) / max(n - 1, 1), points)
+        if solver == "covariance":
+            if in_memory:  # read once, used by both passes
+                x = x.persist()
+            shift = np.asarray(latents[: min(n, st.chunk_rows)], np.float64).reshape(-1, d).mean(axis=0)
+            mean, vt, s, total_var, points = _covariance_pca(x, n, k, shift)
+        else:
+            mean, vt, s, total_var, points = _randomized_pca(
+                x, n, k, oversamples, int(n_iter), int(random_state), in_memory
+            )
+    return StorePCA(mean, vt, s, total_var, points, solver=solver)
 
 
 def project_store(

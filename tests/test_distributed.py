@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from latent_widgets import LatentModel, synthetic_road_scenes
-from latent_widgets.distributed import encode_on_cluster, pca_of_store, project_store, submit_encode
+from latent_widgets.distributed import encode_on_cluster, pca_of_store, pca_solver, project_store, submit_encode
 from latent_widgets.keras_graph import LatentModelError
 from latent_widgets.store import LatentStore, LatentStoreError, prepare_store
 
@@ -72,18 +72,23 @@ def test_cluster_encode_equals_local_and_its_pca_equals_sklearn(client, lm, data
     np.testing.assert_allclose(np.asarray(enc.latents) / scale, local / scale, rtol=0, atol=1e-5)
 
     k = 5
-    pca = pca_of_store(path, k, client=client, n_iter=6)
     flat = local.reshape(N, -1).astype(np.float64)
     ref = PCA(k, svd_solver="full").fit(flat)
     points = ref.transform(flat)
-    signs = np.sign(np.sum(pca.components_ * ref.components_, axis=1))
-    assert set(signs.tolist()) <= {-1.0, 1.0}
-    np.testing.assert_allclose(pca.components_, ref.components_ * signs[:, None], atol=1e-4)
-    np.testing.assert_allclose(pca.explained_variance_, ref.explained_variance_, rtol=1e-4)
-    np.testing.assert_allclose(pca.explained_variance_ratio_, ref.explained_variance_ratio_, rtol=1e-4)
     scale = np.abs(points).max()  # the points in units of their extent
-    np.testing.assert_allclose(pca.points / scale, points * signs / scale, atol=1e-4)
-    np.testing.assert_allclose(pca.transform(local[:3]), points[:3] * signs, atol=1e-4 * scale)
+    # Both routes on the workers, each equal to scikit-learn's exact PCA up to sign.
+    for solver in ("covariance", "randomized"):
+        pca = pca_of_store(path, k, client=client, n_iter=6, solver=solver)
+        assert pca.solver_ == solver
+        signs = np.sign(np.sum(pca.components_ * ref.components_, axis=1))
+        assert set(signs.tolist()) <= {-1.0, 1.0}
+        np.testing.assert_allclose(pca.components_, ref.components_ * signs[:, None], atol=1e-4)
+        np.testing.assert_allclose(pca.explained_variance_, ref.explained_variance_, rtol=1e-4)
+        np.testing.assert_allclose(pca.explained_variance_ratio_, ref.explained_variance_ratio_, rtol=1e-4)
+        np.testing.assert_allclose(pca.points / scale, points * signs / scale, atol=1e-4)
+        np.testing.assert_allclose(pca.transform(local[:3]), points[:3] * signs, atol=1e-4 * scale)
+    # The rule's choice for these narrow latents, with the cluster's memory known.
+    assert pca_of_store(path, k, client=client).solver_ == pca_solver(flat.shape[1], k + 10, 4) == "covariance"
     # The map is then made on the client from the 5 PCA coordinates.
     xy = project_store(pca, "pca")
     assert xy.shape == (N, 2)
@@ -188,13 +193,17 @@ def test_a_model_the_workers_cannot_load_safely_gives_a_clear_error(client, tmp_
     assert not LatentStore.open(tmp_path / "lambda.zarr").is_complete
 
 
-def test_pca_of_store_without_a_cluster_equals_sklearn(tmp_path) -> None:
+@pytest.mark.parametrize("solver", ["covariance", "randomized"])
+@pytest.mark.parametrize("offset", [0.0, 1e5])
+def test_pca_of_store_without_a_cluster_equals_sklearn(tmp_path, solver, offset) -> None:
     from sklearn.decomposition import PCA
 
     from latent_widgets.store import encode_to_store
 
     rng = np.random.default_rng(0)
-    x = (rng.normal(size=(400, 6, 4)) * np.geomspace(8, 0.05, 24).reshape(6, 4)).astype(np.float32)
+    x = rng.normal(size=(400, 6, 4)) * np.geomspace(8, 0.05, 24).reshape(6, 4)
+    # A mean far larger than the spread: X^T X - n m m^T would cancel to noise without the shift.
+    x = (x + offset * rng.uniform(0.5, 1, size=(6, 4))).astype(np.float32)
     st = encode_to_store(
         lambda b: (b,),
         x,
@@ -206,13 +215,33 @@ def test_pca_of_store_without_a_cluster_equals_sklearn(tmp_path) -> None:
         chunk_rows=100,
         progress=False,
     )
-    pca = pca_of_store(st, 3)
-    ref = PCA(3, svd_solver="full").fit(x.reshape(400, -1).astype(np.float64))
+    pca = pca_of_store(st, 3, solver=solver)
+    assert pca.solver_ == solver
+    flat = x.reshape(400, -1).astype(np.float64)
+    ref = PCA(3, svd_solver="full").fit(flat)
     signs = np.sign(np.sum(pca.components_ * ref.components_, axis=1))
-    np.testing.assert_allclose(pca.components_, ref.components_ * signs[:, None], atol=1e-6)
-    np.testing.assert_allclose(pca.explained_variance_ratio_, ref.explained_variance_ratio_, rtol=1e-6)
+    # The covariance route is exact in float64 (without the shift by the first chunk's mean, the offset
+    # case is off by 6e-7); the randomized one works in float32 on rows centred in float32.
+    tol = 1e-9 if solver == "covariance" else 1e-6 if offset == 0 else 1e-5
+    np.testing.assert_allclose(pca.components_, ref.components_ * signs[:, None], atol=tol)
+    np.testing.assert_allclose(pca.explained_variance_ratio_, ref.explained_variance_ratio_, rtol=tol)
+    np.testing.assert_allclose(pca.mean_, ref.mean_, rtol=1e-12)
+    np.testing.assert_allclose(pca.points, ref.transform(flat) * signs, atol=tol * np.abs(pca.points).max())
     with pytest.raises(ValueError, match="n_components"):
         pca_of_store(st, 25)
+    with pytest.raises(ValueError, match="solver must be"):
+        pca_of_store(st, 3, solver="eigen")
+
+
+def test_the_pca_cost_rule_picks_the_cheaper_route() -> None:
+    # d^2 against (2q + 2) d w + 25 (2q + 1) w^2: about 1,250 at 50 components, 10 oversamples, 4 iterations.
+    assert pca_solver(1240, 60, 4) == "covariance"
+    assert pca_solver(1260, 60, 4) == "randomized"
+    assert pca_solver(6144, 60, 4) == "randomized"  # CamVid SegNet's latent: measured 10x slower by covariance
+    assert pca_solver(4000, 210, 4) == "covariance"  # more components: the sketch costs more than the d x d matrix
+    # The d x d float64 matrix, four times, must take at most a quarter of a worker's memory.
+    assert pca_solver(1024, 60, 4, memory=128 << 20) == "covariance"
+    assert pca_solver(1024, 60, 4, memory=127 << 20) == "randomized"
 
 
 def test_the_dataset_travels_as_a_description_not_pixels(data) -> None:
