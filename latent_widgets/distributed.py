@@ -20,9 +20,14 @@ straight into the Zarr store, then marking the chunk done.
   recomputed elsewhere after its worker died rewrites the same rows; a run
   stopped and started again only submits the chunks that are not done.
 
-:func:`pca_of_store` computes the PCA of a store with ``dask.array``
-(randomized SVD, ``svd_compressed``) where the store is, on the cluster;
-t-SNE and UMAP then run on the client on the PCA-reduced points
+:func:`pca_of_store` computes the PCA of a store with ``dask.array`` where
+the store is, on the cluster, by one of two routes that :func:`pca_solver`
+picks from the multiply-adds per latent: for narrow latents (``d`` up to
+about 1,250 floats at 50 components and 4 power iterations) the exact PCA
+from the float64 covariance, ``X^T X`` and the column sums tree-reduced on
+the workers, ``eigh`` on the client, in two reads of the store; for wide
+ones (10^4-10^5 floats) the randomized SVD ``svd_compressed``, a dozen
+reads. t-SNE and UMAP then run on the client on the PCA-reduced points
 (:func:`project_store`): 10^6 x 50 float32 is 200 MB.
 
 The workers need the store's path to be the same folder they can write
