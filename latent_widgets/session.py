@@ -291,6 +291,23 @@ class IndexSelection(traitlets.TraitType):
         super().set(obj, new)
 
 
+def _check_ignore_index(value: Any, dataset: Any) -> int | None:
+    """The session's ``ignore_index``: ``"dataset"`` resolved, a class id checked."""
+    if isinstance(value, str):
+        if value != "dataset":
+            raise ValueError(f"ignore_index={value!r}: pass a class id, None, or 'dataset' (the dataset's own)")
+        return getattr(dataset, "ignore_index", None)
+    if value is None:
+        return None
+    n = dataset.n_classes
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) < n:
+        raise ValueError(
+            f"ignore_index={value!r} is not a class id of this dataset (0..{n - 1}); "
+            "pass the id of the class to leave out of the scores, or None to score every class"
+        )
+    return int(value)
+
+
 def _jsonable(value: Any, what: str) -> Any:
     """``value`` with numpy scalars and arrays made plain; a clear error for what JSON cannot hold."""
     if isinstance(value, Mapping):
@@ -411,6 +428,12 @@ class ExplorerSession(traitlets.HasTraits):
         Frames of the fine alpha grid decoded in the background after each
         path change (:attr:`frames`); 0 turns it off. Capped so that a grid
         holds at most 16 MiB of masks.
+    ignore_index : int, None or "dataset"
+        A class id whose true pixels are left out of every IoU and confusion
+        matrix (the report, "mean IoU", "IoU: <class>", the cell classes);
+        ``"dataset"`` (default): the dataset's own ``ignore_index``
+        (CamVid's "Unlabelled", see :func:`~latent_widgets.camvid.load_camvid`);
+        ``None``: every class is scored.
 
     Attributes
     ----------
@@ -451,6 +474,8 @@ class ExplorerSession(traitlets.HasTraits):
         (N,), "kNN preservation": (N,)}.
     splits : ndarray of str or None
         A split name per sample (the "split" colour field).
+    ignore_index : int or None
+        The class left out of the scores (read-only; saved by :meth:`to_json`).
     busy : tuple of str (trait)
         Labels of the queued and running jobs ("encode", "strip", "decode",
         "map: umap"...); empty when idle.
@@ -588,11 +613,13 @@ class ExplorerSession(traitlets.HasTraits):
         max_cached_strips: int = 8,
         predict: bool | str = "auto",
         scrub_steps: int = 64,
+        ignore_index: int | str | None = "dataset",
     ) -> None:
         super().__init__()
         n = len(dataset)
         if n < 2:
             raise ValueError(f"the explorer needs at least 2 samples, got {n}")
+        self._ignore_index = _check_ignore_index(ignore_index, dataset)
         if model is None and latents is None and encoding is None:
             raise ValueError("ExplorerSession needs a model, or latents=... for a maps-only session")
         self.model = model
@@ -668,6 +695,11 @@ class ExplorerSession(traitlets.HasTraits):
             # Loads UMAP's compiled code (or compiles it, the first time on a machine) while the data encodes.
             warm_up_projections()
         self._model_lane.submit("encode", self._startup)
+
+    @property
+    def ignore_index(self) -> int | None:
+        """The class id whose true pixels are not scored (None: every class is)."""
+        return self._ignore_index
 
     def _check_lengths(self) -> None:
         n = len(self.dataset)
@@ -1019,7 +1051,8 @@ class ExplorerSession(traitlets.HasTraits):
         >>> s.color_fields()[:3]  # doctest: +SKIP
         ('group', 'dominant class', 'mean IoU')
         """
-        names = tuple(f"IoU: {c}" for c in self.dataset.class_names)
+        # The ignored class has no IoU: its pixels are left out.
+        names = tuple(f"IoU: {c}" for i, c in enumerate(self.dataset.class_names) if i != self.ignore_index)
         cells = ("cell class",) if self.map_points == "cells" else ()
         return (*cells, "group", "dominant class", "mean IoU", *names, *_QUALITY_FIELDS, "split", "none")
 
@@ -1033,7 +1066,7 @@ class ExplorerSession(traitlets.HasTraits):
                 raise ValueError(f"latents of shape {self._latent_shape()} have no grid: no cell classes")
             ds = self.dataset
             cached = self._cell_classes = cell_classes(
-                ds.masks, self.grid, ds.n_classes, ignore_index=getattr(ds, "ignore_index", None)
+                ds.masks, self.grid, ds.n_classes, ignore_index=self.ignore_index
             )
         return cached
 
@@ -1043,7 +1076,12 @@ class ExplorerSession(traitlets.HasTraits):
             from .metrics import per_sample_mean_iou
 
             self._sample_iou = np.asarray(
-                per_sample_mean_iou(self._predictions_or_raise("mean IoU"), self.dataset.masks, self.dataset.n_classes),
+                per_sample_mean_iou(
+                    self._predictions_or_raise("mean IoU"),
+                    self.dataset.masks,
+                    self.dataset.n_classes,
+                    ignore_index=self.ignore_index,
+                ),
                 np.float64,
             )
         return self._sample_iou
@@ -1132,7 +1170,9 @@ class ExplorerSession(traitlets.HasTraits):
                 from .failures import per_class_sample_iou
 
                 pred = self._predictions_or_raise(field)
-                self._class_iou[cls] = np.asarray(per_class_sample_iou(ds.masks, pred, ds.n_classes, cls), np.float64)
+                self._class_iou[cls] = np.asarray(
+                    per_class_sample_iou(ds.masks, pred, ds.n_classes, cls, ignore_index=self.ignore_index), np.float64
+                )
             return ColorField(field, "continuous", self._class_iou[cls])
         if field == "split":
             if self.splits is None:
@@ -1233,7 +1273,7 @@ class ExplorerSession(traitlets.HasTraits):
                 "the selection is empty: select samples on the map (lasso, brush) or set session.selection"
             )
         ds = self.dataset
-        kw = dict(class_names=tuple(ds.class_names))
+        kw: dict[str, Any] = dict(class_names=tuple(ds.class_names), ignore_index=self.ignore_index)
         if self.predictions is not None:
             if self._whole_report is None:
                 self._whole_report = selection_report(
@@ -1286,6 +1326,7 @@ class ExplorerSession(traitlets.HasTraits):
             "n_steps": int(self.n_steps),
             "path_method": self.path_method,
             "skip_policy": self.skip_policy,
+            "ignore_index": self.ignore_index,
             "selection": self.selection.tolist(),
             "selected": None if self.selected is None else int(self.selected),
             "selected_cell": None if self.selected_cell is None else [int(v) for v in self.selected_cell],
@@ -1353,6 +1394,8 @@ class ExplorerSession(traitlets.HasTraits):
             color_by=doc["color_by"],
             map_points=m.get("points", "flatten"),
             selected_cell=None if doc.get("selected_cell") is None else tuple(doc["selected_cell"]),
+            # A file written before the key existed scored every class.
+            ignore_index=doc.get("ignore_index"),
         )
         kw.update(kwargs)
         return cls(model, dataset, **kw)

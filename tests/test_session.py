@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -326,6 +327,69 @@ def test_the_selection_report_is_the_failures_report_and_sklearns_confusion(mode
     np.testing.assert_array_equal(lazy.report.worst, r.worst)
 
 
+def _iou_loop(t: np.ndarray, p: np.ndarray, n_classes: int, ignore: int | None) -> np.ndarray:
+    """Per-class IoU of one pair, pixel by pixel set logic (the ignored class NaN, its true pixels dropped)."""
+    keep = np.ones(t.shape, bool) if ignore is None else t != ignore
+    iou = np.full(n_classes, np.nan)
+    for c in range(n_classes):
+        if c == ignore:
+            continue
+        inter = np.sum((t == c) & (p == c) & keep)
+        union = np.sum(((t == c) | (p == c)) & keep)
+        if union:
+            iou[c] = inter / union
+    return iou
+
+
+def test_ignore_index_leaves_the_class_out_of_the_sessions_scores(model, ds) -> None:
+    import dataclasses
+    import json
+
+    from sklearn.metrics import confusion_matrix
+
+    from latent_widgets.cells import cell_classes
+
+    unlabelled = ds.class_names.index("Unlabelled")
+    data = dataclasses.replace(ds, ignore_index=unlabelled)  # as load_camvid sets it
+    s = ExplorerSession(model, data, asynchronous=False, scrub_steps=0)
+    scored = ExplorerSession(model, data, asynchronous=False, scrub_steps=0, ignore_index=None)
+    assert s.ignore_index == unlabelled and scored.ignore_index is None
+    sel = [2, 5, 7, 11, 20]
+    assert (data.masks[sel] == unlabelled).sum() > 500  # the test means something
+    s.selection = scored.selection = sel
+    t, p = data.masks[sel].ravel(), s.predictions[sel].ravel()
+    keep = t != unlabelled
+    np.testing.assert_array_equal(s.report.confusion, confusion_matrix(t[keep], p[keep], labels=range(12)))
+    np.testing.assert_array_equal(scored.report.confusion, confusion_matrix(t, p, labels=range(12)))
+    assert np.isnan(s.report.iou[unlabelled]) and not np.isnan(scored.report.iou[unlabelled])
+    whole = _iou_loop(data.masks.ravel(), s.predictions.ravel(), 12, unlabelled)
+    assert s.report.mean_iou_all == pytest.approx(np.nanmean(whole))
+    # "mean IoU" and "IoU: <class>" colours, sample by sample, against the loop
+    loop = np.stack([_iou_loop(data.masks[i], s.predictions[i], 12, unlabelled) for i in range(len(data))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a sample with no scored class: NaN, as the session's
+        mean_loop = np.nanmean(loop, axis=1)
+    np.testing.assert_allclose(s.color_values("mean IoU").values, mean_loop)
+    np.testing.assert_allclose(s.color_values("IoU: Car").values, loop[:, ds.class_names.index("Car")])
+    assert "IoU: Unlabelled" not in s.color_fields() and "IoU: Unlabelled" in scored.color_fields()
+    with pytest.raises(traitlets.TraitError, match="color_by 'IoU: Unlabelled'"):
+        s.color_by = "IoU: Unlabelled"
+    # the cells' classes leave it out too
+    s.map_points = "cells"
+    np.testing.assert_array_equal(s.cell_classes(), cell_classes(data.masks, s.grid, 12, ignore_index=unlabelled))
+    # saved and restored (an explicit None too, on data that has an ignore_index)
+    for session in (s, scored):
+        text = session.to_json()
+        assert json.loads(text)["ignore_index"] == session.ignore_index
+        back = ExplorerSession.from_json(text, model, data, asynchronous=False, scrub_steps=0)
+        assert back.ignore_index == session.ignore_index
+        np.testing.assert_array_equal(back.report.confusion, session.report.confusion)
+        assert back.to_json() == text
+    for bad in (12, -1, "Unlabelled", 1.5):
+        with pytest.raises(ValueError, match="ignore_index"):
+            ExplorerSession(model, data, asynchronous=False, ignore_index=bad)
+
+
 def _configured(model, ds, **kwargs) -> ExplorerSession:
     s = ExplorerSession(
         model, ds, asynchronous=False, scrub_steps=0, projection_kwargs={"tsne": {"perplexity": 5.0}}, **kwargs
@@ -355,6 +419,7 @@ FIELDS = (
     "alpha",
     "selected",
     "selected_cell",
+    "ignore_index",
 )
 
 
