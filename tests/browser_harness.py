@@ -59,8 +59,9 @@ print(model)""",
 ]
 
 
-#: Test hooks under the explorer: the kernel's ``session.selection`` as JSON (``.lw-test-selection``), and a
-#: text field (``.lw-test-set-selection``) whose value, JSON, is set as the selection from Python.
+#: Test hooks under the explorer: the kernel's ``session.selection`` as JSON (``.lw-test-selection``), a
+#: text field (``.lw-test-set-selection``) whose value, JSON, is set as the selection from Python, and the
+#: clicked sample and cell as JSON (``.lw-test-cell``); the explorer's ``gl_threshold`` is lowered to 400.
 SELECTION_HOOK_CELL = """\
 import json
 import ipywidgets as W
@@ -76,7 +77,21 @@ def _show_selection(_change=None):
 explorer.session.observe(_show_selection, "selection")
 _show_selection()
 selection_in.observe(lambda c: setattr(explorer.session, "selection", json.loads(c["new"] or "[]")), "value")
-W.HBox([selection_in, selection_out])"""
+
+# The clicked sample and cell (``.lw-test-cell``), for the cells test. Its 40 x h x w cells cross this
+# threshold, so that a map of cells is the WebGL one, as CamVid's 17,616 cells are at the default 2,000.
+explorer.gl_threshold = 400
+cell_out = W.HTML()
+cell_out.add_class("lw-test-cell")
+
+def _show_cell(_change=None):
+    s = explorer.session
+    cell = None if s.selected_cell is None else list(s.selected_cell)
+    cell_out.value = json.dumps({"selected": s.selected, "cell": cell, "grid": s.grid, "points": s.n_points()})
+
+explorer.session.observe(_show_cell, ["selected", "selected_cell", "map_points"])
+_show_cell()
+W.HBox([selection_in, selection_out, cell_out])"""
 
 #: The explorer notebook with the selection hooks.
 SELECTION_CELLS = [*NOTEBOOK_CELLS, SELECTION_HOOK_CELL]
