@@ -563,6 +563,42 @@ def test_a_map_of_cells_has_a_point_per_latent_cell(model, ds) -> None:
         s.selected_cell = (0, 0)
 
 
+def test_quality_of_a_large_map_of_cells_is_computed_on_a_sample_of_cells(model, ds, monkeypatch) -> None:
+    import latent_widgets.session as session_module
+    from latent_widgets.map_quality import knn_preservation, trustworthiness
+    from latent_widgets.widgets.scatter import _GREY, ProjectionScatter
+
+    s = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0, methods=("pca",))
+    s.map_points = "cells"
+    n_cells = s.n_points()
+    monkeypatch.setattr(session_module, "CELL_QUALITY_SAMPLE", 300)
+    monkeypatch.setattr(session_module, "POINT_QUALITY_MAX", 200)  # a map of cells is sampled, not refused
+    assert n_cells > 300
+    s.color_by = "trustworthiness"
+    f = s.color_values()
+    rows = session_module.quality_rows(n_cells, "cells")
+    assert len(rows) == 300 and np.array_equal(rows, np.unique(rows))
+    np.testing.assert_array_equal(rows, session_module.quality_rows(n_cells, "cells"))  # the same cells each time
+    assert np.isfinite(f.values[rows]).all() and np.isnan(np.delete(f.values, rows)).all()
+    assert f.note == f"on 300 random cells of {n_cells:,}, neighbours among them; others grey"
+    # the sampled cells' values are those of the map restricted to them
+    x, y = np.asarray(s.map_latents(), np.float64)[rows], s.points[rows]
+    assert f.values[rows].mean() == pytest.approx(trustworthiness(x, y, 5))
+    assert s.color_values("kNN preservation").values[rows].mean() == pytest.approx(knn_preservation(x, y, 10))
+    # drawn: the cells left out are grey, not the bottom of the colour scale; the legend says why
+    view = ProjectionScatter(session=s)
+    codes, colours, names = view.color_values()
+    left_out = np.delete(np.arange(n_cells), rows)
+    assert colours[-1] == _GREY and names[-1] == "no value" and (codes[left_out] == len(colours) - 1).all()
+    assert (codes[rows] < len(colours) - 1).all()
+    legend = view._legend_html("trustworthiness", codes, colours, names)
+    assert "300 random cells" in legend and "linear-gradient" in legend and _GREY not in legend
+    # samples above the limit are still refused (exact, or nothing)
+    s.map_points = "flatten"
+    monkeypatch.setattr(session_module, "POINT_QUALITY_MAX", len(ds) - 1)
+    assert "not available at this size" in s.color_values("trustworthiness").note
+
+
 def test_cell_movement_follows_the_strip(model, ds) -> None:
     s = ExplorerSession(model, ds, index_a=3, index_b=17, n_steps=5, asynchronous=False, scrub_steps=0)
     m = s.cell_movement()
