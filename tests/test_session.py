@@ -390,6 +390,32 @@ def test_ignore_index_leaves_the_class_out_of_the_sessions_scores(model, ds) -> 
             ExplorerSession(model, data, asynchronous=False, ignore_index=bad)
 
 
+def test_on_camvid_the_session_leaves_unlabelled_out_of_its_report(camvid_root) -> None:
+    from sklearn.metrics import confusion_matrix
+
+    from latent_widgets import load_camvid
+
+    data = load_camvid(camvid_root, "val", size=(24, 32), progress=False)
+    rng = np.random.default_rng(0)
+    # predictions: the truth with a quarter of the pixels relabelled at random (Unlabelled ones included)
+    pred = np.where(rng.random(data.masks.shape) < 0.25, rng.integers(0, 12, data.masks.shape), data.masks)
+    s = ExplorerSession(
+        None, data, latents=rng.normal(size=(len(data), 8)), predictions=pred, asynchronous=False, methods=("pca",)
+    )
+    assert s.ignore_index == 11 and "IoU: Unlabelled" not in s.color_fields()
+    sel = np.flatnonzero((data.masks == 11).any(axis=(1, 2)))[:12]
+    assert len(sel) == 12
+    s.selection = sel
+    t, p = data.masks[sel].ravel(), pred[sel].ravel()
+    cm = confusion_matrix(t[t != 11], p[t != 11], labels=range(12))
+    np.testing.assert_array_equal(s.report.confusion, cm)
+    assert s.report.confusion[11].sum() == 0 and s.report.confusion[:, 11].sum() > 0  # predicted Unlabelled: wrong
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.diag(cm) / (cm.sum(0) + cm.sum(1) - np.diag(cm))
+    iou[11] = np.nan
+    assert s.report.mean_iou == pytest.approx(np.nanmean(iou))
+
+
 def _configured(model, ds, **kwargs) -> ExplorerSession:
     s = ExplorerSession(
         model, ds, asynchronous=False, scrub_steps=0, projection_kwargs={"tsne": {"perplexity": 5.0}}, **kwargs
