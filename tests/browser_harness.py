@@ -226,40 +226,48 @@ def browser_missing() -> str | None:
 
 @contextlib.contextmanager
 def explorer_page(
-    url: str, viewport: tuple[int, int] = (1400, 1450), args: Sequence[str] = CHROMIUM_ARGS
+    url: str,
+    viewport: tuple[int, int] = (1400, 1450),
+    args: Sequence[str] = CHROMIUM_ARGS,
+    chromium: object | None = None,
 ) -> Iterator[object]:
     """A Chromium page on ``url`` once the explorer's strip is drawn (a traceback fails at once).
 
-    ``args``: Chromium's flags (:data:`WEBGL_CHROMIUM_ARGS` for the WebGL map).
+    ``args``: Chromium's flags (:data:`WEBGL_CHROMIUM_ARGS` for the WebGL map). ``chromium``: the
+    ``playwright.chromium`` of a running ``sync_playwright()`` (one process may run only one at a
+    time: a second page beside an open one needs the first's); by default one is started for the page.
     """
-    from playwright.sync_api import sync_playwright
+    if chromium is None:
+        from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=list(args))
-        try:
-            pg = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
-            console: list[str] = []
-            pg.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-            pg.goto(url, timeout=PAGE_TIMEOUT_MS)
-            # Ready when the strip (12 steps over their neighbours, drawn last)
-            # is there; a traceback in the page fails at once instead of timing out.
-            pg.wait_for_function(
-                """() => document.querySelectorAll('.latent-explorer .lw-strip img').length >= 24
-                         || document.body.innerText.includes('Traceback')""",
-                timeout=PAGE_TIMEOUT_MS,
-            )
-            text = pg.inner_text("body")
-            if "Traceback" in text or not pg.query_selector(".latent-explorer"):
-                raise AssertionError(
-                    "the explorer notebook failed in Voilà:\n"
-                    + text[-3000:]
-                    + "\nbrowser console:\n"
-                    + "\n".join(console[-20:])
-                )
-            pg.wait_for_timeout(500)
+        with sync_playwright() as p, explorer_page(url, viewport, args, p.chromium) as pg:
             yield pg
-        finally:
-            browser.close()
+        return
+    browser = chromium.launch(executable_path=str(CHROMIUM), args=list(args))  # type: ignore[attr-defined]
+    try:
+        pg = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        console: list[str] = []
+        pg.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        pg.goto(url, timeout=PAGE_TIMEOUT_MS)
+        # Ready when the strip (12 steps over their neighbours, drawn last)
+        # is there; a traceback in the page fails at once instead of timing out.
+        pg.wait_for_function(
+            """() => document.querySelectorAll('.latent-explorer .lw-strip img').length >= 24
+                     || document.body.innerText.includes('Traceback')""",
+            timeout=PAGE_TIMEOUT_MS,
+        )
+        text = pg.inner_text("body")
+        if "Traceback" in text or not pg.query_selector(".latent-explorer"):
+            raise AssertionError(
+                "the explorer notebook failed in Voilà:\n"
+                + text[-3000:]
+                + "\nbrowser console:\n"
+                + "\n".join(console[-20:])
+            )
+        pg.wait_for_timeout(500)
+        yield pg
+    finally:
+        browser.close()
 
 
 # ---- JupyterLab, and the pieces the JupyterLab and soak tests share

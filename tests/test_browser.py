@@ -62,8 +62,17 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(voila_url: str):
-    with explorer_page(voila_url) as pg:
+def chromium(voila_url: str):
+    """Playwright's Chromium, shared: a process runs one ``sync_playwright()`` at a time, and two pages are open."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p.chromium
+
+
+@pytest.fixture(scope="module")
+def page(voila_url: str, chromium):
+    with explorer_page(voila_url, chromium=chromium) as pg:
         yield pg
 
 
@@ -435,7 +444,7 @@ def _kernel_cell(page) -> dict:
     return json.loads(page.inner_text(".lw-test-cell"))
 
 
-def test_cells_mode_draws_the_webgl_map_and_a_clicked_cell_is_outlined(voila_url, shots):
+def test_cells_mode_draws_the_webgl_map_and_a_clicked_cell_is_outlined(voila_url, chromium, shots):
     """The "points" dropdown switched to cells in the page: a WebGL map of every cell; a click outlines its cell."""
     import numpy as np
     from browser_harness import GL_POINT_JS, WEBGL_CHROMIUM_ARGS, gl_point
@@ -444,7 +453,7 @@ def test_cells_mode_draws_the_webgl_map_and_a_clicked_cell_is_outlined(voila_url
     from latent_widgets.widgets.cell_overlay import CELL_OUTLINE, outline_box
 
     # A page of its own (WebGL needs SwiftShader's flags); its kernel loads the model from the training cache.
-    with explorer_page(voila_url, args=WEBGL_CHROMIUM_ARGS) as pg:
+    with explorer_page(voila_url, args=WEBGL_CHROMIUM_ARGS, chromium=chromium) as pg:
         viewer = ".latent-explorer .lw-mask-viewer"
         assert pg.query_selector(".latent-explorer .lw-projection-scatter")  # 40 samples: the SVG map
         points = ".latent-explorer .lw-map-points select"
