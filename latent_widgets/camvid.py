@@ -9,6 +9,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from .colors import CAMVID_PALETTE
 from .dataset import DatasetError, SegmentationDataset
 from .folders import load_folder
 
-__all__ = ["CAMVID_CLASSES", "CAMVID_PALETTE", "camvid_sequence", "load_camvid"]
+__all__ = ["CAMVID_CLASSES", "CAMVID_IGNORE_INDEX", "CAMVID_PALETTE", "camvid_sequence", "load_camvid"]
 
 #: The 12 CamVid classes of the SegNet tutorial split, in label-id order.
 CAMVID_CLASSES: tuple[str, ...] = (
@@ -33,6 +34,9 @@ CAMVID_CLASSES: tuple[str, ...] = (
     "Bicyclist",
     "Unlabelled",
 )
+
+#: The id of "Unlabelled": pixels with no label, left out of IoU and confusion matrices.
+CAMVID_IGNORE_INDEX: int = CAMVID_CLASSES.index("Unlabelled")
 
 # (images folder, masks folder) per split, for each known CamVid layout.
 _CAMVID_LAYOUTS: dict[str, dict[str, tuple[str, str]]] = {
@@ -84,7 +88,8 @@ def load_camvid(
     -------
     SegmentationDataset
         Samples sorted by file name, the 12 CamVid classes and palette,
-        ``groups`` = the video sequence (file-name prefix).
+        ``groups`` = the video sequence (file-name prefix), and
+        ``ignore_index`` = :data:`CAMVID_IGNORE_INDEX` (Unlabelled is not scored).
 
     Examples
     --------
@@ -111,7 +116,7 @@ def load_camvid(
                     f"{absent} is missing for split {split!r} of the {layout} layout; "
                     f"expected {splits[split][0]}/ and {splits[split][1]}/ under {root}."
                 )
-            return load_folder(
+            data = load_folder(
                 images_dir,
                 masks_dir,
                 CAMVID_CLASSES,
@@ -121,6 +126,8 @@ def load_camvid(
                 progress=progress,
                 lazy=lazy,
             )
+            # Unlabelled is "no label", not a class the model should be scored on.
+            return dataclasses.replace(data, ignore_index=CAMVID_IGNORE_INDEX)
     raise DatasetError(
         f"{root} is not a CamVid folder: expected train/ and trainannot/ (SegNet tutorial) "
         "or images_prepped_train/ and annotations_prepped_train/ (image-segmentation-keras)."

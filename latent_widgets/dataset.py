@@ -108,6 +108,12 @@ class SegmentationDataset:
         A group id per sample (CamVid's video sequence, a synthetic drive).
     group_names : sequence of str, optional
         Name of each group id.
+    ignore_index : int, optional
+        A class id that is not a class to score, e.g. CamVid's "Unlabelled"
+        (11, set by :func:`~latent_widgets.camvid.load_camvid`): the
+        explorer's session leaves its pixels out of every IoU and confusion
+        matrix. It is an evaluation convention, not content, so
+        :meth:`content_hash` does not include it.
 
     Notes
     -----
@@ -136,6 +142,7 @@ class SegmentationDataset:
     palette: np.ndarray = field(default=None)  # type: ignore[assignment]
     groups: np.ndarray | None = None
     group_names: tuple[str, ...] | None = None
+    ignore_index: int | None = None
 
     def __post_init__(self) -> None:
         images = self.images if isinstance(self.images, LazyArray) else np.asarray(self.images)
@@ -190,6 +197,16 @@ class SegmentationDataset:
                     f"groups must be an integer array of shape ({len(images)},), got {groups.dtype} {groups.shape}."
                 )
         group_names = None if self.group_names is None else tuple(map(str, self.group_names))
+        ignore_index = self.ignore_index
+        if ignore_index is not None:
+            if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+                raise DatasetError(f"ignore_index must be a class id (int) or None, got {ignore_index!r}.")
+            ignore_index = int(ignore_index)
+            if not 0 <= ignore_index < n_classes:
+                raise DatasetError(
+                    f"ignore_index {ignore_index} is not a class id (0..{n_classes - 1}); "
+                    "pass the id of the class to leave out, e.g. CamVid's Unlabelled (11), or None."
+                )
         object.__setattr__(self, "images", images)
         object.__setattr__(self, "masks", masks)
         object.__setattr__(self, "names", names)
@@ -197,6 +214,7 @@ class SegmentationDataset:
         object.__setattr__(self, "palette", palette.astype(np.uint8))
         object.__setattr__(self, "groups", groups)
         object.__setattr__(self, "group_names", group_names)
+        object.__setattr__(self, "ignore_index", ignore_index)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -218,6 +236,7 @@ class SegmentationDataset:
             palette=self.palette,
             groups=None if self.groups is None else self.groups[idx],
             group_names=self.group_names,
+            ignore_index=self.ignore_index,
         )
 
     def __repr__(self) -> str:
@@ -324,5 +343,6 @@ class SegmentationDataset:
         present = (per_sample > 0).sum(axis=0)
         lines.append(f"{'class':<12} {'pixels %':>9} {'samples':>8}")
         for c, name in enumerate(self.class_names):
-            lines.append(f"{name:<12} {100 * counts[c] / total:9.2f} {int(present[c]):8d}")
+            ignored = "  (ignore_index: not scored)" if c == self.ignore_index else ""
+            lines.append(f"{name:<12} {100 * counts[c] / total:9.2f} {int(present[c]):8d}{ignored}")
         return "\n".join(lines)

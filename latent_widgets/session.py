@@ -47,6 +47,7 @@ import traitlets
 from . import colors, render
 
 __all__ = [
+    "CELL_QUALITY_SAMPLE",
     "MAP_POINTS",
     "POINT_QUALITY_MAX",
     "PREDICT_ALL_PIXELS",
@@ -59,6 +60,7 @@ __all__ = [
     "StripStep",
     "data_hash",
     "model_hash",
+    "quality_rows",
 ]
 
 # Alphas closer than this to a strip step count as that step (the cached path).
@@ -69,8 +71,12 @@ _PREDICT_BLOCK = 256
 #: What each point of the map is: a sample's flattened latent, its average over the grid, or one grid cell.
 MAP_POINTS: tuple[str, ...] = ("flatten", "pooled", "cells")
 #: Above this many samples the per-point map quality (trustworthiness, kNN preservation) is not computed:
-#: its exact neighbour ranks cost O(N^2) time and memory.
+#: its exact neighbour ranks cost O(N^2) time.
 POINT_QUALITY_MAX = 20_000
+#: On a map of more cells than this, the per-point quality is computed on this many cells drawn at random
+#: (seed 0), their neighbours taken among them; the other cells are NaN (grey). CamVid's 17,616 cells of
+#: a 6 x 8 grid took 101 s exactly on 2 shared cores, 4,000 cells 5 s.
+CELL_QUALITY_SAMPLE = 4_000
 _QUALITY_FIELDS = ("trustworthiness", "kNN preservation")
 _SESSION_FORMAT = "latent-widgets-session"
 _GREY = "#4c72b0"
@@ -168,7 +174,8 @@ class ColorField:
         The range of a continuous field.
     note : str
         Why values are missing: "computing…" while a background job runs,
-        "not available at this size…" above :data:`POINT_QUALITY_MAX`.
+        "not available at this size…" above :data:`POINT_QUALITY_MAX`,
+        "on 4,000 random cells of…" on a large map of cells (:func:`quality_rows`).
 
     Examples
     --------
@@ -291,6 +298,39 @@ class IndexSelection(traitlets.TraitType):
         super().set(obj, new)
 
 
+def quality_rows(n_points: int, map_points: str) -> np.ndarray:
+    """The points whose per-point map quality is computed: all, or :data:`CELL_QUALITY_SAMPLE` random cells.
+
+    Examples
+    --------
+    >>> quality_rows(5, "flatten").tolist()
+    [0, 1, 2, 3, 4]
+    >>> len(quality_rows(17_616, "cells")) == CELL_QUALITY_SAMPLE
+    True
+    """
+    if map_points != "cells" or n_points <= CELL_QUALITY_SAMPLE:
+        return np.arange(n_points)
+    # Seeded: the same cells every time, so a reloaded session colours the same points.
+    return np.sort(np.random.default_rng(0).choice(n_points, CELL_QUALITY_SAMPLE, replace=False))
+
+
+def _check_ignore_index(value: Any, dataset: Any) -> int | None:
+    """The session's ``ignore_index``: ``"dataset"`` resolved, a class id checked."""
+    if isinstance(value, str):
+        if value != "dataset":
+            raise ValueError(f"ignore_index={value!r}: pass a class id, None, or 'dataset' (the dataset's own)")
+        return getattr(dataset, "ignore_index", None)
+    if value is None:
+        return None
+    n = dataset.n_classes
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) < n:
+        raise ValueError(
+            f"ignore_index={value!r} is not a class id of this dataset (0..{n - 1}); "
+            "pass the id of the class to leave out of the scores, or None to score every class"
+        )
+    return int(value)
+
+
 def _jsonable(value: Any, what: str) -> Any:
     """``value`` with numpy scalars and arrays made plain; a clear error for what JSON cannot hold."""
     if isinstance(value, Mapping):
@@ -411,6 +451,12 @@ class ExplorerSession(traitlets.HasTraits):
         Frames of the fine alpha grid decoded in the background after each
         path change (:attr:`frames`); 0 turns it off. Capped so that a grid
         holds at most 16 MiB of masks.
+    ignore_index : int, None or "dataset"
+        A class id whose true pixels are left out of every IoU and confusion
+        matrix (the report, "mean IoU", "IoU: <class>", the cell classes);
+        ``"dataset"`` (default): the dataset's own ``ignore_index``
+        (CamVid's "Unlabelled", see :func:`~latent_widgets.camvid.load_camvid`);
+        ``None``: every class is scored.
 
     Attributes
     ----------
@@ -451,6 +497,8 @@ class ExplorerSession(traitlets.HasTraits):
         (N,), "kNN preservation": (N,)}.
     splits : ndarray of str or None
         A split name per sample (the "split" colour field).
+    ignore_index : int or None
+        The class left out of the scores (read-only; saved by :meth:`to_json`).
     busy : tuple of str (trait)
         Labels of the queued and running jobs ("encode", "strip", "decode",
         "map: umap"...); empty when idle.
@@ -588,11 +636,13 @@ class ExplorerSession(traitlets.HasTraits):
         max_cached_strips: int = 8,
         predict: bool | str = "auto",
         scrub_steps: int = 64,
+        ignore_index: int | str | None = "dataset",
     ) -> None:
         super().__init__()
         n = len(dataset)
         if n < 2:
             raise ValueError(f"the explorer needs at least 2 samples, got {n}")
+        self._ignore_index = _check_ignore_index(ignore_index, dataset)
         if model is None and latents is None and encoding is None:
             raise ValueError("ExplorerSession needs a model, or latents=... for a maps-only session")
         self.model = model
@@ -668,6 +718,11 @@ class ExplorerSession(traitlets.HasTraits):
             # Loads UMAP's compiled code (or compiles it, the first time on a machine) while the data encodes.
             warm_up_projections()
         self._model_lane.submit("encode", self._startup)
+
+    @property
+    def ignore_index(self) -> int | None:
+        """The class id whose true pixels are not scored (None: every class is)."""
+        return self._ignore_index
 
     def _check_lengths(self) -> None:
         n = len(self.dataset)
@@ -1019,7 +1074,8 @@ class ExplorerSession(traitlets.HasTraits):
         >>> s.color_fields()[:3]  # doctest: +SKIP
         ('group', 'dominant class', 'mean IoU')
         """
-        names = tuple(f"IoU: {c}" for c in self.dataset.class_names)
+        # The ignored class has no IoU: its pixels are left out.
+        names = tuple(f"IoU: {c}" for i, c in enumerate(self.dataset.class_names) if i != self.ignore_index)
         cells = ("cell class",) if self.map_points == "cells" else ()
         return (*cells, "group", "dominant class", "mean IoU", *names, *_QUALITY_FIELDS, "split", "none")
 
@@ -1033,7 +1089,7 @@ class ExplorerSession(traitlets.HasTraits):
                 raise ValueError(f"latents of shape {self._latent_shape()} have no grid: no cell classes")
             ds = self.dataset
             cached = self._cell_classes = cell_classes(
-                ds.masks, self.grid, ds.n_classes, ignore_index=getattr(ds, "ignore_index", None)
+                ds.masks, self.grid, ds.n_classes, ignore_index=self.ignore_index
             )
         return cached
 
@@ -1043,7 +1099,12 @@ class ExplorerSession(traitlets.HasTraits):
             from .metrics import per_sample_mean_iou
 
             self._sample_iou = np.asarray(
-                per_sample_mean_iou(self._predictions_or_raise("mean IoU"), self.dataset.masks, self.dataset.n_classes),
+                per_sample_mean_iou(
+                    self._predictions_or_raise("mean IoU"),
+                    self.dataset.masks,
+                    self.dataset.n_classes,
+                    ignore_index=self.ignore_index,
+                ),
                 np.float64,
             )
         return self._sample_iou
@@ -1086,9 +1147,9 @@ class ExplorerSession(traitlets.HasTraits):
                 tuple(colors.hex_colours(ds.palette)),
             )
         if field in _QUALITY_FIELDS:
-            # Per point of the current map: per cell on a map of cells.
+            # Per point of the current map: per cell on a map of cells (on a sample of them above the limit).
             nan = np.full(n_pts, np.nan)
-            if n_pts > POINT_QUALITY_MAX:
+            if n_pts > POINT_QUALITY_MAX and self.map_points != "cells":
                 return ColorField(
                     field,
                     "continuous",
@@ -1101,7 +1162,9 @@ class ExplorerSession(traitlets.HasTraits):
                 got = self.quality.get(self.map_key())
             if got is None:
                 return ColorField(field, "continuous", nan, note="computing…")
-            return ColorField(field, "continuous", got[field])
+            m = int(np.isfinite(got[field]).sum())
+            note = "" if m == n_pts else f"on {m:,} random cells of {n_pts:,}, neighbours among them; others grey"
+            return ColorField(field, "continuous", got[field], note=note)
         f = self._sample_color_values(field)
         if n_pts == len(ds):
             return f
@@ -1132,7 +1195,9 @@ class ExplorerSession(traitlets.HasTraits):
                 from .failures import per_class_sample_iou
 
                 pred = self._predictions_or_raise(field)
-                self._class_iou[cls] = np.asarray(per_class_sample_iou(ds.masks, pred, ds.n_classes, cls), np.float64)
+                self._class_iou[cls] = np.asarray(
+                    per_class_sample_iou(ds.masks, pred, ds.n_classes, cls, ignore_index=self.ignore_index), np.float64
+                )
             return ColorField(field, "continuous", self._class_iou[cls])
         if field == "split":
             if self.splits is None:
@@ -1155,7 +1220,9 @@ class ExplorerSession(traitlets.HasTraits):
         if not (force or self.color_by in _QUALITY_FIELDS) or not self.ready:
             return
         key = self.map_key()
-        if key in self.quality or key not in self.maps or self.n_points() > POINT_QUALITY_MAX:
+        if key in self.quality or key not in self.maps:
+            return
+        if self.n_points() > POINT_QUALITY_MAX and self.map_points != "cells":
             return
         if key in self._quality_queued:
             return
@@ -1169,12 +1236,18 @@ class ExplorerSession(traitlets.HasTraits):
             map_points = key.split(":", 1)[0] if ":" in key else "flatten"
             z = np.asarray(self.map_latents(map_points)[:], np.float32)
             x = z.reshape(len(z), -1)
-            y = self.maps[key]
-            k = min(10, len(x) - 1)
-            result = {
-                "trustworthiness": np.asarray(local_trustworthiness(x, y, min(5, len(x) - 1)), np.float64),
-                "kNN preservation": np.asarray(local_knn_preservation(x, y, k), np.float64),
-            }
+            y = np.asarray(self.maps[key])
+            rows = quality_rows(len(x), map_points)
+            xs, ys = x[rows], y[rows]
+            k = min(10, len(xs) - 1)
+            result = {}
+            for name, values in (
+                ("trustworthiness", local_trustworthiness(xs, ys, min(5, len(xs) - 1))),
+                ("kNN preservation", local_knn_preservation(xs, ys, k)),
+            ):
+                full = np.full(len(x), np.nan)
+                full[rows] = values
+                result[name] = full
         finally:
             self._quality_queued = self._quality_queued - {key}
         self.quality = {**self.quality, key: result}
@@ -1233,7 +1306,7 @@ class ExplorerSession(traitlets.HasTraits):
                 "the selection is empty: select samples on the map (lasso, brush) or set session.selection"
             )
         ds = self.dataset
-        kw = dict(class_names=tuple(ds.class_names))
+        kw: dict[str, Any] = dict(class_names=tuple(ds.class_names), ignore_index=self.ignore_index)
         if self.predictions is not None:
             if self._whole_report is None:
                 self._whole_report = selection_report(
@@ -1286,6 +1359,7 @@ class ExplorerSession(traitlets.HasTraits):
             "n_steps": int(self.n_steps),
             "path_method": self.path_method,
             "skip_policy": self.skip_policy,
+            "ignore_index": self.ignore_index,
             "selection": self.selection.tolist(),
             "selected": None if self.selected is None else int(self.selected),
             "selected_cell": None if self.selected_cell is None else [int(v) for v in self.selected_cell],
@@ -1353,6 +1427,8 @@ class ExplorerSession(traitlets.HasTraits):
             color_by=doc["color_by"],
             map_points=m.get("points", "flatten"),
             selected_cell=None if doc.get("selected_cell") is None else tuple(doc["selected_cell"]),
+            # A file written before the key existed scored every class.
+            ignore_index=doc.get("ignore_index"),
         )
         kw.update(kwargs)
         return cls(model, dataset, **kw)

@@ -59,8 +59,9 @@ print(model)""",
 ]
 
 
-#: Test hooks under the explorer: the kernel's ``session.selection`` as JSON (``.lw-test-selection``), and a
-#: text field (``.lw-test-set-selection``) whose value, JSON, is set as the selection from Python.
+#: Test hooks under the explorer: the kernel's ``session.selection`` as JSON (``.lw-test-selection``), a
+#: text field (``.lw-test-set-selection``) whose value, JSON, is set as the selection from Python, and the
+#: clicked sample and cell as JSON (``.lw-test-cell``); the explorer's ``gl_threshold`` is lowered to 400.
 SELECTION_HOOK_CELL = """\
 import json
 import ipywidgets as W
@@ -76,7 +77,21 @@ def _show_selection(_change=None):
 explorer.session.observe(_show_selection, "selection")
 _show_selection()
 selection_in.observe(lambda c: setattr(explorer.session, "selection", json.loads(c["new"] or "[]")), "value")
-W.HBox([selection_in, selection_out])"""
+
+# The clicked sample and cell (``.lw-test-cell``), for the cells test. Its 40 x h x w cells cross this
+# threshold, so that a map of cells is the WebGL one, as CamVid's 17,616 cells are at the default 2,000.
+explorer.gl_threshold = 400
+cell_out = W.HTML()
+cell_out.add_class("lw-test-cell")
+
+def _show_cell(_change=None):
+    s = explorer.session
+    cell = None if s.selected_cell is None else list(s.selected_cell)
+    cell_out.value = json.dumps({"selected": s.selected, "cell": cell, "grid": s.grid, "points": s.n_points()})
+
+explorer.session.observe(_show_cell, ["selected", "selected_cell", "map_points"])
+_show_cell()
+W.HBox([selection_in, selection_out, cell_out])"""
 
 #: The explorer notebook with the selection hooks.
 SELECTION_CELLS = [*NOTEBOOK_CELLS, SELECTION_HOOK_CELL]
@@ -211,40 +226,48 @@ def browser_missing() -> str | None:
 
 @contextlib.contextmanager
 def explorer_page(
-    url: str, viewport: tuple[int, int] = (1400, 1450), args: Sequence[str] = CHROMIUM_ARGS
+    url: str,
+    viewport: tuple[int, int] = (1400, 1450),
+    args: Sequence[str] = CHROMIUM_ARGS,
+    chromium: object | None = None,
 ) -> Iterator[object]:
     """A Chromium page on ``url`` once the explorer's strip is drawn (a traceback fails at once).
 
-    ``args``: Chromium's flags (:data:`WEBGL_CHROMIUM_ARGS` for the WebGL map).
+    ``args``: Chromium's flags (:data:`WEBGL_CHROMIUM_ARGS` for the WebGL map). ``chromium``: the
+    ``playwright.chromium`` of a running ``sync_playwright()`` (one process may run only one at a
+    time: a second page beside an open one needs the first's); by default one is started for the page.
     """
-    from playwright.sync_api import sync_playwright
+    if chromium is None:
+        from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=list(args))
-        try:
-            pg = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
-            console: list[str] = []
-            pg.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-            pg.goto(url, timeout=PAGE_TIMEOUT_MS)
-            # Ready when the strip (12 steps over their neighbours, drawn last)
-            # is there; a traceback in the page fails at once instead of timing out.
-            pg.wait_for_function(
-                """() => document.querySelectorAll('.latent-explorer .lw-strip img').length >= 24
-                         || document.body.innerText.includes('Traceback')""",
-                timeout=PAGE_TIMEOUT_MS,
-            )
-            text = pg.inner_text("body")
-            if "Traceback" in text or not pg.query_selector(".latent-explorer"):
-                raise AssertionError(
-                    "the explorer notebook failed in Voilà:\n"
-                    + text[-3000:]
-                    + "\nbrowser console:\n"
-                    + "\n".join(console[-20:])
-                )
-            pg.wait_for_timeout(500)
+        with sync_playwright() as p, explorer_page(url, viewport, args, p.chromium) as pg:
             yield pg
-        finally:
-            browser.close()
+        return
+    browser = chromium.launch(executable_path=str(CHROMIUM), args=list(args))  # type: ignore[attr-defined]
+    try:
+        pg = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        console: list[str] = []
+        pg.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        pg.goto(url, timeout=PAGE_TIMEOUT_MS)
+        # Ready when the strip (12 steps over their neighbours, drawn last)
+        # is there; a traceback in the page fails at once instead of timing out.
+        pg.wait_for_function(
+            """() => document.querySelectorAll('.latent-explorer .lw-strip img').length >= 24
+                     || document.body.innerText.includes('Traceback')""",
+            timeout=PAGE_TIMEOUT_MS,
+        )
+        text = pg.inner_text("body")
+        if "Traceback" in text or not pg.query_selector(".latent-explorer"):
+            raise AssertionError(
+                "the explorer notebook failed in Voilà:\n"
+                + text[-3000:]
+                + "\nbrowser console:\n"
+                + "\n".join(console[-20:])
+            )
+        pg.wait_for_timeout(500)
+        yield pg
+    finally:
+        browser.close()
 
 
 # ---- JupyterLab, and the pieces the JupyterLab and soak tests share

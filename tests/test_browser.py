@@ -62,8 +62,17 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(voila_url: str):
-    with explorer_page(voila_url) as pg:
+def chromium(voila_url: str):
+    """Playwright's Chromium, shared: a process runs one ``sync_playwright()`` at a time, and two pages are open."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p.chromium
+
+
+@pytest.fixture(scope="module")
+def page(voila_url: str, chromium):
+    with explorer_page(voila_url, chromium=chromium) as pg:
         yield pg
 
 
@@ -412,6 +421,100 @@ def test_a_selection_set_from_python_is_highlighted(page):
     page.locator(".lw-lasso-button").click()
     page.locator(".lw-clear-selection").click()
     page.wait_for_function("() => document.querySelector('.lw-test-selection').innerText === '[]'", timeout=30_000)
+
+
+#: The magenta pixels of the image pane: ``{width, height, magenta: [pixel index...]}`` (decoded in the page).
+MAGENTA_JS = """(sel) => {
+  const img = document.querySelector(sel);
+  if (!img || !img.complete || !img.naturalWidth) return null;
+  const c = document.createElement('canvas');
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const ctx = c.getContext('2d');
+  ctx.drawImage(img, 0, 0);
+  const d = ctx.getImageData(0, 0, c.width, c.height).data;
+  const magenta = [];
+  for (let k = 0; k < d.length; k += 4) if (d[k] === 255 && d[k + 1] === 0 && d[k + 2] === 255) magenta.push(k / 4);
+  return {width: c.width, height: c.height, magenta: magenta};
+}"""
+
+
+def _kernel_cell(page) -> dict:
+    import json
+
+    return json.loads(page.inner_text(".lw-test-cell"))
+
+
+def test_cells_mode_draws_the_webgl_map_and_a_clicked_cell_is_outlined(voila_url, chromium, shots):
+    """The "points" dropdown switched to cells in the page: a WebGL map of every cell; a click outlines its cell."""
+    import numpy as np
+    from browser_harness import GL_POINT_JS, WEBGL_CHROMIUM_ARGS, gl_point
+
+    from latent_widgets.cells import cell_box
+    from latent_widgets.widgets.cell_overlay import CELL_OUTLINE, outline_box
+
+    # A page of its own (WebGL needs SwiftShader's flags); its kernel loads the model from the training cache.
+    with explorer_page(voila_url, args=WEBGL_CHROMIUM_ARGS, chromium=chromium) as pg:
+        viewer = ".latent-explorer .lw-mask-viewer"
+        assert pg.query_selector(".latent-explorer .lw-projection-scatter")  # 40 samples: the SVG map
+        points = ".latent-explorer .lw-map-points select"
+        labels = pg.eval_on_selector(points, "e => Array.from(e.options).map(o => o.textContent)")
+        # "cell (h x w per sample)"; ipywidgets writes the spaces of an option as no-break spaces
+        cells = [k for k, t in enumerate(labels) if t.replace("\xa0", " ").startswith("cell (")]
+        assert len(cells) == 1, labels
+        pg.select_option(points, index=cells[0])
+        gl_map = ".latent-explorer .lw-webgl-map .lw-gl-map"
+        pg.wait_for_selector(gl_map, timeout=60_000)
+        assert not pg.query_selector(".latent-explorer .lw-projection-scatter")
+        state = _kernel_cell(pg)
+        (h, w), n_points = state["grid"], state["points"]
+        assert n_points == N_SAMPLES * h * w > 400, state
+        # the cells' PCA arrives after the swap: wait until the session is idle and the points are drawn
+        pg.wait_for_function(
+            "() => !((document.querySelector('.latent-explorer .lw-busy') || {}).innerText || '').trim()",
+            timeout=60_000,
+        )
+        target = 17 * h * w + (h // 2) * w + w // 2  # a middle cell of sample 17
+        pg.wait_for_function(f"(args) => ({GL_POINT_JS})(args) !== null", arg=[gl_map, target], timeout=60_000)
+        pg.locator(gl_map).scroll_into_view_if_needed()
+        p = gl_point(pg, target, gl_map)
+        assert p["left"] < p["x"] < p["left"] + p["width"] and p["top"] < p["y"] < p["top"] + p["height"], p
+        # as a user does: onto the point (regl-scatterplot picks the point under the pointer as it moves), click
+        pg.mouse.move(p["x"] - 30, p["y"] - 30)
+        pg.mouse.move(p["x"], p["y"], steps=5)
+        pg.mouse.click(p["x"], p["y"])
+        try:
+            pg.wait_for_function(
+                "() => JSON.parse(document.querySelector('.lw-test-cell').innerText).cell !== null", timeout=30_000
+            )
+        except Exception:
+            pg.screenshot(path=str(shots / "explorer_cells_failed.png"), full_page=True)
+            raise AssertionError(f"a click at {p} selected no cell: the kernel holds {_kernel_cell(pg)}") from None
+        state = _kernel_cell(pg)
+        sample, (row, col) = state["selected"], state["cell"]
+        # the point clicked is that cell of that sample (points overlap: one drawn within a few px of the target)
+        clicked = gl_point(pg, sample * h * w + row * w + col, gl_map)
+        assert abs(clicked["x"] - p["x"]) < 8 and abs(clicked["y"] - p["y"]) < 8, (state, clicked, p)
+        pg.wait_for_function(
+            "(want) => document.querySelector('.latent-explorer .lw-mask-viewer').innerText.includes(want)",
+            arg=f"#{sample} ",
+            timeout=30_000,
+        )
+        # the image shown is that sample's, with exactly the cell's 2 px magenta border
+        image = ".latent-explorer .lw-viewer-image"
+        pg.wait_for_function(
+            f"(sel) => {{ const r = ({MAGENTA_JS})(sel); return r !== null && r.magenta.length > 0; }}",
+            arg=image,
+            timeout=30_000,
+        )
+        got = pg.evaluate(MAGENTA_JS, image)
+        scale = got["width"] // 64
+        assert (got["width"], got["height"]) == (64 * scale, 48 * scale), got["width"]
+        box = [v * scale for v in cell_box((h, w), (48, 64), row, col)]
+        want = outline_box(np.zeros((48 * scale, 64 * scale, 3), np.uint8), box)
+        want_px = np.flatnonzero((want == CELL_OUTLINE).all(axis=2))
+        assert len(want_px) > 0 and sorted(got["magenta"]) == want_px.tolist(), (box, len(got["magenta"]))
+        assert f"#{sample} " in pg.inner_text(viewer)
+        pg.locator(".latent-explorer").screenshot(path=str(shots / "explorer_cells.png"))
 
 
 def json_list(values: list[int]) -> str:

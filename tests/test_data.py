@@ -57,6 +57,23 @@ def test_camvid_train_counts_names_and_groups(camvid_train_full: SegmentationDat
     assert (ds.groups[:62] == 0).all() and ds.groups[62] == 1
 
 
+def test_camvid_leaves_unlabelled_out_of_the_scores(camvid_root: Path) -> None:
+    import dataclasses
+
+    from latent_widgets.camvid import CAMVID_IGNORE_INDEX
+
+    ds = load_camvid(camvid_root, "val", size=(24, 32), progress=False)
+    assert ds.ignore_index == CAMVID_IGNORE_INDEX == ds.class_names.index("Unlabelled") == 11
+    # subsets and lazy views keep it
+    assert ds[[2, 0]].ignore_index == 11 and ds[:3].ignore_index == 11
+    assert load_camvid(camvid_root, "val", size=(24, 32), progress=False, lazy=True).ignore_index == 11
+    # the summary says so; the content hash is the data's alone (caches keyed by it stay valid)
+    unlabelled_line = next(line for line in ds.summary().splitlines() if line.startswith("Unlabelled"))
+    assert "ignore_index" in unlabelled_line
+    assert "ignore_index" not in ds.summary().replace(unlabelled_line, "")
+    assert dataclasses.replace(ds, ignore_index=None).content_hash() == ds.content_hash()
+
+
 def test_camvid_pixels_match_the_files(camvid_root: Path, camvid_train_full: SegmentationDataset) -> None:
     i = 138
     name = camvid_train_full.names[i]
@@ -183,6 +200,12 @@ def test_container_validation() -> None:
         SegmentationDataset(np.zeros((2, 4, 4), np.float32), np.zeros((2, 4, 4), np.uint8), ("a", "b"), ("c",))
     with pytest.raises(DatasetError, match=r"masks must hold integer class ids"):
         SegmentationDataset(imgs, np.zeros((2, 4, 4), np.float32), ("a", "b"), ("c",))
+    masks = np.zeros((2, 4, 4), np.uint8)
+    assert SegmentationDataset(imgs, masks, ("a", "b"), ("c", "d"), ignore_index=np.int64(1)).ignore_index == 1
+    with pytest.raises(DatasetError, match=r"ignore_index 2 is not a class id \(0\.\.1\)"):
+        SegmentationDataset(imgs, masks, ("a", "b"), ("c", "d"), ignore_index=2)
+    with pytest.raises(DatasetError, match=r"ignore_index must be a class id"):
+        SegmentationDataset(imgs, masks, ("a", "b"), ("c", "d"), ignore_index="d")
 
 
 def test_indexing_and_subsets(synthetic_small: SegmentationDataset) -> None:

@@ -99,6 +99,12 @@ def test_notebook_runs(path: Path, executed_dir: Path) -> None:
                 text.append(out["data"]["text/markdown"])
     joined = "\n".join(text)
     assert "Findings" in joined, f"{path.name} printed no findings table"
+    if path.stem == "02_deeplabv3plus_camvid":
+        # The DeepLabv3+ and SegNet explorers are linked: a selection written to one session is the other's.
+        assert "selection mirrored in the SegNet explorer: True" in joined, joined[-2000:]
+        if "01_segnet_camvid" in NOTEBOOK_FINDINGS:
+            # Notebook 01 ran first in this session: its SegNet is reused from the cache, not trained again.
+            assert "SegNet loaded from the cache" in joined, "notebook 02 retrained notebook 01's SegNet"
     NOTEBOOK_FINDINGS[path.stem] = joined[joined.rindex("Findings") :]
     # every figure the notebook draws made it into the outputs
     images = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))

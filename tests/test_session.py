@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -326,6 +327,95 @@ def test_the_selection_report_is_the_failures_report_and_sklearns_confusion(mode
     np.testing.assert_array_equal(lazy.report.worst, r.worst)
 
 
+def _iou_loop(t: np.ndarray, p: np.ndarray, n_classes: int, ignore: int | None) -> np.ndarray:
+    """Per-class IoU of one pair, pixel by pixel set logic (the ignored class NaN, its true pixels dropped)."""
+    keep = np.ones(t.shape, bool) if ignore is None else t != ignore
+    iou = np.full(n_classes, np.nan)
+    for c in range(n_classes):
+        if c == ignore:
+            continue
+        inter = np.sum((t == c) & (p == c) & keep)
+        union = np.sum(((t == c) | (p == c)) & keep)
+        if union:
+            iou[c] = inter / union
+    return iou
+
+
+def test_ignore_index_leaves_the_class_out_of_the_sessions_scores(model, ds) -> None:
+    import dataclasses
+    import json
+
+    from sklearn.metrics import confusion_matrix
+
+    from latent_widgets.cells import cell_classes
+
+    unlabelled = ds.class_names.index("Unlabelled")
+    data = dataclasses.replace(ds, ignore_index=unlabelled)  # as load_camvid sets it
+    s = ExplorerSession(model, data, asynchronous=False, scrub_steps=0)
+    scored = ExplorerSession(model, data, asynchronous=False, scrub_steps=0, ignore_index=None)
+    assert s.ignore_index == unlabelled and scored.ignore_index is None
+    sel = [2, 5, 7, 11, 20]
+    assert (data.masks[sel] == unlabelled).sum() > 500  # the test means something
+    s.selection = scored.selection = sel
+    t, p = data.masks[sel].ravel(), s.predictions[sel].ravel()
+    keep = t != unlabelled
+    np.testing.assert_array_equal(s.report.confusion, confusion_matrix(t[keep], p[keep], labels=range(12)))
+    np.testing.assert_array_equal(scored.report.confusion, confusion_matrix(t, p, labels=range(12)))
+    assert np.isnan(s.report.iou[unlabelled]) and not np.isnan(scored.report.iou[unlabelled])
+    whole = _iou_loop(data.masks.ravel(), s.predictions.ravel(), 12, unlabelled)
+    assert s.report.mean_iou_all == pytest.approx(np.nanmean(whole))
+    # "mean IoU" and "IoU: <class>" colours, sample by sample, against the loop
+    loop = np.stack([_iou_loop(data.masks[i], s.predictions[i], 12, unlabelled) for i in range(len(data))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a sample with no scored class: NaN, as the session's
+        mean_loop = np.nanmean(loop, axis=1)
+    np.testing.assert_allclose(s.color_values("mean IoU").values, mean_loop)
+    np.testing.assert_allclose(s.color_values("IoU: Car").values, loop[:, ds.class_names.index("Car")])
+    assert "IoU: Unlabelled" not in s.color_fields() and "IoU: Unlabelled" in scored.color_fields()
+    with pytest.raises(traitlets.TraitError, match="color_by 'IoU: Unlabelled'"):
+        s.color_by = "IoU: Unlabelled"
+    # the cells' classes leave it out too
+    s.map_points = "cells"
+    np.testing.assert_array_equal(s.cell_classes(), cell_classes(data.masks, s.grid, 12, ignore_index=unlabelled))
+    # saved and restored (an explicit None too, on data that has an ignore_index)
+    for session in (s, scored):
+        text = session.to_json()
+        assert json.loads(text)["ignore_index"] == session.ignore_index
+        back = ExplorerSession.from_json(text, model, data, asynchronous=False, scrub_steps=0)
+        assert back.ignore_index == session.ignore_index
+        np.testing.assert_array_equal(back.report.confusion, session.report.confusion)
+        assert back.to_json() == text
+    for bad in (12, -1, "Unlabelled", 1.5):
+        with pytest.raises(ValueError, match="ignore_index"):
+            ExplorerSession(model, data, asynchronous=False, ignore_index=bad)
+
+
+def test_on_camvid_the_session_leaves_unlabelled_out_of_its_report(camvid_root) -> None:
+    from sklearn.metrics import confusion_matrix
+
+    from latent_widgets import load_camvid
+
+    data = load_camvid(camvid_root, "val", size=(24, 32), progress=False)
+    rng = np.random.default_rng(0)
+    # predictions: the truth with a quarter of the pixels relabelled at random (Unlabelled ones included)
+    pred = np.where(rng.random(data.masks.shape) < 0.25, rng.integers(0, 12, data.masks.shape), data.masks)
+    s = ExplorerSession(
+        None, data, latents=rng.normal(size=(len(data), 8)), predictions=pred, asynchronous=False, methods=("pca",)
+    )
+    assert s.ignore_index == 11 and "IoU: Unlabelled" not in s.color_fields()
+    sel = np.flatnonzero((data.masks == 11).any(axis=(1, 2)))[:12]
+    assert len(sel) == 12
+    s.selection = sel
+    t, p = data.masks[sel].ravel(), pred[sel].ravel()
+    cm = confusion_matrix(t[t != 11], p[t != 11], labels=range(12))
+    np.testing.assert_array_equal(s.report.confusion, cm)
+    assert s.report.confusion[11].sum() == 0 and s.report.confusion[:, 11].sum() > 0  # predicted Unlabelled: wrong
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.diag(cm) / (cm.sum(0) + cm.sum(1) - np.diag(cm))
+    iou[11] = np.nan
+    assert s.report.mean_iou == pytest.approx(np.nanmean(iou))
+
+
 def _configured(model, ds, **kwargs) -> ExplorerSession:
     s = ExplorerSession(
         model, ds, asynchronous=False, scrub_steps=0, projection_kwargs={"tsne": {"perplexity": 5.0}}, **kwargs
@@ -355,6 +445,7 @@ FIELDS = (
     "alpha",
     "selected",
     "selected_cell",
+    "ignore_index",
 )
 
 
@@ -496,6 +587,42 @@ def test_a_map_of_cells_has_a_point_per_latent_cell(model, ds) -> None:
     assert s.selected_cell is None and s.color_by == "dominant class" and s.points.shape == (n, 2)
     with pytest.raises(traitlets.TraitError, match="only on a map of cells"):
         s.selected_cell = (0, 0)
+
+
+def test_quality_of_a_large_map_of_cells_is_computed_on_a_sample_of_cells(model, ds, monkeypatch) -> None:
+    import latent_widgets.session as session_module
+    from latent_widgets.map_quality import knn_preservation, trustworthiness
+    from latent_widgets.widgets.scatter import _GREY, ProjectionScatter
+
+    s = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0, methods=("pca",))
+    s.map_points = "cells"
+    n_cells = s.n_points()
+    monkeypatch.setattr(session_module, "CELL_QUALITY_SAMPLE", 300)
+    monkeypatch.setattr(session_module, "POINT_QUALITY_MAX", 200)  # a map of cells is sampled, not refused
+    assert n_cells > 300
+    s.color_by = "trustworthiness"
+    f = s.color_values()
+    rows = session_module.quality_rows(n_cells, "cells")
+    assert len(rows) == 300 and np.array_equal(rows, np.unique(rows))
+    np.testing.assert_array_equal(rows, session_module.quality_rows(n_cells, "cells"))  # the same cells each time
+    assert np.isfinite(f.values[rows]).all() and np.isnan(np.delete(f.values, rows)).all()
+    assert f.note == f"on 300 random cells of {n_cells:,}, neighbours among them; others grey"
+    # the sampled cells' values are those of the map restricted to them
+    x, y = np.asarray(s.map_latents(), np.float64)[rows], s.points[rows]
+    assert f.values[rows].mean() == pytest.approx(trustworthiness(x, y, 5))
+    assert s.color_values("kNN preservation").values[rows].mean() == pytest.approx(knn_preservation(x, y, 10))
+    # drawn: the cells left out are grey, not the bottom of the colour scale; the legend says why
+    view = ProjectionScatter(session=s)
+    codes, colours, names = view.color_values()
+    left_out = np.delete(np.arange(n_cells), rows)
+    assert colours[-1] == _GREY and names[-1] == "no value" and (codes[left_out] == len(colours) - 1).all()
+    assert (codes[rows] < len(colours) - 1).all()
+    legend = view._legend_html("trustworthiness", codes, colours, names)
+    assert "300 random cells" in legend and "linear-gradient" in legend and _GREY not in legend
+    # samples above the limit are still refused (exact, or nothing)
+    s.map_points = "flatten"
+    monkeypatch.setattr(session_module, "POINT_QUALITY_MAX", len(ds) - 1)
+    assert "not available at this size" in s.color_values("trustworthiness").note
 
 
 def test_cell_movement_follows_the_strip(model, ds) -> None:

@@ -256,7 +256,13 @@ class MaskViewer(View):
         ds, s = self.dataset, self.scale
         h, w = pred_mask.shape
         self.image, self.true_mask, self.pred_mask, self.title = image, true_mask, pred_mask, title
-        self.iou = None if true_mask is None else np.asarray(iou_per_class(pred_mask, true_mask, ds.n_classes), float)
+        # The session's ignored class (CamVid's Unlabelled) is not scored here either.
+        ignore = getattr(self.session, "ignore_index", getattr(ds, "ignore_index", None))
+        self.iou = (
+            None
+            if true_mask is None
+            else np.asarray(iou_per_class(pred_mask, true_mask, ds.n_classes, ignore_index=ignore), float)
+        )
         blank = blank_png(h * s, w * s)
         self.panes["image"].value = blank if image is None else self._image_png()
         self.panes["truth"].value = blank if true_mask is None else render.mask_png(true_mask, ds.palette, scale=s)

@@ -495,8 +495,11 @@ class MapView(View):
         if f.categorical:
             return np.asarray(f.values, int), list(f.colours), list(f.labels)
         codes, colours = _quantised_viridis(f.values, f.vmin, f.vmax)
-        if np.isnan(f.values).all():  # not computed (yet): grey, not the scale's bottom colour
+        missing = np.isnan(f.values)
+        if missing.all():  # not computed (yet): grey, not the scale's bottom colour
             return np.zeros(len(f.values), int), [_GREY], [""]
+        if missing.any():  # e.g. the cells left out of a sampled quality field: grey too
+            return np.where(missing, len(colours), codes), [*colours, _GREY], [""] * len(colours) + ["no value"]
         return codes, colours, [""] * len(colours)
 
     @property
@@ -508,13 +511,14 @@ class MapView(View):
     def _legend_html(self, field: str, codes: np.ndarray, colours: list[str], names: list[str]) -> str:
         f = self.session.color_values(field)
         if not f.categorical:
-            if f.note:
+            if f.note and np.isnan(f.values).all():
                 return f"<div style='font-size:11px'>{html.escape(field)}: <i>{html.escape(f.note)}</i></div>"
-            stops = ", ".join(colours)
+            stops = ", ".join(c for c, name in zip(colours, names, strict=True) if not name)  # the scale alone
+            note = f"; <i>{html.escape(f.note)}</i>" if f.note else ""
             return (
                 f"<div style='font-size:11px'>{html.escape(field)} {f.vmin:g} <span style='display:inline-block;"
                 f"width:120px;height:10px;background:linear-gradient(to right,{stops})'></span> {f.vmax:g} "
-                f"(dataset mean {np.nanmean(f.values):.3f})</div>"
+                f"(dataset mean {np.nanmean(f.values):.3f}{note})</div>"
             )
         if field == "none":
             return ""
