@@ -71,6 +71,9 @@ class SelectionReport:
     worst : ndarray, int64, shape (K,)
         The selected samples from worst to best ``sample_iou`` (ties in index
         order, NaN samples last).
+    ignore_index : int or None
+        The label whose pixels were left out (its row of ``confusion`` is
+        empty when it is a class id).
 
     Examples
     --------
@@ -88,6 +91,7 @@ class SelectionReport:
     mean_iou_all: float
     sample_iou: np.ndarray
     worst: np.ndarray
+    ignore_index: int | None = None
 
     @property
     def n_classes(self) -> int:
@@ -368,6 +372,7 @@ def selection_report(
         mean_iou_all=mean_all,
         sample_iou=sample_mean,
         worst=worst,
+        ignore_index=None if ignore_index is None else int(ignore_index),
     )
 
 

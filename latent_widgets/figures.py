@@ -429,8 +429,10 @@ def confusion_figure(report: Any, ax: Any = None, *, title: str | None = None, a
     """The row-normalised confusion matrix of a selection, with class names.
 
     Rows are the true classes, columns the predicted ones; each row sums to
-    1 (a true class absent from the selection is a blank row). The title
-    gives the selection's mean IoU against the whole set's.
+    1 (a true class absent from the selection is a blank row). The report's
+    ``ignore_index`` class has no row (its pixels were left out) but keeps
+    its column: a prediction of it on a labelled pixel is an error. The
+    title gives the selection's mean IoU against the whole set's.
 
     Parameters
     ----------
@@ -457,6 +459,9 @@ def confusion_figure(report: Any, ax: Any = None, *, title: str | None = None, a
     norm = np.asarray(report.normalized(), np.float64)
     names = [str(c) for c in report.class_names]
     c = len(names)
+    ignored = getattr(report, "ignore_index", None)
+    rows = [i for i in range(c) if i != ignored]
+    norm = norm[rows]
     if ax is None:
         side = min(2.0 + 0.42 * c, 9.0)
         fig: Any = PaperFigure(figsize=(side + 1.0, side), layout="constrained")
@@ -466,13 +471,13 @@ def confusion_figure(report: Any, ax: Any = None, *, title: str | None = None, a
     shown = np.ma.masked_invalid(norm)
     im = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks(range(c), names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(c), names, fontsize=8)
+    ax.set_yticks(range(len(rows)), [names[i] for i in rows], fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     if annotate is None:
         annotate = c <= 15
     if annotate:
-        for i in range(c):
+        for i in range(len(rows)):
             for j in range(c):
                 v = norm[i, j]
                 if np.isfinite(v) and v >= 0.005:

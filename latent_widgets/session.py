@@ -1183,7 +1183,11 @@ class ExplorerSession(traitlets.HasTraits):
                 field, "categorical", codes.astype(np.int64), tuple(names), tuple(colors.categorical_colours(len(ids)))
             )
         if field == "dominant class":
-            dominant = np.asarray(ds.class_fractions()).argmax(axis=1).astype(np.int64)
+            fractions = np.array(ds.class_fractions(), np.float64)
+            if self.ignore_index is not None:
+                # The class a sample is mostly made of, among the scored ones (not CamVid's Unlabelled).
+                fractions[:, self.ignore_index] = -1.0
+            dominant = fractions.argmax(axis=1).astype(np.int64)
             return ColorField(
                 field, "categorical", dominant, tuple(ds.class_names), tuple(colors.hex_colours(ds.palette))
             )

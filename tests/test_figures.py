@@ -211,3 +211,23 @@ def test_cell_movement_strip_draws_every_step_on_one_scale(rng):
     assert fig.axes[-1].get_ylabel() == "L2 per cell"
     with pytest.raises(ValueError, match="got 3 alphas for a path of 4 steps"):
         figures.cell_movement_strip(m, alphas=[0, 0.5, 1])
+
+
+def test_confusion_figure_drops_the_ignored_row_and_keeps_its_column():
+    from latent_widgets.failures import selection_report
+
+    truth = np.array([[[0, 1, 2, 2]], [[1, 1, 0, 2]]])
+    pred = np.array([[[0, 2, 2, 1]], [[1, 0, 0, 2]]])
+    names = ("a", "b", "void")
+    report = selection_report(truth, pred, [0, 1], 3, class_names=names, ignore_index=2)
+    assert report.ignore_index == 2
+    ax = figures.confusion_figure(report).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(names)
+    # The image is the kept rows of the normalised matrix: "b" is predicted as "void" once in 3 pixels.
+    shown = np.asarray(ax.images[0].get_array())
+    np.testing.assert_allclose(shown, report.normalized()[:2])
+    assert shown[1, 2] == pytest.approx(1 / 3)
+    # Without ignore_index every class keeps its row.
+    full = selection_report(truth, pred, [0, 1], 3, class_names=names)
+    assert len(figures.confusion_figure(full).axes[0].get_yticklabels()) == 3

@@ -350,7 +350,9 @@ def test_ignore_index_leaves_the_class_out_of_the_sessions_scores(model, ds) -> 
     from latent_widgets.cells import cell_classes
 
     unlabelled = ds.class_names.index("Unlabelled")
-    data = dataclasses.replace(ds, ignore_index=unlabelled)  # as load_camvid sets it
+    masks = ds.masks.copy()
+    masks[3, :30] = unlabelled  # a sample mostly Unlabelled: its dominant class must be another
+    data = dataclasses.replace(ds, masks=masks, ignore_index=unlabelled)  # as load_camvid sets it
     s = ExplorerSession(model, data, asynchronous=False, scrub_steps=0)
     scored = ExplorerSession(model, data, asynchronous=False, scrub_steps=0, ignore_index=None)
     assert s.ignore_index == unlabelled and scored.ignore_index is None
@@ -374,6 +376,16 @@ def test_ignore_index_leaves_the_class_out_of_the_sessions_scores(model, ds) -> 
     assert "IoU: Unlabelled" not in s.color_fields() and "IoU: Unlabelled" in scored.color_fields()
     with pytest.raises(traitlets.TraitError, match="color_by 'IoU: Unlabelled'"):
         s.color_by = "IoU: Unlabelled"
+    # "dominant class": the most frequent class among the scored ones, against a loop over the masks
+    dominant = []
+    for m in data.masks:
+        counts = np.bincount(m.ravel(), minlength=12)
+        counts[unlabelled] = -1
+        dominant.append(int(np.argmax(counts)))
+    assert s.color_values("dominant class").values.tolist() == dominant
+    plain = scored.color_values("dominant class").values
+    assert plain.tolist() == data.class_fractions().argmax(axis=1).tolist()
+    assert plain[3] == unlabelled and dominant[3] != unlabelled  # the test means something
     # the cells' classes leave it out too
     s.map_points = "cells"
     np.testing.assert_array_equal(s.cell_classes(), cell_classes(data.masks, s.grid, 12, ignore_index=unlabelled))

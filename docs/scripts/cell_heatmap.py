@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     move = cells.cell_movement(path.latents)
     h, w = move.grid
     names = train_data.class_names
-    under = cells.cell_classes(train_data.masks[[a, b]], lm.latent_shape, train_data.n_classes)
+    under = cells.cell_classes(
+        train_data.masks[[a, b]], lm.latent_shape, train_data.n_classes, ignore_index=train_data.ignore_index
+    )
 
     total = move.total
     print(f"latent {lm.latent_shape}: a {h}x{w} grid; each cell covers {SIZE[0] // h}x{SIZE[1] // w} pixels")
