@@ -6,7 +6,8 @@ Each goal is the project against a floor measured in the same run:
   into a Zarr latent store vs the raw compiled encoder over the same batches
   (read ``images[rows]``, encode, drop); median of repeats.
 - ``encode_rss_growth``: peak RSS above the process baseline while encoding
-  20k samples into a store over the same for 2k (each in a fresh process).
+  20k samples into a store over the same for 2k (each in a fresh process,
+  median of 3).
 - ``tsne_vs_raw_100k``: the library's t-SNE of 100k PCA-50 points vs raw
   openTSNE with the same settings.
 - ``map_100k_vs_raw``, ``map_100k_vs_bqplot_gl``: panning fps of the
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     rss = encode_rss_growth(2000, 20000, (64, 64))
     for run in (rss["small"], rss["large"]):
         print(
-            f"  {run['n']}: +{run['growth_mb']:.1f} MiB peak RSS over {run['baseline_mb']:.0f} MiB, "
+            f"  {run['n']}: +{run['growth_mb']:.1f} MiB peak RSS over {run['baseline_mb']:.0f} MiB "
+            f"(median of 3 fresh processes; runs {rss['growths_mb'][run['n']]}), "
             f"{run['seconds']:.1f} s ({1e3 * run['s_per_sample']:.2f} ms/sample)",
             flush=True,
         )
