@@ -46,9 +46,6 @@ True
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import os
 import queue
 import shutil
@@ -784,32 +781,6 @@ class _Prefetcher:
         self._thread.join()
 
 
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None on another C library."""
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
-
-
-def _release_freed_memory() -> None:
-    """Give the C heap's free pages back to the system (glibc ``malloc_trim``; a no-op elsewhere).
-
-    A streaming encode frees a batch's arrays (a few MiB) every step. glibc
-    raises its mmap threshold after such frees, so later batches come from
-    the heap and its free pages stay in the process: measured, the peak RSS
-    of encoding 20k samples was 6 MiB above that of 2k (26.5 vs 20.4 MiB,
-    median of 3). Trimming once per written chunk keeps it flat (40.9 vs
-    38.9 MiB above a trimmed baseline; the peaks themselves did not rise).
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
 def _batches_of(store: LatentStore, chunks: Sequence[int], batch_size: int) -> list[slice]:
     out: list[slice] = []
     for c in chunks:
@@ -890,7 +861,6 @@ def fill_store(
             if rows.stop == chunk.stop:
                 size = chunk.stop - chunk.start
                 store.write_chunk(c, lat_buf[:size], [b[:size] for b in skip_bufs])
-                _release_freed_memory()
             if bar is not None:
                 bar.update(len(x))
     finally:
