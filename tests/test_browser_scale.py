@@ -16,6 +16,7 @@ Screenshot: ``explorer-100k.png`` in ``$LATENT_WIDGETS_SCREENSHOTS`` when set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -80,6 +81,8 @@ def _point_on_screen(page, i: int) -> dict:
 
 def _exercise(page, shots: Path | None) -> None:
     """Hover, click, drag alpha on a 100k explorer page."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     # The PCA of the 100k-row store and the strip arrive after the page: wait until the session is idle
     # (the busy indicator empty) and the strip is drawn, so that the points do not move under the pointer.
     page.wait_for_function(
@@ -97,6 +100,18 @@ def _exercise(page, shots: Path | None) -> None:
     page.mouse.move(p["x"] - 30, p["y"] - 30)
     page.mouse.move(p["x"], p["y"], steps=5)
     wait_for_new_src(page, f"{TOOLTIP} img", before, timeout_ms=60_000)
+    # The pointer crossed other points on its way: on a loaded machine their hovers may arrive first, so
+    # wait for the caption to name a point under the pointer's final position (the assertion below says which).
+    with contextlib.suppress(PlaywrightTimeoutError):
+        page.wait_for_function(
+            f"""([sel, tip, x, y]) => {{
+                const m = /#(\\d+)/.exec((document.querySelector(tip + ' .widget-html') || {{}}).innerText || '');
+                const q = m && ({GL_POINT_JS})([sel, +m[1]]);
+                return !!q && Math.abs(q.x - x) < 8 && Math.abs(q.y - y) < 8;
+            }}""",
+            arg=[MAP, TOOLTIP, p["x"], p["y"]],
+            timeout=60_000,
+        )
     caption = page.inner_text(f"{TOOLTIP} .widget-html")
     hovered = int(re.search(r"#(\d+)", caption).group(1))
     # 100k points overlap: the point under the pointer is 12345 or one drawn within a few px of it
