@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
+from toy import iou_loop
 
 from latent_widgets.failures import SelectionReport, per_class_sample_iou, selection_report
 from latent_widgets.metrics import per_sample_iou
@@ -19,20 +20,6 @@ def _masks(rng: np.random.Generator, n: int = 12, shape: tuple[int, int] = (6, 7
     # Predictions mostly right, so IoUs spread over (0, 1) instead of sitting near chance.
     pred = np.where(rng.random(truth.shape) < 0.7, truth, rng.integers(0, C, size=truth.shape))
     return truth, pred
-
-
-def _iou_loop(truth: np.ndarray, pred: np.ndarray, ignore: int | None = None) -> np.ndarray:
-    """IoU per class by counting pixels, class by class."""
-    keep = np.ones(truth.shape, bool) if ignore is None else truth != ignore
-    out = np.full(C, np.nan)
-    for c in range(C):
-        if c == ignore:
-            continue
-        inter = np.sum((truth == c) & (pred == c) & keep)
-        union = np.sum(((truth == c) | (pred == c)) & keep)
-        if union:
-            out[c] = inter / union
-    return out
 
 
 @pytest.mark.parametrize("ignore", [None, 3, 255])
@@ -50,10 +37,10 @@ def test_confusion_equals_sklearn_over_the_selected_pixels(rng, ignore):
     np.testing.assert_array_equal(r.confusion, want)
     assert r.confusion.dtype == np.int64
     # the pooled IoU is that of the selected pixels, class by class
-    np.testing.assert_allclose(r.iou, _iou_loop(truth[r.indices], pred[r.indices], ignore), equal_nan=True)
+    np.testing.assert_allclose(r.iou, iou_loop(truth[r.indices], pred[r.indices], C, ignore), equal_nan=True)
     if ignore == 3:
         assert np.isnan(r.iou[3])
-    assert r.mean_iou == pytest.approx(np.nanmean(_iou_loop(truth[r.indices], pred[r.indices], ignore)))
+    assert r.mean_iou == pytest.approx(np.nanmean(iou_loop(truth[r.indices], pred[r.indices], C, ignore)))
 
 
 def test_sample_iou_and_worst_order_against_a_loop(rng):
@@ -62,9 +49,9 @@ def test_sample_iou_and_worst_order_against_a_loop(rng):
     pred[4] = 0  # a perfect sample: IoU 1
     sel = np.array([1, 3, 4, 7, 8, 10, 14])
     r = selection_report(truth, pred, sel, C)
-    want = np.array([np.nanmean(_iou_loop(truth[i], pred[i])) for i in sel])
+    want = np.array([np.nanmean(iou_loop(truth[i], pred[i], C)) for i in sel])
     np.testing.assert_allclose(r.sample_iou, want)
-    loop_order = sorted(sel.tolist(), key=lambda i: (np.nanmean(_iou_loop(truth[i], pred[i])), i))
+    loop_order = sorted(sel.tolist(), key=lambda i: (np.nanmean(iou_loop(truth[i], pred[i], C)), i))
     assert r.worst.tolist() == loop_order
     assert r.worst[-1] == 4
     # and the figures are those of metrics.per_sample_iou
@@ -82,7 +69,7 @@ def test_a_sample_with_nothing_scored_ranks_last(rng):
 def test_mean_iou_all_with_and_without_reference(rng):
     truth, pred = _masks(rng)
     everything = selection_report(truth, pred, np.arange(len(truth)), C)
-    want_all = np.nanmean(_iou_loop(truth, pred))
+    want_all = np.nanmean(iou_loop(truth, pred, C))
     assert everything.mean_iou == pytest.approx(want_all)
     assert everything.mean_iou_all == everything.mean_iou  # the whole set is its own reference
     bare = selection_report(truth, pred, [0, 3], C)
@@ -95,7 +82,7 @@ def test_mean_iou_all_with_and_without_reference(rng):
     # with ignore_index the reference matrix scores as the selection does (ignored class NaN)
     ref = selection_report(truth, pred, np.arange(len(truth)), C, ignore_index=2)
     r = selection_report(truth, pred, [1], C, ignore_index=2, reference=ref.confusion)
-    assert r.mean_iou_all == pytest.approx(np.nanmean(_iou_loop(truth, pred, 2)))
+    assert r.mean_iou_all == pytest.approx(np.nanmean(iou_loop(truth, pred, C, 2)))
     with pytest.raises(ValueError, match=r"\(4, 4\) confusion matrix"):
         selection_report(truth, pred, [1], C, reference=np.zeros((3, 3)))
     with pytest.raises(ValueError, match="reference report has 4 classes"):
@@ -209,7 +196,7 @@ def test_per_class_sample_iou_against_a_loop(rng, ignore):
     truth[3] = 1
     pred[3] = 1  # class 3 absent from sample 3: NaN
     got = per_class_sample_iou(truth, pred, C, 3, ignore_index=ignore)
-    want = [_iou_loop(truth[i], pred[i], ignore)[3] for i in range(len(truth))]
+    want = [iou_loop(truth[i], pred[i], C, ignore)[3] for i in range(len(truth))]
     np.testing.assert_allclose(got, want, equal_nan=True)
     assert np.isnan(got[3])
     with pytest.raises(ValueError, match=r"cls must be a class id in 0\.\.3"):

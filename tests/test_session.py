@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import pytest
 import traitlets
+from toy import iou_loop
 
 from latent_widgets.interpolation import steps
 from latent_widgets.session import ExplorerSession
@@ -327,20 +328,6 @@ def test_the_selection_report_is_the_failures_report_and_sklearns_confusion(mode
     np.testing.assert_array_equal(lazy.report.worst, r.worst)
 
 
-def _iou_loop(t: np.ndarray, p: np.ndarray, n_classes: int, ignore: int | None) -> np.ndarray:
-    """Per-class IoU of one pair, pixel by pixel set logic (the ignored class NaN, its true pixels dropped)."""
-    keep = np.ones(t.shape, bool) if ignore is None else t != ignore
-    iou = np.full(n_classes, np.nan)
-    for c in range(n_classes):
-        if c == ignore:
-            continue
-        inter = np.sum((t == c) & (p == c) & keep)
-        union = np.sum(((t == c) | (p == c)) & keep)
-        if union:
-            iou[c] = inter / union
-    return iou
-
-
 def test_ignore_index_leaves_the_class_out_of_the_sessions_scores(model, ds) -> None:
     import dataclasses
     import json
@@ -364,10 +351,10 @@ def test_ignore_index_leaves_the_class_out_of_the_sessions_scores(model, ds) -> 
     np.testing.assert_array_equal(s.report.confusion, confusion_matrix(t[keep], p[keep], labels=range(12)))
     np.testing.assert_array_equal(scored.report.confusion, confusion_matrix(t, p, labels=range(12)))
     assert np.isnan(s.report.iou[unlabelled]) and not np.isnan(scored.report.iou[unlabelled])
-    whole = _iou_loop(data.masks.ravel(), s.predictions.ravel(), 12, unlabelled)
+    whole = iou_loop(data.masks.ravel(), s.predictions.ravel(), 12, unlabelled)
     assert s.report.mean_iou_all == pytest.approx(np.nanmean(whole))
     # "mean IoU" and "IoU: <class>" colours, sample by sample, against the loop
-    loop = np.stack([_iou_loop(data.masks[i], s.predictions[i], 12, unlabelled) for i in range(len(data))])
+    loop = np.stack([iou_loop(data.masks[i], s.predictions[i], 12, unlabelled) for i in range(len(data))])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a sample with no scored class: NaN, as the session's
         mean_loop = np.nanmean(loop, axis=1)

@@ -83,3 +83,17 @@ class ToyLatentModel:
     def predict_masks(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         enc = self.encode(images)
         return self.decode(enc.latents, enc.skips).argmax(-1)
+
+
+def iou_loop(truth: np.ndarray, pred: np.ndarray, n_classes: int, ignore: int | None = None) -> np.ndarray:
+    """Reference per-class IoU of one pair, counted pixel by pixel (the ignored class NaN, its true pixels dropped)."""
+    keep = np.ones(truth.shape, bool) if ignore is None else truth != ignore
+    iou = np.full(n_classes, np.nan)
+    for c in range(n_classes):
+        if c == ignore:
+            continue
+        inter = np.sum((truth == c) & (pred == c) & keep)
+        union = np.sum(((truth == c) | (pred == c)) & keep)
+        if union:
+            iou[c] = inter / union
+    return iou
