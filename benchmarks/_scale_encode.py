@@ -13,8 +13,9 @@ the weights) encodes synthetic road scenes, lazy when the installed
 - :func:`encode_rss_growth`: peak RSS above the process's baseline (after the
   model is built and compiled and the dataset constructed) while encoding
   ``n`` samples into a store, each ``n`` in a fresh subprocess (the kernel's
-  exact peak on Linux, else RSS sampled every 10 ms on a thread); the ratio large / small is 1 when memory does not
-  grow with ``n``.
+  exact peak on Linux, else RSS sampled every 10 ms on a thread); the ratio
+  large / small is 1 when memory does not grow with ``n``.
+  :func:`encode_rss_once` is one such run (the full benchmark's 100k point).
 
 Run from the repository root::
 
@@ -40,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-__all__ = ["encode_rss_growth", "encode_vs_raw"]
+__all__ = ["encode_rss_growth", "encode_rss_once", "encode_vs_raw"]
 
 BATCH = 32
 WIDTH = 0.125
@@ -217,6 +218,30 @@ def _rss_child(n: int, size: tuple[int, int]) -> dict[str, Any]:
     }
 
 
+def encode_rss_once(n: int, size: tuple[int, int] = (64, 64)) -> dict[str, Any]:
+    """Peak RSS growth while encoding ``n`` samples into a store, in one fresh subprocess.
+
+    Returns
+    -------
+    dict
+        ``growth_mb`` (peak above the baseline), ``end_growth_mb``,
+        ``baseline_mb``, ``exact_peak`` (the kernel's peak, not sampled),
+        ``seconds``, ``s_per_sample``.
+
+    Examples
+    --------
+    >>> encode_rss_once(500)["growth_mb"]  # doctest: +SKIP
+    14.2
+    """
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss-child", str(n), "--size", *map(str, size)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def encode_rss_growth(
     n_small: int = 2000, n_large: int = 20000, size: tuple[int, int] = (64, 64), repeats: int = 3
 ) -> dict[str, Any]:
@@ -246,13 +271,7 @@ def encode_rss_growth(
     runs: dict[int, list[dict[str, Any]]] = {n_small: [], n_large: []}
     for _ in range(max(1, int(repeats))):
         for n in (n_small, n_large):
-            out = subprocess.run(
-                [sys.executable, __file__, "--rss-child", str(n), "--size", *map(str, size)],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            runs[n].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            runs[n].append(encode_rss_once(n, size))
     small, large = (sorted(runs[n], key=lambda r: r["growth_mb"])[(len(runs[n]) - 1) // 2] for n in (n_small, n_large))
     # A floor of 1 MiB: growth below it is noise, not a trend.
     ratio = max(large["growth_mb"], 1.0) / max(small["growth_mb"], 1.0)

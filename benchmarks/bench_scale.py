@@ -7,7 +7,7 @@ Each goal is the project against a floor measured in the same run:
   (read ``images[rows]``, encode, drop); median of repeats.
 - ``encode_rss_growth``: peak RSS above the process baseline while encoding
   20k samples into a store over the same for 2k (each in a fresh process,
-  median of 3).
+  median of 3); the full run adds one 100k encode's peak and seconds.
 - ``tsne_vs_raw_100k``: the library's t-SNE of 100k PCA-50 points vs raw
   openTSNE with the same settings.
 - ``map_100k_vs_raw``, ``map_100k_vs_bqplot_gl``: panning fps of the
@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks"), str(REPO / "tests")]
 
 from _scale_browser import BQPLOT_FOR_GL, GOAL_VS_BQPLOT_GL, GOAL_VS_RAW, map_fps  # noqa: E402
-from _scale_encode import encode_rss_growth, encode_vs_raw  # noqa: E402
+from _scale_encode import encode_rss_growth, encode_rss_once, encode_vs_raw  # noqa: E402
 from _scale_projection import first_maps_vs_warm, tsne_vs_raw_100k  # noqa: E402
 
 
@@ -77,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     lines.append(f"encode_rss_growth = {rss['ratio']:.3f} (goal <= 1.2)")
+    if not args.quick:
+        big = encode_rss_once(args.n, (64, 64))
+        print(
+            f"  {big['n']}: +{big['growth_mb']:.1f} MiB peak RSS over {big['baseline_mb']:.0f} MiB (one fresh process; "
+            f"its images would be {big['n'] * 64 * 64 * 3 * 4 / 2**30:.1f} GiB), "
+            f"{big['seconds']:.1f} s ({1e3 * big['s_per_sample']:.2f} ms/sample)",
+            flush=True,
+        )
 
     print("== first maps (367 x 6144: PCA + t-SNE + UMAP)", flush=True)
     first = first_maps_vs_warm()
