@@ -5,9 +5,12 @@ Each goal is the project against a floor measured in the same run:
 - ``encode_vs_raw``: streaming a lazy synthetic dataset (64x64, narrow SegNet)
   into a Zarr latent store vs the raw compiled encoder over the same batches
   (read ``images[rows]``, encode, drop); median of repeats.
-- ``encode_rss_growth``: peak RSS above the process baseline while encoding
-  20k samples into a store over the same for 2k (each in a fresh process,
-  median of 3); the full run adds one 100k encode's peak and seconds.
+- ``encode_rss_growth``: peak RSS above the process baseline (model built,
+  dataset constructed, nothing encoded yet) while encoding 20k samples into
+  a store over the same for 2k (each in a fresh process, median of 3);
+  beside it, one run per size measured after a compiled warm-up encode and
+  one of the in-memory encode (the control: its ratio shows growth with N);
+  the full run adds one 100k encode's peak and seconds.
 - ``tsne_vs_raw_100k``: the library's t-SNE of 100k PCA-50 points vs raw
   openTSNE with the same settings.
 - ``map_100k_vs_raw``, ``map_100k_vs_bqplot_gl``: panning fps of the
@@ -39,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks"), str(REPO / "tests")]
 
 from _scale_browser import BQPLOT_FOR_GL, GOAL_VS_BQPLOT_GL, GOAL_VS_RAW, map_fps  # noqa: E402
-from _scale_encode import encode_rss_growth, encode_rss_once, encode_vs_raw  # noqa: E402
+from _scale_encode import encode_rss_growth, encode_rss_once, encode_vs_raw, rss_report  # noqa: E402
 from _scale_projection import first_maps_vs_warm, tsne_vs_raw_100k  # noqa: E402
 
 
@@ -69,18 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     lines.append(f"encode_vs_raw = {speed['ratio']:.3f} (goal <= 1.10)")
     rss = encode_rss_growth(2000, 20000, (64, 64))
-    for run in (rss["small"], rss["large"]):
-        print(
-            f"  {run['n']}: +{run['growth_mb']:.1f} MiB peak RSS over {run['baseline_mb']:.0f} MiB "
-            f"(median of 3 fresh processes; runs {rss['growths_mb'][run['n']]}), "
-            f"{run['seconds']:.1f} s ({1e3 * run['s_per_sample']:.2f} ms/sample)",
-            flush=True,
-        )
+    print("\n".join("  " + line for line in rss_report(rss)), flush=True)
+    for mode in ("warm", "memory"):
+        other = encode_rss_growth(2000, 20000, (64, 64), repeats=1, mode=mode)
+        print("\n".join("  " + line for line in rss_report(other)), flush=True)
     lines.append(f"encode_rss_growth = {rss['ratio']:.3f} (goal <= 1.2)")
     if not args.quick:
         big = encode_rss_once(args.n, (64, 64))
         print(
-            f"  {big['n']}: +{big['growth_mb']:.1f} MiB peak RSS over {big['baseline_mb']:.0f} MiB (one fresh process; "
+            f"  cold {big['n']}: +{big['growth_mb']:.1f} MiB peak RSS over {big['baseline_mb']:.0f} MiB (one process; "
             f"its images would be {big['n'] * 64 * 64 * 3 * 4 / 2**30:.1f} GiB), "
             f"{big['seconds']:.1f} s ({1e3 * big['s_per_sample']:.2f} ms/sample)",
             flush=True,
