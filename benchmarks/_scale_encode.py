@@ -47,6 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+import latent_widgets  # noqa: F401  (before TensorFlow: it turns oneDNN's custom operations off, tensorflow#117700)
+
 __all__ = ["RSS_MODES", "encode_rss_growth", "encode_rss_once", "encode_vs_raw", "rss_report"]
 
 BATCH = 32

@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+import latent_widgets  # noqa: F401  (before TensorFlow: it turns oneDNN's custom operations off, tensorflow#117700)
+
 __all__ = ["main"]
 
 

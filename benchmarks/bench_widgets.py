@@ -38,6 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import latent_widgets  # noqa: E402, F401  (before TensorFlow: it turns oneDNN's custom operations off, tensorflow#117700)
+
 GOAL_RATIO = 1.30
 GOAL_CACHED_MS = 20.0
 

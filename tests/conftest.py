@@ -11,6 +11,10 @@ import pytest
 # Keep TensorFlow quiet and on the CPU threads CI has.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Before any test module imports keras: the package's TensorFlow defaults
+# (oneDNN's custom operations off, tensorflow#117700) must precede TensorFlow.
+import latent_widgets  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 CAMVID = Path(os.environ.get("LATENT_WIDGETS_CAMVID", REPO.parent / "shared" / "camvid"))
 

@@ -10,7 +10,9 @@ started with those operations off.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -161,3 +163,38 @@ To enable the following instructions: AVX2 FMA, in other operations, rebuild Ten
 E0000 00:00:1795635948.7 17425 mkl_util.h:1234] oneDNN supports DT_INT32 only on platforms with AVX-512
 SegmentationDataset(12 samples, 48x64, 12 classes)"""
     assert len(tf_log_lines(seen)) == 3
+
+
+_IMPORT = re.compile(r"^\s*(?:import|from)\s+(keras|tensorflow|latent_widgets)\b", re.MULTILINE)
+
+
+def _first_imports(text: str) -> list[str]:
+    """The top-level packages among keras, tensorflow and latent_widgets, in the order a file first imports them."""
+    return list(dict.fromkeys(m.group(1) for m in _IMPORT.finditer(text)))
+
+
+def _code_we_ship() -> dict[str, str]:
+    files = {}
+    for p in sorted(REPO.glob("notebooks/*.ipynb")):
+        cells = json.loads(p.read_text())["cells"]
+        files[p.name] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    # Test modules run after conftest.py, which imports the package first;
+    # the harness writes the code that notebooks and Voila kernels run.
+    for pattern in ("benchmarks/*.py", "docs/scripts/*.py", "tests/conftest.py", "tests/*harness*.py"):
+        files.update({str(p.relative_to(REPO)): p.read_text() for p in sorted(REPO.glob(pattern))})
+    return files
+
+
+def test_the_code_we_ship_imports_latent_widgets_before_tensorflow() -> None:
+    # On CPUs where TensorFlow turns oneDNN on (AVX512-VNNI, AVX-VNNI, AMX),
+    # importing keras first starts TensorFlow before the package can turn
+    # those operations off: a notebook that did so warned, logged and risked
+    # the heap corruption on such machines only.
+    assert _first_imports("import keras\nimport latent_widgets as lw\n") == ["keras", "latent_widgets"]
+    shipped = _code_we_ship()
+    late = {
+        name: order
+        for name, text in shipped.items()
+        if (order := _first_imports(text))[:1] in (["keras"], ["tensorflow"])
+    }
+    assert not late, f"import latent_widgets before keras/tensorflow in: {late}"

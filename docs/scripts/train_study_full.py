@@ -63,12 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="study_full.json", help="JSON file of the measured figures")
     args = parser.parse_args(argv)
 
-    import keras
     import study_networks as sn
 
-    import latent_widgets as lw
+    import latent_widgets as lw  # before keras: it turns TensorFlow's oneDNN custom operations off (tensorflow#117700)
     from latent_widgets import models
     from latent_widgets.training import evaluate, train
+
+    # isort: split
+    import keras
 
     size = tuple(args.size)
     train_data = lw.load_camvid(args.camvid, "train", size=size)
