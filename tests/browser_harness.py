@@ -61,7 +61,8 @@ print(model)""",
 
 #: Test hooks under the explorer: the kernel's ``session.selection`` as JSON (``.lw-test-selection``), a
 #: text field (``.lw-test-set-selection``) whose value, JSON, is set as the selection from Python, and the
-#: clicked sample and cell as JSON (``.lw-test-cell``); the explorer's ``gl_threshold`` is lowered to 400.
+#: clicked sample and cell as JSON (``.lw-test-cell``), the kernel's screen position of each point on demand
+#: (``.lw-test-screen``); the explorer's ``gl_threshold`` is lowered to 400.
 SELECTION_HOOK_CELL = """\
 import json
 import ipywidgets as W
@@ -91,7 +92,15 @@ def _show_cell(_change=None):
 
 explorer.session.observe(_show_cell, ["selected", "selected_cell", "map_points"])
 _show_cell()
-W.HBox([selection_in, selection_out, cell_out])"""
+
+# Where the kernel thinks each point is drawn (``ProjectionScatter.screen_points``, which places the
+# index labels), as JSON in ``.lw-test-screen`` when ``.lw-test-screen-button`` is clicked.
+screen_out = W.HTML()
+screen_out.add_class("lw-test-screen")
+screen_button = W.Button(description="screen points")
+screen_button.add_class("lw-test-screen-button")
+screen_button.on_click(lambda _b: setattr(screen_out, "value", json.dumps(explorer.scatter.screen_points().tolist())))
+W.HBox([selection_in, selection_out, cell_out, screen_button, screen_out])"""
 
 #: The explorer notebook with the selection hooks.
 SELECTION_CELLS = [*NOTEBOOK_CELLS, SELECTION_HOOK_CELL]

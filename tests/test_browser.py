@@ -23,11 +23,13 @@ tree clean.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from browser_harness import (
     N_SAMPLES,
@@ -446,7 +448,6 @@ def _kernel_cell(page) -> dict:
 
 def test_cells_mode_draws_the_webgl_map_and_a_clicked_cell_is_outlined(voila_url, chromium, shots):
     """The "points" dropdown switched to cells in the page: a WebGL map of every cell; a click outlines its cell."""
-    import numpy as np
     from browser_harness import GL_POINT_JS, WEBGL_CHROMIUM_ARGS, gl_point
 
     from latent_widgets.cells import cell_box
@@ -614,6 +615,34 @@ def test_layout_reflows_without_overlap(sized_page, shots):
     readout = page.locator(".lw-opacity .widget-readout")
     assert readout.inner_text().strip() == "0.50"
     assert readout.evaluate("e => e.scrollWidth <= e.clientWidth && e.clientWidth >= 24"), "opacity readout cut"
+
+
+PLOT_ORIGIN_JS = """() => {
+  const bg = document.querySelector('.lw-projection-scatter .plotarea_background');
+  if (!bg) return null;
+  const r = bg.getBoundingClientRect();
+  return [r.x, r.y];
+}"""
+
+
+def test_the_kernel_knows_where_each_point_is_drawn(sized_page):
+    """The index labels are placed from the kernel's screen positions: they must be the browser's.
+
+    bqplot pads a scale by its marks' marker size and the figure by 2.5 % in y
+    unless told not to; the kernel's positions were then up to 20 px off and
+    labels it had kept apart overlapped in the page.
+    """
+    width, page = sized_page
+    page.click(".lw-test-screen-button")
+    page.wait_for_function("() => document.querySelector('.lw-test-screen').innerText.trim().length > 0")
+    kernel = np.array(json.loads(page.inner_text(".lw-test-screen")))
+    origin = page.evaluate(PLOT_ORIGIN_JS)
+    assert origin is not None, "no .plotarea_background in bqplot's figure"
+    drawn = np.array([(d["cx"], d["cy"]) for d in page.evaluate(MAIN_DOTS_JS)]) - origin
+    assert kernel.shape == drawn.shape == (N_SAMPLES, 2)
+    err = np.abs(kernel - drawn).max()
+    print(f"{width}px: kernel vs browser point positions, largest difference {err:.2f} px")
+    assert err < 1.0, f"at {width}px the kernel places points up to {err:.1f} px from where the browser draws them"
 
 
 def test_every_point_is_clickable_and_labels_do_not_collide(sized_page):

@@ -742,8 +742,11 @@ class ProjectionScatter(MapView):
 
         # Fixed ranges until a map arrives: all-zero data gives the axes an
         # empty domain, and bqplot's tick format then breaks every later update.
-        self.x_scale = bq.LinearScale(min=0.0, max=1.0)
-        self.y_scale = bq.LinearScale(min=0.0, max=1.0)
+        # No padding from bqplot (marks pad their scales by their marker size,
+        # the figure by 2.5 % in y): the map pads its own range, and the index
+        # labels are placed from screen_points(), which must be where bqplot draws.
+        self.x_scale = bq.LinearScale(min=0.0, max=1.0, allow_padding=False)
+        self.y_scale = bq.LinearScale(min=0.0, max=1.0, allow_padding=False)
         self.color_scale = bq.OrdinalColorScale(domain=[0], colors=[_GREY])
         scales = {"x": self.x_scale, "y": self.y_scale, "color": self.color_scale}
         self._tooltip_image = image_pane(220)
@@ -825,6 +828,8 @@ class ProjectionScatter(MapView):
             layout=W.Layout(width=f"{width}px", max_width="100%", height=f"{height}px"),
             min_aspect_ratio=0.01,
             max_aspect_ratio=100,
+            padding_x=0.0,
+            padding_y=0.0,
             display_toolbar=False,
         )
 
