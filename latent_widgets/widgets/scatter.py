@@ -1030,12 +1030,17 @@ class ProjectionScatter(MapView):
             forced += [int(i) for i in np.unique(neighbors)]
         return list(dict.fromkeys(forced))
 
-    def screen_points(self) -> np.ndarray:
-        """Pixel position of each point in the figure's plot area at the current zoom (y down)."""
-        pts = self._drawn_map if self._drawn_map is not None else np.zeros((self.n, 2))
+    def _plot_px(self) -> tuple[float, float]:
+        """Width and height of the figure's plot area in px (the figure less its margins)."""
         fw, fh = self._figure_px
         w = max(fw - _FIG_MARGIN["left"] - _FIG_MARGIN["right"], 1.0)
         h = max(fh - _FIG_MARGIN["top"] - _FIG_MARGIN["bottom"], 1.0)
+        return w, h
+
+    def screen_points(self) -> np.ndarray:
+        """Pixel position of each point in the figure's plot area at the current zoom (y down)."""
+        pts = self._drawn_map if self._drawn_map is not None else np.zeros((self.n, 2))
+        w, h = self._plot_px()
         x0, x1 = float(self.x_scale.min), float(self.x_scale.max)
         y0, y1 = float(self.y_scale.min), float(self.y_scale.max)
         sx = (pts[:, 0] - x0) / max(x1 - x0, 1e-12) * w
@@ -1061,9 +1066,7 @@ class ProjectionScatter(MapView):
             shown[self.forced_labels] = True
         else:
             xy = self.screen_points()
-            fw, fh = self._figure_px
-            w = fw - _FIG_MARGIN["left"] - _FIG_MARGIN["right"]
-            h = fh - _FIG_MARGIN["top"] - _FIG_MARGIN["bottom"]
+            w, h = self._plot_px()
             visible = (xy[:, 0] >= 0) & (xy[:, 0] <= w) & (xy[:, 1] >= 0) & (xy[:, 1] <= h)
             shown = place_labels(label_boxes(xy, texts), self.forced_labels, visible)
         # bqplot joins the points' data by name: names must stay unique, so a
