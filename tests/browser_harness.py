@@ -106,6 +106,51 @@ W.HBox([selection_in, selection_out, cell_out, screen_button, screen_out])"""
 SELECTION_CELLS = [*NOTEBOOK_CELLS, SELECTION_HOOK_CELL]
 
 
+#: The two samples of :data:`LAYOUT_CELLS`'s map drawn (almost) on one spot: ``COINCIDENT[1]`` is drawn
+#: later, so on top; they are :data:`COINCIDENT_OFFSET` map units apart (a fraction of a pixel unzoomed).
+COINCIDENT = (32, 33)
+COINCIDENT_OFFSET = 0.02
+
+
+def fixed_map(n: int = N_SAMPLES, groups: int = 4) -> list[list[float]]:
+    """A 2-D map of ``n`` samples that is the same on every CPU: no model, no training.
+
+    ``groups`` clusters of ``n // groups`` consecutive samples (the drives), of different spreads so
+    that some index labels have room and some do not, from a seeded generator rounded to 3 decimals;
+    sample ``COINCIDENT[1]`` sits :data:`COINCIDENT_OFFSET` to the right of ``COINCIDENT[0]``.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    centres = np.array([[0.0, 0.0], [6.0, 1.0], [2.0, 5.5], [7.5, 6.5]])
+    spreads = np.array([0.5, 1.0, 1.4, 0.8])
+    per = n // groups
+    pts = np.concatenate([c + s * rng.normal(size=(per, 2)) for c, s in zip(centres, spreads, strict=True)])
+    pts = np.round(pts, 3)
+    a, b = COINCIDENT
+    pts[b] = pts[a] + [COINCIDENT_OFFSET, 0.0]
+    return pts.tolist()
+
+
+#: The explorer on a fixed map, for the layout, click and label tests: the numpy toy model of
+#: ``tests/toy.py`` (closed-form, untrained) and :func:`fixed_map` as the PCA map, so that every CPU
+#: sees the same picture; the selection hooks of :data:`SELECTION_HOOK_CELL` below it.
+LAYOUT_CELLS = [
+    f"""\
+import sys
+sys.path.insert(0, {str(REPO / "tests")!r})
+import latent_widgets as lw
+from browser_harness import fixed_map
+from toy import ToyLatentModel
+
+data = lw.synthetic_road_scenes({N_SAMPLES}, size=(48, 64), seed=0, frames_per_drive=10)
+model = ToyLatentModel(input_shape=(48, 64, 3), n_classes=data.n_classes, latent_channels=8, seed=1)
+explorer = lw.LatentExplorer(model, data, index_a=0, index_b=25, projections={{"pca": fixed_map()}})
+explorer""",
+    SELECTION_HOOK_CELL,
+]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
