@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
+from float_checks import assert_argmax_up_to_ties, assert_close_to_scale  # noqa: E402
 from keras import layers  # noqa: E402
 
 from latent_widgets import Encoding, LatentModel, LatentModelError  # noqa: E402
@@ -128,9 +129,11 @@ def test_logit_output_gets_a_softmax(images: np.ndarray) -> None:
 def test_encode_batches_equal_one_big_batch(unet_lm: LatentModel, images: np.ndarray) -> None:
     one = unet_lm.encode(images, batch_size=len(images))
     small = unet_lm.encode(images, batch_size=2, progress=True)
-    np.testing.assert_allclose(small.latents, one.latents, atol=1e-6)
+    # To 1e-5 of the scale, not 1e-6 absolute (8 units in the last place of these skips, up to 1.5): on
+    # another CPU a convolution may sum in another order for another batch size (float_checks).
+    assert_close_to_scale(small.latents, one.latents)
     for a, b in zip(small.skips, one.skips, strict=False):
-        np.testing.assert_allclose(a, b, atol=1e-6)
+        assert_close_to_scale(a, b)
     probs_big = unet_lm.decode(one.latents, one.skips, batch_size=len(images))
     probs_small = unet_lm.decode(one.latents, one.skips, batch_size=2)
     np.testing.assert_allclose(probs_small, probs_big, atol=1e-6)
@@ -156,7 +159,9 @@ def test_decode_single_latent_with_its_skips(unet_lm: LatentModel, images: np.nd
 def test_predict_masks_is_argmax_of_the_model(seg: LatentModel, images: np.ndarray) -> None:
     masks = seg.predict_masks(images, batch_size=2)
     assert masks.shape == (5, *SHAPE[:2]) and np.issubdtype(masks.dtype, np.integer)
-    np.testing.assert_array_equal(masks, np.argmax(seg.model(images, training=False), axis=-1))
+    # The compiled batches of 2 against the eager model: the same argmax but at near-ties (this untrained
+    # SegNet's probabilities are near uniform: 16 pixels within 1e-7 of a tie, where the paths may differ).
+    assert_argmax_up_to_ties(masks, np.asarray(seg.model(images, training=False)))
     # uint8 images are scaled to 0..1.
     as_uint8 = (images * 255).round().astype(np.uint8)
     np.testing.assert_array_equal(seg.predict_masks(as_uint8), seg.predict_masks(as_uint8.astype(np.float32) / 255))

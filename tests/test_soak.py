@@ -95,10 +95,15 @@ class User:
 
     def n_steps(self, n: int | None = None) -> None:
         n = n or self.rng.randint(3, 20)
-        box = self.steps.locator("input")
-        box.fill(str(n))
-        box.press("Enter")
+        _type_into(self.steps, n)
         self._did("steps", str(n))
+
+    def endpoints(self, a: int, b: int) -> None:
+        """Type the path's endpoints into the slider's A and B boxes."""
+        for name, value in (("A", a), ("B", b)):
+            label = self.page.locator("label", has_text=re.compile(f"^{name}$"))
+            _type_into(self.page.locator(".latent-explorer .widget-text", has=label), value)
+        self._did("endpoints", f"{a} -> {b}")
 
     def warm_up(self) -> list[Callable[[], None]]:
         """Each kind of action once: the one-off costs fall in the first minute."""
@@ -111,6 +116,22 @@ class User:
     def random_action(self) -> None:
         actions = [self.click_point, self.alpha, self.map_method, self.colour_field, self.n_steps]
         self.rng.choices(actions, weights=[4, 4, 1.5, 1, 1])[0]()
+
+
+def _type_into(text_widget, value: int) -> None:
+    box = text_widget.locator("input")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def _drag_and_wait_for_the_caption(page, user: User, fraction: float) -> None:
+    """Drag alpha to ``fraction`` of the track; return once the kernel has decoded the alpha the slider shows."""
+    user.alpha(fraction)
+    page.wait_for_function(
+        "(v) => Array.from(document.querySelectorAll('.latent-explorer b')).some(b => b.textContent === 'α = ' + v)",
+        arg=f"{float(page.inner_text('.latent-explorer .lw-alpha-slider .widget-readout')):.3f}",
+        timeout=60_000,
+    )
 
 
 def _settle(page, timeout_ms: int = 240_000) -> None:
@@ -158,11 +179,16 @@ def test_soak_randomised_use(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
         _settle(page)
         rss_end = kernel.memory_info().rss
         errors = page.evaluate(ERRORS_JS)
-        # The kernel still answers: a last drag changes the mask.
+        # The kernel still answers: typed endpoints, then a last drag from A to B changes the mask. The path
+        # is the notebook's own 0 -> 25, not the one the random user left: which points its clicks could
+        # reach depends on the map's layout (the model's floats, so the CPU), and A may equal B, a path that
+        # decodes one mask at every alpha. From end to end the mask goes from A's prediction to B's.
+        user.endpoints(0, 25)
+        _settle(page)
         mask = ".latent-explorer .lw-current-mask"
-        page.wait_for_timeout(500)
+        _drag_and_wait_for_the_caption(page, user, 0.0)
         before = page.eval_on_selector(mask, "e => e.src")
-        user.alpha(0.13 if float(page.inner_text(".lw-alpha-slider .widget-readout")) > 0.5 else 0.87)
+        _drag_and_wait_for_the_caption(page, user, 1.0)
         wait_for_new_src(page, mask, before, timeout_ms=60_000)
         growth = rss_end / rss_baseline - 1
         counts = ", ".join(f"{k} {v}" for k, v in sorted(user.counts.items()))

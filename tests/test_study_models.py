@@ -8,6 +8,8 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
+from float_checks import assert_argmax_up_to_ties, near_ties  # noqa: E402
+
 from latent_widgets.latent_model import LatentModel  # noqa: E402
 from latent_widgets.models import BACKBONES, LATENT_LAYER, VGG_MEAN_RGB, deeplabv3_plus, vgg_segnet  # noqa: E402
 
@@ -67,6 +69,7 @@ def test_vgg_segnet_subtracts_channel_means_from_0_255(images: np.ndarray) -> No
 
 
 def test_vgg_segnet_latent_model_resizes_half_resolution_probabilities(images: np.ndarray) -> None:
+    keras.utils.set_random_seed(0)  # the same weights in every run, whatever ran before
     model = vgg_segnet(5, SHAPE, width=0.125)
     lm = LatentModel.from_model(model)
     assert lm.latent_shape == (3, 4, 64) and not lm.has_skips and lm.n_classes == 5
@@ -76,7 +79,9 @@ def test_vgg_segnet_latent_model_resizes_half_resolution_probabilities(images: n
     reference = tf.image.resize(model(images, training=False), SHAPE[:2], method="bilinear").numpy()
     np.testing.assert_allclose(probs, reference, atol=1e-5)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-4)
-    np.testing.assert_array_equal(lm.predict_masks(images), reference.argmax(-1))
+    # Compiled against eager: the same argmax but at near-ties (an untrained network's probabilities are
+    # near uniform; over 8 seeds the two best classes of some pixel came within 7e-6).
+    assert_argmax_up_to_ties(lm.predict_masks(images), reference)
 
 
 def test_train_and_evaluate_a_half_resolution_network(synthetic_small) -> None:
@@ -89,9 +94,13 @@ def test_train_and_evaluate_a_half_resolution_network(synthetic_small) -> None:
     assert result.history.epochs == 1 and np.isfinite(result.history.loss[0])
     ev = evaluate(result.model, va)
     up = tf.image.resize(result.model(va.images, training=False), SHAPE[:2], method="bilinear").numpy()
-    pred = up.argmax(-1)
-    # Brute-force pixel accuracy at the masks' (full) resolution.
-    assert ev["pixel_accuracy"] == pytest.approx(float((pred == va.masks).mean()), abs=1e-6)
+    # Brute-force pixel accuracy at the masks' (full) resolution. evaluate runs the network compiled, this
+    # eagerly: a pixel whose two best classes are within float_checks.TIE may be predicted either way (this
+    # one-epoch network has about 14 of the 12,288; the nearest came within 6e-7 of a tie), so it is right
+    # in one count and wrong in the other. Without such pixels the bounds meet: the exact accuracy.
+    correct, ties = up.argmax(-1) == va.masks, near_ties(up)
+    low, high = float((correct & ~ties).mean()), float((correct | ties).mean())
+    assert low - 1e-12 <= ev["pixel_accuracy"] <= high + 1e-12, (low, ev["pixel_accuracy"], high)
 
 
 def test_vgg_segnet_loads_a_local_vgg16_weight_file(tmp_path) -> None:
@@ -140,6 +149,9 @@ def test_deeplab_mobilenetv2_port_layout(images: np.ndarray) -> None:
 
 @pytest.mark.slow
 def test_deeplab_xception_port_layout_has_one_skip_at_quarter(images: np.ndarray) -> None:
+    # Seeded: the skip's effect below is a property of the weights (1.4e-4 with these; 3e-5 to 1.4e-4
+    # over 8 seeds, against the 1e-5 it must exceed), not of what ran before in the session.
+    keras.utils.set_random_seed(0)
     model = deeplabv3_plus(6, SHAPE, backbone="xception", backbone_width=0.0625)
     assert model.get_layer(LATENT_LAYER).output.shape[1:] == (3, 4, 16)
     assert {f"aspp{k}_depthwise" for k in (1, 2, 3)} <= {layer.name for layer in model.layers}
