@@ -22,11 +22,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Two workers (pytest-xdist), a module whole on one of them; the 25 slowest tests listed at the end.
+PYTEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=25
 
+# The inner loop: no browser, notebook or slow tests.
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not browser and not notebooks"
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=10 \
+		-m "not browser and not notebooks and not slow"
 
 # Refreshes the screenshots in docs/img/ from the browser tests.
 docs-images: $(STAMP)

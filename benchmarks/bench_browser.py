@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="drags (medians are reported)")
     args = parser.parse_args(argv)
 
-    from browser_harness import browser_missing, explorer_page, voila_server
+    from browser_harness import browser_missing, explorer_page, notebook_cells, voila_server
 
     reason = browser_missing()
     if reason:
@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scrub_p50_frames = nan (goal <= {GOAL_FRAMES})")
         return 0
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, voila_server(Path(tmp)) as url, explorer_page(url) as page:
+    # The trained SegNet: decodes cost what a real network's do.
+    cells = notebook_cells(trained=True)
+    with tempfile.TemporaryDirectory() as tmp, voila_server(Path(tmp), cells) as url, explorer_page(url) as page:
         # The grid is decoded in the background after the strip.
         page.wait_for_function(
             "() => (document.querySelector('.lw-scrub-canvas') || {dataset: {}}).dataset.frames === '64'",

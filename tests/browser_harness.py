@@ -35,28 +35,45 @@ CHROMIUM_ARGS = [
 # the first compiled calls take a while on two shared CI cores.
 PAGE_TIMEOUT_MS = 150_000
 
-NOTEBOOK_CELLS = [
-    f"""\
+
+def notebook_cells(trained: bool = False) -> list[str]:
+    """The explorer notebook: 40 synthetic road scenes (4 drives of 10), path 0 -> 25.
+
+    ``trained=False`` (the tests): the closed-form numpy toy model of ``tests/toy.py``, whose latents,
+    map and masks are the same on every CPU, and whose mask changes over a good part of the picture
+    along the path (2-13 % of the pixels). ``trained=True`` (the docs' screenshots, the browser
+    benchmark): a SegNet of the zoo trained for a few seconds, whose masks look like scenes; its floats
+    differ from one CPU to another, and along 0 -> 25 its mask changes by a few pixels only.
+    """
+    if trained:
+        make_model = """\
+from latent_widgets import models, training
+net = training.train(models.segnet(n_classes=data.n_classes, input_shape=(48, 64, 3), width=0.125),
+                     data, epochs=6, learning_rate=3e-3, progress=False).model
+model = lw.LatentModel.from_model(net)"""
+    else:
+        make_model = """\
+from toy import ToyLatentModel
+model = ToyLatentModel(input_shape=(48, 64, 3), n_classes=data.n_classes, latent_channels=8)"""
+    return [
+        f"""\
 import sys
-sys.path.insert(0, {str(REPO / "tests")!r})  # the toy model, if the zoo is unavailable
+sys.path.insert(0, {str(REPO / "tests")!r})  # the toy model
 import latent_widgets as lw
 
 data = lw.synthetic_road_scenes({N_SAMPLES}, size=(48, 64), seed=0, frames_per_drive=10)
-try:
-    from latent_widgets import models, training
-    # A few seconds of training: the masks in the screenshots look like scenes.
-    net = training.train(models.segnet(n_classes=data.n_classes, input_shape=(48, 64, 3), width=0.125),
-                         data, epochs=6, learning_rate=3e-3, progress=False).model
-    model = lw.LatentModel.from_model(net)
-except ImportError:
-    from toy import ToyLatentModel
-    model = ToyLatentModel(input_shape=(48, 64, 3), n_classes=data.n_classes, latent_channels=8)
+{make_model}
 print(model)""",
-    # UMAP loads its compiled code from numba's disk cache in a second: 150k epochs keep its fit
-    # running ~15 s, so that a test can drag alpha while a map is fitted.
-    "explorer = lw.LatentExplorer(model, data, index_a=0, index_b=25,\n"
-    "                             projection_kwargs={'umap': {'n_epochs': 150_000}})\nexplorer",
-]
+        # UMAP loads its compiled code from numba's disk cache in a second: 150k epochs keep its fit
+        # running ~15 s, so that a test can drag alpha while a map is fitted.
+        "explorer = lw.LatentExplorer(model, data, index_a=0, index_b=25,\n"
+        "                             projection_kwargs={'umap': {'n_epochs': 150_000}})\nexplorer",
+    ]
+
+
+#: The tests' explorer notebook; ``make docs-images`` (``$LATENT_WIDGETS_SCREENSHOTS`` set) takes its
+#: screenshots of the trained one.
+NOTEBOOK_CELLS = notebook_cells(trained=bool(os.environ.get("LATENT_WIDGETS_SCREENSHOTS")))
 
 
 #: Test hooks under the explorer: the kernel's ``session.selection`` as JSON (``.lw-test-selection``), a

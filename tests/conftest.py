@@ -18,15 +18,42 @@ import latent_widgets  # noqa: F401
 REPO = Path(__file__).resolve().parents[1]
 CAMVID = Path(os.environ.get("LATENT_WIDGETS_CAMVID", REPO.parent / "shared" / "camvid"))
 
-# Findings table of each executed notebook (tests/test_notebooks.py), printed
-# in the summary so that CI's log shows them even when every test passes.
+# Findings table of each executed notebook (tests/test_notebooks.py), by notebook: in the process that ran it.
+# The test also records it on its report (``record_property("findings", ...)``), which pytest-xdist's workers
+# send to the main process, so that CI's log shows the tables even when every test passes.
 NOTEBOOK_FINDINGS: dict[str, str] = {}
+
+#: The slowest modules, slowest first (``pytest --durations``). ``make test`` runs the suite on two
+#: pytest-xdist workers with ``--dist loadscope`` (a module runs whole, in order, on one worker, so its
+#: servers and trained models are made once); a worker takes the next module in collection order when it
+#: is free, so the long ones start first and the many short ones fill in beside them.
+SLOWEST_FIRST = (
+    "test_browser_scale",
+    "test_soak",
+    "test_notebooks",
+    "test_browser",
+    "test_jupyterlab",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: k for k, name in enumerate(SLOWEST_FIRST)}
+    # A stable sort: the order inside a module, and of the other modules, stays as collected.
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    if NOTEBOOK_FINDINGS:
+    tables = {
+        name: table
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for key, (name, table) in getattr(report, "user_properties", ())
+        if key == "findings"
+    }
+    if tables:
         terminalreporter.write_sep("=", "notebook findings")
-        for name, table in NOTEBOOK_FINDINGS.items():
+        for name, table in sorted(tables.items()):
             terminalreporter.write_line(f"== {name}\n{table}\n")
 
 

@@ -1,9 +1,10 @@
 """The explorer in a real browser: Voilà serves a notebook, headless Chromium drives it.
 
 The notebook builds the explorer on 40 synthetic road scenes (4 drives) with
-a SegNet (width 0.125) from the model zoo trained for a few seconds, through
-the public API; if the zoo cannot be built (no TensorFlow), it falls back to
-the numpy toy model of ``tests/toy.py``. The tests assert what a user sees:
+the closed-form numpy toy model of ``tests/toy.py``, through the public API
+(``make docs-images`` takes the screenshots of a SegNet of the zoo trained
+for a few seconds instead: see ``browser_harness.notebook_cells``). The tests
+assert what a user sees:
 
 - the scatter draws one mark per sample;
 - dragging the alpha slider with the mouse changes the decoded mask image;
@@ -475,7 +476,7 @@ def test_cells_mode_draws_the_webgl_map_and_a_clicked_cell_is_outlined(voila_url
     from latent_widgets.cells import cell_box
     from latent_widgets.widgets.cell_overlay import CELL_OUTLINE, outline_box
 
-    # A page of its own (WebGL needs SwiftShader's flags); its kernel loads the model from the training cache.
+    # A page of its own (WebGL needs SwiftShader's flags), on a kernel of its own.
     with explorer_page(voila_url, args=WEBGL_CHROMIUM_ARGS, chromium=chromium) as pg:
         viewer = ".latent-explorer .lw-mask-viewer"
         assert pg.query_selector(".latent-explorer .lw-projection-scatter")  # 40 samples: the SVG map

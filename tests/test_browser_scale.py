@@ -122,6 +122,19 @@ def _exercise(page, shots: Path | None) -> None:
     before = page.eval_on_selector(image, "e => e.src")
     page.mouse.click(p["x"], p["y"])
     wait_for_new_src(page, image, before, timeout_ms=60_000)
+    # The viewer's panes and its title update one after another (on a loaded machine the title can still
+    # name the sample shown before): wait for a title naming a point under the pointer, the assertion says which.
+    with contextlib.suppress(PlaywrightTimeoutError):
+        page.wait_for_function(
+            f"""([sel, x, y]) => {{
+                const t = (document.querySelector('.latent-explorer .lw-mask-viewer') || {{}}).innerText || '';
+                const m = /#(\\d+) drive/.exec(t);
+                const q = m && ({GL_POINT_JS})([sel, +m[1]]);
+                return !!q && Math.abs(q.x - x) < 8 && Math.abs(q.y - y) < 8;
+            }}""",
+            arg=[MAP, p["x"], p["y"]],
+            timeout=60_000,
+        )
     title = page.inner_text(".latent-explorer .lw-mask-viewer")
     clicked = int(re.search(r"#(\d+) drive", title).group(1))
     near = gl_point(page, clicked, MAP)

@@ -67,7 +67,7 @@ def executed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path: Path, executed_dir: Path) -> None:
+def test_notebook_runs(path: Path, executed_dir: Path, record_property) -> None:
     from nbclient import NotebookClient
 
     nb = _with_parameters(nbformat.read(path, as_version=4), CI_PARAMETERS)
@@ -106,6 +106,7 @@ def test_notebook_runs(path: Path, executed_dir: Path) -> None:
             # Notebook 01 ran first in this session: its SegNet is reused from the cache, not trained again.
             assert "SegNet loaded from the cache" in joined, "notebook 02 retrained notebook 01's SegNet"
     NOTEBOOK_FINDINGS[path.stem] = joined[joined.rindex("Findings") :]
+    record_property("findings", (path.stem, NOTEBOOK_FINDINGS[path.stem]))
     # every figure the notebook draws made it into the outputs
     images = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert images >= 3, f"{path.name} shows {images} figures"
