@@ -10,7 +10,10 @@ probabilities. It is what the widgets call: ``encode`` a dataset once, then
 layer. Every tensor from before the cut that a layer after the cut consumes
 (U-Net skip connections, DeepLabv3+'s low-level features) becomes an extra
 encoder output and an extra decoder input, found by walking the layer graph;
-no layer counting, no project-specific code in the model.
+no layer counting, no project-specific code in the model. Nested models
+(a ``keras.applications`` backbone, a keras-hub backbone) are seen through:
+a layer inside one is named by its path (``"down_stack/block_16_project"``)
+or its unique bare name (:mod:`latent_widgets.keras_graph`).
 
 Conventions:
 
