@@ -204,9 +204,7 @@ def topological_nodes(outputs: Sequence[Any], inputs: Sequence[Any] = ()) -> lis
 
 def _is_graph_model(op: Any) -> bool:
     """True for a functional or Sequential model whose call runs its own layer graph."""
-    import keras
-
-    if not isinstance(op, keras.Model):
+    if not _is_model(op):
         return False
     # The class that defines call must be Keras's own (Functional, Sequential):
     # a subclass with its own call may compute something else than its graph.
@@ -238,6 +236,20 @@ def _inner_inputs(node: Any) -> list[Any] | None:
         if not keras.backend.is_keras_tensor(o) or o.dtype != i.dtype or len(o.shape) != len(i.shape):
             return None
     return outer
+
+
+def _layer_names(op: Any) -> set[str]:
+    """Names of the layers inside a model, at any depth (empty for a layer)."""
+    names: set[str] = set()
+    for layer in getattr(op, "layers", ()) if _is_model(op) else ():
+        names |= {layer.name} | _layer_names(layer)
+    return names
+
+
+def _is_model(op: Any) -> bool:
+    import keras
+
+    return isinstance(op, keras.Model)
 
 
 def _walk(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -336,6 +348,13 @@ def _resolve(model: Any, name: str, default: bool) -> str:
         )
     if name in {history(t)[0].name for t in model.inputs}:
         raise LatentModelError(f"{name!r} is the model's input layer; split at a layer after it.")
+    for path, node in _walk(model):
+        if _inner_inputs(node) is None and name.rsplit("/", 1)[-1] in _layer_names(node.operation):
+            raise LatentModelError(
+                f"layer {name!r} is inside {path!r}, a nested model the split cannot look into (its class "
+                "defines its own call, or it is called with a mask or other arguments); split at "
+                f"{path!r} itself or at a layer around it."
+            )
     close = difflib.get_close_matches(name, paths + sorted({p.rsplit("/", 1)[-1] for p in paths}), n=3)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
     if default:

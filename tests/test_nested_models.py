@@ -88,20 +88,18 @@ def images(n: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def unet() -> keras.Model:
+def tutorial() -> tuple[keras.Model, LatentModel]:
+    """The tutorial U-Net and its split at the layer the tutorial takes (a bare name inside down_stack)."""
     keras.utils.set_random_seed(7)
-    return tutorial_unet()
-
-
-@pytest.fixture(scope="module")
-def unet_lm(unet: keras.Model) -> LatentModel:
-    return LatentModel.from_model(unet, latent_layer="block_16_project")
+    unet = tutorial_unet()
+    return unet, LatentModel.from_model(unet, latent_layer="block_16_project")
 
 
 # ----------------------------------------------------------------------------- the tutorial U-Net
 
 
-def test_tutorial_unet_splits_inside_its_down_stack(unet: keras.Model, unet_lm: LatentModel) -> None:
+def test_tutorial_unet_splits_inside_its_down_stack(tutorial: tuple) -> None:
+    unet, unet_lm = tutorial
     x = images(3)
     assert unet_lm.latent_layer == "down_stack/block_16_project"
     assert unet_lm.latent_shape == (2, 2, 320)
@@ -114,7 +112,8 @@ def test_tutorial_unet_splits_inside_its_down_stack(unet: keras.Model, unet_lm: 
     np.testing.assert_allclose(by_path.decode(by_path.encode(x)), unet_lm.decode(unet_lm.encode(x)), atol=1e-6)
 
 
-def test_split_keeps_the_models_layers(unet: keras.Model, unet_lm: LatentModel) -> None:
+def test_split_keeps_the_models_layers(tutorial: tuple) -> None:
+    unet, unet_lm = tutorial
     # The decoder re-uses the up_stack Sequentials themselves (shared weights), not copies.
     nested = [layer for layer in unet.layers if isinstance(layer, keras.Sequential)]
     assert all(unet_lm.decoder.get_layer(s.name) is s for s in nested)
@@ -122,13 +121,15 @@ def test_split_keeps_the_models_layers(unet: keras.Model, unet_lm: LatentModel) 
     assert unet_lm.encoder.get_layer("block_16_project") is base_layer
 
 
-def test_nested_model_with_several_outputs_names_them(unet: keras.Model) -> None:
+def test_nested_model_with_several_outputs_names_them(tutorial: tuple) -> None:
+    unet = tutorial[0]
     msg = r"'down_stack' is a nested model with 5 outputs.*'down_stack/block_1_expand_relu'.*'down_stack/block_16_pro"
     with pytest.raises(LatentModelError, match=msg):
         LatentModel.from_model(unet, latent_layer="down_stack")
 
 
-def test_candidate_cuts_of_the_tutorial_unet(unet: keras.Model) -> None:
+def test_candidate_cuts_of_the_tutorial_unet(tutorial: tuple) -> None:
+    unet = tutorial[0]
     cuts = candidate_cuts(unet)
     assert cuts[0].path == "down_stack/block_16_project" and cuts[0].shape == (2, 2, 320) and cuts[0].n_skips == 4
     assert cuts[0].layer_type == "Conv2D"
@@ -145,7 +146,8 @@ def test_candidate_cuts_of_the_tutorial_unet(unet: keras.Model) -> None:
         LatentModel.from_model(unet)
 
 
-def test_split_from_a_nested_model_saves_and_loads(tmp_path: Path, unet_lm: LatentModel) -> None:
+def test_split_from_a_nested_model_saves_and_loads(tmp_path: Path, tutorial: tuple) -> None:
+    unet_lm = tutorial[1]
     x = images(2, seed=1)
     back = LatentModel.load(unet_lm.save(tmp_path / "pair.keras"))
     assert back.skip_shapes == unet_lm.skip_shapes
@@ -196,6 +198,21 @@ def test_errors_name_what_is_true_of_the_layer() -> None:
         LatentModel.from_model(model, model.layers[0].name)
     with pytest.raises(LatentModelError, match=r"no layer named 'cnv'.*Did you mean 'conv'.*named by path"):
         LatentModel.from_model(model, "cnv")
+
+    # A model with its own call is one layer: the split does not look into it.
+    class Doubled(keras.Model):
+        def __init__(self) -> None:
+            super().__init__(name="doubled")
+            self.conv = layers.Conv2D(4, 1, name="inner_conv")
+
+        def call(self, x):
+            return 2.0 * self.conv(x)
+
+    model = keras.Model(image, head(Doubled()(image)))
+    with pytest.raises(LatentModelError, match=r"'inner_conv' is inside 'doubled', a nested model the split cannot"):
+        LatentModel.from_model(model, "inner_conv")
+    x = np.random.default_rng(4).random((2, 16, 16, 4), dtype=np.float32)
+    assert_split_matches(LatentModel.from_model(model, "doubled"), np.asarray(model(x)), x)
     # A nested model's output that the model does not use.
     i = keras.Input((16, 16, 4))
     two = keras.Model(i, [layers.Conv2D(4, 1, name="used")(i), layers.Conv2D(4, 1, name="unused")(i)], name="two")
@@ -221,7 +238,12 @@ def test_ends_with_softmax_looks_through_resampling() -> None:
 
 @pytest.fixture(scope="module")
 def keras_hub():
-    return pytest.importorskip("keras_hub", reason="keras-hub is not installed (make installs it with --no-deps)")
+    # ImportError too: keras-hub installed without a dependency it imports fails with one.
+    return pytest.importorskip(
+        "keras_hub",
+        reason="keras-hub does not import; make installs it with --no-deps (see pyproject.toml)",
+        exc_type=ImportError,
+    )
 
 
 def deeplab(keras_hub, preprocessor: bool = False):
@@ -341,3 +363,7 @@ def test_keras_hub_full_model_saves_and_splits_on_load(tmp_path: Path, hub_model
     lm = LatentModel.load(path, latent_layer="stack2_block0_out")
     x = images(2, seed=5)
     assert_split_matches(lm, scores(model, x), x)
+    # Cut at the backbone's output, the backbone stays whole and the pair itself saves and loads.
+    at_backbone = LatentModel.from_model(model, model.backbone.name)
+    back = LatentModel.load(at_backbone.save(tmp_path / "pair.keras"))
+    assert_split_matches(back, scores(model, x), x)
