@@ -9,10 +9,12 @@ export LATENT_WIDGETS_CAMVID ?= $(abspath $(CAMVID))
 
 .PHONY: demo lint test test-fast bench docs docs-images clean
 
+# keras-hub goes in with --no-deps: its tensorflow-text would pull the full tensorflow (see pyproject.toml).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,docs]"
+	$(PY) -m pip install --quiet --no-deps "keras-hub>=0.32"
 	touch $(STAMP)
 
 demo: $(STAMP)

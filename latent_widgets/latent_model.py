@@ -10,7 +10,10 @@ probabilities. It is what the widgets call: ``encode`` a dataset once, then
 layer. Every tensor from before the cut that a layer after the cut consumes
 (U-Net skip connections, DeepLabv3+'s low-level features) becomes an extra
 encoder output and an extra decoder input, found by walking the layer graph;
-no layer counting, no project-specific code in the model.
+no layer counting, no project-specific code in the model. Nested models
+(a ``keras.applications`` backbone, a keras-hub backbone) are seen through:
+a layer inside one is named by its path (``"down_stack/block_16_project"``)
+or its unique bare name (:mod:`latent_widgets.keras_graph`).
 
 Conventions:
 
@@ -107,6 +110,34 @@ def _tf():
     return tf
 
 
+def _image_converter(model: Any, preprocess: bool | None) -> Any:
+    """The keras-hub image converter that ``from_model`` puts in the encoder, or None."""
+    converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
+    if preprocess is False:
+        return None
+    if converter is None and preprocess:
+        raise LatentModelError(
+            f"preprocess=True, but model {getattr(model, 'name', model)!r} has no preprocessor with an "
+            "image_converter (a keras-hub task's model.preprocessor.image_converter); leave preprocess out."
+        )
+    return converter
+
+
+def _with_converter(encoder: keras.Model, converter: Any) -> keras.Model:
+    """``encoder`` behind the converter, which gets 0..1 images as the raw 0..255 pixels keras-hub expects."""
+    keras = _keras()
+    shape = tuple(encoder.inputs[0].shape[1:])
+    image = keras.Input(shape, name="image")
+    pixels = converter(keras.layers.Rescaling(255.0, name="to_pixel_values")(image))
+    if tuple(pixels.shape[1:]) != shape:
+        raise LatentModelError(
+            f"the model's image converter turns {shape} images into {tuple(pixels.shape[1:])}, but the model "
+            f"takes {shape}: build the model for the converter's image_size, or pass preprocess=False and "
+            "preprocess the images yourself."
+        )
+    return keras.Model(image, encoder(pixels), name=encoder.name)
+
+
 # ----------------------------------------------------------------------------
 # the adapter
 
@@ -137,6 +168,11 @@ class LatentModel:
     encoder, decoder : keras.Model
     model : keras.Model or None
         The full network this pair was split from (``from_model``/``load``).
+    latent_layer : str or None
+        The path of the layer it was split at (``from_model``/``load``).
+    preprocessor : keras.layers.Layer or None
+        The keras-hub image converter the encoder applies first
+        (``from_model(..., preprocess=...)``).
     latent_shape : tuple of int
     skip_shapes : tuple of tuple of int
     has_skips : bool
@@ -263,6 +299,7 @@ class LatentModel:
         self.decoder = decoder
         self.model: keras.Model | None = None
         self.latent_layer: str | None = None
+        self.preprocessor: Any = None
 
         if apply_softmax is None:
             apply_softmax = ends_with_softmax(decoder) is False
@@ -285,6 +322,7 @@ class LatentModel:
         latent_layer: str | None = None,
         *,
         apply_softmax: bool | None = None,
+        preprocess: bool | None = None,
     ) -> LatentModel:
         """Split a functional Keras model at the layer named ``latent_layer``.
 
@@ -292,13 +330,28 @@ class LatentModel:
         ----------
         model : keras.Model
             A functional (or Sequential) model with one image input and one
-            output of per-pixel class scores.
+            output of per-pixel class scores (probabilities or logits).
+            Nested functional models in it (a ``keras.applications``
+            backbone, a multi-output ``down_stack``, a keras-hub backbone)
+            are seen through.
         latent_layer : str, optional
-            Name of the layer whose output is the latent. Defaults to
+            The layer whose output is the latent: its name, or its path
+            through nested models (``"down_stack/block_16_project"``); a
+            bare name works when no other layer in the model has it, and a
+            nested model's name stands for its output. Defaults to
             ``"latent"``, the name every :mod:`latent_widgets.models` network
-            gives its split layer.
+            gives its split layer; without such a layer the error lists
+            :func:`~latent_widgets.keras_graph.candidate_cuts`.
         apply_softmax : bool, optional
             See :class:`LatentModel`.
+        preprocess : bool, optional
+            For a keras-hub task with a preprocessor
+            (``model.preprocessor.image_converter``): ``None`` (default) or
+            ``True`` puts the image converter in the encoder, so that
+            ``encode`` takes 0..1 images like every LatentModel and feeds
+            the converter the raw 0..255 pixel values it expects;
+            ``False`` leaves it out (``encode`` then takes what the model's
+            input takes). ``True`` for a model without one is an error.
 
         Returns
         -------
@@ -306,24 +359,34 @@ class LatentModel:
             Its encoder maps the model input to ``[latent, *skips]``, its
             decoder re-applies the model's layers after the split (shared
             weights, no copy) to ``latent``, ``skip_0``, ... inputs.
-            ``decode(*encode(x))`` equals ``model(x)``.
+            ``decode(encode(x))`` equals ``model(x, training=False)``
+            (softmax-ed when the model outputs logits; with a preprocessor,
+            ``model(model.preprocessor(255 * x))``). ``latent_layer`` holds
+            the split layer's path.
 
         Raises
         ------
         LatentModelError
             Not a Keras model, no graph (subclassed model), no such layer, a
-            layer the output does not depend on, a layer used more than once.
+            bare name that several nested layers have, a layer the output
+            does not depend on, a layer used more than once or with several
+            outputs (a nested model's outputs are listed).
 
         Examples
         --------
         >>> lm = LatentModel.from_model(unet, latent_layer="bottleneck_relu")  # doctest: +SKIP
         >>> lm.skip_shapes  # doctest: +SKIP
         ((48, 64, 16), (24, 32, 32))
+        >>> lm = LatentModel.from_model(segmenter, "deep_lab_v3_backbone/spatial_pyramid_pooling")  # doctest: +SKIP
         """
+        converter = _image_converter(model, preprocess)
         encoder, decoder, name = split_model(model, latent_layer)
+        if converter is not None:
+            encoder = _with_converter(encoder, converter)
         lm = cls(encoder, decoder, apply_softmax=apply_softmax)
         lm.model = model
         lm.latent_layer = name
+        lm.preprocessor = converter
         return lm
 
     @classmethod
