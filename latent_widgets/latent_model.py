@@ -58,6 +58,8 @@ from .protocols import LatentModelLike
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
+    from .onnx_model import OnnxLatentModel
+
 
 __all__ = ["LATENT_LAYER", "Encoding", "LatentModel", "LatentModelError", "LatentModelLike"]
 
@@ -301,6 +303,27 @@ class LatentModel(LatentModelBase):
         lm.latent_layer = name
         return lm
 
+    @staticmethod
+    def from_onnx(source: Any, latent: str | None = None, **kwargs: Any) -> OnnxLatentModel:
+        """Split an ONNX network (PyTorch, TensorFlow, JAX exports) at the tensor named ``latent``.
+
+        The same as :meth:`OnnxLatentModel.from_onnx
+        <latent_widgets.onnx_model.OnnxLatentModel.from_onnx>`, which
+        documents the parameters (``layout``, ``mean``, ``std``,
+        ``preprocess``, ``apply_softmax``, ``input_size``, ``output``,
+        ``threads``): an adapter with this class's interface, run with ONNX
+        Runtime. Without ``latent`` the error lists the candidate tensors.
+        Needs ``pip install 'latent-widgets[onnx]'``.
+
+        Examples
+        --------
+        >>> lm = LatentModel.from_onnx("unet.onnx", latent="/encoder/layer4/layer4.1/relu_1/Relu",
+        ...                            mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))  # doctest: +SKIP
+        """
+        from .onnx_model import OnnxLatentModel
+
+        return OnnxLatentModel.from_onnx(source, latent, **kwargs)
+
     @classmethod
     def load(
         cls,
@@ -327,6 +350,11 @@ class LatentModel(LatentModelBase):
         """
         keras = _keras()
         path = Path(path)
+        if path.suffix == ".onnx":
+            raise LatentModelError(
+                f"{path} is an ONNX file: split it with LatentModel.from_onnx(path, latent=<tensor name>) "
+                "(from_onnx(path) alone lists the tensors worth splitting at)."
+            )
         if path.suffix != ".keras":
             raise LatentModelError(
                 f"{path} is not a .keras file; save the model with model.save('model.keras') "
