@@ -841,6 +841,8 @@ def _wrap_decoder(
         ]
         x = y
     back.append(helper.make_node("Identity", [x], [PROBS_NAME]))
+    # One graph for decode and decode_with_masks: ONNX Runtime runs every node whatever the outputs asked
+    # for (onnxruntime#16483), so the argmax always runs; a few per cent of a decode, no second session.
     back.append(helper.make_node("ArgMax", [x], [argmax := fresh("lw_argmax")], axis=-1, keepdims=0))
     back.append(helper.make_node("Cast", [argmax], [MASKS_NAME], to=TensorProto.INT32))
     old = list(graph.node)
