@@ -473,7 +473,7 @@ class LatentModelBase:
         return self._encode_numpy(self._check_images(images))
 
     def _encode_batch_numpy(self, images: Any) -> tuple[np.ndarray, ...]:
-        return tuple(np.asarray(t) if isinstance(t, np.ndarray) else t.numpy() for t in self._encode_batch(images))
+        return tuple(t if isinstance(t, np.ndarray) else t.numpy() for t in self._encode_batch(images))
 
     def _encode_to_store(
         self,

@@ -308,10 +308,11 @@ class LatentModel(LatentModelBase):
         """Split an ONNX network (PyTorch, TensorFlow, JAX exports) at the tensor named ``latent``.
 
         The same as :meth:`OnnxLatentModel.from_onnx
-        <latent_widgets.onnx_model.OnnxLatentModel.from_onnx>`, which
-        documents the parameters (``layout``, ``mean``, ``std``,
-        ``preprocess``, ``apply_softmax``, ``input_size``, ``output``,
-        ``threads``): an adapter with this class's interface, run with ONNX
+        <latent_widgets.onnx_model.OnnxLatentModel.from_onnx>`; the class
+        :class:`~latent_widgets.onnx_model.OnnxLatentModel` documents the
+        keyword arguments (``layout``, ``mean``, ``std``, ``preprocess``,
+        ``apply_softmax``, ``input_size``, ``output``, ``threads``). It
+        returns an adapter with this class's interface, run with ONNX
         Runtime. Without ``latent`` the error lists the candidate tensors.
         Needs ``pip install 'latent-widgets[onnx]'``.
 

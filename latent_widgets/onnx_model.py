@@ -134,6 +134,35 @@ class OnnxLatentModel(LatentModelBase):
     ``encode``, ``decode``, ``decode_with_masks``, ``predict_masks``,
     ``encode_dataset``, ``weights_hash``, the shape attributes.
 
+    Parameters
+    ----------
+    model : path, bytes or onnx.ModelProto
+        One image input, an output of per-pixel class scores.
+    latent : str
+        The tensor to split at.
+    layout : {"NCHW", "NHWC"}, optional
+        The model's input layout; default: from the input shape (the
+        axis of size 1, 3 or 4 holds the channels). PyTorch: NCHW.
+    mean, std : float or sequence of float, optional
+        The model's normalisation of images in 0..1, ``(x - mean) /
+        std`` per channel, applied in the graph: ImageNet-trained
+        PyTorch models take ``mean=(0.485, 0.456, 0.406), std=(0.229,
+        0.224, 0.225)``; a model that expects 0..255 takes ``std=1/255``.
+    preprocess : callable, optional
+        ``f(images) -> images`` on the NHWC float32 batch in 0..1,
+        before ``mean``/``std`` (same shape out). It runs in Python, so
+        a model with one cannot be saved or encoded on a Dask cluster:
+        prefer ``mean``/``std``, or put the step into the exported graph.
+    apply_softmax : bool, optional
+        Add a softmax over the classes. Default: unless the output
+        already is one (a ``Softmax`` node, or probabilities on a probe input).
+    input_size : (H, W), optional
+        For a model exported with a dynamic image size: the size to fix.
+    output : str, optional
+        The graph output of class scores, when there are several (e.g. an auxiliary head).
+    threads : int, optional
+        Intra-op threads of ONNX Runtime; default: the available cores, at most 8.
+
     Attributes
     ----------
     latent_tensor : str
@@ -176,6 +205,7 @@ class OnnxLatentModel(LatentModelBase):
         output: str | None = None,
         threads: int | None = None,
     ) -> None:
+        model, _ = _load_model(model)
         g = OnnxGraph(model, layout=layout, input_size=input_size, output=output)
         split = split_graph(g, latent, mean=mean, std=std, apply_softmax=apply_softmax)
         self.input_shape = split.input_shape
@@ -210,18 +240,7 @@ class OnnxLatentModel(LatentModelBase):
 
     @classmethod
     def from_onnx(
-        cls,
-        source: str | os.PathLike[str] | bytes | Any,
-        latent: str | None = None,
-        *,
-        layout: str | None = None,
-        mean: Sequence[float] | float | None = None,
-        std: Sequence[float] | float | None = None,
-        preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
-        apply_softmax: bool | None = None,
-        input_size: tuple[int, int] | None = None,
-        output: str | None = None,
-        threads: int | None = None,
+        cls, source: str | os.PathLike[str] | bytes | Any, latent: str | None = None, **options: Any
     ) -> OnnxLatentModel:
         """Split an ONNX segmentation network at the tensor named ``latent``.
 
@@ -235,28 +254,10 @@ class OnnxLatentModel(LatentModelBase):
             lists the candidates (:func:`candidate_cuts`): tensors on the
             main path at the lowest spatial resolution, with their shapes
             and how many skips each creates.
-        layout : {"NCHW", "NHWC"}, optional
-            The model's input layout; default: from the input shape (the
-            axis of size 1, 3 or 4 holds the channels). PyTorch: NCHW.
-        mean, std : float or sequence of float, optional
-            The model's normalisation of images in 0..1, ``(x - mean) /
-            std`` per channel, applied in the graph: ImageNet-trained
-            PyTorch models take ``mean=(0.485, 0.456, 0.406), std=(0.229,
-            0.224, 0.225)``; a model that expects 0..255 takes ``std=1/255``.
-        preprocess : callable, optional
-            ``f(images) -> images`` on the NHWC float32 batch in 0..1,
-            before ``mean``/``std`` (same shape out). It runs in Python, so
-            a model with one cannot be saved or encoded on a Dask cluster:
-            prefer ``mean``/``std``, or put the step into the exported graph.
-        apply_softmax : bool, optional
-            Add a softmax over the classes. Default: unless the output
-            already is one (a ``Softmax`` node, or probabilities on a probe input).
-        input_size : (H, W), optional
-            For a model exported with a dynamic image size: the size to fix.
-        output : str, optional
-            The graph output of class scores, when there are several (e.g. an auxiliary head).
-        threads : int, optional
-            Intra-op threads of ONNX Runtime; default: the available cores, at most 8.
+        **options
+            The class's keyword arguments (``layout``, ``mean``, ``std``,
+            ``preprocess``, ``apply_softmax``, ``input_size``, ``output``,
+            ``threads``), documented there.
 
         Returns
         -------
@@ -281,24 +282,14 @@ class OnnxLatentModel(LatentModelBase):
         """
         model, where = _load_model(source)
         if latent is None:
-            g = OnnxGraph(model, layout=layout, input_size=input_size, output=output)
+            graph_options = {k: v for k, v in options.items() if k in ("layout", "input_size", "output")}
+            g = OnnxGraph(model, **graph_options)
             raise LatentModelError(
                 f"name the tensor to split {where} at: from_onnx(path, latent=<tensor name>). Candidates, on the "
                 f"main path at the lowest spatial resolution (NHWC shapes):\n{g.describe_candidates()}\n"
                 "netron (netron.app) shows the graph with every tensor's name."
             )
-        return cls(
-            model,
-            latent,
-            layout=layout,
-            mean=mean,
-            std=std,
-            preprocess=preprocess,
-            apply_softmax=apply_softmax,
-            input_size=input_size,
-            output=output,
-            threads=threads,
-        )
+        return cls(model, latent, **options)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the ONNX model with the split recorded in its metadata; :meth:`load` splits it again.
@@ -410,10 +401,10 @@ class OnnxLatentModel(LatentModelBase):
                     "NHWC shape (the layout change and the normalisation by mean/std come after it)."
                 )
             x = y
-        return tuple(self._run("encoder", [LATENT_NAME, *self._skip_names], {INPUT_NAME: x}))
+        return tuple(self._run("encoder", [LATENT_NAME, *self._skip_names], {INPUT_NAME: np.ascontiguousarray(x)}))
 
     def _decode_numpy(self, z: np.ndarray, skips: list[np.ndarray], masks: bool) -> Any:
-        feeds = {LATENT_NAME: z}
+        feeds = {LATENT_NAME: np.ascontiguousarray(z)}
         feeds.update({name: np.ascontiguousarray(s) for name, s in zip(self._skip_names, skips, strict=True)})
         if masks:
             probs, labels = self._run("decoder", [PROBS_NAME, MASKS_NAME], feeds)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from browser_harness import N_SAMPLES, browser_missing, drag_alpha, explorer_page, voila_server, wait_for_new_src
+from browser_harness import N_SAMPLES, drag_alpha, explorer_page, served_or_skipped, wait_for_new_src
 
 pytestmark = pytest.mark.browser
 
@@ -38,10 +38,7 @@ print(model)""",
 
 @pytest.fixture(scope="module")
 def voila_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    reason = browser_missing()
-    if reason:
-        pytest.skip(reason)
-    with voila_server(tmp_path_factory.mktemp("voila-onnx"), ONNX_CELLS) as url:
+    with served_or_skipped(tmp_path_factory.mktemp("voila-onnx"), ONNX_CELLS) as url:
         yield url
 
 
