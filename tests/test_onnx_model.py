@@ -380,11 +380,11 @@ def test_encode_dataset_streams_into_a_store_checked_by_the_weights_hash(zoo, tm
         other.encode_dataset(data, batch_size=8, store=tmp_path / "z.zarr", progress=False)
 
 
-def test_an_explorer_session_on_the_onnx_model_matches_the_keras_one(zoo, ds) -> None:
+def test_an_explorer_session_on_the_onnx_model_matches_the_keras_one(zoo, ds, tmp_path) -> None:
     from sklearn.decomposition import PCA
 
     from latent_widgets.interpolation import path_inputs
-    from latent_widgets.session import ExplorerSession
+    from latent_widgets.session import ExplorerSession, SessionMismatchError
 
     keras_model, path, latent = zoo["deeplabv3_plus"]
     kw = {"index_a": 2, "index_b": 9, "asynchronous": False, "methods": ("pca",), "scrub_steps": 17}
@@ -411,6 +411,15 @@ def test_an_explorer_session_on_the_onnx_model_matches_the_keras_one(zoo, ds) ->
     s.alpha = 0.37
     ref.alpha = 0.37
     assert_masks_match(s.current.mask, ref.current.probs)
+    # the rest of the explorer takes it as it is: a map of latent cells (NHWC grid), the figures, a saved view
+    s.map_points = "cells"
+    assert s.grid == (3, 4) and s.points.shape == (len(ds) * 12, 2)
+    s.map_points = "flatten"
+    assert {p.name for p in s.export(tmp_path)} >= {"session.json", "map.png", "strip.png"}
+    back = ExplorerSession.from_json(s.to_json(), s.model, ds, asynchronous=False, scrub_steps=0)
+    assert (back.index_a, back.index_b, back.alpha) == (2, 9, pytest.approx(0.37))
+    with pytest.raises(SessionMismatchError):
+        ExplorerSession.from_json(s.to_json(), ref_model, ds, asynchronous=False, scrub_steps=0)
 
 
 @pytest.mark.slow
