@@ -20,8 +20,8 @@ pytestmark = pytest.mark.browser
 
 ONNX_CELLS = [
     f"""\
+import latent_widgets as lw  # first: it sets TensorFlow up before keras starts it
 import onnx
-import latent_widgets as lw
 from latent_widgets import models, training
 
 data = lw.synthetic_road_scenes({N_SAMPLES}, size=(48, 64), seed=0, frames_per_drive=10)
