@@ -13,9 +13,11 @@ straight into the Zarr store, then marking the chunk done.
   synthetic generator's seed and parameters, or the image and mask paths of
   a folder) that is sent once to each worker; a task names its index range.
 - The model travels as the bytes of the ``.keras`` file that
-  :meth:`~latent_widgets.LatentModel.save` writes; each worker loads it once
-  (``safe_mode=True``), checks its weights hash, and keeps it for the next
-  tasks, with TensorFlow's thread pools sized to the worker's threads.
+  :meth:`~latent_widgets.LatentModel.save` writes (an ONNX model: the
+  ``.onnx`` file of :meth:`~latent_widgets.onnx_model.OnnxLatentModel.save`);
+  each worker loads it once (``safe_mode=True``), checks its weights hash,
+  and keeps it for the next tasks, with TensorFlow's thread pools (ONNX
+  Runtime's sessions) sized to the worker's threads.
 - Faults: a chunk's task writes its rows, then its done flag, so a task
   recomputed elsewhere after its worker died rewrites the same rows; a run
   stopped and started again only submits the chunks that are not done.
@@ -124,12 +126,17 @@ def _worker_model(model_bytes: bytes, model_hash: str, model_class: Any) -> Any:
         model = _MODELS.get(model_hash)
         if model is not None:
             return model
-        _size_tensorflow_pools(_worker_threads())
+        threads = _worker_threads()
+        suffix = _file_suffix(model_class)
+        if suffix == ".keras":
+            _size_tensorflow_pools(threads)
         with tempfile.TemporaryDirectory(prefix="latent-widgets-model-") as tmp:
-            path = Path(tmp) / "model.keras"
+            path = Path(tmp) / f"model{suffix}"
             path.write_bytes(model_bytes)
             try:
                 model = model_class.load(path, safe_mode=True)
+                if hasattr(model, "threads"):  # an ONNX model's sessions: as wide as the worker's threads
+                    model.threads = threads
             except LatentModelError as exc:
                 raise LatentModelError(
                     f"a worker cannot load the model from the .keras file LatentModel.save wrote: {exc} "
@@ -245,12 +252,22 @@ def _check_workers_see(client: Any, path: Path, expected: str) -> None:
         )
 
 
+def _file_suffix(model_class: Any) -> str:
+    """The file a model class saves to and loads from: ``.keras``, or its ``file_suffix`` (``.onnx``)."""
+    return str(getattr(model_class, "file_suffix", ".keras"))
+
+
 def _model_bytes(model: Any) -> bytes:
     with tempfile.TemporaryDirectory(prefix="latent-widgets-save-") as tmp:
-        path = Path(tmp) / "model.keras"
+        path = Path(tmp) / f"model{_file_suffix(type(model))}"
         try:
             model.save(path)
         except Exception as exc:
+            if path.suffix != ".keras":  # an ONNX model: its save() says what stops it
+                raise LatentModelError(
+                    f"encoding on a cluster sends each worker the file the model's save() writes, and it cannot "
+                    f"be written: {exc}"
+                ) from exc
             raise LatentModelError(
                 f"the model cannot be saved to a .keras file ({type(exc).__name__}: {str(exc)[:300]}); "
                 "encoding on a cluster sends each worker the file LatentModel.save writes. Make every "

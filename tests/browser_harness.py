@@ -283,6 +283,18 @@ def voila_server(
         yield url
 
 
+@contextlib.contextmanager
+def served_or_skipped(folder: Path, cells: Sequence[str]) -> Iterator[str]:
+    """:func:`voila_server` on a notebook of ``cells``; the test is skipped when the browser tests cannot run here."""
+    import pytest
+
+    reason = browser_missing()
+    if reason:
+        pytest.skip(reason)
+    with voila_server(folder, cells) as url:
+        yield url
+
+
 def browser_missing() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if not CHROMIUM.exists():
