@@ -408,8 +408,9 @@ class StoredArray:
         out = self._empty(stop - start)
         step = max(1, _READ_BYTES // max(1, self._chunk_bytes())) * cr
         # Whole chunks are read and checked, groups of them at a time; the rows asked for are kept.
+        end = min(-(-stop // cr) * cr, self.shape[0])  # the end of the chunk holding row stop - 1
         for lo in range(start // cr * cr, stop, step):
-            hi = min(lo + step, self.shape[0])
+            hi = min(lo + step, end)
             block = np.asarray(self._array[lo:hi])
             self._verifier.check_rows(lo, block)
             a, b = max(lo, start), min(hi, stop)
