@@ -869,13 +869,15 @@ class ExplorerSession(traitlets.HasTraits):
         """The current map (N, 2), or None while it is computed."""
         return self.maps.get(self.map_key())
 
-    def wait(self, timeout: float | None = 60.0) -> None:
+    def wait(self, timeout: float | None = 60.0, raise_errors: bool = True) -> None:
         """Block until every queued job has finished (a no-op when synchronous).
 
         Raises the first error (in the order of :attr:`errors`) of the jobs
         it waited for, the start-up encode included, also when the job
         failed before ``wait()`` was called; :attr:`errors` keeps them all.
         An error is raised once: the next ``wait()`` raises only newer ones.
+        ``raise_errors=False`` only waits (what the widgets' ``wait()`` does:
+        they show the errors), leaving them to the next ``wait()``.
 
         Raises
         ------
@@ -896,6 +898,8 @@ class ExplorerSession(traitlets.HasTraits):
                 futures_wait([fut], timeout=timeout)
                 if not fut.done():
                     raise TimeoutError(f"a session job still runs after {timeout} s (busy: {self.busy})")
+        if not raise_errors:
+            return
         finished = [f for lane in lanes for f in lane.take_finished()]
         failed = [f.exception() for f in finished if not f.cancelled() and f.exception() is not None]
         if failed:

@@ -601,9 +601,10 @@ class LatentStore:
     def _check_attrs(cls, path: Path, attrs: dict[str, Any] | None) -> dict[str, Any]:
         if (attrs is None or attrs.get("format") != STORE_FORMAT) and cls._looks_like_store(path):
             raise LatentStoreError(
-                f"{path} holds a latent store's arrays (latents/, done/) but its metadata (zarr.json) is missing, "
-                "unreadable or not a store's: the store is damaged (a partial copy?) and what it was computed from "
-                "is unknown. Restore it from a good copy, or delete the folder and encode again."
+                f"{path} holds a latent store's arrays (latents/, done/) but its group metadata (zarr.json, or "
+                ".zattrs in Zarr format 2) is missing, unreadable or not a store's: the store is damaged (a partial "
+                "copy?) and what it was computed from is unknown. Restore it from a good copy, or delete the folder "
+                "and encode again."
             )
         if attrs is None or attrs.get("format") != STORE_FORMAT:
             raise LatentStoreError(
@@ -624,7 +625,7 @@ class LatentStore:
         problems = _attribute_problems(attrs)
         if problems:
             raise LatentStoreError(
-                f"{path} is a damaged latent store: its attributes (zarr.json) were edited or corrupted "
+                f"{path} is a damaged latent store: its attributes were edited or corrupted "
                 f"({'; '.join(problems)}), so its hashes and shapes cannot be trusted. Encode again with "
                 "overwrite=True (or into a new path), or restore the store from a good copy."
             )

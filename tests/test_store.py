@@ -502,6 +502,14 @@ def chunk_file(path: Path, c: int, name: str = "latents") -> Path:
     return path / _chunk_key(zarr.open_group(str(path), mode="r")[name], c)
 
 
+def metadata_file(path: Path, array: str | None = None) -> Path:
+    """The JSON file of the group's attributes, or of one array's metadata, in Zarr format 3 or 2."""
+    base = path if array is None else path / array
+    if (base / "zarr.json").is_file():
+        return base / "zarr.json"
+    return base / (".zattrs" if array is None else ".zarray")
+
+
 def damage(f: Path, how: str) -> None:
     data = f.read_bytes()
     if how == "deleted":  # a partial copy, an interrupted rsync
@@ -593,7 +601,7 @@ def test_damaged_done_flags_are_refused_then_rebuilt(model, ds, clean, tmp_path,
     elif how == "checksum lost":
         chunk_file(path, 0, "checksums").unlink()
     else:
-        (path / "done" / "zarr.json").unlink()
+        metadata_file(path, "done").unlink()
     with pytest.raises(LatentStoreError, match=why):
         _ = LatentStore.open(path).latents
     reader = RecordingImages(ds.images)
@@ -607,16 +615,14 @@ def test_damaged_done_flags_are_refused_then_rebuilt(model, ds, clean, tmp_path,
 def test_damaged_metadata_is_refused_or_rebuilt(model, ds, clean, tmp_path: Path) -> None:
     path = tmp_path / "z.zarr"
     fill(model, ds.images, path)
-    meta = path / "zarr.json"
+    meta = metadata_file(path)
     good = meta.read_text()
     # An attribute changed by hand or by corruption: its checksum no longer matches; nothing is trusted.
     doc = json.loads(good)
-    doc["attributes"]["n"] = 23
+    doc.get("attributes", doc)["n"] = 23  # format 3 nests them, format 2's .zattrs is them
     meta.write_text(json.dumps(doc))
     for step in (lambda: LatentStore.open(path), lambda: fill(model, ds.images, path)):
-        with pytest.raises(
-            LatentStoreError, match=r"attributes \(zarr\.json\) were edited or corrupted.*overwrite=True"
-        ):
+        with pytest.raises(LatentStoreError, match=r"its attributes were edited or corrupted.*overwrite=True"):
             step()
     calls: list[int] = []
     np.testing.assert_array_equal(np.asarray(fill(model, ds.images, path, calls=calls, overwrite=True).latents), clean)
@@ -625,13 +631,13 @@ def test_damaged_metadata_is_refused_or_rebuilt(model, ds, clean, tmp_path: Path
     meta.unlink()
     for step in (lambda: LatentStore.open(path), lambda: fill(model, ds.images, path, overwrite=True)):
         with pytest.raises(
-            LatentStoreError, match=r"holds a latent store's arrays .* metadata \(zarr\.json\) is missing"
+            LatentStoreError, match=r"holds a latent store's arrays .* group metadata \(zarr\.json.* is missing"
         ):
             step()
     assert (path / "latents").is_dir()
     meta.write_text(good)
     # An array's metadata gone: refused when read, rebuilt (every chunk encoded again) on resume.
-    (path / "latents" / "zarr.json").unlink()
+    metadata_file(path, "latents").unlink()
     with pytest.raises(LatentStoreError, match=r"the metadata of its 'latents' array is missing.*Resuming the encode"):
         LatentStore.open(path)
     calls.clear()
