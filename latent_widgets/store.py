@@ -278,13 +278,12 @@ class _ChunkVerifier:
 
     def check(self, chunks: Sequence[int], blocks: Sequence[np.ndarray]) -> None:
         """Raise :class:`LatentStoreError` (and clear their done flags) for chunks whose rows differ."""
-        bad = [c for c, b in zip(chunks, blocks, strict=True) if _checksum(self.algorithm, b) != self.expected[c]]
-        if not bad:
+        got = {c: _checksum(self.algorithm, b) for c, b in zip(chunks, blocks, strict=True)}
+        if all(v == self.expected[c] for c, v in got.items()):
             return
         # The store may have been re-encoded since this view was made: compare with what is recorded now.
         self.expected = self._recorded()
-        got = {c: _checksum(self.algorithm, b) for c, b in zip(chunks, blocks, strict=True) if c in bad}
-        bad = [c for c in bad if got[c] != self.expected[c]]
+        bad = [c for c, v in got.items() if v != self.expected[c]]
         if bad:
             raise _damaged_on_read(self, bad)
 
@@ -1230,7 +1229,10 @@ class LatentStore:
         return tuple(LazySkipColumn(source, k) for k in range(len(self.skip_shapes)))
 
     def __repr__(self) -> str:
-        done = self.chunks_done()
+        try:
+            done = self.chunks_done()
+        except LatentStoreError:  # a repr never raises: the damage is reported when the store is used
+            return f"LatentStore({str(self.path)!r}, n={self.n}, damaged)"
         return (
             f"LatentStore({str(self.path)!r}, n={self.n}, latent_shape={self.latent_shape}, "
             f"{int(done.sum())}/{len(done)} chunks done)"
