@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,9 @@ def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray] | None:
 
     Returns ``None`` when the file is missing, truncated or corrupt (and
     deletes a corrupt file), so that the caller recomputes instead of using it.
-    Object arrays are refused (``allow_pickle=False``).
+    Every array is read whole inside the archive, so that the CRC-32 the zip
+    format keeps of each one is checked (a changed byte raises there, is
+    never returned). Object arrays are refused (``allow_pickle=False``).
     """
     path = Path(path)
     if not path.is_file():
@@ -118,7 +121,7 @@ def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError):
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError):
         path.unlink(missing_ok=True)
         return None
 

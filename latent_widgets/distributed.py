@@ -784,10 +784,9 @@ def pca_of_store(
     ((300, 2), 'covariance', True)
     """
     import dask
-    import dask.array as da
 
     st = _open_store(store)
-    latents = st.latents  # raises, with the fix, when the store is incomplete
+    latents = st.latents  # raises, with the fix, when the store is incomplete or damaged
     n, d = st.n, int(np.prod(st.latent_shape))
     k = int(n_components)
     if not 1 <= k <= min(n, d):
@@ -803,7 +802,8 @@ def pca_of_store(
     workers = len(client.scheduler_info().get("workers", {})) if client is not None else (os.cpu_count() or 1)
     per_block = max(1, min(_PCA_BLOCK_BYTES // (4 * d * st.chunk_rows), -(-st.n_chunks // (2 * max(1, workers)))))
     rows = per_block * st.chunk_rows
-    x = da.from_zarr(str(st.path), component="latents", chunks=(rows, *st.latent_shape)).reshape(n, d)
+    # Each block is checked against the chunks' checksums where it is read (StoredArray's rule, on the workers).
+    x = st.dask_array("latents", rows).reshape(n, d)
     # Held in the workers' memory when the latents take less than a quarter of it: the passes then
     # read memory, not the store (each pass re-reads the store otherwise, so any size works).
     in_memory = client is not None and 4 * n * d < _cluster_memory(client) * _PCA_PERSIST_FRACTION

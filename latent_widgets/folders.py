@@ -36,11 +36,49 @@ def _list_images(folder: Path) -> dict[str, Path]:
     }
 
 
+# The end of a whole file of each format: PNG's IEND chunk, JPEG's end-of-image marker (looked for
+# near the end: some cameras append data after it).
+_PNG_END = b"IEND\xaeB`\x82"
+_JPEG_END = b"\xff\xd9"
+_TAIL_BYTES = 1 << 16
+
+
+def _require_whole_file(path: Path, fmt: str | None, what: str) -> None:
+    """Refuse a PNG, JPEG or BMP file cut short (a partial copy, a full disk).
+
+    PIL refuses them itself unless ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``
+    is set (a global some training scripts set): it then fills the missing
+    rows with zeros, which a mask reads as class 0. So when it is set the
+    file's end is checked here.
+    """
+    from PIL import ImageFile
+
+    if not ImageFile.LOAD_TRUNCATED_IMAGES or fmt not in ("PNG", "JPEG", "BMP"):
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - _TAIL_BYTES))
+        tail = fh.read()
+    whole = {
+        "PNG": tail.endswith(_PNG_END),
+        "JPEG": _JPEG_END in tail,
+        "BMP": size >= int.from_bytes(head[2:6], "little"),  # the header records the file's size
+    }[fmt]
+    if not whole:
+        raise DatasetError(
+            f"{what} {path} is truncated (it does not end as a {fmt} file does); with "
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES=True it would read with its missing part filled with zeros. "
+            "Replace or delete the file."
+        )
+
+
 def _read_rgb(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
+            _require_whole_file(path, im.format, "image")
             im = im.convert("RGB")
             if size is not None and im.size != (size[1], size[0]):
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
@@ -56,6 +94,7 @@ def _read_mask(path: Path, size: tuple[int, int] | None) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
+            _require_whole_file(path, im.format, "mask")
             if im.mode not in ("L", "P", "I", "I;16"):
                 if im.mode in ("RGB", "RGBA"):
                     arr = np.asarray(im)

@@ -37,6 +37,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -49,6 +50,7 @@ from . import colors, render
 __all__ = [
     "CELL_QUALITY_SAMPLE",
     "MAP_POINTS",
+    "N_STEPS_RANGE",
     "POINT_QUALITY_MAX",
     "PREDICT_ALL_PIXELS",
     "ColorField",
@@ -56,6 +58,7 @@ __all__ = [
     "PathKey",
     "ScrubFrames",
     "SessionMismatchError",
+    "SessionStateError",
     "Strip",
     "StripStep",
     "data_hash",
@@ -70,6 +73,8 @@ PREDICT_ALL_PIXELS = 1 << 26
 _PREDICT_BLOCK = 256
 #: What each point of the map is: a sample's flattened latent, its average over the grid, or one grid cell.
 MAP_POINTS: tuple[str, ...] = ("flatten", "pooled", "cells")
+#: The strip's step counts (``n_steps``), smallest and largest.
+N_STEPS_RANGE = (2, 64)
 #: Above this many samples the per-point map quality (trustworthiness, kNN preservation) is not computed:
 #: its exact neighbour ranks cost O(N^2) time.
 POINT_QUALITY_MAX = 20_000
@@ -151,6 +156,19 @@ class ScrubFrames:
 
 class SessionMismatchError(ValueError):
     """A saved session does not belong to the model or the data it is loaded with."""
+
+
+class SessionStateError(traitlets.TraitError, ValueError):
+    """Several settings of a session (its arguments, a saved file) are invalid; ``errors`` holds each one's."""
+
+    def __init__(self, errors: Sequence[Exception]) -> None:
+        self.errors = tuple(errors)
+        super().__init__(f"{len(self.errors)} invalid session settings: " + "; ".join(str(e) for e in self.errors))
+
+
+def _is_int(value: Any) -> bool:
+    """An integer that is not a bool (``True`` is not a sample index)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass(frozen=True)
@@ -362,6 +380,10 @@ def _sample_encoding(encoding: Any, i: int) -> Any:
     return type(encoding)(encoding.latents[i : i + 1], tuple(s[i : i + 1] for s in encoding.skips))
 
 
+def _succeeded(fut: Future) -> bool:
+    return fut.done() and not fut.cancelled() and fut.exception() is None
+
+
 class _Lane:
     """One worker thread (or inline calls) running a session's jobs in order."""
 
@@ -383,7 +405,9 @@ class _Lane:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"latent-widgets-{self.name}")
             fut = self._executor.submit(self._run, label, fn)
-            self._futures = [f for f in self._futures if not f.done()] + [fut]
+            # A failed job stays until wait() has seen it (or errors are cleared): a job that failed
+            # before wait() was called still raises there. Finished good ones are dropped.
+            self._futures = [f for f in self._futures if not _succeeded(f)] + [fut]
         return fut
 
     def _run(self, label: str, fn: Callable[[], Any]) -> Any:
@@ -398,6 +422,13 @@ class _Lane:
     def pending(self) -> list[Future]:
         with self._lock:
             return [f for f in self._futures if not f.done()]
+
+    def take_finished(self) -> list[Future]:
+        """The finished jobs not yet seen by ``wait()``, forgotten here."""
+        with self._lock:
+            done = [f for f in self._futures if f.done()]
+            self._futures = [f for f in self._futures if not f.done()]
+        return done
 
     def close(self) -> None:
         with self._lock:
@@ -512,10 +543,11 @@ class ExplorerSession(traitlets.HasTraits):
     (96, 128)
     """
 
+    # Ranges are checked by the validators below, whose messages name the field, the value and the range.
     index_a = traitlets.Int(0)
     index_b = traitlets.Int(0)
-    n_steps = traitlets.Int(12, min=2, max=64)
-    alpha = traitlets.Float(0.0, min=0.0, max=1.0)
+    n_steps = traitlets.Int(12)
+    alpha = traitlets.Float(0.0)
     path_method = traitlets.Unicode("linear")
     skip_policy = traitlets.Unicode("image")
     map_method = traitlets.Unicode("pca")
@@ -590,21 +622,47 @@ class ExplorerSession(traitlets.HasTraits):
                 f"selected_cell={value!r}: a cell is selected only on a map of cells (map_points='cells'), "
                 f"not {self.map_points!r}"
             )
-        try:
-            row, col = (int(v) for v in value)
-        except (TypeError, ValueError):
-            raise traitlets.TraitError(f"selected_cell must be (row, col) or None, got {value!r}") from None
         h, w = self.grid  # type: ignore[misc]
+        try:
+            row, col = value
+        except (TypeError, ValueError):
+            row = col = None
+        if not (_is_int(row) and _is_int(col)):
+            raise traitlets.TraitError(
+                f"selected_cell={value!r}: pass (row, col), two ints in 0..{h - 1} and 0..{w - 1}, or None"
+            )
         if not (0 <= row < h and 0 <= col < w):
-            raise traitlets.TraitError(f"selected_cell {(row, col)} is outside the {h}x{w} latent grid")
-        return row, col
+            raise traitlets.TraitError(
+                f"selected_cell={(int(row), int(col))} is outside the {h}x{w} latent grid "
+                f"(row 0..{h - 1}, col 0..{w - 1})"
+            )
+        return int(row), int(col)
 
     @traitlets.validate("index_a", "index_b", "selected")
     def _valid_index(self, proposal: Mapping[str, Any]) -> int | None:
-        i, n = proposal["value"], len(self.dataset)
-        if i is not None and not 0 <= i < n:
-            raise traitlets.TraitError(f"{proposal['trait'].name}={i} is out of range for {n} samples (0..{n - 1})")
-        return i
+        i, n, name = proposal["value"], len(self.dataset), proposal["trait"].name
+        if i is None:
+            return None
+        if not _is_int(i):
+            raise traitlets.TraitError(f"{name}={i!r} is not a sample index: pass an int in 0..{n - 1}")
+        if not 0 <= i < n:
+            raise traitlets.TraitError(f"{name}={i} is out of range for {n} samples (0..{n - 1})")
+        return int(i)
+
+    @traitlets.validate("n_steps")
+    def _valid_n_steps(self, proposal: Mapping[str, Any]) -> int:
+        value, (lo, hi) = proposal["value"], N_STEPS_RANGE
+        if not _is_int(value) or not lo <= value <= hi:
+            raise traitlets.TraitError(f"n_steps={value!r}: the strip has {lo} to {hi} steps (an int in {lo}..{hi})")
+        return int(value)
+
+    @traitlets.validate("alpha")
+    def _valid_alpha(self, proposal: Mapping[str, Any]) -> float:
+        value = proposal["value"]
+        # NaN fails both comparisons; the slider goes from sample index_a (0) to index_b (1), no further.
+        if not 0.0 <= value <= 1.0:
+            raise traitlets.TraitError(f"alpha={value!r} is outside [0, 1] (0: sample index_a, 1: sample index_b)")
+        return float(value)
 
     # ------------------------------------------------------------------ construction
 
@@ -642,7 +700,13 @@ class ExplorerSession(traitlets.HasTraits):
         n = len(dataset)
         if n < 2:
             raise ValueError(f"the explorer needs at least 2 samples, got {n}")
-        self._ignore_index = _check_ignore_index(ignore_index, dataset)
+        # Checked with the traits below, so that a saved session's invalid fields are all reported together.
+        invalid: list[Exception] = []
+        try:
+            self._ignore_index = _check_ignore_index(ignore_index, dataset)
+        except ValueError as exc:
+            invalid.append(exc)
+            self._ignore_index = None
         if model is None and latents is None and encoding is None:
             raise ValueError("ExplorerSession needs a model, or latents=... for a maps-only session")
         self.model = model
@@ -688,23 +752,32 @@ class ExplorerSession(traitlets.HasTraits):
         self._report_gen = 0
         self._quality_queued: set[str] = set()
 
-        with self.hold_trait_notifications():
-            self.maps = given
-            self.index_a = index_a
-            self.index_b = n - 1 if index_b is None else index_b
-            self.n_steps = n_steps
-            self.path_method = path_method
-            self.skip_policy = skip_policy
-            self.alpha = float(alpha)
-            self.map_method = map_method or self.methods[0]
-            self.selected = self.index_a if selected is None else selected
-            self.selection = selection
-            # The points first: the colour fields (and the selected cell) depend on them.
-            self.map_points = map_points
-            self.color_by = color_by or (
-                "cell class" if map_points == "cells" else "group" if dataset.groups is not None else "dominant class"
-            )
-            self.selected_cell = selected_cell
+        self.maps = given
+        # One at a time, in this order (the colour fields and the selected cell depend on the points), with
+        # no observer registered yet: every invalid setting is reported, not only the first.
+        settings: list[tuple[str, Callable[[], Any]]] = [
+            ("index_a", lambda: index_a),
+            ("index_b", lambda: n - 1 if index_b is None else index_b),
+            ("n_steps", lambda: n_steps),
+            ("path_method", lambda: path_method),
+            ("skip_policy", lambda: skip_policy),
+            ("alpha", lambda: float(alpha) if isinstance(alpha, np.floating) else alpha),
+            ("map_method", lambda: map_method or self.methods[0]),
+            ("selected", lambda: self.index_a if selected is None else selected),
+            ("selection", lambda: selection),
+            ("map_points", lambda: map_points),
+            ("color_by", lambda: color_by or self._default_color_by()),
+            ("selected_cell", lambda: selected_cell),
+        ]
+        for name, value in settings:
+            try:
+                setattr(self, name, value())
+            except traitlets.TraitError as exc:
+                invalid.append(exc)
+        if len(invalid) == 1:
+            raise invalid[0]
+        if invalid:
+            raise SessionStateError(invalid)
         self.observe(self._on_selection, "selection")
         self.observe(self._on_color_by, "color_by")
         self.observe(self._on_map_points, "map_points")
@@ -718,6 +791,11 @@ class ExplorerSession(traitlets.HasTraits):
             # Loads UMAP's compiled code (or compiles it, the first time on a machine) while the data encodes.
             warm_up_projections()
         self._model_lane.submit("encode", self._startup)
+
+    def _default_color_by(self) -> str:
+        if self.map_points == "cells":
+            return "cell class"
+        return "group" if self.dataset.groups is not None else "dominant class"
 
     @property
     def ignore_index(self) -> int | None:
@@ -791,15 +869,42 @@ class ExplorerSession(traitlets.HasTraits):
         """The current map (N, 2), or None while it is computed."""
         return self.maps.get(self.map_key())
 
-    def wait(self, timeout: float | None = 60.0) -> None:
+    def wait(self, timeout: float | None = 60.0, raise_errors: bool = True) -> None:
         """Block until every queued job has finished (a no-op when synchronous).
 
-        Raises the first error a job raised, as scripts expect.
+        Raises the first error (in the order of :attr:`errors`) of the jobs
+        it waited for, the start-up encode included, also when the job
+        failed before ``wait()`` was called; :attr:`errors` keeps them all.
+        An error is raised once: the next ``wait()`` raises only newer ones.
+        ``raise_errors=False`` only waits (what the widgets' ``wait()`` does:
+        they show the errors), leaving them to the next ``wait()``.
+
+        Raises
+        ------
+        TimeoutError
+            A job still runs after ``timeout`` seconds (it keeps running).
+
+        Examples
+        --------
+        >>> s = ExplorerSession(lm, images_of_another_size)  # doctest: +SKIP
+        >>> s.wait()  # doctest: +SKIP
+        Traceback (most recent call last):
+        LatentModelError: ...
         """
+        lanes = (self._model_lane, self._map_lane)
         # Jobs queue jobs on the other lane (a strip, then its placement on the map).
-        while pending := self._model_lane.pending() + self._map_lane.pending():
+        while pending := [f for lane in lanes for f in lane.pending()]:
             for fut in pending:
-                fut.result(timeout=timeout)
+                futures_wait([fut], timeout=timeout)
+                if not fut.done():
+                    raise TimeoutError(f"a session job still runs after {timeout} s (busy: {self.busy})")
+        if not raise_errors:
+            return
+        finished = [f for lane in lanes for f in lane.take_finished()]
+        failed = [f.exception() for f in finished if not f.cancelled() and f.exception() is not None]
+        if failed:
+            order = {id(e): k for k, e in enumerate(self.errors)}
+            raise min(failed, key=lambda e: order.get(id(e), len(order)))
 
     def close(self) -> None:
         """Stop the worker threads."""
@@ -807,6 +912,9 @@ class ExplorerSession(traitlets.HasTraits):
         self._map_lane.close()
 
     def clear_errors(self) -> None:
+        """Forget the errors of the background jobs (``wait()`` no longer raises them)."""
+        for lane in (self._model_lane, self._map_lane):
+            lane.take_finished()
         self.errors = ()
 
     # ------------------------------------------------------------------ busy and errors
@@ -1391,6 +1499,13 @@ class ExplorerSession(traitlets.HasTraits):
         SessionMismatchError
             The model or the data differ from the saved session's (the
             message says which).
+        traitlets.TraitError
+            A field holds a value the session refuses (an index out of
+            range, an unknown colour field...): the message names it, its
+            value and what is allowed. Several invalid fields raise one
+            :class:`SessionStateError` (also a ``ValueError``) naming each.
+        ValueError
+            Not a session file, or one that lacks fields.
         """
         if not str(text).lstrip().startswith("{") and Path(str(text)).is_file():
             text = Path(str(text)).read_text()
@@ -1415,9 +1530,21 @@ class ExplorerSession(traitlets.HasTraits):
                 + "; ".join(wrong)
                 + ". Load it with the model and data it was saved with."
             )
-        m = doc["map"]
+        m = doc.get("map")
+        m = m if isinstance(m, dict) else {}
+        needed = ("index_a", "index_b", "n_steps", "path_method", "skip_policy", "alpha", "selected", "selection")
+        missing = [k for k in needed if k not in doc] + [f"map.{k}" for k in ("method", "methods") if k not in m]
+        if missing:
+            raise ValueError(
+                f"the session file lacks {missing}: it was not written by ExplorerSession.to_json, or was cut short"
+            )
+        methods = m["methods"]
+        if not (isinstance(methods, list) and methods and all(isinstance(v, str) for v in methods)):
+            raise ValueError(f"map.methods={methods!r} in the session file: expected a list of method names")
+        # Every field is checked by the session's validators; all the invalid ones are reported at once
+        # (SessionStateError), each naming the field, the value and what is allowed.
         kw: dict[str, Any] = dict(
-            methods=tuple(m["methods"]),
+            methods=tuple(methods),
             map_method=m["method"],
             projection_kwargs=m.get("projection_kwargs") or None,
             index_a=doc["index_a"],
@@ -1428,9 +1555,9 @@ class ExplorerSession(traitlets.HasTraits):
             alpha=doc["alpha"],
             selected=doc["selected"],
             selection=doc["selection"],
-            color_by=doc["color_by"],
+            color_by=doc.get("color_by"),
             map_points=m.get("points", "flatten"),
-            selected_cell=None if doc.get("selected_cell") is None else tuple(doc["selected_cell"]),
+            selected_cell=doc.get("selected_cell"),
             # A file written before the key existed scored every class.
             ignore_index=doc.get("ignore_index"),
         )

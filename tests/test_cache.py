@@ -50,3 +50,16 @@ def test_object_arrays_are_refused(tmp_path) -> None:
     path = tmp_path / "evil.npz"
     np.savez(path, x=np.array([{"a": 1}], dtype=object))
     assert load_arrays(path) is None
+
+
+def test_a_changed_byte_inside_an_entry_is_found_by_its_crc() -> None:
+    # Same size, the archive's directory intact: only the zip CRC-32 of the member tells.
+    key = content_hash("corrupt", "flip")
+    path = cache_dir("test") / f"{key}.npz"
+    x = np.arange(100_000, dtype=np.float32)
+    save_arrays(path, {"x": x})
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+    assert load_arrays(path) is None and not path.exists()
+    np.testing.assert_array_equal(cached_arrays("test", key, lambda: {"x": x})["x"], x)

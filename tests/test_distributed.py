@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,6 +151,87 @@ def test_a_restarted_run_resumes_from_the_chunks_already_written(client, lm, dat
     # A complete store: nothing left to submit.
     again = submit_encode(lm, subset, path, client, batch_size=BATCH)
     assert again.futures == [] and again.wait(progress=False).is_complete
+
+
+def _cut_a_chunk_short_then_die(path: str, chunk: int, marker: str) -> int:
+    """On a worker: rewrite a done chunk's latents file in place and die halfway (``os._exit``, no cleanup).
+
+    What a writer that does not write to a temporary file first leaves when it is killed (zarr 2's, a
+    copy tool's; zarr 3 renames a finished file into place): the chunk's done flag and checksum from the
+    run that wrote it, and a file holding half of it. The marker makes the task a no-op when the
+    scheduler runs it again on the restarted worker, so that exactly one chunk is damaged.
+    """
+    if os.path.exists(marker):
+        return 0
+    Path(marker).touch()
+    import zarr
+
+    from latent_widgets.store import _chunk_key
+
+    f = Path(path) / _chunk_key(zarr.open_group(path, mode="r")["latents"], chunk)
+    data = f.read_bytes()
+    with open(f, "r+b") as fh:
+        fh.truncate(0)
+        fh.write(data[: len(data) // 2])
+        fh.flush()
+        os._exit(1)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_writing_a_chunk_leaves_a_store_the_next_encode_completes(
+    client, lm, data, local, tmp_path
+) -> None:
+    from latent_widgets.store import LatentStoreWarning, _chunk_key
+
+    subset = data[:256]  # 4 chunks of 64
+    path = tmp_path / "half.zarr"
+    lm.encode_dataset(subset, batch_size=BATCH, store=path, client=client, chunk_rows=64, progress=False)
+    # Any worker: it dies, the nanny restarts it (on a new address), the scheduler reruns the task (a no-op).
+    fut = client.submit(_cut_a_chunk_short_then_die, str(path), 2, str(tmp_path / "marker"), pure=False)
+    assert fut.result(timeout=120) == 0  # the second run, on the restarted worker
+    store = LatentStore.open(path)
+    assert store.chunks_done().tolist() == [True, True, False, True]  # its flag says done; its file does not
+    size = 64 * int(np.prod(lm.latent_shape)) * 4  # a chunk's float32 rows
+    assert f"holds {size // 2} bytes, not {size}" in store.damaged_chunks()[2]
+    with pytest.raises(LatentStoreError, match=r"chunk 2 \(rows 128-191\)"):
+        _ = store.latents
+    # The next encode_dataset rewrites that chunk alone, and the store ends equal to the local encode.
+    files = [path / _chunk_key(store._array("latents"), c) for c in range(4)]
+    before = [f.stat().st_mtime_ns for f in files]
+    with pytest.warns(LatentStoreWarning, match=r"chunk 2 \(rows 128-191\)"):
+        enc = lm.encode_dataset(subset, batch_size=BATCH, store=path, client=client, progress=False)
+    assert [f.stat().st_mtime_ns != t for f, t in zip(files, before, strict=True)] == [False, False, True, False]
+    scale = np.abs(local).max()
+    np.testing.assert_allclose(np.asarray(enc.latents) / scale, local[:256] / scale, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["covariance", "randomized"])
+def test_pca_of_a_store_with_a_corrupt_chunk_raises_naming_its_rows(tmp_path, solver) -> None:
+    import zarr
+
+    from latent_widgets.store import _chunk_key, encode_to_store
+
+    x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    path = tmp_path / "z.zarr"
+
+    def encode():
+        return encode_to_store(lambda b: (b,), x, path, model_hash="m", data_hash="d", latent_shape=(8,),
+                               batch_size=50, chunk_rows=100, progress=False)  # fmt: skip
+
+    st = encode()
+    f = path / _chunk_key(zarr.open_group(str(path), mode="r")["latents"], 2)
+    raw = bytearray(f.read_bytes())
+    raw[40:44] = np.float32(1e6).tobytes()  # one latent changed in place: a plausible outlier for a PCA
+    f.write_bytes(bytes(raw))
+    # The blocks are checked where dask reads them (here a local scheduler; on a cluster, the workers).
+    with pytest.raises(LatentStoreError, match=r"chunk 2 \(rows 200-299\): its latents do not match the checksum"):
+        pca_of_store(st, 2, solver=solver)
+    assert st.missing_chunks() == [2]  # marked for the next encode, which re-encodes it alone
+    pca = pca_of_store(encode(), 2, solver=solver)
+    ref = pca_of_store(encode_to_store(lambda b: (b,), x, tmp_path / "clean.zarr", model_hash="m", data_hash="d",
+                                       latent_shape=(8,), batch_size=50, chunk_rows=100, progress=False), 2,
+                       solver=solver)  # fmt: skip
+    np.testing.assert_array_equal(pca.points, ref.points)
 
 
 # ----------------------------------------------------------------------------- bad input

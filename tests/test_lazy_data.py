@@ -376,3 +376,44 @@ def test_lazy_folder_picks_itself_above_the_threshold(tmp_path: Path, monkeypatc
     ds = load_folder(tmp_path / "img", tmp_path / "ann", progress=False)
     assert ds.is_lazy and ds.masks[2].max() == 2
     assert not load_folder(tmp_path / "img", tmp_path / "ann", size=(3, 4), progress=False).is_lazy
+
+
+def test_a_file_lost_or_cut_short_mid_dataset_stops_an_encode_naming_it(tmp_path: Path, monkeypatch) -> None:
+    from PIL import ImageFile
+
+    from latent_widgets.store import LatentStore, encode_to_store
+
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        _pair(tmp_path, f"{k:02d}.png", k % 3)
+        Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(tmp_path / "img" / f"{k:02d}.png")
+    ds = load_folder(tmp_path / "img", tmp_path / "ann", lazy=True, progress=False)
+    want = np.asarray(ds.images).mean(axis=(1, 2))
+
+    def encode(path: Path):
+        return encode_to_store(lambda x: (x.mean(axis=(1, 2)),), ds.images, path, model_hash="m", data_hash="d",
+                               latent_shape=(3,), batch_size=4, chunk_rows=4, progress=False)  # fmt: skip
+
+    lost = tmp_path / "img" / "06.png"
+    kept = lost.read_bytes()
+    lost.unlink()
+    with pytest.raises(DatasetError, match=r"cannot read image .*06\.png.*Replace or delete the file"):
+        encode(tmp_path / "z.zarr")
+    assert LatentStore.open(tmp_path / "z.zarr").chunks_done().tolist() == [True, False, False]
+    lost.write_bytes(kept)
+    np.testing.assert_allclose(np.asarray(encode(tmp_path / "z.zarr").latents), want, rtol=1e-6)
+    # Cut short: PIL refuses it, and so does the reader when PIL is told to fill truncated images with zeros.
+    for name in ("img/09.png", "ann/10.png"):
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(data[: len(data) * 2 // 3])
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False)
+    with pytest.raises(DatasetError, match=r"cannot read image .*09\.png: image file is truncated"):
+        ds.images[9]
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(DatasetError, match=r"image .*09\.png is truncated \(it does not end as a PNG file does\)"):
+        ds.images[9]
+    with pytest.raises(DatasetError, match=r"mask .*10\.png is truncated.*filled with zeros"):
+        ds.masks[10]
+    with pytest.raises(DatasetError, match=r"09\.png is truncated"):
+        encode(tmp_path / "y.zarr")
+    np.testing.assert_allclose(ds.images[8].mean(axis=(0, 1)), want[8], rtol=1e-6)  # whole files still read

@@ -115,6 +115,144 @@ def test_bad_input_names_the_problem(model, ds) -> None:
         ExplorerSession(None, ds)
 
 
+# Each settable field: a value refused, and what the message must say (the field, the value, the valid range).
+_INVALID = [
+    ("index_a", 10_000, r"index_a=10000 is out of range for 24 samples \(0\.\.23\)"),
+    ("index_a", -1, r"index_a=-1 is out of range for 24 samples \(0\.\.23\)"),
+    ("index_a", True, r"index_a=True is not a sample index: pass an int in 0\.\.23"),
+    ("index_b", 24, r"index_b=24 is out of range for 24 samples \(0\.\.23\)"),
+    ("selected", 99, r"selected=99 is out of range for 24 samples \(0\.\.23\)"),
+    ("selected", False, r"selected=False is not a sample index"),
+    ("alpha", 1.5, r"alpha=1\.5 is outside \[0, 1\] \(0: sample index_a, 1: sample index_b\)"),
+    ("alpha", -0.01, r"alpha=-0\.01 is outside \[0, 1\]"),
+    ("alpha", float("nan"), r"alpha=nan is outside \[0, 1\]"),
+    ("alpha", "0.5", r"'alpha' trait .* expected a float, not the str '0\.5'"),
+    ("n_steps", 1, r"n_steps=1: the strip has 2 to 64 steps \(an int in 2\.\.64\)"),
+    ("n_steps", 65, r"n_steps=65: the strip has 2 to 64 steps"),
+    ("path_method", "cubic", r"path_method 'cubic': choose one of \('linear', 'spherical'\)"),
+    ("skip_policy", "none", r"skip_policy 'none': choose one of \('image', 'skips', 'hold_a', 'hold_b'\)"),
+    ("map_method", "mds", r"map_method 'mds': choose one of \('pca',\)"),
+    ("color_by", "IoU: Unicorn", r"color_by 'IoU: Unicorn': choose one of \('group', 'dominant class'"),
+    ("map_points", "grid", r"map_points 'grid': choose one of \('flatten', 'pooled', 'cells'\)"),
+    ("selection", [3, 24], r"selection: indices \[24\] are out of range for 24 samples \(0\.\.23\)"),
+    ("selected_cell", (0, 0), r"selected_cell=\(0, 0\): a cell is selected only on a map of cells"),
+]
+# On a map of cells (a 12 x 16 latent grid).
+_INVALID_CELLS = [
+    (
+        "selected_cell",
+        (12, 0),
+        r"selected_cell=\(12, 0\) is outside the 12x16 latent grid \(row 0\.\.11, col 0\.\.15\)",
+    ),
+    ("selected_cell", (1.5, 2), r"selected_cell=\(1\.5, 2\): pass \(row, col\), two ints in 0\.\.11 and 0\.\.15"),
+    ("selected_cell", 7, r"selected_cell=7: pass \(row, col\)"),
+    ("color_by", "group", None),  # valid: the check below is that the cell validation does not reject it
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), _INVALID + _INVALID_CELLS)
+def test_each_field_is_validated_on_assignment(model, ds, field, value, message) -> None:
+    kw = dict(asynchronous=False, scrub_steps=0, methods=("pca",))
+    kw["map_points"] = "cells" if (field, value, message) in _INVALID_CELLS else "flatten"
+    s = ExplorerSession(model, ds, **kw)
+    before = getattr(s, field)
+    if message is None:
+        setattr(s, field, value)
+        assert getattr(s, field) == value
+        return
+    with pytest.raises(traitlets.TraitError, match=message):
+        setattr(s, field, value)
+    after = getattr(s, field)
+    assert np.array_equal(after, before) if field == "selection" else after == before, "the refused value was kept"
+    # The same value given to the constructor is refused with the same message.
+    with pytest.raises(traitlets.TraitError, match=message):
+        ExplorerSession(model, ds, **{**kw, field: value})
+
+
+def test_valid_values_of_other_types_are_taken_as_ints(model, ds) -> None:
+    s = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0, methods=("pca",), map_points="cells")
+    s.index_a, s.selected, s.n_steps, s.selected_cell = np.int64(3), np.int32(5), np.int16(7), (np.int64(2), 4)
+    assert (s.index_a, s.selected, s.n_steps, s.selected_cell) == (3, 5, 7, (2, 4))
+    assert all(type(v) is int for v in (s.index_a, s.selected, s.n_steps, *s.selected_cell))
+    s.alpha = np.float64(0.25)
+    assert s.alpha == 0.25 and s.current.alpha == pytest.approx(0.25)
+
+
+def test_from_json_reports_every_invalid_field_at_once(model, ds) -> None:
+    import json
+
+    from latent_widgets.session import SessionStateError
+
+    doc = json.loads(ExplorerSession(model, ds, asynchronous=False, scrub_steps=0).to_json())
+    doc.update(index_a=99, alpha=3, n_steps=0, color_by="x", selection=[1, 30], ignore_index=77)
+    with pytest.raises(SessionStateError) as err:
+        ExplorerSession.from_json(json.dumps(doc), model, ds, asynchronous=False)
+    msg = str(err.value)
+    assert msg.startswith("6 invalid session settings: ") and len(err.value.errors) == 6
+    for part in (
+        "ignore_index=77 is not a class id of this dataset (0..11)",
+        "index_a=99 is out of range for 24 samples (0..23)",
+        "alpha=3.0 is outside [0, 1]",
+        "n_steps=0: the strip has 2 to 64 steps",
+        "color_by 'x': choose one of",
+        "selection: indices [30] are out of range",
+    ):
+        assert part in msg, part
+    assert isinstance(err.value, ValueError) and isinstance(err.value, traitlets.TraitError)
+    # One invalid field raises its own error; a file that lacks fields says which.
+    doc = json.loads(ExplorerSession(model, ds, asynchronous=False, scrub_steps=0).to_json())
+    with pytest.raises(traitlets.TraitError, match=r"index_b=24 is out of range") as err:
+        ExplorerSession.from_json(json.dumps({**doc, "index_b": 24}), model, ds, asynchronous=False)
+    assert not isinstance(err.value, SessionStateError)
+    del doc["alpha"], doc["map"]["methods"]
+    with pytest.raises(ValueError, match=r"the session file lacks \['alpha', 'map\.methods'\]"):
+        ExplorerSession.from_json(json.dumps(doc), model, ds, asynchronous=False)
+
+
+class StrictToy:
+    """The toy model, refusing images of another size than its input (as LatentModel does)."""
+
+    def __init__(self, model, input_shape) -> None:
+        self._m, self.input_shape = model, tuple(input_shape)
+
+    def __getattr__(self, name):
+        return getattr(self._m, name)
+
+    def encode(self, images, batch_size=32, progress=None):
+        if tuple(np.shape(images)[1:]) != self.input_shape:
+            raise ValueError(f"images of shape {np.shape(images)[1:]}; this model takes {self.input_shape}")
+        return self._m.encode(images)
+
+
+def test_wait_raises_the_startup_error_once_and_errors_keep_it(model, ds) -> None:
+    strict = StrictToy(model, (32, 32, 3))
+    s = ExplorerSession(strict, ds, methods=("pca",), scrub_steps=0)
+    deadline = time.monotonic() + 30
+    while not s.errors and time.monotonic() < deadline:  # the encode fails before wait() is called
+        time.sleep(0.01)
+    assert s.busy == () and not s.ready
+    with pytest.raises(ValueError, match=r"images of shape \(48, 64, 3\); this model takes \(32, 32, 3\)") as err:
+        s.wait()
+    assert "in the session's 'encode' job" in err.value.__notes__
+    assert s.errors == (err.value,)
+    s.wait()  # raised once: nothing newer failed
+    assert s.errors == (err.value,)  # and kept
+    s.close()
+    # Several failures: the first is raised, all are kept; cleared errors are not raised again.
+    s = ExplorerSession(model, ds, methods=("pca",), scrub_steps=0)
+    s.wait()
+    s._map_lane.submit("boom 1", lambda: 1 / 0)
+    s._model_lane.submit("boom 2", lambda: [][0])
+    with pytest.raises((ZeroDivisionError, IndexError)) as err:
+        s.wait()
+    assert err.value is s.errors[0] and len(s.errors) == 2
+    assert isinstance(s._model_lane.submit("boom 3", lambda: [][0]).exception(timeout=10), IndexError)
+    s.clear_errors()
+    s.wait()
+    assert s.errors == ()
+    s.close()
+
+
 class SlowDecodes:
     """A model whose single-sample decodes take ``delay`` seconds (the slider's on-demand path)."""
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from latent_widgets.hashing import content_hash
 from latent_widgets.store import (
     LatentStore,
     LatentStoreError,
+    LatentStoreWarning,
     LazySkipColumn,
     StoredArray,
     encode_to_store,
@@ -486,3 +488,218 @@ def test_encode_dataset_of_a_lazy_synthetic_dataset(tmp_path: Path) -> None:
     eager = lm.encode(synthetic_road_scenes(40, size=(48, 64), seed=0, lazy=False).images)
     np.testing.assert_allclose(np.asarray(enc.latents), eager.latents, atol=1e-5)
     np.testing.assert_allclose(enc.skips[0][[33, 2]], eager.skips[0][[33, 2]], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- damage
+
+
+def chunk_file(path: Path, c: int, name: str = "latents") -> Path:
+    """The file of row chunk ``c`` of array ``name`` (whatever zarr's chunk key encoding)."""
+    import zarr
+
+    from latent_widgets.store import _chunk_key
+
+    return path / _chunk_key(zarr.open_group(str(path), mode="r")[name], c)
+
+
+def metadata_file(path: Path, array: str | None = None) -> Path:
+    """The JSON file of the group's attributes, or of one array's metadata, in Zarr format 3 or 2."""
+    base = path if array is None else path / array
+    if (base / "zarr.json").is_file():
+        return base / "zarr.json"
+    return base / (".zattrs" if array is None else ".zarray")
+
+
+def damage(f: Path, how: str) -> None:
+    data = f.read_bytes()
+    if how == "deleted":  # a partial copy, an interrupted rsync
+        f.unlink()
+    elif how == "truncated":  # a copy cut off halfway (a full disk)
+        f.write_bytes(data[: len(data) // 2])
+    else:  # changed in place, same size: a flipped bit, a block from elsewhere; only the checksum tells
+        b = bytearray(data)
+        b[400:404] = np.float32(123.0).tobytes()
+        f.write_bytes(bytes(b))
+
+
+@pytest.fixture()
+def clean(model, ds, tmp_path: Path) -> np.ndarray:
+    """The latents of a clean encode into a store (the reference a repaired store must equal exactly)."""
+    return np.asarray(fill(model, ds.images, tmp_path / "clean.zarr").latents)
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated", "corrupt"])
+def test_a_damaged_chunk_is_never_served_and_a_resume_re_encodes_only_it(model, ds, clean, tmp_path, how) -> None:
+    path = tmp_path / "z.zarr"
+    fill(model, ds.images, path)
+    damage(chunk_file(path, 1), how)
+    store = LatentStore.open(path)
+    rows = r"chunk 1 \(rows 8-15\)"
+    if how == "corrupt":
+        # Presence and size are right: the chunk's checksum finds it when it is read, whatever the reader.
+        assert store.is_complete and store.damaged_chunks() == {}
+        z = store.latents
+        np.testing.assert_array_equal(z[0:8], clean[0:8])  # the intact chunks are served
+        for read in (
+            lambda: z[5:10],
+            lambda: np.asarray(z),
+            lambda: z[[20, 9]],
+            lambda: z[12],
+            lambda: list(z.iter_blocks()),
+        ):
+            with pytest.raises(LatentStoreError, match=rows + r": its latents do not match the checksum"):
+                read()
+        # Its done flag is cleared on the way: a resume re-encodes it.
+        assert store.chunks_done().tolist() == [True, False, True]
+        expect_warning: Any = contextlib.nullcontext()
+    else:
+        # Found without reading a latent: the file of a chunk marked done is missing or short.
+        why = "is missing" if how == "deleted" else "holds 24576 bytes, not 49152"
+        assert store.chunks_done().tolist() == [True, False, True] and not store.is_complete
+        assert list(store.damaged_chunks()) == [1] and why in store.damaged_chunks()[1]
+        with pytest.raises(LatentStoreError, match=rows + ".*marked done but its file .*" + why + ".*encode_dataset"):
+            _ = store.latents
+        expect_warning = pytest.warns(LatentStoreWarning, match=rows + ".*encoded again")
+    reader, calls = RecordingImages(ds.images), []
+    with expect_warning:
+        store = fill(model, reader, path, calls=calls)
+    assert reader.reads == [(8, 12), (12, 16)] and calls == [4, 4]  # only the damaged chunk
+    np.testing.assert_array_equal(np.asarray(store.latents), clean)
+
+
+def test_encode_dataset_re_encodes_a_deleted_chunk_of_a_lazy_dataset(unet_lm, small_images, tmp_path: Path) -> None:
+    # The issue's case: a lazy dataset encoded into a store, one chunk file deleted, encode_dataset again.
+    path = tmp_path / "road.zarr"
+    first = np.asarray(
+        unet_lm.encode_dataset(LazyDataset(small_images), batch_size=4, store=path, chunk_rows=8).latents
+    )
+    assert np.abs(first[8:16]).max() > 0  # not a chunk of zeros that a fill value would look like
+    chunk_file(path, 1).unlink()
+    again = LazyDataset(small_images)
+    with pytest.warns(LatentStoreWarning, match=r"chunk 1 \(rows 8-15\)"):
+        enc = unet_lm.encode_dataset(again, batch_size=4, store=path, chunk_rows=8)
+    assert again.images.reads == [(8, 12), (12, 16)]
+    np.testing.assert_array_equal(np.asarray(enc.latents), first)
+
+
+@pytest.mark.parametrize(
+    ("how", "why", "re_encoded"),
+    [
+        ("flag holds 7", r"chunk 2 \(rows 16-23\): its done flag holds 7, not 0 or 1", [(16, 20), (20, 24)]),
+        ("flag file cut", r"chunk 2 \(rows 16-23\): its done flag cannot be read", [(16, 20), (20, 24)]),
+        ("checksum lost", r"chunk 0 \(rows 0-7\): it is marked done but no checksum", [(0, 4), (4, 8)]),
+        ("done metadata lost", r"the metadata of its 'done' array is missing or unreadable", []),
+    ],
+)
+def test_damaged_done_flags_are_refused_then_rebuilt(model, ds, clean, tmp_path, how, why, re_encoded) -> None:
+    path = tmp_path / "z.zarr"
+    fill(model, ds.images, path)
+    if how == "flag holds 7":
+        chunk_file(path, 2, "done").write_bytes(b"\x07")
+    elif how == "flag file cut":
+        chunk_file(path, 2, "done").write_bytes(b"")
+    elif how == "checksum lost":
+        chunk_file(path, 0, "checksums").unlink()
+    else:
+        metadata_file(path, "done").unlink()
+    with pytest.raises(LatentStoreError, match=why):
+        _ = LatentStore.open(path).latents
+    reader = RecordingImages(ds.images)
+    # With the done array lost, the flags are rebuilt from the checksums: each chunk read and verified.
+    with pytest.warns(LatentStoreWarning, match=why if re_encoded else r"rebuilt it: 3 of 3 chunks verified"):
+        store = fill(model, reader, path)
+    assert reader.reads == re_encoded
+    np.testing.assert_array_equal(np.asarray(store.latents), clean)
+
+
+def test_damaged_metadata_is_refused_or_rebuilt(model, ds, clean, tmp_path: Path) -> None:
+    path = tmp_path / "z.zarr"
+    fill(model, ds.images, path)
+    meta = metadata_file(path)
+    good = meta.read_text()
+    # An attribute changed by hand or by corruption: its checksum no longer matches; nothing is trusted.
+    doc = json.loads(good)
+    doc.get("attributes", doc)["n"] = 23  # format 3 nests them, format 2's .zattrs is them
+    meta.write_text(json.dumps(doc))
+    for step in (lambda: LatentStore.open(path), lambda: fill(model, ds.images, path)):
+        with pytest.raises(LatentStoreError, match=r"its attributes were edited or corrupted.*overwrite=True"):
+            step()
+    calls: list[int] = []
+    np.testing.assert_array_equal(np.asarray(fill(model, ds.images, path, calls=calls, overwrite=True).latents), clean)
+    assert sum(calls) == 24
+    # The group's metadata gone: what the store was computed from is unknown; it is refused, never deleted.
+    meta.unlink()
+    for step in (lambda: LatentStore.open(path), lambda: fill(model, ds.images, path, overwrite=True)):
+        with pytest.raises(
+            LatentStoreError, match=r"holds a latent store's arrays .* group metadata \(zarr\.json.* is missing"
+        ):
+            step()
+    assert (path / "latents").is_dir()
+    meta.write_text(good)
+    # An array's metadata gone: refused when read, rebuilt (every chunk encoded again) on resume.
+    metadata_file(path, "latents").unlink()
+    with pytest.raises(LatentStoreError, match=r"the metadata of its 'latents' array is missing.*Resuming the encode"):
+        LatentStore.open(path)
+    calls.clear()
+    with pytest.warns(LatentStoreWarning, match=r"'latents' array is missing.*0 of 3 chunks verified"):
+        store = fill(model, ds.images, path, calls=calls)
+    assert sum(calls) == 24
+    np.testing.assert_array_equal(np.asarray(store.latents), clean)
+
+
+def test_a_chunk_of_zero_latents_is_written_and_served(model, ds, tmp_path: Path) -> None:
+    # zarr 3 skips writing a chunk of fill values: the store would then take it for a deleted file.
+    encode = toy_encoder(model)
+    images = ds.images.copy()
+    images[8:16] = 0  # the toy encoder is linear: these rows encode to zeros
+    path = tmp_path / "z.zarr"
+    fill(model, images, path)
+    assert chunk_file(path, 1).is_file()
+    store = LatentStore.open(path)
+    assert store.is_complete and store.damaged_chunks() == {} and store.verify() == {}
+    z = np.asarray(store.latents)
+    assert not z[8:16].any() and z[16:].any()
+    np.testing.assert_array_equal(z, encode(images)[0])
+
+
+def test_verify_reads_every_chunk_and_repair_marks_the_damaged_ones(model, ds, clean, tmp_path, monkeypatch) -> None:
+    path = tmp_path / "z.zarr"
+    fill(model, ds.images, path)
+    damage(chunk_file(path, 2), "corrupt")
+    store = LatentStore.open(path)
+    assert store.damaged_chunks() == {}  # the cheap check cannot see an in-place change
+    assert list(store.verify()) == [2] and store.is_complete  # found, not yet marked
+    assert list(store.verify(repair=True)) == [2] and store.missing_chunks() == [2]
+    reader = RecordingImages(ds.images)
+    np.testing.assert_array_equal(np.asarray(fill(model, reader, path).latents), clean)
+    assert reader.reads == [(16, 20), (20, 24)]
+    # A store whose flags cannot be written (a read-only copy) still refuses the rows, and says so.
+    damage(chunk_file(path, 0), "corrupt")
+    monkeypatch.setattr(LatentStore, "_clear_flags", lambda self, chunks: (_ for _ in ()).throw(PermissionError("ro")))
+    with pytest.raises(LatentStoreError, match=r"chunk 0 \(rows 0-7\).*could not be cleared.*restore the store"):
+        np.asarray(LatentStore.open(path).latents)
+
+
+def test_a_store_written_without_checksums_is_still_checked_for_missing_chunks(model, ds, clean, tmp_path) -> None:
+    import zarr
+
+    # As stores written before the checksums: no "checksum" attribute, no checksums array.
+    path = tmp_path / "z.zarr"
+    fill(model, ds.images, path)
+    group = zarr.open_group(str(path), mode="a")
+    attrs = {k: v for k, v in group.attrs.items() if k not in ("checksum", "attributes_checksum")}
+    group.attrs.put(attrs)
+    import shutil
+
+    shutil.rmtree(path / "checksums")
+    store = LatentStore.open(path)
+    assert store.checksum is None and store.is_complete
+    np.testing.assert_array_equal(np.asarray(store.latents), clean)
+    chunk_file(path, 1).unlink()
+    with pytest.raises(LatentStoreError, match=r"chunk 1 \(rows 8-15\): it is marked done but its file"):
+        _ = store.latents
+    reader = RecordingImages(ds.images)
+    with pytest.warns(LatentStoreWarning, match=r"chunk 1"):
+        store = fill(model, reader, path)
+    assert reader.reads == [(8, 12), (12, 16)]
+    np.testing.assert_array_equal(np.asarray(store.latents), clean)

@@ -1081,3 +1081,26 @@ def test_the_cell_movement_overlay_blends_the_colormap_at_its_alpha(model, ds) -
     assert (
         sl.movement is None and _png(sl._a_image.value).tolist() == _png(render.to_png(ds.images[3], scale=t)).tolist()
     )
+
+
+def test_a_startup_error_is_shown_and_raised_by_session_wait(ds):
+    # The case: a LatentModel for 32x32 images, a dataset of 48x64 ones.
+    for t in threading.enumerate():  # an earlier session's UMAP warm-up hides TensorFlow while it imports umap
+        if t.name == "latent-widgets-warm-up":
+            t.join()
+    import keras
+
+    from latent_widgets import LatentModel
+    from latent_widgets.keras_graph import LatentModelError
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input((32, 32, 3))
+    z = keras.layers.Conv2D(4, 3, strides=4, padding="same", name="latent")(image)
+    out = keras.layers.Conv2DTranspose(12, 4, strides=4, padding="same", activation="softmax")(z)
+    ex = LatentExplorer(LatentModel.from_model(keras.Model(image, out)), ds, methods=("pca",))
+    ex.wait()  # the explorer's own wait shows errors, it does not raise them
+    assert any("48x64 (HxW) but the model expects 32x32" in m for m in ex.errors.messages)
+    with pytest.raises(LatentModelError, match=r"images are 48x64 \(HxW\) but the model expects 32x32; resize"):
+        ex.session.wait()
+    assert len(ex.session.errors) == 1 and not ex.session.ready
+    ex.close()

@@ -175,13 +175,8 @@ def relay_session_errors(sink: ErrorSink, session: Any) -> None:
 
 
 def wait_quietly(session: Any, timeout: float | None) -> None:
-    """Wait for the session's jobs; a failed job's error is already reported, not raised again."""
-    try:
-        session.wait(timeout)
-    except TimeoutError:
-        raise
-    except Exception:
-        pass
+    """Wait for the session's jobs; a failed job's error is shown by the views, left for ``session.wait()``."""
+    session.wait(timeout, raise_errors=False)
 
 
 @functools.lru_cache(maxsize=8)
