@@ -60,7 +60,10 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.abc
+import importlib.util
 import json
 import logging
 import numbers
@@ -280,15 +283,45 @@ def _import_umap() -> Any:
     if "umap" in sys.modules or "tensorflow" in sys.modules:
         import umap
     else:
-        sys.modules["tensorflow"] = None  # type: ignore[assignment]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ImportWarning)
-                import umap
-        finally:
-            del sys.modules["tensorflow"]
+        # Hidden from this thread alone: the warm-up imports umap in a background thread, while the
+        # user's code may import keras (so TensorFlow) in another one.
+        with _hidden_in_this_thread("tensorflow"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ImportWarning)
+            import umap
     _cache_numba_compiles()
     return umap
+
+
+class _HiddenModule(importlib.abc.MetaPathFinder):
+    """A finder that makes one thread's imports of a package fail as if it were not installed."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.thread = name, threading.get_ident()
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if threading.get_ident() == self.thread and (fullname == self.name or fullname.startswith(self.name + ".")):
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+        return None  # the other finders decide
+
+
+@contextlib.contextmanager
+def _hidden_in_this_thread(name: str) -> Iterator[None]:
+    """Within the block, ``import name`` fails in the calling thread only; other threads import it as usual.
+
+    Examples
+    --------
+    >>> import importlib
+    >>> with _hidden_in_this_thread("lw_no_such_probe"):
+    ...     importlib.util.find_spec("lw_no_such_probe")
+    Traceback (most recent call last):
+    ModuleNotFoundError: No module named 'lw_no_such_probe'
+    """
+    finder = _HiddenModule(name)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
 
 
 _numba_cache_lock = threading.Lock()

@@ -562,3 +562,28 @@ def test_analysis_modules_stay_light():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_umaps_import_hides_tensorflow_from_its_own_thread_only(tmp_path) -> None:
+    """The warm-up imports umap (TensorFlow hidden) in a background thread while a user's thread may import keras."""
+    import importlib
+    import sys
+    import threading
+
+    from latent_widgets.projection import _hidden_in_this_thread
+
+    (tmp_path / "lw_probe_pkg").mkdir()
+    (tmp_path / "lw_probe_pkg" / "__init__.py").write_text("VALUE = 7\n")
+    sys.path.insert(0, str(tmp_path))
+    seen: dict[str, object] = {}
+    try:
+        with _hidden_in_this_thread("lw_probe_pkg"):
+            with pytest.raises(ModuleNotFoundError, match="lw_probe_pkg"):
+                importlib.import_module("lw_probe_pkg")
+            other = threading.Thread(target=lambda: seen.update(mod=importlib.import_module("lw_probe_pkg")))
+            other.start()
+            other.join(10)
+        assert getattr(seen.get("mod"), "VALUE", None) == 7, "another thread could not import the package"
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("lw_probe_pkg", None)
