@@ -43,7 +43,7 @@ Examples
 >>> [t.name for t in decoder.inputs]  # doctest: +SKIP
 ['latent']
 >>> candidate_cuts(unet)[0]  # doctest: +SKIP
-CandidateCut(path='down_stack/block_16_project', shape=(2, 2, 320), n_skips=4, layer_type='Conv2D')
+CandidateCut(name='down_stack/block_16_project', shape=(2, 2, 320), n_skips=4, op='Conv2D')
 """
 
 from __future__ import annotations
@@ -54,12 +54,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .cuts import CandidateCut
+
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
 __all__ = [
     "LATENT_LAYER",
-    "CandidateCut",
     "LatentModelError",
     "candidate_cuts",
     "describe_layers",
@@ -99,28 +100,6 @@ class LatentModelError(ValueError):
 
     The message says why and how to fix it.
     """
-
-
-class CandidateCut(NamedTuple):
-    """A layer :func:`candidate_cuts` proposes to split at.
-
-    Attributes
-    ----------
-    path : str
-        What to pass as ``latent_layer``: the layer's name, prefixed by the
-        names of the nested models it is in (``"down_stack/block_16_project"``).
-    shape : tuple of int
-        The latent's shape, without the batch axis.
-    n_skips : int
-        How many skip tensors the cut makes (extra encoder outputs).
-    layer_type : str
-        The layer's class name.
-    """
-
-    path: str
-    shape: tuple[int | None, ...]
-    n_skips: int
-    layer_type: str
 
 
 def require_keras_model(obj: Any, what: str) -> None:
@@ -576,7 +555,7 @@ def candidate_cuts(model: keras.Model) -> list[CandidateCut]:
 
     Examples
     --------
-    >>> [(c.path, c.n_skips) for c in candidate_cuts(unet)][:2]  # doctest: +SKIP
+    >>> [(c.name, c.n_skips) for c in candidate_cuts(unet)][:2]  # doctest: +SKIP
     [('down_stack/block_16_project', 4), ('down_stack/block_16_depthwise_relu', 4)]
     """
     _one_output(model)
@@ -615,7 +594,7 @@ def _candidates_text(model: Any) -> str:
     if not cuts:
         return ""
     shown = "; ".join(
-        f"{c.path!r} {c.shape}, {c.n_skips} skip{'' if c.n_skips == 1 else 's'}" for c in cuts[:_SHOWN_CANDIDATES]
+        f"{c.name!r} {c.shape}, {c.n_skips} skip{'' if c.n_skips == 1 else 's'}" for c in cuts[:_SHOWN_CANDIDATES]
     )
     more = f" and {len(cuts) - _SHOWN_CANDIDATES} more" if len(cuts) > _SHOWN_CANDIDATES else ""
     return (

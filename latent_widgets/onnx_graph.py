@@ -14,7 +14,7 @@ measure shapes that shape inference leaves open. The ONNX counterpart of
   consumes, in topological order (nearest the input first), as the Keras
   split does.
 - :meth:`OnnxGraph.candidates` lists the tensors worth cutting at when the
-  user names none (:class:`CutCandidate`).
+  user names none (:class:`~latent_widgets.cuts.CandidateCut`).
 - :func:`split_graph` cuts with ``onnx.utils.Extractor`` (encoder: the
   input -> ``[latent, *skips]``; decoder: ``[latent, *skips]`` -> the
   output) and wraps both halves so that they speak the library's language:
@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from .cuts import CandidateCut, format_cuts
 from .keras_graph import LatentModelError
 
 try:
@@ -63,10 +64,8 @@ __all__ = [
     "LATENT_NAME",
     "MASKS_NAME",
     "PROBS_NAME",
-    "CutCandidate",
     "OnnxGraph",
     "OnnxSplit",
-    "format_candidates",
     "split_graph",
 ]
 
@@ -154,45 +153,6 @@ _TO_NCHW, _TO_NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
 # A feature map is a stage of the network when its strides along H and W agree to this factor (odd
 # image sizes round the two differently; a 1x1 map of a non-square image has strides H and W).
 _MAX_STRIDE_RATIO = 1.5
-
-
-@dataclass(frozen=True)
-class CutCandidate:
-    """A tensor of an ONNX graph worth splitting at.
-
-    Attributes
-    ----------
-    name : str
-        The tensor's name: pass it as ``latent=``.
-    shape : tuple of int
-        Its shape without the batch axis, NHWC (what ``latent_shape`` would be).
-    n_skips : int
-        Skip tensors that splitting there creates.
-    op_type : str
-        The operator that computes it.
-    position : int
-        Its producer's index in the graph's (topological) node list.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    n_skips: int
-    op_type: str
-    position: int
-
-
-def format_candidates(candidates: Sequence[CutCandidate]) -> str:
-    """A table of candidates, one a line: name, NHWC shape, skips, operator.
-
-    Examples
-    --------
-    >>> print(format_candidates([CutCandidate("pool4", (3, 4, 64), 0, "MaxPool", 17)]))
-      'pool4'  shape (3, 4, 64)  0 skips  (MaxPool)
-    """
-    return "\n".join(
-        f"  {c.name!r}  shape {c.shape}  {c.n_skips} skip{'' if c.n_skips == 1 else 's'}  ({c.op_type})"
-        for c in candidates
-    )
 
 
 @dataclass
@@ -515,7 +475,7 @@ class OnnxGraph:
         skips = sorted(consumed, key=lambda t: self.producer.get(t, -1))
         return skips, depends
 
-    def candidates(self) -> list[CutCandidate]:
+    def candidates(self) -> list[CandidateCut]:
         """Tensors on the main path at the lowest spatial resolution: where to split.
 
         The lowest resolution is that of the 4-D float tensors between the
@@ -524,7 +484,8 @@ class OnnxGraph:
         when every path from the input to the output at that resolution
         passes through it: a cut there has no skip at the same or a lower
         resolution, only the higher-resolution features of skip connections
-        (a U-Net's, DeepLabv3+'s low-level ones). In graph order.
+        (a U-Net's, DeepLabv3+'s low-level ones). Fewest skips first, then
+        nearest the output.
 
         Examples
         --------
@@ -547,11 +508,14 @@ class OnnxGraph:
                 continue
             if all((self._spatial(s) or 0) > lowest for s in skips):
                 found.append(
-                    CutCandidate(
-                        t, self.nhwc_shape(t), len(skips), self.nodes[self.producer[t]].op_type, self.producer[t]
+                    (
+                        len(skips),
+                        -self.producer[t],
+                        CandidateCut(t, self.nhwc_shape(t), len(skips), self.nodes[self.producer[t]].op_type),
                     )
                 )
-        return found
+        # As the Keras path orders them: fewest skips first, then nearest the output.
+        return [c for *_, c in sorted(found, key=lambda f: f[:2])]
 
     def describe_candidates(self) -> str:
         """The candidate list as text for an error message (or why there is none)."""
@@ -561,7 +525,7 @@ class OnnxGraph:
                 "  (no tensor at the lowest spatial resolution is on every path from the input to the output; "
                 "pick one in netron)"
             )
-        return format_candidates(found)
+        return format_cuts(found)
 
     def ends_with_softmax(self) -> bool:
         """Whether the output is a softmax, possibly moved or resized after it (a ``Softmax`` found walking back)."""

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from .cuts import CandidateCut
 from .keras_graph import LatentModelError
 from .latent_base import LatentModelBase
 from .onnx_graph import (
@@ -53,7 +54,6 @@ from .onnx_graph import (
     LATENT_NAME,
     MASKS_NAME,
     PROBS_NAME,
-    CutCandidate,
     OnnxGraph,
     session_options,
     split_graph,
@@ -99,7 +99,7 @@ def _load_model(source: Any) -> tuple[Any, str]:
 
 def candidate_cuts(
     source: Any, *, layout: str | None = None, input_size: tuple[int, int] | None = None, output: str | None = None
-) -> list[CutCandidate]:
+) -> list[CandidateCut]:
     """The tensors of an ONNX model worth splitting at (see :meth:`OnnxGraph.candidates`).
 
     Parameters

@@ -131,15 +131,15 @@ def test_nested_model_with_several_outputs_names_them(tutorial: tuple) -> None:
 def test_candidate_cuts_of_the_tutorial_unet(tutorial: tuple) -> None:
     unet = tutorial[0]
     cuts = candidate_cuts(unet)
-    assert cuts[0].path == "down_stack/block_16_project" and cuts[0].shape == (2, 2, 320) and cuts[0].n_skips == 4
-    assert cuts[0].layer_type == "Conv2D"
+    assert cuts[0].name == "down_stack/block_16_project" and cuts[0].shape == (2, 2, 320) and cuts[0].n_skips == 4
+    assert cuts[0].op == "Conv2D"
     # All at the lowest resolution of the main path (2x2), fewest skips first; none on a skip connection.
     assert {c.shape[:2] for c in cuts} == {(2, 2)}
     assert [c.n_skips for c in cuts] == sorted(c.n_skips for c in cuts)
-    assert all(c.path.startswith("down_stack/block_1") for c in cuts)
+    assert all(c.name.startswith("down_stack/block_1") for c in cuts)
     # Each count is what the split makes (inside a residual block the shortcut is one more skip).
     inside = next(c for c in cuts if c.n_skips == 5)
-    assert len(LatentModel.from_model(unet, inside.path).skip_shapes) == 5
+    assert len(LatentModel.from_model(unet, inside.name).skip_shapes) == 5
     with pytest.raises(
         LatentModelError, match=r"no layer named 'latent'.*'down_stack/block_16_project' \(2, 2, 320\), 4 skips"
     ):
@@ -172,7 +172,7 @@ def test_three_levels_of_nesting() -> None:
     # A nested model's name stands for its one output; so does a path to a layer at the middle level.
     assert LatentModel.from_model(model, "middle").latent_shape == (8, 8, 16)
     assert_split_matches(LatentModel.from_model(model, "middle/mid_conv"), want, x)
-    assert [c.path for c in candidate_cuts(model)] == ["middle/inner/deep", "middle/inner/inner_pool"]
+    assert [c.name for c in candidate_cuts(model)] == ["middle/inner/deep", "middle/inner/inner_pool"]
     assert "middle/inner/inner_up" in layer_paths(model)
 
 
@@ -319,20 +319,20 @@ def test_keras_hub_segmenters_split_inside_and_at_the_backbone(
     assert not at_backbone.has_skips
     assert_split_matches(at_backbone, want, x)
     best = candidate_cuts(model)[0]
-    assert_split_matches(LatentModel.from_model(model, best.path), want, x)
+    assert_split_matches(LatentModel.from_model(model, best.name), want, x)
 
 
 def test_keras_hub_candidate_cuts(hub_models: dict) -> None:
     deeplab_cuts = candidate_cuts(hub_models["deeplab"])
     # The ASPP output, not its image-pooling branch; the low-level features are its one skip.
-    assert deeplab_cuts[0].path.endswith("/spatial_pyramid_pooling") and deeplab_cuts[0].shape == (4, 4, 256)
+    assert deeplab_cuts[0].name.endswith("/spatial_pyramid_pooling") and deeplab_cuts[0].shape == (4, 4, 256)
     assert deeplab_cuts[0].n_skips == 1
     assert {c.shape[:2] for c in deeplab_cuts} == {(4, 4)}
     with pytest.raises(LatentModelError, match=r"Candidate cuts.*/spatial_pyramid_pooling' \(4, 4, 256\), 1 skip;"):
         LatentModel.from_model(hub_models["deeplab"])
     segformer_cuts = candidate_cuts(hub_models["segformer"])
     assert all(c.shape[0] in (8, 64) for c in segformer_cuts)  # 8x8 maps, or their 64-token sequences
-    assert any(c.path.endswith("/output_level_1") for c in segformer_cuts)
+    assert any(c.name.endswith("/output_level_1") for c in segformer_cuts)
     # P5 is an output of DeepLab's feature model that nothing uses: a true message, not "not on the path".
     with pytest.raises(LatentModelError, match=r"model output does not depend on layer '.*/stack3_block0_out'"):
         LatentModel.from_model(hub_models["deeplab"], "stack3_block0_out")
