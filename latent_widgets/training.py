@@ -358,6 +358,20 @@ def _epoch_batches(data: SegmentationDataset, batch_size: int, augment: bool, se
         yield x, y
 
 
+def _loss_fn(net: Any) -> Any:
+    """Per-pixel cross-entropy on the network's scores: from logits when it ends with a linear layer.
+
+    Keras's default takes the scores for probabilities and renormalises them:
+    logits (the TensorFlow tutorial's U-Net, keras-hub's segmenters) would
+    train on a wrong loss without a word.
+    """
+    import keras
+
+    from .keras_graph import ends_with_softmax
+
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=ends_with_softmax(net) is False)
+
+
 def _train_step(net: Any, optimizer: Any, weights: np.ndarray) -> Any:
     """One compiled training step.
 
@@ -365,10 +379,9 @@ def _train_step(net: Any, optimizer: Any, weights: np.ndarray) -> Any:
     its train function twice and costs ~3x more start-up time, which
     dominates short runs.
     """
-    import keras
     import tensorflow as tf
 
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    loss_fn = _loss_fn(net)
     class_w = tf.constant(weights, tf.float32)
     variables = net.trainable_variables
     optimizer.build(variables)  # slots exist before tracing: a single trace

@@ -132,3 +132,22 @@ def test_train_rejects_data_that_does_not_fit(data) -> None:
         train(tiny_model(3), tr, progress=False)
     with pytest.raises(TrainingError, match=r"keras\.Model"):
         train("model", tr)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("last", ["softmax", "linear"])
+def test_the_loss_reads_logits_as_logits(last: str) -> None:
+    """A network ending in logits (the TF tutorial's U-Net, keras-hub's segmenters) trains on softmax cross-entropy."""
+    from latent_widgets.training import _loss_fn
+
+    inputs = keras.Input((4, 4, 3))
+    net = keras.Model(inputs, keras.layers.Conv2D(5, 1, activation=last)(inputs))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
+    y = rng.integers(0, 5, size=(2, 4, 4))
+    scores = keras.ops.convert_to_numpy(net(x)).astype(np.float64)
+    if last == "linear":  # by hand: -log softmax(logits)[y]
+        scores = np.exp(scores - scores.max(-1, keepdims=True))
+        scores /= scores.sum(-1, keepdims=True)
+    want = -np.log(np.take_along_axis(scores, y[..., None], -1)).mean()
+    got = float(keras.ops.convert_to_numpy(_loss_fn(net)(y, net(x))))
+    assert got == pytest.approx(want, rel=1e-5)
