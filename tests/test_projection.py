@@ -587,3 +587,18 @@ def test_umaps_import_hides_tensorflow_from_its_own_thread_only(tmp_path) -> Non
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("lw_probe_pkg", None)
+
+
+def test_the_first_compile_runs_in_a_child_process_once(tmp_path, monkeypatch) -> None:
+    """numba holds the GIL while compiling: the warm-up compiles in a child, once, and leaves a marker."""
+    import time
+
+    from latent_widgets.projection import _compile_in_a_child
+
+    monkeypatch.setenv("LATENT_WIDGETS_CACHE_DIR", str(tmp_path))
+    _compile_in_a_child()
+    markers = list((tmp_path / "numba").glob("compiled-*"))
+    assert len(markers) == 1 and "py3" in markers[0].name, markers
+    t0 = time.perf_counter()
+    _compile_in_a_child()  # done: no child process this time
+    assert time.perf_counter() - t0 < 0.5
