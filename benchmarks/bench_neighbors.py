@@ -19,7 +19,7 @@ memory-bandwidth bound: expect the loop at 5-15x the exact search, not the
 0.38 s vs 0.04 s). Ends with ``loop_vs_exact = X (goal >= 5)`` and ``exact_vs_gemm = X (goal
 <= 1.5)``, the binding goal. Exits 0 whether met or not.
 
-Then, as information (no goal), the approximate backends against the exact
+Then, as information (no goal), the approximate algorithms against the exact
 search at N = 2k, 20k and 100k latents of 1024 features (synthetic
 latent-like data: ReLU of a 256-dimensional mixture of 40 clusters with a
 power-law spectrum, mapped linearly to 1024 dimensions, plus noise): build seconds (norms, sketch or
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--approx-dims", type=int, default=1024, help="features of the approximate part")
     parser.add_argument(
-        "--approx-backends", nargs="*", default=["svd", "pynndescent"], help="svd, pynndescent, pynndescent-raw"
+        "--approx-algorithms", nargs="*", default=["svd", "pynndescent"], help="svd, pynndescent, pynndescent-raw"
     )
     args = parser.parse_args(argv)
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     queries = lerp(data[3], data[200], steps(m)).astype(np.float32)
 
     t0 = time.perf_counter()
-    index = LatentIndex(data, approximate=False)
+    index = LatentIndex("exact").fit(data)
     build = time.perf_counter() - t0
 
     # Same answers before timing.
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"exact_vs_gemm = {t_exact / floor:.2f} (goal <= 1.5)")
     if args.approx_sizes:
         del data, index
-        approximate_vs_exact(args.approx_sizes, args.approx_dims, args.approx_backends)
+        approximate_vs_exact(args.approx_sizes, args.approx_dims, args.approx_algorithms)
     return 0
 
 
@@ -153,36 +153,34 @@ def latent_like(n: int, d: int, seed: int = 0, centres: int = 40, rank: int = 25
     return np.maximum(x, 0, out=x)
 
 
-def approximate_vs_exact(sizes: list[int], d: int, backends: list[str], n_queries: int = 100, k: int = 10) -> None:
-    """Build and query time and recall@k of the approximate backends vs the exact search (printed)."""
+def approximate_vs_exact(sizes: list[int], d: int, algorithms: list[str], n_queries: int = 100, k: int = 10) -> None:
+    """Build and query time and recall@k of the approximate algorithms vs the exact search (printed)."""
     from latent_widgets.neighbors import LatentIndex, recall_at_k
 
     options = {
-        "svd": {"backend": "svd"},
-        "pynndescent": {"backend": "pynndescent"},
-        "pynndescent-raw": {"backend": "pynndescent", "sketch_dims": None},
+        "svd": {"algorithm": "svd"},
+        "pynndescent": {"algorithm": "pynndescent"},
+        "pynndescent-raw": {"algorithm": "pynndescent", "sketch_dims": None},
     }
-    if any(b.startswith("pynndescent") for b in backends):
+    if any(b.startswith("pynndescent") for b in algorithms):
         t0 = time.perf_counter()
-        LatentIndex(latent_like(300, 8), backend="pynndescent", sketch_dims=None).fit()
+        LatentIndex("pynndescent", sketch_dims=None).fit(latent_like(300, 8))
         print(f"\npynndescent warm-up (numba compilation, once per process): {time.perf_counter() - t0:.1f} s")
     print(f"\napproximate vs exact, {d} features, {n_queries} held-out queries, k = {k} (information, no goal)")
-    print(f"{'N':>8} {'backend':>16} {'build s':>9} {'query s/q':>10} {'recall@10':>10} {'build recall':>13}")
+    print(f"{'N':>8} {'algorithm':>16} {'build s':>9} {'query s/q':>10} {'recall@10':>10} {'build recall':>13}")
     for n in sizes:
         data = latent_like(n, d, seed=n)
         queries = latent_like(n_queries, d, seed=n + 1)
-        exact = LatentIndex(data, approximate=False)
         t0 = time.perf_counter()
-        exact.fit()
+        exact = LatentIndex("exact").fit(data)
         build = time.perf_counter() - t0
         t0 = time.perf_counter()
         want, _ = exact.query(queries, k)
         t_q = (time.perf_counter() - t0) / n_queries
         print(f"{n:>8} {'exact':>16} {build:>9.2f} {t_q:>10.2e} {1.0:>10.3f} {'':>13}")
-        for name in backends:
-            index = LatentIndex(data, **options[name])
+        for name in algorithms:
             t0 = time.perf_counter()
-            index.fit()
+            index = LatentIndex(**options[name]).fit(data)
             build = time.perf_counter() - t0
             t0 = time.perf_counter()
             got, _ = index.query(queries, k)

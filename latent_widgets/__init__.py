@@ -1,7 +1,10 @@
 """latent-widgets: explore the latent space of segmentation networks in Jupyter.
 
 Public names are imported lazily, so that ``import latent_widgets`` is fast
-and does not start TensorFlow until a model is used.
+and does not start TensorFlow until a model is used. They are listed, with
+the module each comes from, in ``docs/api.md``; the rest of the API lives in
+its modules (``latent_widgets.models``, ``latent_widgets.training``,
+``latent_widgets.map_quality``, ...).
 
 Examples
 --------
@@ -45,11 +48,19 @@ _EXPORTS: dict[str, str] = {
     # latents on disk
     "LatentStore": "store",
     "LatentStoreError": "store",
+    # analysis
+    "project": "projection",
+    "make_projection": "projection",
+    "LatentIndex": "neighbors",
+    "path_neighbors": "neighbors",
+    # the explorer's state, without widgets
+    "ExplorerSession": "session",
     # widgets
     "ProjectionScatter": "widgets",
     "MaskViewer": "widgets",
     "InterpolationSlider": "widgets",
     "LatentExplorer": "widgets",
+    "link_explorers": "widgets",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

@@ -21,6 +21,7 @@ import numpy as np
 
 __all__ = [
     "CAMVID_PALETTE",
+    "NO_VALUE_COLOUR",
     "categorical_colours",
     "colormap_rgb",
     "default_palette",
@@ -46,6 +47,12 @@ CAMVID_PALETTE: np.ndarray = np.array(
     dtype=np.uint8,
 )
 CAMVID_PALETTE.flags.writeable = False
+
+#: The colour of a point without a value (a field not computed yet, a cell left out of a sampled
+#: quality field, no colour field at all): a neutral grey. Its lightness is halfway between tab20's
+#: two greys (#7f7f7f, #c7c7c7; CamVid's sky is #808080), a CIELAB distance of about 13 from every colour
+#: of tab10 and tab20 and over 30 from every colour of viridis, whose low end is a dark purple.
+NO_VALUE_COLOUR = "#a4a4a4"
 
 
 def colormap_rgb(name: str, values: Sequence[float] | np.ndarray) -> np.ndarray:

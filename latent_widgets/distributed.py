@@ -34,7 +34,9 @@ reads. t-SNE and UMAP then run on the client on the PCA-reduced points
 
 The workers need the store's path to be the same folder they can write
 (a shared filesystem), and ``latent-widgets`` installed; see
-``docs/distributed.md``.
+``docs/distributed.md``. Dask is the extra ``pip install 'latent-widgets[dask]'``,
+on the client and the workers: without it this module imports, and the calls
+that need Dask raise an ``ImportError`` naming the extra.
 
 Examples
 --------
@@ -59,6 +61,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ._optional import optional_import
 from .arrays import iter_row_blocks
 from .keras_graph import LatentModelError
 from .lazy_array import LazyArray
@@ -426,6 +429,7 @@ def submit_encode(
     4096
     >>> store = job.wait()  # doctest: +SKIP
     """
+    optional_import("distributed", extra="dask", what="encoding on a Dask cluster (encode_dataset(..., client=...))")
     _require_client(client)
     path = _require_store_path(store)
     images = _require_lazy_images(dataset)
@@ -783,7 +787,7 @@ def pca_of_store(
     >>> pca.points.shape, pca.solver_, bool(pca.explained_variance_ratio_[0] > 0.5)
     ((300, 2), 'covariance', True)
     """
-    import dask
+    dask = optional_import("dask", extra="dask", what="pca_of_store (the PCA of a store with dask.array)")
 
     st = _open_store(store)
     latents = st.latents  # raises, with the fix, when the store is incomplete or damaged

@@ -44,6 +44,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from . import cells, render
+from .colors import NO_VALUE_COLOUR
 
 __all__ = [
     "PaperFigure",
@@ -174,7 +175,7 @@ def annotated_scatter(
     ax = fig.add_subplot()
     size = 18 if n < 500 else 6
     if values is None:
-        ax.scatter(pts[:, 0], pts[:, 1], s=size, c="#4c72b0", linewidths=0)
+        ax.scatter(pts[:, 0], pts[:, 1], s=size, c=NO_VALUE_COLOUR, linewidths=0)
     else:
         vals = np.asarray(values)
         if vals.shape != (n,):

@@ -385,8 +385,8 @@ class LatentModelBase:
         client : dask.distributed.Client, optional
             Encode on this Dask cluster's workers, one task per chunk, each
             writing straight into the store (:mod:`latent_widgets.distributed`):
-            needs a lazy dataset and a ``store`` path that every worker can
-            reach. ``None``: encode here.
+            needs a lazy dataset, a ``store`` path that every worker can
+            reach, and ``pip install 'latent-widgets[dask]'``. ``None``: encode here.
 
         Returns
         -------

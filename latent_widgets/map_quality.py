@@ -365,7 +365,7 @@ def off_manifold(points: np.ndarray, latents: Any, *, index: LatentIndex | None 
 
     n = int(np.shape(latents)[0])
     if index is None:
-        index = LatentIndex(latents, approximate=False)
+        index = LatentIndex("exact").fit(latents)
     elif index.n_samples != n:
         raise ValueError(
             f"index holds {index.n_samples} latents but latents has {n}; pass the index built on these latents"

@@ -445,7 +445,7 @@ def path_metrics(
     if path_latents is not None:
         from .neighbors import LatentIndex, path_neighbors
 
-        idx = index if isinstance(index, LatentIndex) else LatentIndex(np.asarray(index))
+        idx = index if isinstance(index, LatentIndex) else LatentIndex().fit(np.asarray(index))
         pn = path_neighbors(path_latents, idx)
         fields.update(nn_index=pn.indices, nn_distance=pn.distances, n_distinct=pn.n_distinct)
         if relative:

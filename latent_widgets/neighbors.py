@@ -19,12 +19,14 @@ an ``np.memmap``, anything whose row slices are arrays): the exact search then
 streams row blocks of bounded size, refining each block's candidates while
 it is in memory, so each row is read once per batch of queries.
 
-Above a size threshold (``approximate="auto"``, :data:`DEFAULT_THRESHOLD`)
-the index searches approximately (``backend`` picks how): by default in a
-64-dimensional truncated-SVD sketch of the data (scikit-learn) whose best
-candidates are re-ranked exactly, or in an NN-descent graph
-(``backend="pynndescent"``). The recall@10 of an approximate index against
-the exact search is measured when it is built (``LatentIndex.recall_``) and
+The index is a scikit-learn style estimator: the constructor takes the
+search's settings, :meth:`LatentIndex.fit` the latents. ``algorithm`` picks
+the search: ``"exact"``; ``"svd"``, an exact search in a 64-dimensional
+truncated-SVD sketch of the data (scikit-learn) whose best candidates are
+re-ranked exactly; ``"pynndescent"``, an NN-descent graph; or ``"auto"``
+(the default), exact up to :data:`DEFAULT_THRESHOLD` samples x features and
+:data:`AUTO_ALGORITHM` above. The recall@10 of an approximate index against
+the exact search is measured when it is fitted (``LatentIndex.recall_``) and
 shown by its ``repr``.
 
 Examples
@@ -32,7 +34,7 @@ Examples
 >>> import numpy as np
 >>> from latent_widgets.neighbors import LatentIndex, path_neighbors
 >>> data = np.eye(4, dtype=np.float32)
->>> index = LatentIndex(data)
+>>> index = LatentIndex().fit(data)
 >>> idx, dist = index.query(np.array([[0.9, 0.1, 0, 0]], np.float32), k=2)
 >>> idx.tolist(), dist.round(3).tolist()
 ([[0, 1]], [[0.141, 1.273]])
@@ -52,9 +54,9 @@ import numpy as np
 from .arrays import iter_row_blocks
 
 __all__ = [
-    "APPROXIMATE_BACKENDS",
-    "AUTO_BACKEND",
-    "BACKENDS",
+    "ALGORITHMS",
+    "APPROXIMATE_ALGORITHMS",
+    "AUTO_ALGORITHM",
     "DEFAULT_THRESHOLD",
     "METRICS",
     "LatentIndex",
@@ -67,14 +69,14 @@ __all__ = [
 
 #: Distance metrics of :class:`LatentIndex`.
 METRICS: tuple[str, ...] = ("euclidean", "cosine")
-#: Values of ``LatentIndex(backend=...)``.
-BACKENDS: tuple[str, ...] = ("auto", "exact", "svd", "pynndescent")
+#: Values of ``LatentIndex(algorithm=...)``.
+ALGORITHMS: tuple[str, ...] = ("auto", "exact", "svd", "pynndescent")
 #: The approximate ones.
-APPROXIMATE_BACKENDS: tuple[str, ...] = ("svd", "pynndescent")
-#: What ``backend="auto"`` uses when the index is approximate (see docs/analysis.md,
+APPROXIMATE_ALGORITHMS: tuple[str, ...] = ("svd", "pynndescent")
+#: What ``algorithm="auto"`` uses above :data:`DEFAULT_THRESHOLD` (see docs/analysis.md,
 #: "Neighbours at scale": builds in seconds where NN-descent takes minutes, at equal recall).
-AUTO_BACKEND: str = "svd"
-#: ``approximate="auto"`` searches approximately when samples x features
+AUTO_ALGORITHM: str = "svd"
+#: ``algorithm="auto"`` searches approximately when samples x features
 #: exceeds this: from 100k x 1024 float32 (400 MB) an exact query of a
 #: 12-step path reads the whole array (0.25 s to 1 s on 2 cores) where the SVD
 #: sketch answers in a sixth of that at recall@10 0.99 (docs/analysis.md);
@@ -169,37 +171,27 @@ def _float_dtype(dtype: Any) -> np.dtype:
 
 
 class LatentIndex:
-    """k-nearest-neighbour search among a fixed set of latents.
+    """k-nearest-neighbour search among a fixed set of latents (a scikit-learn style estimator).
+
+    ``LatentIndex(algorithm=..., metric=...)`` holds the settings;
+    :meth:`fit` takes the latents and prepares the search; :meth:`query`
+    answers.
 
     Parameters
     ----------
-    data : ndarray or row-indexable store, shape (N, *latent_shape)
-        The dataset latents, any rank. An ndarray is flattened to (N, D)
-        without a copy when contiguous. Anything else with a ``shape`` whose
-        slices ``data[a:b]`` are arrays (a Zarr array, an ``np.memmap``, a
-        latent store) is never loaded whole: it is read in row blocks of
-        about ``block_bytes``. Kept by reference: do not modify them
-        afterwards. Building an index only checks its arguments; the norms,
-        the sketch or graph and the recall measurement are prepared by
-        :meth:`fit`, which the first query (or reading ``recall_`` /
-        ``build_seconds``) calls.
+    algorithm : {"auto", "exact", "svd", "pynndescent"}
+        ``"exact"``: the exact search. ``"svd"`` finds ``n_candidates`` per
+        query by an exact search in a ``sketch_dims``-dimensional
+        truncated-SVD sketch (no compilation, fine for very wide latents).
+        ``"pynndescent"`` finds them in an NN-descent graph (numba; the
+        first build in a process compiles for a minute or more) over the
+        sketch, or over the raw features with ``sketch_dims=None``
+        (in-memory data only). ``"auto"``: exact when ``N * D <= threshold``,
+        else :data:`AUTO_ALGORITHM`.
     metric : {"euclidean", "cosine"}
         Cosine distance is ``1 - cos``; a zero vector has cosine 0 to anything.
-    approximate : {"auto", True, False}
-        ``"auto"``: approximate when ``N * D > threshold`` (unless ``backend``
-        names one kind of search). ``False`` forces the exact search.
     threshold : int
         Size (samples x features) above which ``"auto"`` goes approximate.
-    backend : {"auto", "exact", "svd", "pynndescent"}
-        ``"exact"``: always exact. ``"auto"``: exact, or :data:`AUTO_BACKEND`
-        when approximate. ``"svd"`` finds ``n_candidates`` per query by an
-        exact search in a ``sketch_dims``-dimensional truncated-SVD sketch
-        (no compilation, fine for very wide latents). ``"pynndescent"`` finds
-        them in an NN-descent graph (numba; the first build in a process
-        compiles for a minute or more) over the sketch, or over the raw
-        features with ``sketch_dims=None`` (in-memory data only). Naming an
-        approximate backend makes the index approximate unless
-        ``approximate=False``.
     sketch_dims : int or None
         Dimensions of the SVD sketch (fitted on at most 20000 sampled rows).
     n_candidates : int, optional
@@ -211,7 +203,7 @@ class LatentIndex:
         chunks would be read on every query, so by default the distances and
         order are then those of the sketch or graph (approximate).
     random_state : int
-        Seed of the approximate backends and of the recall sample.
+        Seed of the approximate search and of the recall sample.
     recall_queries, recall_k : int
         The recall of an approximate index is measured on this many dataset
         points (each excluded from its own search) at this ``k``.
@@ -224,22 +216,21 @@ class LatentIndex:
     data : ndarray (N, D), or the store as given
     sample_shape : tuple
         Shape of one latent as given.
+    algorithm_ : str
+        ``"exact"``, ``"svd"`` or ``"pynndescent"``: the search queries use
+        (``algorithm`` resolved against the data's size).
     approximate : bool
-        Whether queries are approximate.
-    backend : str
-        ``"exact"``, ``"svd"`` or ``"pynndescent"``: the search queries use.
+        Whether queries are approximate (``algorithm_ != "exact"``).
     recall_ : float or None
-        Measured recall@``recall_k`` of the approximate search (None if exact);
-        reading it fits the index.
+        Measured recall@``recall_k`` of the approximate search (None if exact).
     build_seconds : float
-        Time :meth:`fit` spent (norms, sketch or graph, recall measurement);
-        reading it fits the index.
+        Time the preparation took (norms, sketch or graph, recall measurement).
 
     Examples
     --------
     >>> rng = np.random.default_rng(0)
     >>> data = rng.normal(size=(100, 4, 4, 8)).astype(np.float32)
-    >>> index = LatentIndex(data)
+    >>> index = LatentIndex().fit(data)
     >>> idx, dist = index.query(data[:3] + 0.01, k=1)
     >>> idx[:, 0].tolist()
     [0, 1, 2]
@@ -250,18 +241,16 @@ class LatentIndex:
     >>> path = os.path.join(tempfile.mkdtemp(), "latents.f32")
     >>> mm = np.memmap(path, np.float32, "w+", shape=data.shape)
     >>> mm[:] = data
-    >>> LatentIndex(mm, block_bytes=4096).query(data[:3] + 0.01, k=1)[0][:, 0].tolist()
+    >>> LatentIndex(block_bytes=4096).fit(mm).query(data[:3] + 0.01, k=1)[0][:, 0].tolist()
     [0, 1, 2]
     """
 
     def __init__(
         self,
-        data: Any,
+        algorithm: Literal["auto", "exact", "svd", "pynndescent"] = "auto",
         metric: Literal["euclidean", "cosine"] = "euclidean",
-        approximate: Literal["auto"] | bool = "auto",
-        threshold: int = DEFAULT_THRESHOLD,
         *,
-        backend: Literal["auto", "exact", "svd", "pynndescent"] = "auto",
+        threshold: int = DEFAULT_THRESHOLD,
         sketch_dims: int | None = 64,
         n_candidates: int | None = None,
         rerank: bool | None = None,
@@ -270,83 +259,117 @@ class LatentIndex:
         recall_k: int = 10,
         block_bytes: int = _BLOCK_BYTES,
     ) -> None:
+        if algorithm not in ALGORITHMS:
+            raise ValueError(
+                f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}: 'exact' for the exact search, "
+                f"{APPROXIMATE_ALGORITHMS} for an approximate one, 'auto' to choose by size"
+            )
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-        if backend not in BACKENDS:
-            raise ValueError(
-                f"backend must be one of {BACKENDS}, got {backend!r}: 'exact' for the exact search, "
-                f"{APPROXIMATE_BACKENDS} for an approximate one, 'auto' to choose by size"
-            )
-        if approximate not in ("auto", True, False):
-            raise ValueError(f"approximate must be 'auto', True or False, got {approximate!r}")
-        if backend == "exact" and approximate is True:
-            raise ValueError("backend='exact' contradicts approximate=True; pass one of them")
         if sketch_dims is not None and int(sketch_dims) < 1:
             raise ValueError(f"sketch_dims must be a positive int or None, got {sketch_dims!r}")
         if n_candidates is not None and int(n_candidates) < 1:
             raise ValueError(f"n_candidates must be a positive int or None, got {n_candidates!r}")
-        self._store = _is_store(data)
-        src = data if self._store else np.asarray(data)
+        self.algorithm = algorithm
+        self.metric = metric
+        self.threshold = int(threshold)
+        self.sketch_dims = sketch_dims
+        self.n_candidates = n_candidates
+        self.random_state = random_state
+        self.recall_queries = recall_queries
+        self.recall_k = recall_k
+        self.block_bytes = int(block_bytes)
+        self._rerank_param = rerank
+        self._bound = False
+
+    def fit(self, X: Any, y: Any = None, *, lazy: bool = False) -> LatentIndex:
+        """Index the latents ``X`` and prepare the search: norms, then the sketch or graph and its recall.
+
+        Parameters
+        ----------
+        X : ndarray or row-indexable store, shape (N, *latent_shape)
+            The dataset latents, any rank. An ndarray is flattened to (N, D)
+            without a copy when contiguous. Anything else with a ``shape``
+            whose slices ``X[a:b]`` are arrays (a Zarr array, an
+            ``np.memmap``, a latent store) is never loaded whole: it is read
+            in row blocks of about ``block_bytes``, once here (twice with a
+            sketch: a row sample, then everything). Kept by reference: do not
+            modify them afterwards.
+        y : ignored
+            scikit-learn's signature.
+        lazy : bool
+            Only check ``X`` now and prepare on the first query (or on
+            reading ``recall_`` / ``build_seconds``): for a widget that
+            builds an index per dataset but may never query it.
+
+        Returns
+        -------
+        LatentIndex
+            This index.
+
+        Raises
+        ------
+        ValueError
+            ``X`` is not ``(N, ...)`` with ``N >= 1``, or ``"pynndescent"`` on
+            raw features (``sketch_dims=None``) of a store.
+
+        Examples
+        --------
+        >>> LatentIndex().fit(np.eye(3)).build_seconds >= 0
+        True
+        """
+        store = _is_store(X)
+        src = X if store else np.asarray(X)
         shape = tuple(int(s) for s in src.shape)
         if len(shape) < 2:
             raise ValueError(f"data must have shape (N, ...) with one latent per row, got {shape}")
         if shape[0] == 0:
             raise ValueError("data is empty; an index needs at least one latent")
-        # Widgets build an index per dataset but may never query it: keep
-        # construction to these checks and defer the O(N D) work to fit().
+        n, d = shape[0], math.prod(shape[1:])
+        if self.algorithm == "auto":
+            algorithm = AUTO_ALGORITHM if n * d > self.threshold else "exact"
+        else:
+            algorithm = self.algorithm
+        if algorithm == "pynndescent" and self.sketch_dims is None and store:
+            raise ValueError(
+                "algorithm='pynndescent' on raw features needs the latents in memory; pass sketch_dims "
+                "(e.g. 64) to build the graph on a sketch streamed from the store, or load the store first"
+            )
+        self._store = store
         self._source = src
         self._data: np.ndarray | None = None
         self.sample_shape: tuple[int, ...] = shape[1:]
-        self._shape = (shape[0], math.prod(self.sample_shape))
+        self._shape = (n, d)
         self._dtype = _float_dtype(getattr(src, "dtype", np.float32))
-        self.metric = metric
-        n, d = self._shape
-        if backend == "exact" or approximate is False:
-            self.approximate = False
-        elif approximate is True or backend in APPROXIMATE_BACKENDS:
-            self.approximate = True
-        else:
-            self.approximate = bool(n * d > threshold)
-        self.backend = backend if backend in APPROXIMATE_BACKENDS else AUTO_BACKEND
-        if not self.approximate:
-            self.backend = "exact"
-        if self.approximate and self.backend == "pynndescent" and sketch_dims is None and self._store:
-            raise ValueError(
-                "backend='pynndescent' on raw features needs the latents in memory; pass sketch_dims "
-                "(e.g. 64) to build the graph on a sketch streamed from the store, or load the store first"
-            )
+        self.algorithm_ = algorithm
         # Fetching scattered rows is cheap from memory or a memmap, not from a
         # compressed chunked store (each row costs a chunk).
-        self.rerank = (not self._store or isinstance(src, np.ndarray)) if rerank is None else bool(rerank)
-        self.random_state = random_state
-        self.n_candidates = n_candidates
-        self._sketch_dims = sketch_dims
-        self._recall_queries = recall_queries
-        self._recall_k = recall_k
-        self._block_bytes = int(block_bytes)
+        rerank = self._rerank_param
+        self.rerank = (not store or isinstance(src, np.ndarray)) if rerank is None else bool(rerank)
         self._recall: float | None = None
         self._build_seconds = 0.0
-        self._fitted = False
+        self._prepared = False
         self._nn_scale: float | None = None
+        self._bound = True
+        if not lazy:
+            self._prepare()
+        return self
 
-    def fit(self) -> LatentIndex:
-        """Prepare the search: norms, then the sketch or graph and its recall (once).
+    def _require_fitted(self) -> None:
+        if not self._bound:
+            from sklearn.exceptions import NotFittedError  # a ValueError and an AttributeError
 
-        Queries call it; call it yourself to pay the cost up front (e.g.
-        before a widget shows). A store is read once here (twice with a
-        sketch: a row sample, then everything). Returns the index.
+            raise NotFittedError("this LatentIndex has no latents yet: call index.fit(latents) first")
 
-        Examples
-        --------
-        >>> LatentIndex(np.eye(3)).fit().build_seconds >= 0
-        True
-        """
-        if self._fitted:
-            return self
+    def _prepare(self) -> None:
+        """The O(N D) work of :meth:`fit`, once: norms, the sketch or graph, the recall."""
+        self._require_fitted()
+        if self._prepared:
+            return
         t0 = time.perf_counter()
         components = None
-        if self.approximate and self._sketch_dims is not None:
-            components = self._fit_sketch(int(self._sketch_dims))
+        if self.approximate and self.sketch_dims is not None:
+            components = self._fit_sketch(int(self.sketch_dims))
         n = self.n_samples
         self._sq_norms = np.empty(n, np.float64)
         sketch = None if components is None else np.empty((n, len(components)), self._dtype)
@@ -354,7 +377,7 @@ class LatentIndex:
         # time) and, for an approximate index, the sketch.
         for rows in self._read_blocks(8):
             xb = self._read(rows)
-            for sub in iter_row_blocks(len(xb), self._block_bytes // (8 * max(self.n_features, 1))):
+            for sub in iter_row_blocks(len(xb), self.block_bytes // (8 * max(self.n_features, 1))):
                 b64 = xb[sub].astype(np.float64, copy=False)
                 self._sq_norms[rows.start + sub.start : rows.start + sub.stop] = np.einsum("ij,ij->i", b64, b64)
             if sketch is not None:
@@ -364,22 +387,28 @@ class LatentIndex:
         self._rtol = _ERR_FACTOR * self._eps * math.sqrt(self.n_features)
         if self.approximate:
             self._build_approximate(components, sketch)
-        # Fitted from here on: measuring the recall queries the index.
-        self._fitted = True
+        # Prepared from here on: measuring the recall queries the index.
+        self._prepared = True
         if self.approximate:
             try:
-                self.measure_recall(self._recall_queries, self._recall_k)
+                self.measure_recall(self.recall_queries, self.recall_k)
             except BaseException:
-                self._fitted = False
+                self._prepared = False
                 raise
         self._build_seconds = time.perf_counter() - t0
-        return self
 
     # ------------------------------------------------------------------ basics
 
     @property
+    def approximate(self) -> bool:
+        """Whether queries are approximate: ``algorithm_`` is ``"svd"`` or ``"pynndescent"``."""
+        self._require_fitted()
+        return self.algorithm_ != "exact"
+
+    @property
     def data(self) -> Any:
         """The latents: float rows ``(N, D)`` (a view of an in-memory input when possible), or the store as given."""
+        self._require_fitted()
         if self._store:
             return self._source
         if self._data is None:
@@ -393,8 +422,8 @@ class LatentIndex:
 
     @property
     def recall_(self) -> float | None:
-        """Measured recall of the approximate search, None for an exact index (fits the index)."""
-        self.fit()
+        """Measured recall of the approximate search, None for an exact index (prepares a lazy fit)."""
+        self._prepare()
         return self._recall
 
     @recall_.setter
@@ -403,27 +432,31 @@ class LatentIndex:
 
     @property
     def build_seconds(self) -> float:
-        """Seconds :meth:`fit` took (fits the index)."""
-        self.fit()
+        """Seconds the preparation of :meth:`fit` took (prepares a lazy fit)."""
+        self._prepare()
         return self._build_seconds
 
     @property
     def n_samples(self) -> int:
         """Number of latents in the index."""
+        self._require_fitted()
         return int(self._shape[0])
 
     @property
     def n_features(self) -> int:
         """Length of one flattened latent."""
+        self._require_fitted()
         return int(self._shape[1])
 
     def __len__(self) -> int:
         return self.n_samples
 
     def __repr__(self) -> str:
-        # No fit() here: a repr must stay cheap.
+        # Nothing prepared here: a repr must stay cheap.
+        if not self._bound:
+            return f"LatentIndex(algorithm={self.algorithm!r}, metric={self.metric!r}, not fitted)"
         recall = "not measured yet" if self._recall is None else f"{self._recall:.3f}"
-        kind = f"approximate ({self.backend}, recall@{self._recall_k} {recall})" if self.approximate else "exact"
+        kind = f"approximate ({self.algorithm_}, recall@{self.recall_k} {recall})" if self.approximate else "exact"
         where = f" streamed from {type(self._source).__name__}" if self._store else ""
         return f"LatentIndex({self.n_samples} x {self.n_features} {self.dtype}{where}, {self.metric}, {kind})"
 
@@ -431,9 +464,9 @@ class LatentIndex:
 
     def _block_rows(self, temp_bytes_per_row: int) -> int:
         """Rows per block: bounded by the block bytes (stores) and the temporaries per row."""
-        rows = max(1, self._block_bytes // max(temp_bytes_per_row, 1))
+        rows = max(1, self.block_bytes // max(temp_bytes_per_row, 1))
         if self._store:
-            rows = min(rows, max(1, self._block_bytes // (self.n_features * self._dtype.itemsize)))
+            rows = min(rows, max(1, self.block_bytes // (self.n_features * self._dtype.itemsize)))
             chunk = getattr(self._source, "chunks", None)
             if isinstance(chunk, tuple) and chunk and isinstance(chunk[0], int) and 0 < chunk[0] <= rows:
                 rows -= rows % chunk[0]  # whole chunks: each is decompressed once
@@ -519,11 +552,11 @@ class LatentIndex:
 
         Examples
         --------
-        >>> index = LatentIndex(np.array([[0.0], [2.0], [1.0], [2.0]]))
+        >>> index = LatentIndex().fit(np.array([[0.0], [2.0], [1.0], [2.0]]))
         >>> index.query(np.array([[2.0]]), k=3)[0].tolist()   # tie 1 vs 3: index order
         [[1, 3, 2]]
         """
-        self.fit()
+        self._prepare()
         q = self._queries(queries)
         excl = None
         if exclude is not None:
@@ -544,7 +577,7 @@ class LatentIndex:
         formed first), ``1 - cos`` for cosine.
         """
         out = np.empty(len(qsel), np.float64)
-        step = max(1, self._block_bytes // (8 * max(self.n_features, 1)))
+        step = max(1, self.block_bytes // (8 * max(self.n_features, 1)))
         starts = np.r_[0, np.flatnonzero(np.diff(qsel)) + 1]
         # One query at a time (broadcast, no per-pair copy of the query), in
         # bounded blocks of its candidate rows.
@@ -658,7 +691,7 @@ class LatentIndex:
 
     def _build_approximate(self, components: np.ndarray | None, sketch: np.ndarray | None) -> None:
         self._components = components
-        if self.backend == "svd":
+        if self.algorithm_ == "svd":
             # Candidates only need ranking, not exact values: float32 keys
             # (||s||^2 - 2 q.s, or -cos on unit rows) suffice.
             sq = np.einsum("ij,ij->i", sketch, sketch)
@@ -680,7 +713,7 @@ class LatentIndex:
         qs = q.astype(self.dtype, copy=False)
         if self._components is not None:
             qs = qs @ self._components.T
-        if self.backend == "svd":
+        if self.algorithm_ == "svd":
             return self._sketch_candidates(qs, c, exclude)
         extra = 0 if exclude is None else 1
         cand, cd = self._nnd.query(qs.astype(np.float32, copy=False), k=min(c + extra, self.n_samples))
@@ -701,7 +734,7 @@ class LatentIndex:
         if self.metric == "cosine":
             qn = np.sqrt(q_sq)
             qs = np.divide(qs, qn[:, None], out=np.zeros_like(qs), where=qn[:, None] > 0)
-        for b in iter_row_blocks(m, self._block_bytes // (8 * n)):
+        for b in iter_row_blocks(m, self.block_bytes // (8 * n)):
             key = (self._sketch @ qs[b].T).T
             if self.metric == "euclidean":
                 key *= -2.0
@@ -725,7 +758,7 @@ class LatentIndex:
         idx = np.empty((len(q), k), np.int64)
         dist = np.empty((len(q), k), np.float64)
         # Bound the candidate rows fetched for re-ranking at once.
-        step = max(1, self._block_bytes // (c * self.n_features * self.dtype.itemsize))
+        step = max(1, self.block_bytes // (c * self.n_features * self.dtype.itemsize))
         for b in iter_row_blocks(len(q), step):
             cand, keys = self._candidates(q[b], c, None if exclude is None else exclude[b])
             if self.rerank:
@@ -753,15 +786,15 @@ class LatentIndex:
         """Recall@k of this index's search against the exact one.
 
         Dataset points are the queries, each excluded from its own result.
-        Sets and returns ``recall_`` (1.0 for an exact index); fits the
-        index first.
+        Sets and returns ``recall_`` (1.0 for an exact index); prepares a
+        lazy fit first.
 
         Examples
         --------
-        >>> LatentIndex(np.random.default_rng(0).normal(size=(50, 3))).measure_recall()
+        >>> LatentIndex().fit(np.random.default_rng(0).normal(size=(50, 3))).measure_recall()
         1.0
         """
-        self.fit()
+        self._prepare()
         k = min(k, self.n_samples - 1)
         if k < 1:
             self.recall_ = 1.0
@@ -786,9 +819,10 @@ class LatentIndex:
 
         Examples
         --------
-        >>> LatentIndex(np.array([[0.0], [1.0], [3.0]])).self_query(1)[0].ravel().tolist()
+        >>> LatentIndex().fit(np.array([[0.0], [1.0], [3.0]])).self_query(1)[0].ravel().tolist()
         [1, 0, 1]
         """
+        self._require_fitted()
         if not self._store:
             return self.query(self.data, k, exclude=np.arange(self.n_samples))
         idx = np.empty((self.n_samples, k), np.int64)
@@ -849,7 +883,7 @@ def knn(
     >>> knn(np.array([[0.1, 0.0]]), np.array([[0.0, 0.0], [1.0, 0.0]]), k=2)[0].tolist()
     [[0, 1]]
     """
-    return LatentIndex(data, metric, approximate=False).query(queries, k)
+    return LatentIndex("exact", metric).fit(data).query(queries, k)
 
 
 def path_neighbors(
@@ -880,7 +914,7 @@ def path_neighbors(
     >>> pn.indices.tolist(), pn.n_distinct
     ([0, 0, 2, 1, 1], 3)
     """
-    index = data_or_index if isinstance(data_or_index, LatentIndex) else LatentIndex(data_or_index, metric)
+    index = data_or_index if isinstance(data_or_index, LatentIndex) else LatentIndex(metric=metric).fit(data_or_index)
     idx, dist = index.query(path_latents, k=1)
     return PathNeighbors(idx[:, 0], dist[:, 0], len(np.unique(idx[:, 0])))
 

@@ -746,7 +746,7 @@ class _NeighbourPlacement(_Projection):
         if self._index is None:
             from .neighbors import LatentIndex
 
-            self._index = LatentIndex(self.train_features_, approximate="auto")
+            self._index = LatentIndex().fit(self.train_features_)
         return self._index.query(f, k=min(k, len(self.train_features_)))
 
     def _snap(self, y: np.ndarray, f: np.ndarray) -> np.ndarray:

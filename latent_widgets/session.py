@@ -84,7 +84,6 @@ POINT_QUALITY_MAX = 20_000
 CELL_QUALITY_SAMPLE = 4_000
 _QUALITY_FIELDS = ("trustworthiness", "kNN preservation")
 _SESSION_FORMAT = "latent-widgets-session"
-_GREY = "#4c72b0"
 
 
 class PathKey(NamedTuple):
@@ -197,7 +196,7 @@ class ColorField:
 
     Examples
     --------
-    >>> f = ColorField("none", "categorical", np.zeros(3, np.int64), ("all samples",), ("#4c72b0",))
+    >>> f = ColorField("none", "categorical", np.zeros(3, np.int64), ("all samples",), (colors.NO_VALUE_COLOUR,))
     >>> f.categorical, f.values.tolist()
     (True, [0, 0, 0])
     """
@@ -821,7 +820,7 @@ class ExplorerSession(traitlets.HasTraits):
             self._check_lengths()
         if self.predictions is None and model is not None and self._predicts_all():
             self.predictions = self._predict_all()
-        self.latent_index = LatentIndex(self.latents)
+        self.latent_index = LatentIndex().fit(self.latents, lazy=True)
         self.ready = True
         self.request_map(self.map_method)
         if len(self.selection):
@@ -1284,7 +1283,9 @@ class ExplorerSession(traitlets.HasTraits):
         ds, n = self.dataset, len(self.dataset)
         if field == "group":
             if ds.groups is None:
-                return ColorField(field, "categorical", np.zeros(n, np.int64), ("all samples",), (_GREY,))
+                return ColorField(
+                    field, "categorical", np.zeros(n, np.int64), ("all samples",), (colors.NO_VALUE_COLOUR,)
+                )
             ids, codes = np.unique(ds.groups, return_inverse=True)
             names = [ds.group_names[g] if ds.group_names and g < len(ds.group_names) else f"group {g}" for g in ids]
             return ColorField(
@@ -1313,7 +1314,9 @@ class ExplorerSession(traitlets.HasTraits):
             return ColorField(field, "continuous", self._class_iou[cls])
         if field == "split":
             if self.splits is None:
-                return ColorField(field, "categorical", np.zeros(n, np.int64), ("all samples",), (_GREY,))
+                return ColorField(
+                    field, "categorical", np.zeros(n, np.int64), ("all samples",), (colors.NO_VALUE_COLOUR,)
+                )
             names_, codes = np.unique(self.splits, return_inverse=True)
             return ColorField(
                 field,
@@ -1322,7 +1325,7 @@ class ExplorerSession(traitlets.HasTraits):
                 tuple(names_),
                 tuple(colors.categorical_colours(len(names_))),
             )
-        return ColorField(field, "categorical", np.zeros(n, np.int64), ("",), (_GREY,))
+        return ColorField(field, "categorical", np.zeros(n, np.int64), ("",), (colors.NO_VALUE_COLOUR,))
 
     def _on_color_by(self, _change: Any) -> None:
         self._refresh_quality()

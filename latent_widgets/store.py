@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import optional_import
 from .arrays import iter_row_blocks
 
 __all__ = [
@@ -1192,8 +1193,7 @@ class LatentStore:
         --------
         >>> x = store.dask_array("latents", rows=4 * store.chunk_rows)  # doctest: +SKIP
         """
-        import dask.array as da
-
+        da = optional_import("dask.array", extra="dask", what="LatentStore.dask_array")
         self._require_complete()
         stored = self._read_only(name)
         rows = int(rows or self.chunk_rows)

@@ -104,3 +104,26 @@ def test_a_layer_does_not_reach_up(graph: dict[str, set[str]], module: str, forb
         seen.add(m)
         todo.extend(graph.get(m, ()))
     assert not {m for m in seen if m == forbidden or m.startswith(forbidden + ".")}, f"{module} reaches {forbidden}"
+
+
+def test_the_public_api_resolves_is_listed_and_imports_light() -> None:
+    """Every ``lw.`` name resolves, ``docs/api.md`` lists it, and ``import latent_widgets`` stays light."""
+    import subprocess
+    import sys
+
+    import latent_widgets as lw
+
+    names = [n for n in lw.__all__ if n != "__version__"]
+    for name in ("ExplorerSession", "link_explorers", "LatentIndex", "project"):
+        assert name in names
+    api = (REPO / "docs" / "api.md").read_text()
+    assert not [n for n in names if f"`{n}`" not in api], "exported but not listed in docs/api.md"
+    for name in names:
+        assert getattr(lw, name) is not None, name  # resolves (an AttributeError or ImportError otherwise)
+    code = (
+        "import sys, latent_widgets\n"
+        "heavy = ('tensorflow', 'keras', 'ipywidgets', 'bqplot', 'dask', 'sklearn', 'latent_widgets.session')\n"
+        "bad = [m for m in heavy if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

@@ -92,10 +92,10 @@ def test_figures_and_explorer_open_on_the_same_endpoints(n: int, expected: tuple
     assert default_endpoints(n) == expected  # the study's 38 -> 138 only where the data has sample 138
     data = lw.synthetic_road_scenes(n, size=(16, 16), seed=0)
     model = ToyLatentModel(input_shape=(16, 16, 3), n_classes=data.n_classes, latent_channels=2)
-    explorer = lw.LatentExplorer(model, data, method="pca", methods=("pca",), asynchronous=False)
+    explorer = lw.LatentExplorer(model, data, map_method="pca", methods=("pca",), asynchronous=False)
     assert (explorer.session.index_a, explorer.session.index_b) == expected
     # endpoints the user gives are kept
-    explorer = lw.LatentExplorer(model, data, index_b=3, method="pca", methods=("pca",), asynchronous=False)
+    explorer = lw.LatentExplorer(model, data, index_b=3, map_method="pca", methods=("pca",), asynchronous=False)
     assert (explorer.session.index_a, explorer.session.index_b) == (expected[0], 3)
 
 

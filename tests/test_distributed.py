@@ -333,3 +333,54 @@ def test_the_dataset_travels_as_a_description_not_pixels(data) -> None:
     assert len(payload) < 2_000  # 2,000 32x32 images would be 24 MB
     rebuilt = pickle.loads(payload)
     np.testing.assert_array_equal(rebuilt[[5, 1999]], data.images[[5, 1999]])
+
+
+def test_without_the_dask_extra_the_errors_name_it(tmp_path) -> None:
+    """Dask is an extra: the core imports without it, and each call that needs it says what to install."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from conftest import REPO
+
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["dask"] = sys.modules["distributed"] = None  # as if neither were installed
+        import numpy as np
+        import latent_widgets as lw
+        from latent_widgets.distributed import pca_of_store
+        from latent_widgets.latent_base import LatentModelBase
+        from latent_widgets.store import encode_to_store
+
+        class Zeros(LatentModelBase):  # a TensorFlow-free latent model
+            input_shape, latent_shape, skip_shapes, has_skips, n_classes = (16, 16, 3), (2, 2, 1), (), False, 1
+            def _encode_numpy(self, x):
+                return (np.zeros((len(x), 2, 2, 1), np.float32),)
+            def weights_hash(self):
+                return "zeros"
+
+        ds = lw.synthetic_road_scenes(4, size=(16, 16), seed=0, lazy=True)
+        x = np.ones((8, 4), np.float32)
+        st = encode_to_store(lambda b: (b,), x, {str(tmp_path / "s.zarr")!r}, model_hash="m", data_hash="d",
+                             latent_shape=(4,), batch_size=4, chunk_rows=4, progress=False)
+        calls = [
+            lambda: Zeros().encode_dataset(ds, store={str(tmp_path / "z.zarr")!r}, client=object()),
+            lambda: pca_of_store(st, 2),
+            lambda: st.dask_array(),
+        ]
+        for call in calls:
+            try:
+                call()
+            except ImportError as e:
+                print("ERROR", e)
+        print("LOADED", sorted(m for m in ("dask", "distributed", "tensorflow") if sys.modules.get(m)))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    errors = [line for line in out.stdout.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 3, out.stdout
+    assert all("pip install 'latent-widgets[dask]'" in e for e in errors), errors
+    assert "encode_dataset(..., client=...)" in errors[0] and "pca_of_store" in errors[1], errors
+    assert "LOADED []" in out.stdout

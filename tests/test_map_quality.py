@@ -140,7 +140,7 @@ def test_off_manifold_real_samples_score_zero_and_the_index_agrees(rng, tmp_path
     scale = np.median(np.sqrt(_sq(flat)).min(axis=1))
     want = d / scale
     np.testing.assert_allclose(Q.off_manifold(points, latents), want, rtol=1e-6)
-    index = LatentIndex(latents)
+    index = LatentIndex().fit(latents)
     np.testing.assert_allclose(Q.off_manifold(points, latents, index=index), want, rtol=1e-6)
     z = zarr.create_array(tmp_path / "l.zarr", shape=latents.shape, chunks=(8, 2, 2, 3), dtype="float32")
     z[:] = latents
@@ -151,7 +151,7 @@ def test_off_manifold_real_samples_score_zero_and_the_index_agrees(rng, tmp_path
 def test_off_manifold_errors(rng):
     latents = rng.normal(size=(10, 4))
     with pytest.raises(ValueError, match="index holds 10 latents but latents has 9"):
-        Q.off_manifold(latents[:2], latents[:9], index=LatentIndex(latents))
+        Q.off_manifold(latents[:2], latents[:9], index=LatentIndex().fit(latents))
     with pytest.raises(ValueError, match="at least 2 real latents"):
         Q.off_manifold(latents[:1], latents[:1])
     with pytest.raises(ValueError, match="median nearest-neighbour distance is 0"):

@@ -100,7 +100,7 @@ def test_path_metrics(rng):
     pn = path_neighbors(path, data)
     assert m.nn_index.tolist() == pn.indices.tolist() and m.n_distinct == pn.n_distinct
     np.testing.assert_allclose(m.nn_distance, pn.distances)
-    scale = LatentIndex(data).nn_distance_scale()
+    scale = LatentIndex().fit(data).nn_distance_scale()
     np.testing.assert_allclose(m.nn_distance_ratio, pn.distances / scale)
     assert m.nn_index[0] == 0 and m.nn_index[-1] == 1
     bare = path_metrics(probs)

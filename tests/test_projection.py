@@ -223,7 +223,7 @@ def test_tsne_places_held_out_points_inside_their_cluster(rng):
     nearest = np.argsort(np.linalg.norm(placed[:, None] - emb[None], axis=-1), axis=1)[:, :5]
     assert (cluster[nearest] == 0).all()
     assert np.median(gaps(placed)) < 1.0
-    idx, _ = LatentIndex(x).query(held, k=10)
+    idx, _ = LatentIndex().fit(x).query(held, k=10)
     assert (cluster[idx] == 1).any()  # B's latents among the neighbours: the hard case
     average = emb[idx].mean(axis=1)
     assert gaps(placed).mean() < 0.8 * gaps(average).mean()

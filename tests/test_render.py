@@ -199,3 +199,28 @@ def test_to_png_scale_matches_upscale(rng):
     img = rng.integers(0, 256, size=(5, 7, 3)).astype(np.uint8)
     for scale in (1, 2, 3):
         np.testing.assert_array_equal(decode_png(render.to_png(img, scale=scale)), render.upscale(img, scale))
+
+
+def _cielab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB (0..255) to CIELAB under D65, from the standard formulas."""
+    c = np.asarray(rgb, np.float64) / 255
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = c @ m.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+def test_the_no_value_colour_is_a_grey_apart_from_the_scales_and_palettes():
+    rgb = np.array([int(colors.NO_VALUE_COLOUR[i : i + 2], 16) for i in (1, 3, 5)])
+    assert rgb[0] == rgb[1] == rgb[2], "not a grey"
+    others = {
+        "viridis": colors.colormap_rgb("viridis", np.linspace(0, 1, 256)),
+        "tab10": colors.colormap_rgb("tab10", np.arange(10)),
+        "tab20": colors.colormap_rgb("tab20", np.arange(20)),
+        "CamVid": CAMVID_PALETTE,
+    }
+    for name, palette in others.items():
+        # A CIELAB distance of 10 is a difference seen at a glance, even between small markers.
+        distance = np.linalg.norm(_cielab(palette) - _cielab(rgb), axis=1).min()
+        assert distance >= 10, f"{colors.NO_VALUE_COLOUR} is {distance:.1f} from a colour of {name}"

@@ -728,8 +728,9 @@ def test_a_map_of_cells_has_a_point_per_latent_cell(model, ds) -> None:
 
 def test_quality_of_a_large_map_of_cells_is_computed_on_a_sample_of_cells(model, ds, monkeypatch) -> None:
     import latent_widgets.session as session_module
+    from latent_widgets.colors import NO_VALUE_COLOUR
     from latent_widgets.map_quality import knn_preservation, trustworthiness
-    from latent_widgets.widgets.scatter import _GREY, ProjectionScatter
+    from latent_widgets.widgets.scatter import ProjectionScatter
 
     s = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0, methods=("pca",))
     s.map_points = "cells"
@@ -752,10 +753,10 @@ def test_quality_of_a_large_map_of_cells_is_computed_on_a_sample_of_cells(model,
     view = ProjectionScatter(session=s)
     codes, colours, names = view.color_values()
     left_out = np.delete(np.arange(n_cells), rows)
-    assert colours[-1] == _GREY and names[-1] == "no value" and (codes[left_out] == len(colours) - 1).all()
+    assert colours[-1] == NO_VALUE_COLOUR and names[-1] == "no value" and (codes[left_out] == len(colours) - 1).all()
     assert (codes[rows] < len(colours) - 1).all()
     legend = view._legend_html("trustworthiness", codes, colours, names)
-    assert "300 random cells" in legend and "linear-gradient" in legend and _GREY not in legend
+    assert "300 random cells" in legend and "linear-gradient" in legend and NO_VALUE_COLOUR not in legend
     # samples above the limit are still refused (exact, or nothing)
     s.map_points = "flatten"
     monkeypatch.setattr(session_module, "POINT_QUALITY_MAX", len(ds) - 1)

@@ -363,7 +363,7 @@ def test_scatter_checks_its_inputs(encoding, ds):
 def test_mask_viewer_panes_show_the_sample(ds, model, predictions):
     from latent_widgets.metrics import iou_per_class
 
-    viewer = MaskViewer(ds, model, predictions=predictions)
+    viewer = MaskViewer(model, ds, predictions=predictions)
     viewer.index = 4
     s = viewer.scale
     assert s == 4  # 64 px wide masks are shown >= 256 px wide
@@ -381,7 +381,7 @@ def test_mask_viewer_panes_show_the_sample(ds, model, predictions):
 
 
 def test_mask_viewer_opacity_redraws_the_overlay(ds, predictions):
-    viewer = MaskViewer(ds, predictions=predictions, index=2, opacity=0.0)
+    viewer = MaskViewer(dataset=ds, predictions=predictions, index=2, opacity=0.0)
     img = render.upscale(render.as_uint8(ds.images[2]), viewer.scale)
     np.testing.assert_array_equal(png_pixels(viewer.values["overlay"]), img)
     before = viewer.values["prediction"]
@@ -394,15 +394,17 @@ def test_mask_viewer_opacity_redraws_the_overlay(ds, predictions):
 
 
 def test_mask_viewer_predicts_with_the_model_when_needed(ds, model):
-    viewer = MaskViewer(ds, model)
+    viewer = MaskViewer(model, ds)
     viewer.show_sample(6)
     np.testing.assert_array_equal(viewer.pred_mask, model.predict_masks(ds.images[6:7])[0])
     with pytest.raises(ValueError, match="model"):
-        MaskViewer(ds).predicted(0)
+        MaskViewer(dataset=ds).predicted(0)
+    with pytest.raises(ValueError, match=r"takes \(model, dataset\)"):  # the arguments swapped
+        MaskViewer(ds, model)
 
 
 def test_mask_viewer_shows_a_decoded_latent(ds, model, encoding):
-    viewer = MaskViewer(ds, model, index=1)
+    viewer = MaskViewer(model, ds, index=1)
     z = 0.5 * (encoding.latents[1] + encoding.latents[2])
     viewer.show_latent(z, title="midpoint")
     assert viewer.index is None and viewer.true_mask is None and viewer.iou is None
@@ -415,7 +417,7 @@ def test_mask_viewer_shows_a_decoded_latent(ds, model, encoding):
 
 
 def test_mask_viewer_rejects_bad_index(ds, predictions):
-    viewer = MaskViewer(ds, predictions=predictions)
+    viewer = MaskViewer(dataset=ds, predictions=predictions)
     viewer.index = 10_000
     assert "out of range" in viewer.errors.messages[-1]
 

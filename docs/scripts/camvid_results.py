@@ -109,7 +109,7 @@ def main() -> None:
         ends = dict(
             encoding_a=lm.encode(train_data.images[A : A + 1]), encoding_b=lm.encode(train_data.images[B : B + 1])
         )
-        index = neighbors.LatentIndex(latents)
+        index = neighbors.LatentIndex().fit(latents)
         policies = interpolation.SKIP_POLICIES if lm.has_skips else ("image",)
         paths = {}
         for policy in policies:

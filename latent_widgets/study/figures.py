@@ -123,7 +123,7 @@ def write_study_figures(
     interp = interpolation.decode_path(
         lm, train_data.images[a], train_data.images[b], interpolation.steps(steps), **ends
     )
-    nn = neighbors.path_neighbors(interp.latents, neighbors.LatentIndex(latents))
+    nn = neighbors.path_neighbors(interp.latents, neighbors.LatentIndex().fit(latents))
     save(
         figures.strip_from_path(
             interp, nn, train_data, index_a=a, index_b=b, title=f"{steps}-step linear path {a} -> {b}"

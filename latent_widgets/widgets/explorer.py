@@ -53,8 +53,8 @@ class LatentExplorer(View):
         (disk-cached) by default.
     predictions : ndarray (N, H, W), optional
         Predicted masks; computed with ``predict_masks`` by default.
-    method : str
-        Initial projection ("pca", "tsne", "umap").
+    map_method : str
+        Initial projection ("pca", "tsne", "umap"); the session's ``map_method``.
     methods : sequence of str
         Projections offered on the map.
     projections : mapping, optional
@@ -116,7 +116,7 @@ class LatentExplorer(View):
         *,
         encoding: Any = None,
         predictions: np.ndarray | None = None,
-        method: str = "pca",
+        map_method: str = "pca",
         methods: Sequence[str] = ("pca", "tsne", "umap"),
         projections: Mapping[str, np.ndarray] | None = None,
         projection_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
@@ -141,7 +141,7 @@ class LatentExplorer(View):
             encoding=encoding,
             predictions=predictions,
             methods=methods,
-            map_method=method,
+            map_method=map_method,
             projections=projections,
             projection_kwargs=projection_kwargs,
             index_a=index_a,

@@ -30,11 +30,11 @@ class MaskViewer(View):
 
     Parameters
     ----------
-    dataset : SegmentationDataset
-        Images, masks, class names and the palette.
     model : LatentModel, optional
         Predicts masks of samples without ``predictions`` and decodes
-        latents for :meth:`show_latent`.
+        latents for :meth:`show_latent`; ``None`` with ``predictions``.
+    dataset : SegmentationDataset
+        Images, masks, class names and the palette.
     predictions : ndarray of int, shape (N, H, W), optional
         Precomputed predicted masks (the explorer computes them once).
     index : int, optional
@@ -67,7 +67,7 @@ class MaskViewer(View):
     --------
     >>> from latent_widgets import synthetic_road_scenes
     >>> ds = synthetic_road_scenes(4, size=(48, 64), seed=0)
-    >>> viewer = MaskViewer(ds, predictions=ds.masks, index=1)
+    >>> viewer = MaskViewer(dataset=ds, predictions=ds.masks, index=1)
     >>> viewer.pred_mask.shape, float(np.nanmean(viewer.iou))
     ((48, 64), 1.0)
     """
@@ -77,8 +77,8 @@ class MaskViewer(View):
 
     def __init__(
         self,
-        dataset: Any = None,
         model: Any = None,
+        dataset: Any = None,
         *,
         session: Any = None,
         predictions: np.ndarray | None = None,
@@ -92,6 +92,11 @@ class MaskViewer(View):
             dataset, model = session.dataset, session.model
         if dataset is None:
             raise ValueError("MaskViewer needs a dataset, or session=...")
+        if not hasattr(dataset, "masks"):
+            raise ValueError(
+                f"MaskViewer's dataset must be a SegmentationDataset, got {type(dataset).__name__}; "
+                "it takes (model, dataset), like the other widgets (model=None with predictions=...)"
+            )
         self.dataset = dataset
         self.model = model
         self.session = session

@@ -13,6 +13,7 @@ import numpy as np
 import traitlets
 
 from .. import colors, render
+from ..colors import NO_VALUE_COLOUR
 from ..session import ExplorerSession
 from ._common import ErrorSink, View, image_pane, watch_session
 
@@ -63,7 +64,6 @@ _PATH_COLOUR = "#d62728"
 _NEIGHBOUR_COLOUR = "#ff8c00"
 # What a hidden index label is made of (see ProjectionScatter._update_labels).
 _HIDDEN = "\u200b"
-_GREY = "#4c72b0"
 # Hover thumbnails kept (oldest dropped first).
 _MAX_THUMBS = 512
 
@@ -497,9 +497,10 @@ class MapView(View):
         codes, colours = _quantised_viridis(f.values, f.vmin, f.vmax)
         missing = np.isnan(f.values)
         if missing.all():  # not computed (yet): grey, not the scale's bottom colour
-            return np.zeros(len(f.values), int), [_GREY], [""]
+            return np.zeros(len(f.values), int), [NO_VALUE_COLOUR], [""]
         if missing.any():  # e.g. the cells left out of a sampled quality field: grey too
-            return np.where(missing, len(colours), codes), [*colours, _GREY], [""] * len(colours) + ["no value"]
+            names = [""] * len(colours) + ["no value"]
+            return np.where(missing, len(colours), codes), [*colours, NO_VALUE_COLOUR], names
         return codes, colours, [""] * len(colours)
 
     @property
@@ -747,7 +748,7 @@ class ProjectionScatter(MapView):
         # labels are placed from screen_points(), which must be where bqplot draws.
         self.x_scale = bq.LinearScale(min=0.0, max=1.0, allow_padding=False)
         self.y_scale = bq.LinearScale(min=0.0, max=1.0, allow_padding=False)
-        self.color_scale = bq.OrdinalColorScale(domain=[0], colors=[_GREY])
+        self.color_scale = bq.OrdinalColorScale(domain=[0], colors=[NO_VALUE_COLOUR])
         scales = {"x": self.x_scale, "y": self.y_scale, "color": self.color_scale}
         self._tooltip_image = image_pane(220)
         self._tooltip_caption = W.HTML()

@@ -18,10 +18,10 @@ import ipywidgets as W
 import numpy as np
 import traitlets
 
+from ..colors import NO_VALUE_COLOUR
 from ..session import ExplorerSession
 from ._common import ErrorSink, image_pane
 from .scatter import (
-    _GREY,
     _NEIGHBOUR_COLOUR,
     _PATH_COLOUR,
     COLOR_FIELDS,
@@ -238,7 +238,7 @@ class WebGLMap(MapView):
             x=zeros,
             y=zeros,
             size=self._point_size or _point_size(n),
-            color=_GREY,
+            color=NO_VALUE_COLOUR,
             # One highlighted point (the selected sample) must not dim the other 100k.
             opacity_unselected=1.0,
             color_selected="#000000",
