@@ -50,7 +50,7 @@ from browser_harness import (
     drag_alpha,
     draw_lasso,
     explorer_page,
-    voila_server,
+    served_or_skipped,
 )
 
 pytestmark = pytest.mark.browser
@@ -58,20 +58,14 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def voila_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    reason = browser_missing()
-    if reason:
-        pytest.skip(reason)
-    with voila_server(tmp_path_factory.mktemp("voila"), SELECTION_CELLS) as url:
+    with served_or_skipped(tmp_path_factory.mktemp("voila"), SELECTION_CELLS) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def layout_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The explorer on a fixed map (:data:`~browser_harness.LAYOUT_CELLS`): the same picture on every CPU."""
-    reason = browser_missing()
-    if reason:
-        pytest.skip(reason)
-    with voila_server(tmp_path_factory.mktemp("voila-layout"), LAYOUT_CELLS) as url:
+    with served_or_skipped(tmp_path_factory.mktemp("voila-layout"), LAYOUT_CELLS) as url:
         yield url
 
 
