@@ -960,6 +960,7 @@ class UMAPProjection(_NeighbourPlacement):
         self._require_int("n_epochs", 1, "or None for UMAP's default", optional=True)
 
     def _fit_embedding(self, f: np.ndarray) -> np.ndarray:
+        _wait_for_the_warm_up()
         umap = _import_umap()
         n_neighbors = self.n_neighbors if self.n_neighbors is not None else int(min(15, len(f) - 1))
         self.umap_ = umap.UMAP(
@@ -1213,6 +1214,23 @@ def warm_up_projections() -> threading.Thread:
     --------
     >>> warm_up_projections().join()  # doctest: +SKIP
     """
+    global _warm_up_thread
     thread = threading.Thread(target=_warm_up_in_the_background, name="latent-widgets-warm-up", daemon=True)
     thread.start()
+    _warm_up_thread = thread
     return thread
+
+
+_warm_up_thread: threading.Thread | None = None
+
+
+def _wait_for_the_warm_up() -> None:
+    """Let a running warm-up finish before a UMAP fit, rather than compiling the same code beside it.
+
+    Compiling in this process holds the GIL (the explorer's decodes would
+    stall); the warm-up compiles in a child process, and waiting for it
+    (``join``) leaves the GIL to the other threads.
+    """
+    thread = _warm_up_thread
+    if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+        thread.join(timeout=900)
