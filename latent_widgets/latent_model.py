@@ -37,7 +37,7 @@ Examples
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -573,7 +573,13 @@ class LatentModel:
 
     # ------------------------------------------------------------------ public API
 
-    def encode(self, images: Any, batch_size: int = 32, progress: bool | None = None) -> Encoding:
+    def encode(
+        self,
+        images: Any,
+        batch_size: int = 32,
+        progress: bool | None = None,
+        on_batch: Callable[[int, int], Any] | None = None,
+    ) -> Encoding:
         """Map images to latents (and skip features).
 
         Parameters
@@ -584,6 +590,9 @@ class LatentModel:
             Images per compiled call.
         progress : bool, optional
             Show a progress bar; default: when there are 8 batches or more.
+        on_batch : callable, optional
+            ``on_batch(images_done, n)``, called before the first batch and
+            after each one: progress, or other work done between batches.
 
         Returns
         -------
@@ -611,6 +620,8 @@ class LatentModel:
 
             bar = tqdm(total=n, desc="encoding", unit="img", leave=False)
         try:
+            if on_batch is not None:
+                on_batch(0, n)
             for rows in blocks:
                 chunk = x[rows]
                 outs = self._encode_fn(len(chunk))(tf.convert_to_tensor(chunk))
@@ -619,6 +630,8 @@ class LatentModel:
                     dst[rows] = src.numpy()
                 if bar is not None:
                     bar.update(len(chunk))
+                if on_batch is not None:
+                    on_batch(rows.stop, n)
         finally:
             if bar is not None:
                 bar.close()
@@ -747,6 +760,7 @@ class LatentModel:
         store_skips: bool = False,
         chunk_rows: int | None = None,
         client: Any = None,
+        on_batch: Callable[[int, int], Any] | None = None,
     ) -> Encoding:
         """:meth:`encode` a dataset's images, cached on disk.
 
@@ -793,6 +807,11 @@ class LatentModel:
             writing straight into the store (:mod:`latent_widgets.distributed`):
             needs a lazy dataset and a ``store`` path that every worker can
             reach. ``None``: encode here.
+        on_batch : callable, optional
+            ``on_batch(images_done, n)`` before the first batch and after
+            each (not called on a cache hit, nor with ``client``): progress,
+            or other work between batches (the explorer session answers its
+            slider there while it encodes the dataset).
 
         Returns
         -------
@@ -816,7 +835,7 @@ class LatentModel:
         (10, 6, 8, 128)
         >>> enc = lm.encode_dataset(ds, store="/shared/road.zarr", client=dask_client)  # doctest: +SKIP
         """
-        from .cache import cache_dir, cached_arrays, content_hash
+        from .cache import cached_arrays
 
         if client is not None:
             from .distributed import encode_on_cluster
@@ -835,16 +854,11 @@ class LatentModel:
             )
             return self._store_encoding(st, dataset, batch_size)
 
-        model_hash, data_hash = self.weights_hash(), dataset.content_hash()
-        if store is None:
-            store = bool(getattr(dataset, "is_lazy", False)) or self._encoded_bytes(len(dataset)) > _STORE_ABOVE_BYTES
-        if store is not False:
-            if store is True:
-                name = content_hash("encode_dataset-store-v1", model_hash, data_hash)
-                store = cache_dir("latents") / f"{name}{'-skips' if store_skips else ''}.zarr"
+        model_hash, data_hash, target = self._dataset_target(dataset, store, store_skips)
+        if isinstance(target, Path):
             return self._encode_to_store(
                 dataset,
-                Path(store),
+                target,
                 model_hash=model_hash,
                 data_hash=data_hash,
                 batch_size=batch_size,
@@ -853,17 +867,73 @@ class LatentModel:
                 progress=progress,
                 store_skips=store_skips,
                 chunk_rows=chunk_rows,
+                on_batch=on_batch,
             )
 
-        key = content_hash("encode_dataset-v1", model_hash, data_hash)
-
         def compute() -> dict[str, np.ndarray]:
-            enc = self.encode(dataset.images, batch_size=batch_size, progress=progress)
+            enc = self.encode(dataset.images, batch_size=batch_size, progress=progress, on_batch=on_batch)
             out = {"latents": enc.latents}
             out.update({f"skip_{k}": s for k, s in enumerate(enc.skips)})
             return out
 
-        arrays = cached_arrays("latents", key, compute, use_cache=cache)
+        return self._npz_encoding(cached_arrays("latents", target, compute, use_cache=cache))
+
+    def cached_encoding(
+        self,
+        dataset: SegmentationDataset,
+        *,
+        store: str | os.PathLike[str] | bool | None = None,
+        store_skips: bool = False,
+    ) -> Encoding | None:
+        """The dataset's encoding if the cache holds all of it, else None; encodes nothing.
+
+        What :meth:`encode_dataset` with the same ``store`` and
+        ``store_skips`` would return at once: its ``.npz`` cache entry or a
+        complete latent store of this model and data. The explorer session
+        asks first, so that a second session on the same model and data
+        starts with its map instead of encoding the slider's endpoints.
+
+        Examples
+        --------
+        >>> lm.cached_encoding(ds) is None  # doctest: +SKIP
+        True
+        >>> _ = lm.encode_dataset(ds); lm.cached_encoding(ds).latents.shape  # doctest: +SKIP
+        (367, 18, 24, 512)
+        """
+        from .cache import cache_dir, load_arrays
+        from .store import LatentStore, LatentStoreError
+
+        model_hash, data_hash, target = self._dataset_target(dataset, store, store_skips)
+        if not isinstance(target, Path):
+            hit = load_arrays(cache_dir("latents") / f"{target}.npz")
+            return None if hit is None else self._npz_encoding(hit)
+        if not target.is_dir():
+            return None
+        try:
+            st = LatentStore.open(target, model_hash=model_hash, data_hash=data_hash)
+        except LatentStoreError:
+            return None
+        if not st.is_complete or st.n != len(dataset) or (store_skips and not st.stored_skips):
+            return None
+        return self._store_encoding(st, dataset, 32)
+
+    def _dataset_target(
+        self, dataset: SegmentationDataset, store: str | os.PathLike[str] | bool | None, store_skips: bool
+    ) -> tuple[str, str, Path | str]:
+        """``(model hash, data hash, where)``: the store folder of :meth:`encode_dataset`, or its ``.npz`` key."""
+        from .cache import cache_dir, content_hash
+
+        model_hash, data_hash = self.weights_hash(), dataset.content_hash()
+        if store is None:
+            store = bool(getattr(dataset, "is_lazy", False)) or self._encoded_bytes(len(dataset)) > _STORE_ABOVE_BYTES
+        if store is False:
+            return model_hash, data_hash, content_hash("encode_dataset-v1", model_hash, data_hash)
+        if store is True:
+            name = content_hash("encode_dataset-store-v1", model_hash, data_hash)
+            return model_hash, data_hash, cache_dir("latents") / f"{name}{'-skips' if store_skips else ''}.zarr"
+        return model_hash, data_hash, Path(store)
+
+    def _npz_encoding(self, arrays: Mapping[str, np.ndarray]) -> Encoding:
         return Encoding(
             arrays["latents"].astype(np.float32, copy=False),
             tuple(arrays[f"skip_{k}"].astype(np.float32, copy=False) for k in range(len(self.skip_shapes))),
@@ -895,6 +965,7 @@ class LatentModel:
         progress: bool | None,
         store_skips: bool,
         chunk_rows: int | None,
+        on_batch: Callable[[int, int], Any] | None = None,
     ) -> Encoding:
         from .store import encode_to_store
 
@@ -912,6 +983,7 @@ class LatentModel:
             resume=resume,
             overwrite=overwrite,
             progress=progress,
+            on_batch=on_batch,
         )
         return self._store_encoding(st, dataset, batch_size)
 

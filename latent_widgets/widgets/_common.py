@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import ipywidgets as W
@@ -24,6 +24,7 @@ __all__ = [
     "ErrorSink",
     "View",
     "blank_png",
+    "busy_text",
     "image_pane",
     "labelled",
     "on_kernel_thread",
@@ -182,6 +183,17 @@ def wait_quietly(session: Any, timeout: float | None) -> None:
         raise
     except Exception:
         pass
+
+
+def busy_text(jobs: Sequence[str], progress: Mapping[str, tuple[int, int]]) -> str:
+    """What a busy indicator says: the jobs, with the fraction done of those that report one.
+
+    Examples
+    --------
+    >>> busy_text(["decode", "predict"], {"predict": (128, 367)})
+    'decode, predict 128/367'
+    """
+    return ", ".join(f"{j} {progress[j][0]}/{progress[j][1]}" if j in progress else j for j in jobs)
 
 
 @functools.lru_cache(maxsize=8)
