@@ -400,6 +400,9 @@ _NOW, _INTERACTIVE, _FRAMES, _BULK = 0, 1, 2, 3
 #: A bulk chunk takes about this long (rows per chunk are sized from a timed row): what a slider request
 #: queued behind it waits at most, beside its own decode.
 _CHUNK_SECONDS = 0.25
+#: A batch of the scrub grid takes about this long: a slider request waits for it (the grid is wanted soon,
+#: and bigger decoder batches cost less per frame).
+_FRAMES_SECONDS = 1.0
 #: Progress (the busy indicator's fraction, :attr:`ExplorerSession.predicted`) is published at most this often.
 _PUBLISH_SECONDS = 0.5
 
@@ -409,14 +412,20 @@ class _LaneClosed(Exception):
 
 
 _OPEN_LANES: weakref.WeakSet[_Lane] = weakref.WeakSet()
+_WORKERS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
 @atexit.register
 def _close_lanes() -> None:
-    # The workers are daemon threads (an idle one must not hold up the exit); a bulk job still running
-    # stops at its next yield point instead of running TensorFlow while the interpreter shuts down.
+    # The workers are daemon threads (an idle one must not hold up the exit); a job still running (a closed
+    # lane's too) finishes its chunk, and a bulk job stops at its next yield point, before the interpreter
+    # shuts down: TensorFlow running in a thread then aborts the process ("terminate called...").
     for lane in list(_OPEN_LANES):
-        lane.close(join=5.0)
+        lane.close()
+    deadline = time.monotonic() + 30.0
+    for thread in list(_WORKERS):
+        if thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class _Lane:
@@ -458,6 +467,7 @@ class _Lane:
                 )
                 self._thread.start()
                 _OPEN_LANES.add(self)
+                _WORKERS.add(self._thread)
             self._cond.notify()
         return fut
 
@@ -517,19 +527,17 @@ class _Lane:
         with self._cond:
             return [f for f in self._futures if not f.done()]
 
-    def close(self, join: float | None = None) -> None:
+    def close(self) -> None:
         """Cancel the queued jobs and stop the worker (a running bulk job stops at its next yield point)."""
         with self._cond:
             self._epoch += 1
-            thread, self._thread = self._thread, None
+            self._thread = None
             queued, self._queue = self._queue, []
             self._cond.notify_all()
         for *_, label, _fn, fut in queued:
             if fut.cancel():
                 self.session._busy_change(label, -1)
         _OPEN_LANES.discard(self)
-        if join and thread is not None and thread is not threading.current_thread():
-            thread.join(join)
 
 
 class ExplorerSession(traitlets.HasTraits):
@@ -836,6 +844,7 @@ class ExplorerSession(traitlets.HasTraits):
         # Before the dataset is encoded: the encodings of single samples (the slider's endpoints).
         self._sample_encodings: OrderedDict[int, Any] = OrderedDict()
         self._encode_seconds = math.inf  # the fastest single-sample encode seen (sizes the bulk chunks)
+        self._decode_seconds = math.inf  # the fastest single decode seen (sizes the scrub grid's batches)
         # The predictions as they come (bulk job, the shown sample): masks, which rows are done, their mean IoU.
         self._pred_masks: np.ndarray | None = None
         self._pred_done: np.ndarray | None = None
@@ -953,7 +962,7 @@ class ExplorerSession(traitlets.HasTraits):
         from .arrays import iter_row_blocks
 
         model, ds = self.model, self.dataset
-        rows = 32 if math.isinf(self._encode_seconds) else self._chunk_rows(self._encode_seconds)
+        rows = self._chunk_rows(self._encode_seconds)
         step = self._bulk_step("encode dataset")
         if callable(getattr(model, "cached_encoding", None)):  # a LatentModel: its cache, its store, its hook
             enc = model.encode_dataset(ds, batch_size=rows, progress=self._show_bars(), on_batch=step)
@@ -975,11 +984,11 @@ class ExplorerSession(traitlets.HasTraits):
         self._check_lengths()
         self._become_ready()
 
-    def _chunk_rows(self, seconds_per_row: float, cap: int = 32) -> int:
-        """Rows of a bulk chunk: a power of two (few compiled batch sizes) taking about :data:`_CHUNK_SECONDS`."""
-        if not self.asynchronous:
-            return _PREDICT_BLOCK
-        rows = _CHUNK_SECONDS / max(seconds_per_row, 1e-6)
+    def _chunk_rows(self, seconds_per_row: float, cap: int = 32, budget: float = _CHUNK_SECONDS) -> int:
+        """Rows of a chunk: a power of two (few compiled batch sizes) taking about ``budget`` seconds."""
+        if not self.asynchronous or math.isinf(seconds_per_row):
+            return cap  # (nothing to answer between chunks, or nothing timed yet)
+        rows = budget / max(seconds_per_row, 1e-6)
         return int(min(cap, 2 ** max(0, math.floor(math.log2(max(rows, 1.0))))))
 
     def _bulk_step(self, label: str) -> Callable[[int, int], None]:
@@ -1045,6 +1054,7 @@ class ExplorerSession(traitlets.HasTraits):
         self._pred_buffers()
         self._pred_masks[...] = masks  # type: ignore[index]
         self._pred_done[...] = True  # type: ignore[index]
+        self._publish_predicted(force=True)
         return True
 
     def _pred_buffers(self) -> None:
@@ -1062,7 +1072,7 @@ class ExplorerSession(traitlets.HasTraits):
         from .cache import save_arrays
 
         n = len(self.dataset)
-        hit = self._load_cached_predictions()
+        hit = (self._pred_done is not None and bool(self._pred_done.all())) or self._load_cached_predictions()
         self._pred_buffers()
         masks, done = self._pred_masks, self._pred_done
         bar = None
@@ -1072,7 +1082,8 @@ class ExplorerSession(traitlets.HasTraits):
             bar = tqdm(total=n, desc="predicting", unit="img", leave=False)
         step = self._bulk_step("predict")
         try:
-            rows, timed, start = 1, False, 0  # the first block predicted is one row, timed to size the others
+            # The first block predicted is one row, timed to size the others (a script's: large blocks).
+            rows, timed, start = (1, False, 0) if self.asynchronous else (_PREDICT_BLOCK, True, 0)
             step(0, n)
             while start < n:
                 block = slice(start, min(n, start + rows))
@@ -2041,7 +2052,8 @@ class ExplorerSession(traitlets.HasTraits):
             while len(self._frames_wip) > max(1, self.max_cached_strips):
                 self._frames_wip.pop(next(iter(self._frames_wip)))
         self._frames_running.add(fk)
-        self._model_lane.submit("frames", lambda: self._frames_job(key), _FRAMES)
+        batch = self._chunk_rows(self._decode_seconds, cap=16, budget=_FRAMES_SECONDS)
+        self._model_lane.submit("frames", lambda: self._frames_job(key, batch), _FRAMES)
 
     def _frames_job(self, key: PathKey, batch: int = 16) -> None:
         # One batch per job, each queueing the next: slider decodes requested meanwhile run between batches
@@ -2123,7 +2135,10 @@ class ExplorerSession(traitlets.HasTraits):
             encoding_a=self._encoding_of(key.index_a),
             encoding_b=self._encoding_of(key.index_b),
         )
+        t0 = time.perf_counter()
         probs, masks = model.decode_with_masks(latents, skips if model.has_skips else None)
+        if len(latents) == 1:  # the fastest single decode seen (the first also compiles): sizes the grid's batches
+            self._decode_seconds = min(self._decode_seconds, time.perf_counter() - t0)
         return np.asarray(latents), np.asarray(probs), np.asarray(masks)
 
     def compute_strip(self, key: PathKey | None = None) -> Strip:

@@ -473,6 +473,50 @@ def test_slider_sends_the_grid_frames_to_the_browser_once(model, ds, encoding):
     assert not s.scrubbing and s.image.layout.display is None
 
 
+def test_a_partial_grid_lies_over_the_kernels_mask(model, ds, encoding):
+    from latent_widgets.session import ScrubFrames
+
+    s = InterpolationSlider(model, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=False)
+    full, view = s.session.frames, s.frames_view
+    ready = np.zeros(len(full.alphas), bool)
+    ready[40:48] = True  # the frames nearest to alpha ~0.7 came first
+    masks = np.where(ready[:, None, None], full.masks, 0).astype(np.uint8)
+    s.session.frames = ScrubFrames(full.key, full.alphas, masks, ready)
+    # both shown, in one grid cell: the canvas over the kernel's mask, which shows where a frame is missing
+    assert s.scrubbing and s.image.layout.display is None and view.layout.display is None
+    assert s.image.layout.grid_area == view.layout.grid_area == "mask"
+    assert view.n_frames == 64 and view.n_ready == 8 and view.ready == ready.astype(np.uint8).tobytes()
+    assert view.frames == masks.tobytes()
+    # the grid completes: the canvas alone, every frame ready
+    s.session.frames = full
+    assert s.image.layout.display == "none" and view.ready == b"" and view.n_ready == 64
+    with pytest.raises(ValueError, match="ready has 3 flags for 64 frames"):
+        view.set_frames(full.masks, ready=[True, False, True])
+
+
+def test_the_viewer_waits_for_its_samples_prediction_from_the_session(model, ds):
+    from toy import SlowToyModel
+
+    from latent_widgets.session import ExplorerSession
+
+    # The bulk prediction takes 2.4 s; the shown sample's is requested ahead of it.
+    session = ExplorerSession(SlowToyModel(model, decode_s=0.1), ds, index_a=5, scrub_steps=0, methods=("pca",))
+    viewer = MaskViewer(session=session)
+    assert "predicting…" in viewer._title.value or viewer.pred_mask is not None
+    deadline = time.monotonic() + 30
+    while viewer.pred_mask is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert viewer.index == 5 and session.predictions is None  # shown before the bulk prediction ended
+    np.testing.assert_array_equal(viewer.pred_mask, model.predict_masks(ds.images[5:6])[0])
+    session.selected = 9
+    deadline = time.monotonic() + 30
+    while viewer.index != 9 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    np.testing.assert_array_equal(viewer.pred_mask, model.predict_masks(ds.images[9:10])[0])
+    session.wait()
+    session.close()
+
+
 def test_slider_strip_step_is_served_from_the_cache(slider, model):
     calls = model.decode_calls
     for k in (3, 7, 11):
