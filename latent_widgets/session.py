@@ -462,8 +462,12 @@ class _Lane:
             heapq.heappush(self._queue, (priority, next(self._order), label, fn, fut))
             self._futures = [f for f in self._futures if not f.done()] + [fut]
             if self._thread is None:
+                # The worker holds the lane weakly: a session dropped without close() is freed, its worker ends.
                 self._thread = threading.Thread(
-                    target=self._work, args=(self._epoch,), name=f"latent-widgets-{self.name}", daemon=True
+                    target=_Lane._work,
+                    args=(weakref.ref(self), self._cond, self._epoch),
+                    name=f"latent-widgets-{self.name}",
+                    daemon=True,
                 )
                 self._thread.start()
                 _OPEN_LANES.add(self)
@@ -471,15 +475,20 @@ class _Lane:
             self._cond.notify()
         return fut
 
-    def _work(self, epoch: int) -> None:
+    @staticmethod
+    def _work(ref: weakref.ref[_Lane], cond: threading.Condition, epoch: int) -> None:
         while True:
-            with self._cond:
-                while not self._queue and epoch == self._epoch:
-                    self._cond.wait()
-                if epoch != self._epoch:
+            with cond:
+                lane = ref()
+                if lane is None or epoch != lane._epoch:
                     return
-                job = heapq.heappop(self._queue)
-            self._run(job)
+                if not lane._queue:
+                    del lane
+                    cond.wait(timeout=1.0)
+                    continue
+                job = heapq.heappop(lane._queue)
+            lane._run(job)
+            del lane, job
 
     def _run(self, job: tuple[int, int, str, Callable[[], Any], Future]) -> None:
         priority, _, label, fn, fut = job
@@ -495,6 +504,8 @@ class _Lane:
             pass  # closed while it ran: stopped, not failed
         except Exception as exc:
             self.session._report(exc, label)
+            error = exc
+        except BaseException as exc:  # (an interrupt: not the job's error, but its future must end)
             error = exc
         finally:
             self._running.pop()
