@@ -413,6 +413,8 @@ class _LaneClosed(Exception):
 
 _OPEN_LANES: weakref.WeakSet[_Lane] = weakref.WeakSet()
 _WORKERS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+# On a worker thread: its lane and the lane's epoch when it started (a closed lane has moved on).
+_WORKER = threading.local()
 
 
 @atexit.register
@@ -426,6 +428,17 @@ def _close_lanes() -> None:
     for thread in list(_WORKERS):
         if thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _joined_paths(parts: Sequence[Any]) -> Any:
+    """One :class:`~latent_widgets.interpolation.PathResult` of the consecutive parts of a path."""
+    from .interpolation import PathResult
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    skips = tuple(np.concatenate([p.skips[k] for p in parts]) for k in range(len(parts[0].skips)))
+    return PathResult(cat("alphas"), cat("latents"), skips, cat("probs"), cat("masks"))
 
 
 class _Lane:
@@ -477,6 +490,7 @@ class _Lane:
 
     @staticmethod
     def _work(ref: weakref.ref[_Lane], cond: threading.Condition, epoch: int) -> None:
+        _WORKER.lane, _WORKER.epoch = ref, epoch
         while True:
             with cond:
                 lane = ref()
@@ -521,13 +535,12 @@ class _Lane:
         A no-op outside the lane's worker (inline calls, a script's own
         thread). Raises :class:`_LaneClosed` once the lane is closed.
         """
-        thread = self._thread
-        if not self.asynchronous or thread is not threading.current_thread():
+        ref = getattr(_WORKER, "lane", None)
+        if not self.asynchronous or ref is None or ref() is not self:
             return
-        epoch = self._epoch
         while True:
             with self._cond:
-                if thread is not self._thread or epoch != self._epoch:
+                if _WORKER.epoch != self._epoch:
                     raise _LaneClosed
                 if not self._queue or self._queue[0][0] >= self._running[-1]:
                     return
@@ -2153,22 +2166,36 @@ class ExplorerSession(traitlets.HasTraits):
         return np.asarray(latents), np.asarray(probs), np.asarray(masks)
 
     def compute_strip(self, key: PathKey | None = None) -> Strip:
-        """Decode the strip of a path (default: the current one) in one batch."""
+        """Decode the strip of a path (default: the current one).
+
+        In one batch; on the session's model lane in batches of about a
+        second (a 288x384 SegNet's 12 steps take 2-4 s on 2 cores), between
+        which the slider's decodes run.
+        """
         from .interpolation import decode_path, steps
         from .metrics import class_fractions
 
         key = key or self.key
         ds = self.dataset
-        result = decode_path(
-            self.model,
-            ds.images[key.index_a],
-            ds.images[key.index_b],
-            np.asarray(steps(key.n_steps), np.float64),
-            method=key.method,
-            skip_policy=key.skip_policy,
-            encoding_a=self._encoding_of(key.index_a),
-            encoding_b=self._encoding_of(key.index_b),
-        )
+        alphas = np.asarray(steps(key.n_steps), np.float64)
+        rows = self._chunk_rows(self._decode_seconds, cap=len(alphas), budget=_FRAMES_SECONDS)
+        parts = []
+        for start in range(0, len(alphas), rows):
+            if start:
+                self._model_lane.yield_point()
+            parts.append(
+                decode_path(
+                    self.model,
+                    ds.images[key.index_a],
+                    ds.images[key.index_b],
+                    alphas[start : start + rows],
+                    method=key.method,
+                    skip_policy=key.skip_policy,
+                    encoding_a=self._encoding_of(key.index_a),
+                    encoding_b=self._encoding_of(key.index_b),
+                )
+            )
+        result = parts[0] if len(parts) == 1 else _joined_paths(parts)
         masks, probs, latents = np.asarray(result.masks), np.asarray(result.probs), np.asarray(result.latents)
         step_list = tuple(
             StripStep(float(al), latents[i], probs[i], masks[i], render.mask_bmp(masks[i], ds.palette), cached=True)

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from browser_harness import REPO, browser_missing, drag_alpha, explorer_page, voila_server
+from browser_harness import REPO, browser_missing, drag_alpha, explorer_page, voila_server, wait_for_alpha_caption
 
 pytestmark = pytest.mark.browser
 
@@ -55,15 +55,7 @@ def test_the_mask_follows_a_drag_while_the_masks_are_predicted(voila_url):
         drag_alpha(page, 0.81)
         readout = float(page.inner_text(".latent-explorer .lw-alpha-slider .widget-readout"))
         assert 0.6 < readout < 0.95, readout
-        # The caption names the alpha the kernel decoded (two alphas may decode to the same picture).
-        shown = page.wait_for_function(
-            f"""(v) => {{
-                const captions = Array.from(document.querySelectorAll('.latent-explorer b'));
-                return captions.some(b => b.textContent === 'α = ' + v) && {{busy: ({BUSY_JS})()}};
-            }}""",
-            arg=f"{readout:.3f}",
-            timeout=30_000,
-        ).json_value()
+        shown = wait_for_alpha_caption(page, readout, BUSY_JS)  # the kernel's mask of the new alpha
         assert PREDICTING.search(shown["busy"]), shown  # answered while the prediction still ran
         # ... and the prediction completes in the end.
         page.wait_for_function(f"() => !/predict \\d+/.test(({BUSY_JS})())", timeout=240_000)

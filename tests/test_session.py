@@ -675,6 +675,8 @@ def test_alpha_is_answered_while_the_bulk_prediction_runs(model, ds) -> None:
     assert shown[0.61][1] < len(ds)
     s.wait(timeout=60)
     assert s.busy == () and s.progress == {} and s.predicted == len(ds)
+    for step in s.strip.steps:  # the strip, decoded in two batches (8 + 4) with the slider's decodes between
+        np.testing.assert_array_equal(step.mask, lerp_mask(model, ds, 1, 17, step.alpha))
     # the bulk prediction completed: the model's own masks, and their mean IoU colours
     np.testing.assert_array_equal(s.predictions, model.predict_masks(ds.images))
     field = s.color_values("mean IoU")
@@ -701,6 +703,20 @@ def test_the_first_mask_needs_only_the_endpoints_encoded(model, ds) -> None:
     for step, j in zip(s.strip.steps, s.strip.neighbor_indices, strict=True):
         assert j == int(np.argmin([np.linalg.norm(step.latent.reshape(-1) - row) for row in data]))
     s.close()
+
+
+def test_closing_a_session_stops_its_bulk_work_at_the_next_chunk(model, ds) -> None:
+    from toy import SlowToyModel
+
+    slow = SlowToyModel(model, encode_s=0.1)  # the dataset's encoding: 2.4 s, in chunks of 2 samples
+    s = ExplorerSession(slow, ds, scrub_steps=0, methods=("pca",))
+    _poll(lambda: s.progress.get("encode dataset", (0, 0))[0] > 0, what="the dataset's encoding")
+    s.close()
+    time.sleep(0.5)  # (the chunk running when it was closed ends)
+    encoded = slow.encoded
+    time.sleep(0.6)
+    assert slow.encoded == encoded < 2 + len(ds)  # no chunk after the close: the encoding stopped
+    assert not s.ready
 
 
 class CountingModel:

@@ -110,13 +110,14 @@ class SlowToyModel:
 
     def __init__(self, model: ToyLatentModel, encode_s: float = 0.0, decode_s: float = 0.0) -> None:
         self.model, self.encode_s, self.decode_s = model, encode_s, decode_s
-        self.decoded = self.predicted = 0
+        self.encoded = self.decoded = self.predicted = 0
 
     def __getattr__(self, name: str):
         return getattr(self.model, name)
 
     def encode(self, images: np.ndarray, batch_size: int = 32, progress: bool | None = None) -> Encoding:
         time.sleep(self.encode_s * len(images))
+        self.encoded += len(images)
         return self.model.encode(images)
 
     def decode(self, latents: np.ndarray, skips: Sequence[np.ndarray] | None = None, batch_size: int = 32):
