@@ -13,7 +13,9 @@ run, medians of interleaved repeats:
   no widget, an empty cache folder) to its first ``current`` mask;
 - floor, scrub grid: the endpoints' encode plus one batched decode of the 64
   latents of the grid (``decode_with_masks``), the fastest of batches of 1,
-  4, 16 and 32 (each the median of the repeats);
+  4, 16 and 32 (each the median of the repeats); for Xception, whose decoder
+  has a skip, plus the encode of the 62 cross-faded images whose skips the
+  session's (the study's) "image" skip policy uses, in the same batches;
 - project, scrub grid: from session start to the complete ``frames``.
 
 Each repeat's session is closed once its grid is complete (the bulk work
@@ -116,13 +118,25 @@ def floors(lm, data, a: int, b: int, grid: int) -> dict[str, float]:
     _, t_a = timed(lambda: lm.encode(data.images[a : a + 1]))
     _, t_b = timed(lambda: lm.encode(data.images[b : b + 1]))
     z = enc.latents
-    one_skip = [s[:1] for s in enc.skips] if lm.has_skips else None  # (one image's skips for every latent)
-    _, t_one = timed(lambda: lm.decode_with_masks(z[:1], one_skip))
-    alphas = np.linspace(0.0, 1.0, grid, dtype=np.float32).reshape(-1, *([1] * (z.ndim - 1)))
-    path = ((1 - alphas) * z[:1] + alphas * z[1:]).astype(np.float32)
+    skips_a = [s[:1] for s in enc.skips] if lm.has_skips else None  # (alpha 0: image A's own skips)
+    _, t_one = timed(lambda: lm.decode_with_masks(z[:1], skips_a))
+    alphas = np.linspace(0.0, 1.0, grid, dtype=np.float32)
+    path = ((1 - alphas[:, None, None, None]) * z[:1] + alphas[:, None, None, None] * z[1:]).astype(np.float32)
+    # With skips, the session's (the study's) "image" policy takes each frame's skips from the encoded
+    # cross-fade of the two images: the floor encodes those blends too (the endpoints' own at 0 and 1).
+    pair = data.images[[a, b]].astype(np.float32)
+    blends = (1 - alphas[1:-1, None, None, None]) * pair[:1] + alphas[1:-1, None, None, None] * pair[1:]
+
+    def grid_decode(batch: int) -> None:
+        skips = None
+        if lm.has_skips:
+            inner = lm.encode(blends, batch_size=batch, progress=False).skips
+            skips = [np.concatenate([e[:1], s, e[1:]]) for e, s in zip(enc.skips, inner, strict=True)]
+        lm.decode_with_masks(path, skips, batch_size=batch)
+
     out = {"encode": min(t_pair, t_a + t_b), "decode_1": t_one}
     for batch in GRID_BATCHES:
-        out[f"grid_{batch}"] = timed(lambda batch=batch: lm.decode_with_masks(path, one_skip, batch_size=batch))[1]
+        out[f"grid_{batch}"] = timed(lambda batch=batch: grid_decode(batch))[1]
     return out
 
 

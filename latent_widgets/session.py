@@ -400,9 +400,8 @@ _NOW, _INTERACTIVE, _FRAMES, _BULK = 0, 1, 2, 3
 #: A bulk chunk takes about this long (rows per chunk are sized from a timed row): what a slider request
 #: queued behind it waits at most, beside its own decode.
 _CHUNK_SECONDS = 0.25
-#: A batch of the scrub grid takes about this long: a slider request waits for it (the grid is wanted soon,
-#: and bigger decoder batches cost less per frame).
-_FRAMES_SECONDS = 1.0
+#: A partial scrub grid (all its frames: 7 MiB at 288x384) is sent to the page at most this often.
+_PARTIAL_GRID_SECONDS = 1.0
 #: Progress (the busy indicator's fraction, :attr:`ExplorerSession.predicted`) is published at most this often.
 _PUBLISH_SECONDS = 0.5
 
@@ -923,24 +922,30 @@ class ExplorerSession(traitlets.HasTraits):
     def _startup(self) -> None:
         model, ds = self.model, self.dataset
         if self.encoding is None and self._latents is None:
-            probe = getattr(model, "cached_encoding", None)
-            cached = probe(ds) if self.asynchronous and callable(probe) else None
-            if cached is not None:
-                self.encoding = cached
-                self._check_lengths()
-            elif self.asynchronous:
+            if self.asynchronous:
                 # The endpoints first (the mask, the strip, the scrub grid), then the dataset in chunks that let
                 # them pass: the first mask costs two encodes and a decode, not the whole dataset's encoding.
+                # Right after that first mask (its decode is queued first), the disk cache is asked for the
+                # dataset's encoding: a second session on the same model and data has its map at once.
                 self._go_live()
-                self._model_lane.submit("encode dataset", self._encode_dataset_job, _BULK)
+                self._model_lane.submit("encode", self._from_cache_or_encode, _NOW)
                 return
-            else:
-                self.encoding = (
-                    model.encode_dataset(ds) if hasattr(model, "encode_dataset") else model.encode(ds.images)
-                )
-                self._check_lengths()
+            self.encoding = model.encode_dataset(ds) if hasattr(model, "encode_dataset") else model.encode(ds.images)
+            self._check_lengths()
         if self.encoding is not None and self.predictions is None and self.asynchronous:
             # A session on cached latents probably finds its predictions cached too: the IoU colours at once.
+            self._load_cached_predictions()
+        self._become_ready()
+
+    def _from_cache_or_encode(self) -> None:
+        probe = getattr(self.model, "cached_encoding", None)
+        cached = probe(self.dataset) if callable(probe) else None
+        if cached is None:
+            self._model_lane.submit("encode dataset", self._encode_dataset_job, _BULK)
+            return
+        self.encoding = cached
+        self._check_lengths()
+        if self.predictions is None:
             self._load_cached_predictions()
         self._become_ready()
 
@@ -2076,13 +2081,21 @@ class ExplorerSession(traitlets.HasTraits):
             while len(self._frames_wip) > max(1, self.max_cached_strips):
                 self._frames_wip.pop(next(iter(self._frames_wip)))
         self._frames_running.add(fk)
-        batch = self._chunk_rows(self._decode_seconds, cap=16, budget=_FRAMES_SECONDS)
-        self._model_lane.submit("frames", lambda: self._frames_job(key, batch), _FRAMES)
+        self._model_lane.submit("frames", lambda: self._frames_job(key), _FRAMES)
 
-    def _frames_job(self, key: PathKey, batch: int = 16) -> None:
-        # One batch per job, each queueing the next: slider decodes requested meanwhile run between batches
-        # instead of waiting for the grid. Each batch is the missing frames nearest to the slider *now*, so
-        # that the frames around where the person drags arrive first; each is sent as a partial grid.
+    def _alpha_seconds(self, key: PathKey) -> float:
+        """What one alpha of path ``key`` costs: a decode, and with the "image" skip policy a blend's encode."""
+        seconds = self._decode_seconds
+        if getattr(self.model, "has_skips", False) and key.skip_policy == "image":
+            seconds += self._encode_seconds
+        return seconds
+
+    def _frames_job(self, key: PathKey) -> None:
+        # One batch per job (about a quarter of a second), each queueing the next: slider decodes requested
+        # meanwhile run between batches instead of waiting for the grid (at 288x384 on 2 cores a batch is no
+        # cheaper per frame than single frames). Each batch is the missing frames nearest to the slider
+        # *now*, so that the frames around where the person drags arrive first; the grid so far is sent as a
+        # partial grid, at most once a second.
         fk = tuple(key[:4])
         wip = self._frames_wip.get(fk)
         if fk != tuple(self.key[:4]) or fk in self._frames_cache or wip is None:
@@ -2090,6 +2103,7 @@ class ExplorerSession(traitlets.HasTraits):
             return
         masks, ready = wip
         alphas = np.linspace(0.0, 1.0, self.scrub_steps)
+        batch = self._chunk_rows(self._alpha_seconds(key), cap=16)
         todo = np.flatnonzero(~ready)
         nearest = np.sort(todo[np.argsort(np.abs(alphas[todo] - float(self.alpha)), kind="stable")[:batch]])
         try:
@@ -2099,10 +2113,14 @@ class ExplorerSession(traitlets.HasTraits):
             raise
         ready[nearest] = True
         if not ready.all():
-            if tuple(self.key[:4]) == fk:
+            now = time.monotonic()
+            due = not self.asynchronous or now - self._published.get(f"frames {fk}", -math.inf) >= _PARTIAL_GRID_SECONDS
+            if tuple(self.key[:4]) == fk and due:
+                self._published[f"frames {fk}"] = now
                 self.frames = ScrubFrames(fk, alphas, masks.copy(), ready.copy())
-            self._model_lane.submit("frames", lambda: self._frames_job(key, batch), _FRAMES)
+            self._model_lane.submit("frames", lambda: self._frames_job(key), _FRAMES)
             return
+        self._published.pop(f"frames {fk}", None)
         self._frames_running.discard(fk)
         self._frames_wip.pop(fk, None)
         masks.flags.writeable = False
@@ -2169,8 +2187,8 @@ class ExplorerSession(traitlets.HasTraits):
         """Decode the strip of a path (default: the current one).
 
         In one batch; on the session's model lane in batches of about a
-        second (a 288x384 SegNet's 12 steps take 2-4 s on 2 cores), between
-        which the slider's decodes run.
+        quarter of a second (a 288x384 SegNet's 12 steps take 2-4 s on 2
+        cores), between which the slider's decodes run.
         """
         from .interpolation import decode_path, steps
         from .metrics import class_fractions
@@ -2178,7 +2196,7 @@ class ExplorerSession(traitlets.HasTraits):
         key = key or self.key
         ds = self.dataset
         alphas = np.asarray(steps(key.n_steps), np.float64)
-        rows = self._chunk_rows(self._decode_seconds, cap=len(alphas), budget=_FRAMES_SECONDS)
+        rows = self._chunk_rows(self._alpha_seconds(key), cap=len(alphas))
         parts = []
         for start in range(0, len(alphas), rows):
             if start:

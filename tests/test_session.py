@@ -675,7 +675,7 @@ def test_alpha_is_answered_while_the_bulk_prediction_runs(model, ds) -> None:
     assert shown[0.61][1] < len(ds)
     s.wait(timeout=60)
     assert s.busy == () and s.progress == {} and s.predicted == len(ds)
-    for step in s.strip.steps:  # the strip, decoded in two batches (8 + 4) with the slider's decodes between
+    for step in s.strip.steps:  # the strip, decoded in batches of 2 with the slider's decodes between
         np.testing.assert_array_equal(step.mask, lerp_mask(model, ds, 1, 17, step.alpha))
     # the bulk prediction completed: the model's own masks, and their mean IoU colours
     np.testing.assert_array_equal(s.predictions, model.predict_masks(ds.images))
