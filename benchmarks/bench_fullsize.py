@@ -13,7 +13,7 @@ run, medians of interleaved repeats:
   no widget, an empty cache folder) to its first ``current`` mask;
 - floor, scrub grid: the endpoints' encode plus one batched decode of the 64
   latents of the grid (``decode_with_masks``), the fastest of batches of 1,
-  4, 16 and 32 (each the median of the repeats); for Xception, whose decoder
+  4 and 16 (each the median of the repeats; 32 was never the fastest); for Xception, whose decoder
   has a skip, plus the encode of the 62 cross-faded images whose skips the
   session's (the study's) "image" skip policy uses, in the same batches;
 - project, scrub grid: from session start to the complete ``frames``.
@@ -30,7 +30,7 @@ session's other compiled batch sizes and is not counted.
 Ends with ``first_mask_vs_floor_<net>`` and ``scrub_ready_vs_floor_<net>``
 for each network, then the worst of each, ``first_mask_vs_floor = X (goal
 <= 2.0)`` and ``scrub_ready_vs_floor = X (goal <= 1.5)``. Exits 0 either
-way. Heavy (about 15 minutes on 2 cores); run from the repository root::
+way. Heavy (20-40 minutes on 2 cores, Xception most); run from the repository root::
 
     nice .venv/bin/python benchmarks/bench_fullsize.py [--repeats 3] [--nets vgg_segnet mobilenetv2 xception]
 """
@@ -103,7 +103,7 @@ def new_cache() -> None:
     os.environ["LATENT_WIDGETS_CACHE_DIR"] = tempfile.mkdtemp(prefix="lw-bench-fullsize-")
 
 
-GRID_BATCHES = (1, 4, 16, 32)
+GRID_BATCHES = (1, 4, 16)
 
 
 def floors(lm, data, a: int, b: int, grid: int) -> dict[str, float]:
@@ -186,7 +186,7 @@ def drag_during_bulk(s, n: int = 5) -> list[float]:
 
 
 def where_the_time_goes(lm, data) -> dict[str, float]:
-    """Seconds of the pieces: one encode, one decode, the hashes the caches are keyed by, the cache probe."""
+    """Seconds of the pieces: one encode, one decode, one prediction, the hashes the caches are keyed by."""
     from latent_widgets.session import data_hash, model_hash
 
     def best(fn, k: int = 3) -> float:
@@ -206,7 +206,6 @@ def where_the_time_goes(lm, data) -> dict[str, float]:
         "weights_hash": best(lm.weights_hash, 1),
         "model_hash": best(lambda: model_hash(lm), 1),
         "data_hash": best(lambda: data_hash(data), 1),
-        "cache_probe": best(lambda: lm.cached_encoding(data), 1),
     }
 
 

@@ -878,45 +878,6 @@ class LatentModel:
 
         return self._npz_encoding(cached_arrays("latents", target, compute, use_cache=cache))
 
-    def cached_encoding(
-        self,
-        dataset: SegmentationDataset,
-        *,
-        store: str | os.PathLike[str] | bool | None = None,
-        store_skips: bool = False,
-    ) -> Encoding | None:
-        """The dataset's encoding if the cache holds all of it, else None; encodes nothing.
-
-        What :meth:`encode_dataset` with the same ``store`` and
-        ``store_skips`` would return at once: its ``.npz`` cache entry or a
-        complete latent store of this model and data. The explorer session
-        asks first, so that a second session on the same model and data
-        starts with its map instead of encoding the slider's endpoints.
-
-        Examples
-        --------
-        >>> lm.cached_encoding(ds) is None  # doctest: +SKIP
-        True
-        >>> _ = lm.encode_dataset(ds); lm.cached_encoding(ds).latents.shape  # doctest: +SKIP
-        (367, 18, 24, 512)
-        """
-        from .cache import cache_dir, load_arrays
-        from .store import LatentStore, LatentStoreError
-
-        model_hash, data_hash, target = self._dataset_target(dataset, store, store_skips)
-        if not isinstance(target, Path):
-            hit = load_arrays(cache_dir("latents") / f"{target}.npz")
-            return None if hit is None else self._npz_encoding(hit)
-        if not target.is_dir():
-            return None
-        try:
-            st = LatentStore.open(target, model_hash=model_hash, data_hash=data_hash)
-        except LatentStoreError:
-            return None
-        if not st.is_complete or st.n != len(dataset) or (store_skips and not st.stored_skips):
-            return None
-        return self._store_encoding(st, dataset, 32)
-
     def _dataset_target(
         self, dataset: SegmentationDataset, store: str | os.PathLike[str] | bool | None, store_skips: bool
     ) -> tuple[str, str, Path | str]:

@@ -429,6 +429,16 @@ def _close_lanes() -> None:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
+def _takes_on_batch(fn: Any) -> bool:
+    """Whether ``fn`` (a model's ``encode_dataset``) takes the ``on_batch`` hook."""
+    import inspect
+
+    try:
+        return callable(fn) and "on_batch" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _joined_paths(parts: Sequence[Any]) -> Any:
     """One :class:`~latent_widgets.interpolation.PathResult` of the consecutive parts of a path."""
     from .interpolation import PathResult
@@ -924,28 +934,15 @@ class ExplorerSession(traitlets.HasTraits):
         if self.encoding is None and self._latents is None:
             if self.asynchronous:
                 # The endpoints first (the mask, the strip, the scrub grid), then the dataset in chunks that let
-                # them pass: the first mask costs two encodes and a decode, not the whole dataset's encoding.
-                # Right after that first mask (its decode is queued first), the disk cache is asked for the
-                # dataset's encoding: a second session on the same model and data has its map at once.
+                # them pass: the first mask costs two encodes and a decode, not the whole dataset's encoding
+                # (nor the hashes of the weights and the data that key its cache: up to 0.4 s at 288x384).
                 self._go_live()
-                self._model_lane.submit("encode", self._from_cache_or_encode, _NOW)
+                self._model_lane.submit("encode dataset", self._encode_dataset_job, _BULK)
                 return
             self.encoding = model.encode_dataset(ds) if hasattr(model, "encode_dataset") else model.encode(ds.images)
             self._check_lengths()
         if self.encoding is not None and self.predictions is None and self.asynchronous:
             # A session on cached latents probably finds its predictions cached too: the IoU colours at once.
-            self._load_cached_predictions()
-        self._become_ready()
-
-    def _from_cache_or_encode(self) -> None:
-        probe = getattr(self.model, "cached_encoding", None)
-        cached = probe(self.dataset) if callable(probe) else None
-        if cached is None:
-            self._model_lane.submit("encode dataset", self._encode_dataset_job, _BULK)
-            return
-        self.encoding = cached
-        self._check_lengths()
-        if self.predictions is None:
             self._load_cached_predictions()
         self._become_ready()
 
@@ -993,7 +990,7 @@ class ExplorerSession(traitlets.HasTraits):
         model, ds = self.model, self.dataset
         rows = self._chunk_rows(self._encode_seconds)
         step = self._bulk_step("encode dataset")
-        if callable(getattr(model, "cached_encoding", None)):  # a LatentModel: its cache, its store, its hook
+        if _takes_on_batch(getattr(model, "encode_dataset", None)):  # a LatentModel: its cache, its store, its hook
             enc = model.encode_dataset(ds, batch_size=rows, progress=self._show_bars(), on_batch=step)
         elif hasattr(model, "encode_dataset"):
             enc = model.encode_dataset(ds)

@@ -213,20 +213,17 @@ def test_encode_dataset_is_cached(seg: LatentModel, synthetic_small) -> None:
 
 
 @pytest.mark.parametrize("store", [False, True])
-def test_cached_encoding_and_the_batch_hook(seg: LatentModel, synthetic_small, tmp_path, monkeypatch, store) -> None:
+def test_encode_dataset_calls_its_batch_hook(seg: LatentModel, synthetic_small, tmp_path, monkeypatch, store) -> None:
     monkeypatch.setenv("LATENT_WIDGETS_CACHE_DIR", str(tmp_path))
     ds = synthetic_small[:7]
-    assert seg.cached_encoding(ds, store=store) is None  # nothing encoded: nothing cached
     calls: list[tuple[int, int]] = []
     enc = seg.encode_dataset(ds, batch_size=3, store=store, on_batch=lambda done, n: calls.append((done, n)))
     assert calls == [(0, 7), (3, 7), (6, 7), (7, 7)]  # before the first batch, then after each
-    hit = seg.cached_encoding(ds, store=store)
-    np.testing.assert_array_equal(np.asarray(hit.latents[:]), np.asarray(enc.latents[:]))
-    np.testing.assert_allclose(np.asarray(hit.latents[:]), seg.encode(ds.images).latents, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(enc.latents[:]), seg.encode(ds.images).latents, atol=1e-5)
     calls.clear()
-    seg.encode_dataset(ds, batch_size=3, store=store, on_batch=lambda done, n: calls.append((done, n)))
+    again = seg.encode_dataset(ds, batch_size=3, store=store, on_batch=lambda done, n: calls.append((done, n)))
     assert calls == []  # a cache hit encodes no batch
-    assert seg.cached_encoding(synthetic_small[:6], store=store) is None  # other data: another key
+    np.testing.assert_array_equal(np.asarray(again.latents[:]), np.asarray(enc.latents[:]))
 
 
 # ----------------------------------------------------------------------------- saving and loading
