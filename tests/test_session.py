@@ -134,7 +134,8 @@ class SlowDecodes:
 
 def test_in_the_background_the_newest_alpha_wins(model, ds) -> None:
     slow = SlowDecodes(model)
-    s = ExplorerSession(slow, ds, index_a=1, index_b=17)
+    # (no grid, no predictions: their chunks are single decodes too, 0.2 s each in this model)
+    s = ExplorerSession(slow, ds, index_a=1, index_b=17, scrub_steps=0, predict=False)
     s.wait()
     slow.calls, before = 0, s.ondemand_decodes  # (the start's single-sample decodes: the background predictions)
     seen: list[float] = []

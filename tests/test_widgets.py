@@ -631,7 +631,8 @@ def test_slider_async_newest_request_wins(model, ds, encoding):
 
 def test_slider_async_stale_result_never_replaces_a_newer_one(model, ds, encoding):
     slow = SlowModel(model, delay=0.2)
-    s = InterpolationSlider(slow, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=True)
+    # (no grid: its chunks are single decodes too, 0.2 s each in this model)
+    s = InterpolationSlider(slow, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=True, scrub_steps=0)
     s.wait()  # the strip is decoded (after the slider's first mask: its decode goes first)
     slow.started.clear()
     s.alpha = 0.33  # slow, in the worker
@@ -645,7 +646,8 @@ def test_slider_async_stale_result_never_replaces_a_newer_one(model, ds, encodin
 
 def test_slider_async_result_of_an_old_path_is_never_shown(model, ds, encoding):
     slow = SlowModel(model, delay=0.2)
-    s = InterpolationSlider(slow, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=True)
+    # (no grid: its chunks are single decodes too, 0.2 s each in this model)
+    s = InterpolationSlider(slow, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=True, scrub_steps=0)
     old = render.mask_png(expected_mask(model, encoding, ds, 1, 17, 0.33), ds.palette, scale=s.scale)
     shown = []
     s.image.observe(lambda c: shown.append(bytes(c["new"])), "value")
