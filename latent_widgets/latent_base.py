@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -191,7 +192,13 @@ class LatentModelBase:
 
     # ------------------------------------------------------------------ public API
 
-    def encode(self, images: Any, batch_size: int = 32, progress: bool | None = None) -> Encoding:
+    def encode(
+        self,
+        images: Any,
+        batch_size: int = 32,
+        progress: bool | None = None,
+        on_batch: Callable[[int, int], Any] | None = None,
+    ) -> Encoding:
         """Map images to latents (and skip features).
 
         Parameters
@@ -202,6 +209,9 @@ class LatentModelBase:
             Images per compiled call.
         progress : bool, optional
             Show a progress bar; default: when there are 8 batches or more.
+        on_batch : callable, optional
+            ``on_batch(images_done, n)``, called before the first batch and
+            after each one: progress, or other work done between batches.
 
         Returns
         -------
@@ -228,6 +238,8 @@ class LatentModelBase:
 
             bar = tqdm(total=n, desc="encoding", unit="img", leave=False)
         try:
+            if on_batch is not None:
+                on_batch(0, n)
             for rows in blocks:
                 chunk = x[rows]
                 outs = self._encode_numpy(chunk)
@@ -236,6 +248,8 @@ class LatentModelBase:
                     dst[rows] = src
                 if bar is not None:
                     bar.update(len(chunk))
+                if on_batch is not None:
+                    on_batch(rows.stop, n)
         finally:
             if bar is not None:
                 bar.close()
@@ -341,6 +355,7 @@ class LatentModelBase:
         store_skips: bool = False,
         chunk_rows: int | None = None,
         client: Any = None,
+        on_batch: Callable[[int, int], Any] | None = None,
     ) -> Encoding:
         """:meth:`encode` a dataset's images, cached on disk.
 
@@ -387,6 +402,11 @@ class LatentModelBase:
             writing straight into the store (:mod:`latent_widgets.distributed`):
             needs a lazy dataset, a ``store`` path that every worker can
             reach, and ``pip install 'latent-widgets[dask]'``. ``None``: encode here.
+        on_batch : callable, optional
+            ``on_batch(images_done, n)`` before the first batch and after
+            each (not called on a cache hit, nor with ``client``): progress,
+            or other work between batches (the explorer session answers its
+            slider there while it encodes the dataset).
 
         Returns
         -------
@@ -447,12 +467,13 @@ class LatentModelBase:
                 progress=progress,
                 store_skips=store_skips,
                 chunk_rows=chunk_rows,
+                on_batch=on_batch,
             )
 
         key = content_hash("encode_dataset-v1", model_hash, data_hash)
 
         def compute() -> dict[str, np.ndarray]:
-            enc = self.encode(dataset.images, batch_size=batch_size, progress=progress)
+            enc = self.encode(dataset.images, batch_size=batch_size, progress=progress, on_batch=on_batch)
             out = {"latents": enc.latents}
             out.update({f"skip_{k}": s for k, s in enumerate(enc.skips)})
             return out
@@ -488,6 +509,7 @@ class LatentModelBase:
         progress: bool | None,
         store_skips: bool,
         chunk_rows: int | None,
+        on_batch: Callable[[int, int], Any] | None = None,
     ) -> Encoding:
         from .store import encode_to_store
 
@@ -505,6 +527,7 @@ class LatentModelBase:
             resume=resume,
             overwrite=overwrite,
             progress=progress,
+            on_batch=on_batch,
         )
         return self._store_encoding(st, dataset, batch_size)
 

@@ -19,6 +19,17 @@ queued requests that are no longer the newest are skipped and a result
 that no longer matches the state is dropped. :attr:`busy` says what runs.
 This module imports neither ipywidgets nor bqplot.
 
+Interactive work goes first: a lane runs its queued jobs most urgent first
+(the slider's decode; the strip, the shown sample's prediction; the scrub
+grid; then bulk work), and bulk work (encoding the dataset for the map,
+predicting every mask, map quality) runs in chunks of about a quarter of a
+second that let the queued interactive jobs run between them. A session
+starts by encoding the slider's two endpoints alone (:attr:`live`: the
+mask, the strip and the scrub grid work), then encodes the dataset
+(:attr:`ready`: the map), then predicts the masks in the background
+(:attr:`predicted`, :attr:`progress`), from a disk cache keyed by the
+model's and the data's hashes when a session computed them before.
+
 Examples
 --------
 >>> import numpy as np
@@ -31,12 +42,18 @@ Examples
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import heapq
+import itertools
 import json
+import math
 import threading
+import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,8 +134,13 @@ class Strip:
     steps: tuple[StripStep, ...]
     neighbor_indices: np.ndarray
     neighbor_distances: np.ndarray
-    n_distinct: int
+    n_distinct: int  # 0 (and neighbour indices -1) until the dataset is encoded
     fractions: np.ndarray  # (n_steps, n_classes) class pixel fractions
+
+    @property
+    def has_neighbors(self) -> bool:
+        """Whether the nearest real samples are known (the dataset is encoded: :attr:`ExplorerSession.ready`)."""
+        return bool(len(self.neighbor_indices)) and bool(np.all(self.neighbor_indices >= 0))
 
     @property
     def alphas(self) -> np.ndarray:
@@ -140,13 +162,22 @@ class Strip:
 class ScrubFrames:
     """Masks of a path on a fine, even alpha grid: what the browser scrubs through.
 
-    Sent to the page once per path; the slider then swaps frames on the
-    front end, with no kernel round trip.
+    Sent to the page as the frames are decoded (nearest to the slider
+    first); the slider then swaps frames on the front end, with no kernel
+    round trip. A partial grid has ``ready`` False for the frames still to
+    come (their masks are zeros): the page shows the kernel's decoded mask
+    at those alphas.
     """
 
     key: tuple[int, int, str, str]  # index_a, index_b, method, skip_policy
     alphas: np.ndarray  # (G,) evenly spaced from 0 to 1
     masks: np.ndarray  # (G, H, W) uint8 class ids
+    ready: np.ndarray | None = None  # (G,) bool: decoded frames of a partial grid; None: all
+
+    @property
+    def complete(self) -> bool:
+        """Whether every frame of the grid is decoded."""
+        return self.ready is None or bool(np.all(self.ready))
 
     def frame_at(self, alpha: float) -> int:
         """Index of the frame the browser shows at ``alpha`` (the nearest grid step)."""
@@ -383,16 +414,85 @@ def _succeeded(fut: Future) -> bool:
     return fut.done() and not fut.cancelled() and fut.exception() is None
 
 
+#: Job priorities of a lane, most urgent first: the slider's decode; what a person waits for (the endpoints,
+#: the strip, the shown sample's prediction, a report, a map); the scrub grid; bulk work (the dataset's
+#: encoding and predictions, map quality), which runs in chunks and lets the others pass between them.
+_NOW, _INTERACTIVE, _FRAMES, _BULK = 0, 1, 2, 3
+#: A bulk chunk takes about this long (rows per chunk are sized from a timed row): what a slider request
+#: queued behind it waits at most, beside its own decode.
+_CHUNK_SECONDS = 0.25
+#: A partial scrub grid (all its frames: 7 MiB at 288x384) is sent to the page at most this often.
+_PARTIAL_GRID_SECONDS = 1.0
+#: Progress (the busy indicator's fraction, :attr:`ExplorerSession.predicted`) is published at most this often.
+_PUBLISH_SECONDS = 0.5
+
+
+class _LaneClosed(Exception):
+    """Raised at a bulk job's yield point once its lane is closed: the job stops there."""
+
+
+_OPEN_LANES: weakref.WeakSet[_Lane] = weakref.WeakSet()
+_WORKERS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+# On a worker thread: its lane and the lane's epoch when it started (a closed lane has moved on).
+_WORKER = threading.local()
+
+
+@atexit.register
+def _close_lanes() -> None:
+    # The workers are daemon threads (an idle one must not hold up the exit); a job still running (a closed
+    # lane's too) finishes its chunk, and a bulk job stops at its next yield point, before the interpreter
+    # shuts down: TensorFlow running in a thread then aborts the process ("terminate called...").
+    for lane in list(_OPEN_LANES):
+        lane.close()
+    deadline = time.monotonic() + 30.0
+    for thread in list(_WORKERS):
+        if thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _takes_on_batch(fn: Any) -> bool:
+    """Whether ``fn`` (a model's ``encode_dataset``) takes the ``on_batch`` hook."""
+    import inspect
+
+    try:
+        return callable(fn) and "on_batch" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _joined_paths(parts: Sequence[Any]) -> Any:
+    """One :class:`~latent_widgets.interpolation.PathResult` of the consecutive parts of a path."""
+    from .interpolation import PathResult
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    skips = tuple(np.concatenate([p.skips[k] for p in parts]) for k in range(len(parts[0].skips)))
+    return PathResult(cat("alphas"), cat("latents"), skips, cat("probs"), cat("masks"))
+
+
 class _Lane:
-    """One worker thread (or inline calls) running a session's jobs in order."""
+    """One worker thread (or inline calls) running a session's jobs, most urgent first.
+
+    Jobs wait in a priority queue (``_NOW`` ... ``_BULK``, first come first
+    served within one). A bulk job calls :meth:`yield_point` between its
+    chunks: the more urgent jobs queued meanwhile run there, on the same
+    thread. A slider decode thus waits for at most one chunk and never
+    shares the cores with it: run side by side on two cores, a bulk encode
+    made a 288x384 decode three times slower (0.36 s -> 1.2 s).
+    """
 
     def __init__(self, session: ExplorerSession, name: str, asynchronous: bool) -> None:
         self.session, self.name, self.asynchronous = session, name, asynchronous
-        self._executor: ThreadPoolExecutor | None = None
+        self._cond = threading.Condition()
+        self._queue: list[tuple[int, int, str, Callable[[], Any], Future]] = []
+        self._order = itertools.count()
         self._futures: list[Future] = []
-        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._epoch = 0  # close() starts a new one: the old worker stops, a later submit starts a new worker
+        self._running: list[int] = []  # priorities of the jobs running on the worker, nested at yield points
 
-    def submit(self, label: str, fn: Callable[[], Any]) -> Future:
+    def submit(self, label: str, fn: Callable[[], Any], priority: int = _INTERACTIVE) -> Future:
         if not self.asynchronous:
             fut: Future = Future()
             with self.session._busy_with(label):
@@ -400,40 +500,107 @@ class _Lane:
             return fut
         # Busy from the request on: a queued job is work the user waits for too.
         self.session._busy_change(label, +1)
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"latent-widgets-{self.name}")
-            fut = self._executor.submit(self._run, label, fn)
+        fut = Future()
+        with self._cond:
+            heapq.heappush(self._queue, (priority, next(self._order), label, fn, fut))
             # A failed job stays until wait() has seen it (or errors are cleared): a job that failed
             # before wait() was called still raises there. Finished good ones are dropped.
             self._futures = [f for f in self._futures if not _succeeded(f)] + [fut]
+            if self._thread is None:
+                # The worker holds the lane weakly: a session dropped without close() is freed, its worker ends.
+                self._thread = threading.Thread(
+                    target=_Lane._work,
+                    args=(weakref.ref(self), self._cond, self._epoch),
+                    name=f"latent-widgets-{self.name}",
+                    daemon=True,
+                )
+                self._thread.start()
+                _OPEN_LANES.add(self)
+                _WORKERS.add(self._thread)
+            self._cond.notify()
         return fut
 
-    def _run(self, label: str, fn: Callable[[], Any]) -> Any:
+    @staticmethod
+    def _work(ref: weakref.ref[_Lane], cond: threading.Condition, epoch: int) -> None:
+        _WORKER.lane, _WORKER.epoch = ref, epoch
+        while True:
+            with cond:
+                lane = ref()
+                if lane is None or epoch != lane._epoch:
+                    return
+                if not lane._queue:
+                    del lane
+                    cond.wait(timeout=1.0)
+                    continue
+                job = heapq.heappop(lane._queue)
+            lane._run(job)
+            del lane, job
+
+    def _run(self, job: tuple[int, int, str, Callable[[], Any], Future]) -> None:
+        priority, _, label, fn, fut = job
+        if not fut.set_running_or_notify_cancel():
+            self.session._busy_change(label, -1)
+            return
+        self._running.append(priority)
+        result: Any = None
+        error: BaseException | None = None
         try:
-            return fn()
+            result = fn()
+        except _LaneClosed:
+            pass  # closed while it ran: stopped, not failed
         except Exception as exc:
             self.session._report(exc, label)
-            raise
+            error = exc
+        except BaseException as exc:  # (an interrupt: not the job's error, but its future must end)
+            error = exc
         finally:
+            self._running.pop()
             self.session._busy_change(label, -1)
+        if error is None:
+            fut.set_result(result)
+        else:
+            fut.set_exception(error)
+
+    def yield_point(self) -> None:
+        """Run the queued jobs more urgent than the running one; a bulk job calls this between chunks.
+
+        A no-op outside the lane's worker (inline calls, a script's own
+        thread). Raises :class:`_LaneClosed` once the lane is closed.
+        """
+        ref = getattr(_WORKER, "lane", None)
+        if not self.asynchronous or ref is None or ref() is not self:
+            return
+        while True:
+            with self._cond:
+                if _WORKER.epoch != self._epoch:
+                    raise _LaneClosed
+                if not self._queue or self._queue[0][0] >= self._running[-1]:
+                    return
+                job = heapq.heappop(self._queue)
+            self._run(job)
 
     def pending(self) -> list[Future]:
-        with self._lock:
+        with self._cond:
             return [f for f in self._futures if not f.done()]
 
     def take_finished(self) -> list[Future]:
         """The finished jobs not yet seen by ``wait()``, forgotten here."""
-        with self._lock:
+        with self._cond:
             done = [f for f in self._futures if f.done()]
             self._futures = [f for f in self._futures if not f.done()]
         return done
 
     def close(self) -> None:
-        with self._lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = None
+        """Cancel the queued jobs and stop the worker (a running bulk job stops at its next yield point)."""
+        with self._cond:
+            self._epoch += 1
+            self._thread = None
+            queued, self._queue = self._queue, []
+            self._cond.notify_all()
+        for *_, label, _fn, fut in queued:
+            if fut.cancel():
+                self.session._busy_change(label, -1)
+        _OPEN_LANES.discard(self)
 
 
 class ExplorerSession(traitlets.HasTraits):
@@ -451,7 +618,9 @@ class ExplorerSession(traitlets.HasTraits):
     latents : ndarray (N, ...), optional
         Latents for a maps-only session (no model).
     predictions : ndarray (N, H, W), optional
-        Predicted masks; ``model.predict_masks`` by default (model lane).
+        Predicted masks; by default the model's, computed in the background
+        (model lane, after the interactive work) and cached on disk by the
+        model's and the data's content hashes.
     methods : sequence of str
         Map methods offered ("pca", "tsne", "umap").
     map_method : str
@@ -471,9 +640,10 @@ class ExplorerSession(traitlets.HasTraits):
     max_cached_strips : int
         Decoded strips kept (least recently used dropped first).
     predict : bool or "auto"
-        Predict the dataset's masks at start (the "mean IoU" colours need
-        them; the viewer predicts the sample it shows when they are missing,
-        and a slider alone needs none). ``"auto"``: only when all masks hold
+        Predict the dataset's masks in the background once it is encoded
+        (the "mean IoU" colours need them and fill in as they come; the
+        viewer's sample is predicted first, and a slider alone needs none).
+        ``"auto"``: only when all masks hold
         at most :data:`PREDICT_ALL_PIXELS` pixels (about 4,000 samples of
         128x128), so that a 100k-sample session starts without decoding
         everything.
@@ -492,8 +662,19 @@ class ExplorerSession(traitlets.HasTraits):
     ----------
     index_a, index_b, n_steps, alpha, path_method, skip_policy, map_method, selected
         User input (traits).
+    live : bool (trait)
+        The slider's endpoints are encoded: the current mask, the strip and
+        the scrub grid are decoded (the dataset may still be encoding).
     ready : bool (trait)
-        Encoding and predictions are available.
+        The dataset's encoding is available (the map, the strip's nearest
+        samples). Predictions may still be computed in the background.
+    predicted : int (trait)
+        How many samples have a predicted mask so far (``len(dataset)`` once
+        :attr:`predictions` is set); bumped as the background prediction
+        goes, at most twice a second.
+    progress : dict (trait)
+        Bulk jobs under way: label ("encode dataset", "predict") -> ``(done,
+        total)``, what the busy indicator shows ("predict 128/367").
     maps : dict method -> ndarray (N, 2) (trait)
         The maps computed so far.
     path_points : ndarray (n_steps, 2) or None (trait)
@@ -531,7 +712,7 @@ class ExplorerSession(traitlets.HasTraits):
         The class left out of the scores (read-only; saved by :meth:`to_json`).
     busy : tuple of str (trait)
         Labels of the queued and running jobs ("encode", "strip", "decode",
-        "map: umap"...); empty when idle.
+        "frames", "encode dataset", "predict", "map: umap"...); empty when idle.
     errors : tuple of Exception (trait)
         The errors background jobs raised (``wait()`` raises them too).
 
@@ -556,7 +737,10 @@ class ExplorerSession(traitlets.HasTraits):
     map_points = traitlets.Unicode("flatten")
     selected_cell = traitlets.Any(None, allow_none=True)
 
+    live = traitlets.Bool(False)
     ready = traitlets.Bool(False)
+    predicted = traitlets.Int(0)
+    progress = traitlets.Dict()
     report = traitlets.Any(None, allow_none=True)
     quality = traitlets.Dict()
     maps = traitlets.Dict()
@@ -718,6 +902,9 @@ class ExplorerSession(traitlets.HasTraits):
         h, w = dataset.image_size
         self.scrub_steps = 0 if scrub_steps < 2 else int(min(scrub_steps, max(2, (16 << 20) // max(h * w, 1))))
         self._frames_cache: OrderedDict[tuple, ScrubFrames] = OrderedDict()
+        # Grids being decoded: path -> (masks, which frames are decoded), and the paths whose job chain runs.
+        self._frames_wip: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._frames_running: set[tuple] = set()
         self.max_cached_strips = max_cached_strips
         self.encoding = encoding
         self._latents = None if latents is None else np.asarray(latents)
@@ -750,6 +937,19 @@ class ExplorerSession(traitlets.HasTraits):
         self._whole_report: Any = None
         self._report_gen = 0
         self._quality_queued: set[str] = set()
+        # Before the dataset is encoded: the encodings of single samples (the slider's endpoints).
+        self._sample_encodings: OrderedDict[int, Any] = OrderedDict()
+        self._encode_seconds = math.inf  # the fastest single-sample encode seen (sizes the bulk chunks)
+        self._decode_seconds = math.inf  # the fastest single decode seen (sizes the scrub grid's batches)
+        # The predictions as they come (bulk job, the shown sample): masks, which rows are done, their mean IoU.
+        self._pred_masks: np.ndarray | None = None
+        self._pred_done: np.ndarray | None = None
+        self._pred_iou: np.ndarray | None = None
+        self._predicting = False
+        self._predicted_aside: OrderedDict[int, np.ndarray] = OrderedDict()  # the shown samples', no bulk prediction
+        self._prediction_requests: dict[int, Future] = {}
+        self._published: dict[str, float] = {}
+        self._warmed_up = False
 
         self.maps = given
         # One at a time, in this order (the colour fields and the selected cell depend on the points), with
@@ -784,12 +984,7 @@ class ExplorerSession(traitlets.HasTraits):
         self.observe(self._on_alpha, "alpha")
         self.observe(self._on_map_method, "map_method")
         self.observe(self._on_strip, "strip")
-        if asynchronous and {"tsne", "umap"} & set(self.methods):
-            from .projection import warm_up_projections
-
-            # Loads UMAP's compiled code (or compiles it, the first time on a machine) while the data encodes.
-            warm_up_projections()
-        self._model_lane.submit("encode", self._startup)
+        self._startup_job = self._model_lane.submit("encode", self._startup)
 
     def _default_color_by(self) -> str:
         if self.map_points == "cells":
@@ -812,21 +1007,127 @@ class ExplorerSession(traitlets.HasTraits):
             raise ValueError(f"predictions {self.predictions.shape} do not match the masks {self.dataset.masks.shape}")
 
     def _startup(self) -> None:
-        from .neighbors import LatentIndex
-
         model, ds = self.model, self.dataset
         if self.encoding is None and self._latents is None:
+            if self.asynchronous:
+                # The endpoints first (the mask, the strip, the scrub grid), then the dataset in chunks that let
+                # them pass: the first mask costs two encodes and a decode, not the whole dataset's encoding
+                # (nor the hashes of the weights and the data that key its cache: up to 0.4 s at 288x384).
+                # Encoded here, not in the jobs that need them: a model that refuses the images fails this
+                # one job, with one error, and nothing more is queued.
+                for i in dict.fromkeys((self.index_a, self.index_b)):
+                    self._encoding_of(i)
+                self._go_live()
+                self._model_lane.submit("encode dataset", self._encode_dataset_job, _BULK)
+                return
             self.encoding = model.encode_dataset(ds) if hasattr(model, "encode_dataset") else model.encode(ds.images)
             self._check_lengths()
-        if self.predictions is None and model is not None and self._predicts_all():
-            self.predictions = self._predict_all()
+        if self.encoding is not None and self.predictions is None and self.asynchronous:
+            # A session on cached latents probably finds its predictions cached too: the IoU colours at once.
+            self._load_cached_predictions()
+        self._become_ready()
+
+    def _go_live(self) -> None:
+        """The endpoints can be decoded: the mask, the strip and the scrub grid are requested (model lane)."""
+        self.live = True
+        if self.model is not None:
+            self._on_path(None)
+
+    def _become_ready(self) -> None:
+        """The dataset is encoded: the map, the strip's nearest samples, then the predictions."""
+        from .neighbors import LatentIndex
+
+        if not self.asynchronous and self.predictions is None and self._wants_predictions():
+            self._predict_job()  # a script finds them there when the constructor returns
         self.latent_index = LatentIndex().fit(self.latents, lazy=True)
+        self._sample_encodings.clear()
         self.ready = True
+        self._warm_up()
         self.request_map(self.map_method)
         if len(self.selection):
             self._on_selection(None)
         if self.model is not None:
-            self._on_path(None)
+            if self.live:
+                self._fill_in_neighbors()
+            else:
+                self._go_live()
+        if self.asynchronous and self.predictions is None and self._wants_predictions():
+            self._predicting = True
+            self._model_lane.submit("predict", self._predict_job, _BULK)
+
+    def _warm_up(self) -> None:
+        if self.asynchronous and not self._warmed_up and {"tsne", "umap"} & set(self.methods):
+            from .projection import warm_up_projections
+
+            # Loads UMAP's compiled code (or compiles it, the first time on a machine) while the slider is used:
+            # after the first mask, as the warm-up takes the cores for a few seconds.
+            warm_up_projections()
+        self._warmed_up = True
+
+    def _encode_dataset_job(self) -> None:
+        """Encode the dataset for the map, in chunks between which the slider's requests run (bulk)."""
+        from .arrays import iter_row_blocks
+
+        model, ds = self.model, self.dataset
+        rows = self._chunk_rows(self._encode_seconds)
+        step = self._bulk_step("encode dataset")
+        if _takes_on_batch(getattr(model, "encode_dataset", None)):  # a LatentModel: its cache, its store, its hook
+            enc = model.encode_dataset(ds, batch_size=rows, progress=self._show_bars(), on_batch=step)
+        elif hasattr(model, "encode_dataset"):
+            enc = model.encode_dataset(ds)
+        else:
+            n = len(ds)
+            parts = []
+            step(0, n)
+            for block in iter_row_blocks(n, rows):
+                parts.append(model.encode(ds.images[block]))
+                step(block.stop, n)
+            enc = type(parts[0])(
+                np.concatenate([p.latents for p in parts]),
+                tuple(np.concatenate([p.skips[k] for p in parts]) for k in range(len(parts[0].skips))),
+            )
+        self._end_progress("encode dataset")
+        self.encoding = enc
+        self._check_lengths()
+        self._become_ready()
+
+    def _chunk_rows(self, seconds_per_row: float, cap: int = 32, budget: float = _CHUNK_SECONDS) -> int:
+        """Rows of a chunk: a power of two (few compiled batch sizes) taking about ``budget`` seconds."""
+        if not self.asynchronous or math.isinf(seconds_per_row):
+            return cap  # (nothing to answer between chunks, or nothing timed yet)
+        rows = budget / max(seconds_per_row, 1e-6)
+        return int(min(cap, 2 ** max(0, math.floor(math.log2(max(rows, 1.0))))))
+
+    def _bulk_step(self, label: str) -> Callable[[int, int], None]:
+        """A bulk job's ``on_batch(done, total)``: publish its progress, then let queued interactive jobs run."""
+
+        def step(done: int, total: int) -> None:
+            self._set_progress(label, done, total)
+            self._model_lane.yield_point()
+
+        return step
+
+    def _set_progress(self, label: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if 0 < done < total and now - self._published.get(label, -math.inf) < _PUBLISH_SECONDS:
+            return
+        self._published[label] = now
+        with self._gen_lock:
+            self.progress = {**self.progress, label: (int(done), int(total))}
+
+    def _end_progress(self, label: str) -> None:
+        with self._gen_lock:
+            self.progress = {k: v for k, v in self.progress.items() if k != label}
+        self._published.pop(label, None)
+
+    def _show_bars(self) -> bool:
+        """tqdm bars for bulk work in scripts; not in a Jupyter kernel, where the busy indicator shows it."""
+        import sys
+
+        return not self.asynchronous or "ipykernel" not in sys.modules
+
+    def _wants_predictions(self) -> bool:
+        return self.model is not None and self._predicts_all()
 
     def _predicts_all(self) -> bool:
         if self.predict == "auto":
@@ -834,16 +1135,198 @@ class ExplorerSession(traitlets.HasTraits):
             return len(self.dataset) * h * w <= PREDICT_ALL_PIXELS
         return bool(self.predict)
 
-    def _predict_all(self) -> np.ndarray:
-        from .arrays import iter_row_blocks
+    # ------------------------------------------------------------------ predictions
 
+    def _predictions_path(self) -> Path | None:
+        """Where the predictions of this model on this data are cached (None: the model cannot be hashed)."""
+        from .cache import cache_dir, content_hash
+
+        try:
+            key = content_hash("session-predictions-v1", model_hash(self.model), data_hash(self.dataset))
+        except TypeError:
+            return None
+        return cache_dir("predictions") / f"{key}.npz"
+
+    def _load_cached_predictions(self) -> bool:
+        """Fill the predictions from the disk cache; whether it held them."""
+        from .cache import load_arrays
+
+        if not self._wants_predictions():
+            return False
+        path = self._predictions_path()
+        hit = None if path is None else load_arrays(path)
+        masks = None if hit is None else hit.get("masks")
+        if masks is None or masks.shape != self.dataset.masks.shape:
+            return False
+        self._pred_buffers()
+        self._pred_masks[...] = masks  # type: ignore[index]
+        self._pred_done[...] = True  # type: ignore[index]
+        self._publish_predicted(force=True)
+        return True
+
+    def _pred_buffers(self) -> None:
+        with self._gen_lock:
+            if self._pred_masks is None:
+                ds = self.dataset
+                # uint8 ids when they fit, a quarter of int32's memory.
+                dtype = np.uint8 if ds.n_classes <= 256 else np.int32
+                self._pred_masks = np.zeros((len(ds), *ds.image_size), dtype)
+                self._pred_done = np.zeros(len(ds), bool)
+                self._pred_iou = np.full(len(ds), np.nan)
+
+    def _predict_job(self) -> None:
+        """Predict every mask, in chunks (bulk), with each chunk's mean IoU; cache them on disk."""
+        from .cache import save_arrays
+
+        n = len(self.dataset)
+        hit = (self._pred_done is not None and bool(self._pred_done.all())) or self._load_cached_predictions()
+        self._pred_buffers()
+        masks, done = self._pred_masks, self._pred_done
+        bar = None
+        if self._show_bars() and not hit:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc="predicting", unit="img", leave=False)
+        step = self._bulk_step("predict")
+        try:
+            # The first block predicted is one row, timed to size the others (a script's: large blocks).
+            rows, timed, start = (1, False, 0) if self.asynchronous else (_PREDICT_BLOCK, True, 0)
+            step(0, n)
+            while start < n:
+                block = slice(start, min(n, start + rows))
+                if not done[block].all():  # type: ignore[index]
+                    t0 = time.perf_counter()
+                    self._store_predictions(block, self._predict_block(block))
+                    if not timed:
+                        rows, timed = self._chunk_rows((time.perf_counter() - t0) / (block.stop - block.start)), True
+                else:  # from the cache, or the shown sample's: its mean IoU
+                    self._store_predictions(block, masks[block])  # type: ignore[index]
+                if bar is not None:
+                    bar.update(block.stop - block.start)
+                start = block.stop
+                self._publish_predicted()
+                step(start, n)
+            masks.flags.writeable = False  # type: ignore[union-attr]
+            self._sample_iou = self._pred_iou
+            self.predictions = masks
+        finally:
+            if bar is not None:
+                bar.close()
+            self._predicting = False  # (after the predictions are set: the colours never see neither)
+            self._end_progress("predict")
+        path = None if hit else self._predictions_path()
+        if path is not None:
+            save_arrays(path, {"masks": masks})
+        self._publish_predicted(force=True)
+        if len(self.selection):
+            self._on_selection(None)  # now with the whole set's scores beside the selection's
+
+    def _predict_block(self, rows: slice) -> np.ndarray:
+        """The model's masks of the samples ``rows``: decoded from the encoding when it is in memory.
+
+        ``decoder(encoder(x))`` is ``predict_masks(x)``: with the latents at
+        hand only the decoder runs (a 288x384 VGG SegNet: 0.18 s a sample
+        instead of 0.8 s).
+        """
+        model, enc = self.model, self.encoding
+        if enc is None and rows.stop - rows.start == 1 and rows.start in self._sample_encodings:
+            enc, rows = self._sample_encodings[rows.start], slice(0, 1)
+        if (
+            enc is not None
+            and isinstance(enc.latents, np.ndarray)
+            and all(isinstance(sk, np.ndarray) for sk in enc.skips)
+            and hasattr(model, "decode_with_masks")
+        ):
+            skips = [sk[rows] for sk in enc.skips] if model.has_skips else None
+            return np.asarray(model.decode_with_masks(enc.latents[rows], skips)[1])
+        return np.asarray(model.predict_masks(self.dataset.images[rows]))
+
+    def _store_predictions(self, rows: slice, masks: np.ndarray) -> None:
+        from .metrics import per_sample_mean_iou
+
+        self._pred_buffers()
         ds = self.dataset
-        # Block by block, so that a lazy dataset is read (and its images held) one block at a time;
-        # uint8 ids when they fit, a quarter of int32's memory.
-        out = np.empty((len(ds), *ds.image_size), np.uint8 if ds.n_classes <= 256 else np.int32)
-        for rows in iter_row_blocks(len(ds), _PREDICT_BLOCK):
-            out[rows] = self.model.predict_masks(ds.images[rows])
-        return out
+        self._pred_masks[rows] = masks  # type: ignore[index]
+        self._pred_iou[rows] = per_sample_mean_iou(  # type: ignore[index]
+            masks, ds.masks[rows], ds.n_classes, ignore_index=self.ignore_index
+        )
+        self._pred_done[rows] = True  # type: ignore[index]
+
+    def _publish_predicted(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._published.get("predicted", -math.inf) >= _PUBLISH_SECONDS:
+            self._published["predicted"] = now
+            self.predicted = (0 if self._pred_done is None else int(self._pred_done.sum())) + len(self._predicted_aside)
+
+    def known_prediction(self, index: int) -> np.ndarray | None:
+        """The predicted mask of sample ``index`` if the session has it (given, or predicted so far), else None.
+
+        Computes nothing: a view asks this first and, while it is None,
+        waits for :attr:`predicted` to move (the session predicts the
+        :attr:`selected` sample ahead of the others) instead of predicting
+        on the kernel's thread.
+
+        Examples
+        --------
+        >>> s.known_prediction(3) is None or s.known_prediction(3).shape == s.dataset.image_size  # doctest: +SKIP
+        True
+        """
+        i = int(index)
+        if self.predictions is not None:
+            return np.asarray(self.predictions[i])
+        done = self._pred_done
+        if done is not None and done[i]:
+            return self._pred_masks[i]  # type: ignore[index]
+        return self._predicted_aside.get(i)
+
+    def request_prediction(self, index: int) -> Future | None:
+        """Predict sample ``index`` on the model lane, ahead of the bulk work; None if it is known already.
+
+        What a view of the sample does instead of predicting on the
+        kernel's thread: it shows the sample when :attr:`predicted` moves
+        and :meth:`known_prediction` has it. Inline (and done when it
+        returns) in a synchronous session.
+
+        Examples
+        --------
+        >>> s.request_prediction(s.selected)  # doctest: +SKIP
+        <Future at 0x... state=pending>
+        """
+        i = int(index)
+        if self.model is None:
+            raise ValueError("no model to predict with: pass predictions=... or a model")
+        if self.known_prediction(i) is not None:
+            return None
+        queued = self._prediction_requests.get(i)
+        if queued is not None and not queued.done():
+            return queued  # (a view asks again each time other samples are predicted)
+
+        def job() -> None:
+            startup = self._startup_job
+            if startup.done() and not startup.cancelled() and startup.exception() is not None:
+                return  # the model refused the dataset at start: that error is reported once, not per view
+            if self.known_prediction(i) is None:
+                self._predict_sample(i)
+
+        fut = self._model_lane.submit("predict sample", job)
+        self._prediction_requests = {k: f for k, f in self._prediction_requests.items() if not f.done()}
+        if not fut.done():
+            self._prediction_requests[i] = fut
+        return fut
+
+    def _predict_sample(self, i: int) -> np.ndarray:
+        """Predict one sample now (in the caller's thread) and keep it; :attr:`predicted` moves."""
+        mask = self._predict_block(slice(i, i + 1))
+        if self._wants_predictions():
+            self._store_predictions(slice(i, i + 1), mask)
+        else:  # no bulk prediction to fill in: a few of them kept aside
+            if mask.dtype != np.uint8 and self.dataset.n_classes <= 256:
+                mask = mask.astype(np.uint8)
+            self._predicted_aside[i] = mask[0]
+            while len(self._predicted_aside) > 64:
+                self._predicted_aside.popitem(last=False)
+        self._publish_predicted(force=True)
+        return mask[0]
 
     # ------------------------------------------------------------------ public
 
@@ -1300,6 +1783,10 @@ class ExplorerSession(traitlets.HasTraits):
             return ColorField(
                 field, "categorical", dominant, tuple(ds.class_names), tuple(colors.hex_colours(ds.palette))
             )
+        if field in ("mean IoU",) or field.startswith("IoU: "):
+            pending = self._pending_scores(field)
+            if pending is not None:
+                return pending
         if field == "mean IoU":
             return ColorField(field, "continuous", self.sample_iou())
         if field.startswith("IoU: "):
@@ -1327,6 +1814,18 @@ class ExplorerSession(traitlets.HasTraits):
             )
         return ColorField(field, "categorical", np.zeros(n, np.int64), ("",), (colors.NO_VALUE_COLOUR,))
 
+    def _pending_scores(self, field: str) -> ColorField | None:
+        """While the predictions are computed: what is known of an IoU field (NaN for the rest) and a note."""
+        if self.predictions is not None or not self._wants_predictions() or (self.ready and not self._predicting):
+            return None
+        n = len(self.dataset)
+        done = 0 if self._pred_done is None else int(self._pred_done.sum())
+        note = f"predicting {done:,}/{n:,}…" if self.ready else "after the dataset is encoded…"
+        values = np.full(n, np.nan)
+        if field == "mean IoU" and self._pred_iou is not None:
+            values = np.where(self._pred_done, self._pred_iou, np.nan)  # type: ignore[arg-type]
+        return ColorField(field, "continuous", values, note=note)
+
     def _on_color_by(self, _change: Any) -> None:
         self._refresh_quality()
 
@@ -1342,7 +1841,7 @@ class ExplorerSession(traitlets.HasTraits):
         if key in self._quality_queued:
             return
         self._quality_queued = self._quality_queued | {key}
-        self._map_lane.submit("map quality", lambda: self._quality_job(key))
+        self._map_lane.submit("map quality", lambda: self._quality_job(key), _BULK)
 
     def _quality_job(self, key: str) -> None:
         from .map_quality import local_knn_preservation, local_trustworthiness
@@ -1391,12 +1890,13 @@ class ExplorerSession(traitlets.HasTraits):
         self._model_lane.submit("selection report", job)
 
     def prediction(self, index: int) -> np.ndarray:
-        """The predicted mask of sample ``index``: the session's, else the model's (one call)."""
-        if self.predictions is not None:
-            return np.asarray(self.predictions[int(index)])
+        """The predicted mask of sample ``index``: the session's, else the model's (one call, kept)."""
+        known = self.known_prediction(index)
+        if known is not None:
+            return known
         if self.model is None:
             raise ValueError("no predicted masks: pass predictions=... or a model")
-        return np.asarray(self.model.predict_masks(np.stack([self.dataset.images[int(index)]])))[0]
+        return self._predict_sample(int(index))
 
     def selection_report(self, indices: Sequence[int] | np.ndarray | None = None) -> Any:
         """The :class:`~latent_widgets.failures.SelectionReport` of the selection (or of ``indices``).
@@ -1432,10 +1932,20 @@ class ExplorerSession(traitlets.HasTraits):
             raise ValueError("the selection report needs the predicted masks: pass predictions=... or a model")
         from .arrays import iter_row_blocks
 
-        # Only the selected samples are predicted: a prediction of the selection alone, in sorted order.
+        # Only the selected samples are predicted (those the background prediction has not reached yet):
+        # a prediction of the selection alone, in sorted order.
         pred = np.empty((len(idx), *ds.image_size), np.int32)
-        for rows in iter_row_blocks(len(idx), _PREDICT_BLOCK):
-            pred[rows] = self.model.predict_masks(np.stack([ds.images[int(i)] for i in idx[rows]]))
+        todo = []
+        for k, i in enumerate(idx):
+            known = self.known_prediction(i)
+            if known is None:
+                todo.append(k)
+            else:
+                pred[k] = known
+        missing = np.asarray(todo, np.int64)
+        for rows in iter_row_blocks(len(missing), _PREDICT_BLOCK):
+            ks = missing[rows]
+            pred[ks] = self.model.predict_masks(np.stack([ds.images[int(i)] for i in idx[ks]]))
         return selection_report(ds.masks, pred, idx, ds.n_classes, **kw)
 
     # ------------------------------------------------------------------ saving
@@ -1654,7 +2164,7 @@ class ExplorerSession(traitlets.HasTraits):
     # ------------------------------------------------------------------ strip
 
     def _on_path(self, _change: Any) -> None:
-        if not self.ready or self.model is None:
+        if not self.live or self.model is None:
             return
         key = self.key
         self._show_frames(key)
@@ -1685,28 +2195,70 @@ class ExplorerSession(traitlets.HasTraits):
     # ------------------------------------------------------------------ scrub frames
 
     def _show_frames(self, key: PathKey) -> None:
-        """Set :attr:`frames` to the path's grid if it is decoded, else None."""
+        """Set :attr:`frames` to the path's grid, complete or partial, if any of it is decoded, else None."""
         fk = tuple(key[:4])
         frames = self._frames_cache.get(fk)
         if frames is not None:
             self._frames_cache.move_to_end(fk)
+        elif fk in self._frames_wip and self._frames_wip[fk][1].any():
+            masks, ready = self._frames_wip[fk]
+            frames = ScrubFrames(fk, np.linspace(0.0, 1.0, self.scrub_steps), masks.copy(), ready.copy())
         self.frames = frames
 
     def _request_frames(self, key: PathKey) -> None:
-        if self.scrub_steps and tuple(key[:4]) not in self._frames_cache:
-            self._model_lane.submit("frames", lambda: self._frames_job(key, 0, []))
-
-    def _frames_job(self, key: PathKey, start: int, done: list[np.ndarray], batch: int = 16) -> None:
-        # One batch per job, each queueing the next: slider decodes requested
-        # meanwhile run between batches instead of waiting for the grid.
-        if key != self.key or tuple(key[:4]) in self._frames_cache:
-            return  # the path changed: this grid is no longer wanted
-        alphas = np.linspace(0.0, 1.0, self.scrub_steps)
-        done.append(self.decode_masks(alphas[start : start + batch], key))
-        if start + batch < len(alphas):
-            self._model_lane.submit("frames", lambda: self._frames_job(key, start + batch, done, batch))
+        fk = tuple(key[:4])
+        if not self.scrub_steps or fk in self._frames_cache or fk in self._frames_running:
             return
-        frames = ScrubFrames(tuple(key[:4]), alphas, np.concatenate(done).astype(np.uint8, copy=False))
+        if fk not in self._frames_wip:  # (a grid left half done when the path changed goes on where it stopped)
+            h, w = self.dataset.image_size
+            self._frames_wip[fk] = (np.zeros((self.scrub_steps, h, w), np.uint8), np.zeros(self.scrub_steps, bool))
+            while len(self._frames_wip) > max(1, self.max_cached_strips):
+                self._frames_wip.pop(next(iter(self._frames_wip)))
+        self._frames_running.add(fk)
+        self._model_lane.submit("frames", lambda: self._frames_job(key), _FRAMES)
+
+    def _alpha_seconds(self, key: PathKey) -> float:
+        """What one alpha of path ``key`` costs: a decode, and with the "image" skip policy a blend's encode."""
+        seconds = self._decode_seconds
+        if getattr(self.model, "has_skips", False) and key.skip_policy == "image":
+            seconds += self._encode_seconds
+        return seconds
+
+    def _frames_job(self, key: PathKey) -> None:
+        # One batch per job (about a quarter of a second), each queueing the next: slider decodes requested
+        # meanwhile run between batches instead of waiting for the grid (at 288x384 on 2 cores a batch is no
+        # cheaper per frame than single frames). Each batch is the missing frames nearest to the slider
+        # *now*, so that the frames around where the person drags arrive first; the grid so far is sent as a
+        # partial grid, at most once a second.
+        fk = tuple(key[:4])
+        wip = self._frames_wip.get(fk)
+        if fk != tuple(self.key[:4]) or fk in self._frames_cache or wip is None:
+            self._frames_running.discard(fk)  # the path changed: this grid waits for a return to it
+            return
+        masks, ready = wip
+        alphas = np.linspace(0.0, 1.0, self.scrub_steps)
+        batch = self._chunk_rows(self._alpha_seconds(key), cap=16)
+        todo = np.flatnonzero(~ready)
+        nearest = np.sort(todo[np.argsort(np.abs(alphas[todo] - float(self.alpha)), kind="stable")[:batch]])
+        try:
+            masks[nearest] = self.decode_masks(alphas[nearest], key)
+        except BaseException:
+            self._frames_running.discard(fk)
+            raise
+        ready[nearest] = True
+        if not ready.all():
+            now = time.monotonic()
+            due = not self.asynchronous or now - self._published.get(f"frames {fk}", -math.inf) >= _PARTIAL_GRID_SECONDS
+            if tuple(self.key[:4]) == fk and due:
+                self._published[f"frames {fk}"] = now
+                self.frames = ScrubFrames(fk, alphas, masks.copy(), ready.copy())
+            self._model_lane.submit("frames", lambda: self._frames_job(key), _FRAMES)
+            return
+        self._published.pop(f"frames {fk}", None)
+        self._frames_running.discard(fk)
+        self._frames_wip.pop(fk, None)
+        masks.flags.writeable = False
+        frames = ScrubFrames(fk, alphas, masks)
         self._frames_cache[frames.key] = frames
         while len(self._frames_cache) > max(1, self.max_cached_strips):
             self._frames_cache.popitem(last=False)
@@ -1748,7 +2300,7 @@ class ExplorerSession(traitlets.HasTraits):
         from .interpolation import path_inputs
 
         key = key or self.key
-        ds, enc, model = self.dataset, self.encoding, self.model
+        ds, model = self.dataset, self.model
         latents, skips = path_inputs(
             model,
             ds.images[key.index_a],
@@ -1756,41 +2308,90 @@ class ExplorerSession(traitlets.HasTraits):
             np.asarray(alphas, np.float32),
             method=key.method,
             skip_policy=key.skip_policy,
-            encoding_a=_sample_encoding(enc, key.index_a),
-            encoding_b=_sample_encoding(enc, key.index_b),
+            encoding_a=self._encoding_of(key.index_a),
+            encoding_b=self._encoding_of(key.index_b),
         )
+        t0 = time.perf_counter()
         probs, masks = model.decode_with_masks(latents, skips if model.has_skips else None)
+        if len(latents) == 1:  # the fastest single decode seen (the first also compiles): sizes the grid's batches
+            self._decode_seconds = min(self._decode_seconds, time.perf_counter() - t0)
         return np.asarray(latents), np.asarray(probs), np.asarray(masks)
 
     def compute_strip(self, key: PathKey | None = None) -> Strip:
-        """Decode the strip of a path (default: the current one) in one batch."""
+        """Decode the strip of a path (default: the current one).
+
+        In one batch; on the session's model lane in batches of about a
+        quarter of a second (a 288x384 SegNet's 12 steps take 2-4 s on 2
+        cores), between which the slider's decodes run.
+        """
         from .interpolation import decode_path, steps
         from .metrics import class_fractions
-        from .neighbors import path_neighbors
 
         key = key or self.key
-        ds, enc = self.dataset, self.encoding
-        result = decode_path(
-            self.model,
-            ds.images[key.index_a],
-            ds.images[key.index_b],
-            np.asarray(steps(key.n_steps), np.float64),
-            method=key.method,
-            skip_policy=key.skip_policy,
-            encoding_a=_sample_encoding(enc, key.index_a),
-            encoding_b=_sample_encoding(enc, key.index_b),
-        )
+        ds = self.dataset
+        alphas = np.asarray(steps(key.n_steps), np.float64)
+        rows = self._chunk_rows(self._alpha_seconds(key), cap=len(alphas))
+        parts = []
+        for start in range(0, len(alphas), rows):
+            if start:
+                self._model_lane.yield_point()
+            parts.append(
+                decode_path(
+                    self.model,
+                    ds.images[key.index_a],
+                    ds.images[key.index_b],
+                    alphas[start : start + rows],
+                    method=key.method,
+                    skip_policy=key.skip_policy,
+                    encoding_a=self._encoding_of(key.index_a),
+                    encoding_b=self._encoding_of(key.index_b),
+                )
+            )
+        result = parts[0] if len(parts) == 1 else _joined_paths(parts)
         masks, probs, latents = np.asarray(result.masks), np.asarray(result.probs), np.asarray(result.latents)
         step_list = tuple(
             StripStep(float(al), latents[i], probs[i], masks[i], render.mask_bmp(masks[i], ds.palette), cached=True)
             for i, al in enumerate(np.asarray(result.alphas, np.float64))
         )
-        nb = path_neighbors(latents, self.latent_index)
         fractions = np.asarray(class_fractions(masks, ds.n_classes), np.float64)
-        idx = np.asarray(nb.indices).reshape(-1)
-        return Strip(
-            key, result, step_list, idx, np.asarray(nb.distances, np.float64).reshape(-1), nb.n_distinct, fractions
-        )
+        return Strip(key, result, step_list, *self._strip_neighbors(latents), fractions)
+
+    def _strip_neighbors(self, latents: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """(indices, distances, n_distinct) of the steps' nearest samples; -1, NaN, 0 until the dataset is encoded."""
+        from .neighbors import path_neighbors
+
+        if self.latent_index is None:
+            return np.full(len(latents), -1, np.int64), np.full(len(latents), np.nan), 0
+        nb = path_neighbors(latents, self.latent_index)
+        return np.asarray(nb.indices).reshape(-1), np.asarray(nb.distances, np.float64).reshape(-1), nb.n_distinct
+
+    def _fill_in_neighbors(self) -> None:
+        """Give the strips decoded before the dataset was encoded their nearest samples."""
+        for key in list(self._strips):
+            strip = self._strips.get(key)
+            if strip is not None and not strip.has_neighbors:
+                idx, dist, n_distinct = self._strip_neighbors(strip.latents)
+                self._strips[key] = dataclasses.replace(
+                    strip, neighbor_indices=idx, neighbor_distances=dist, n_distinct=n_distinct
+                )
+        current = self.strip
+        if current is not None and not current.has_neighbors and current.key in self._strips:
+            self.strip = self._strips[current.key]
+
+    def _encoding_of(self, i: int) -> Any:
+        """Sample ``i``'s encoding with its batch axis: the dataset's, or (before it is encoded) its own, kept."""
+        if self.encoding is not None:
+            return _sample_encoding(self.encoding, i)
+        got = self._sample_encodings.get(i)
+        if got is None:
+            t0 = time.perf_counter()
+            got = self.model.encode(self.dataset.images[i : i + 1])
+            # The fastest seen: the first call of a model also compiles it.
+            self._encode_seconds = min(self._encode_seconds, time.perf_counter() - t0)
+            self._sample_encodings[i] = got
+            while len(self._sample_encodings) > 16:
+                self._sample_encodings.popitem(last=False)
+        return got
 
     # ------------------------------------------------------------------ alpha
 
@@ -1803,7 +2404,7 @@ class ExplorerSession(traitlets.HasTraits):
         self._request_alpha(float(change["new"]))
 
     def _request_alpha(self, alpha: float) -> None:
-        if not self.ready or self.model is None:
+        if not self.live or self.model is None:
             return
         gen = self._next_gen()
         strip = self.strip
@@ -1813,7 +2414,7 @@ class ExplorerSession(traitlets.HasTraits):
                 self._show(step, gen)
                 return
         key = self.key
-        self._model_lane.submit("decode", lambda: self._decode_job(gen, alpha, key))
+        self._model_lane.submit("decode", lambda: self._decode_job(gen, alpha, key), _NOW)
 
     def _decode_job(self, gen: int, alpha: float, key: PathKey) -> None:
         if gen != self._decode_gen:

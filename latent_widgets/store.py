@@ -1399,6 +1399,7 @@ def fill_store(
     *,
     batch_size: int = 32,
     progress: bool | None = None,
+    on_batch: Callable[[int, int], Any] | None = None,
 ) -> LatentStore:
     """Encode the chunks of ``store`` that are not done, batch by batch.
 
@@ -1415,6 +1416,11 @@ def fill_store(
     progress : bool, optional
         A ``tqdm.auto`` bar (starting at the rows already done); default:
         when there are 8 batches or more to encode.
+    on_batch : callable, optional
+        ``on_batch(rows_done, n)``, called before the first batch and after
+        each one (not at all when the store is complete): progress, or other
+        work done between batches (the explorer session answers the slider
+        there).
 
     Returns
     -------
@@ -1432,6 +1438,9 @@ def fill_store(
         progress = len(blocks) >= _AUTO_PROGRESS_BATCHES
     if not blocks:
         return store
+    done = store.rows_done
+    if on_batch is not None:
+        on_batch(done, store.n)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -1466,6 +1475,9 @@ def fill_store(
                 store.write_chunk(c, lat_buf[:size], [b[:size] for b in skip_bufs])
             if bar is not None:
                 bar.update(len(x))
+            done += len(x)
+            if on_batch is not None:
+                on_batch(done, store.n)
     finally:
         loader.close()  # stops the reader thread at once on an error or an interrupt
         if bar is not None:
@@ -1497,6 +1509,7 @@ def encode_to_store(
     resume: bool = True,
     overwrite: bool = False,
     progress: bool | None = None,
+    on_batch: Callable[[int, int], Any] | None = None,
 ) -> LatentStore:
     """Stream ``images`` through an encoder into a :class:`LatentStore` at ``path``.
 
@@ -1529,6 +1542,8 @@ def encode_to_store(
         Replace a store at ``path`` even if it belongs to another model or data.
     progress : bool, optional
         Progress bar; default: for 8 batches or more.
+    on_batch : callable, optional
+        ``on_batch(rows_done, n)`` before the first batch and after each (:func:`fill_store`).
 
     Returns
     -------
@@ -1554,7 +1569,7 @@ def encode_to_store(
         resume=resume,
         overwrite=overwrite,
     )
-    return fill_store(store, encode_batch, images, batch_size=batch_size, progress=progress)
+    return fill_store(store, encode_batch, images, batch_size=batch_size, progress=progress, on_batch=on_batch)
 
 
 def prepare_store(

@@ -476,6 +476,24 @@ def drag_alpha(page, fraction: float, steps: int = 12) -> None:
     page.mouse.up()
 
 
+def wait_for_alpha_caption(page, readout: float, busy_js: str, timeout_ms: int = 30_000) -> dict:
+    """Wait until the slider's caption names the alpha ``readout`` decoded by the kernel; the busy text then.
+
+    The caption says which alpha the mask on display was decoded at (two
+    alphas of a path may decode to the same picture, so the image is no
+    proof). Returns ``{"busy": <what busy_js returned at that moment>}``.
+    """
+    return page.wait_for_function(
+        f"""(v) => {{
+            const captions = Array.from(document.querySelectorAll('.latent-explorer b'));
+            const shown = captions.some(b => b.textContent === 'α = ' + v);
+            return shown && {{busy: ({busy_js})()}};
+        }}""",
+        arg=f"{readout:.3f}",
+        timeout=timeout_ms,
+    ).json_value()
+
+
 def wait_for_new_src(page, selector: str, old: str, timeout_ms: int = 30_000) -> None:
     """Wait until the ``src`` of the element at ``selector`` is no longer ``old``."""
     page.wait_for_function(

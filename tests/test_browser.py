@@ -51,6 +51,7 @@ from browser_harness import (
     draw_lasso,
     explorer_page,
     served_or_skipped,
+    wait_for_alpha_caption,
 )
 
 pytestmark = pytest.mark.browser
@@ -270,17 +271,8 @@ def test_alpha_changes_the_mask_while_a_map_is_fitted(page):
     drag_alpha(page, 0.81)
     readout = float(page.inner_text(".latent-explorer .lw-alpha-slider .widget-readout"))
     assert 0.6 < readout < 0.95, readout
-    # The kernel decodes the new alpha while the fit still runs: the page is live. The caption names the
-    # alpha decoded (two alphas of a path may decode to the same picture, so the image is no proof).
-    changed_during_fit = page.wait_for_function(
-        f"""(v) => {{
-            const captions = Array.from(document.querySelectorAll('.latent-explorer b'));
-            const shown = captions.some(b => b.textContent === 'α = ' + v);
-            return shown && {{busy: ({busy})()}};
-        }}""",
-        arg=f"{readout:.3f}",
-        timeout=30_000,
-    ).json_value()
+    # The kernel decodes the new alpha while the fit still runs: the page is live.
+    changed_during_fit = wait_for_alpha_caption(page, readout, busy)
     assert "umap" in changed_during_fit["busy"], changed_during_fit
     # ... and the map arrives in the end, the busy indicator clears (150k epochs: 20-30 s on two idle
     # cores, minutes on a loaded machine).

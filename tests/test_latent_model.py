@@ -217,6 +217,20 @@ def test_encode_dataset_is_cached(seg: LatentModel, synthetic_small) -> None:
     np.testing.assert_array_equal(again.latents, first.latents)
 
 
+@pytest.mark.parametrize("store", [False, True])
+def test_encode_dataset_calls_its_batch_hook(seg: LatentModel, synthetic_small, tmp_path, monkeypatch, store) -> None:
+    monkeypatch.setenv("LATENT_WIDGETS_CACHE_DIR", str(tmp_path))
+    ds = synthetic_small[:7]
+    calls: list[tuple[int, int]] = []
+    enc = seg.encode_dataset(ds, batch_size=3, store=store, on_batch=lambda done, n: calls.append((done, n)))
+    assert calls == [(0, 7), (3, 7), (6, 7), (7, 7)]  # before the first batch, then after each
+    np.testing.assert_allclose(np.asarray(enc.latents[:]), seg.encode(ds.images).latents, atol=1e-5)
+    calls.clear()
+    again = seg.encode_dataset(ds, batch_size=3, store=store, on_batch=lambda done, n: calls.append((done, n)))
+    assert calls == []  # a cache hit encodes no batch
+    np.testing.assert_array_equal(np.asarray(again.latents[:]), np.asarray(enc.latents[:]))
+
+
 # ----------------------------------------------------------------------------- saving and loading
 
 

@@ -7,6 +7,7 @@ nearest-neighbour loop for the strip's neighbours.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import threading
@@ -271,8 +272,10 @@ class SlowDecodes:
 
 def test_in_the_background_the_newest_alpha_wins(model, ds) -> None:
     slow = SlowDecodes(model)
-    s = ExplorerSession(slow, ds, index_a=1, index_b=17)
+    # (no grid, no predictions: their chunks are single decodes too, 0.2 s each in this model)
+    s = ExplorerSession(slow, ds, index_a=1, index_b=17, scrub_steps=0, predict=False)
     s.wait()
+    slow.calls, before = 0, s.ondemand_decodes  # (the start's single-sample decodes: the background predictions)
     seen: list[float] = []
     s.observe(lambda c: seen.append(c["new"].alpha), "current")
     for alpha in (0.11, 0.23, 0.31, 0.42, 0.57):
@@ -281,7 +284,7 @@ def test_in_the_background_the_newest_alpha_wins(model, ds) -> None:
     s.wait()
     assert s.current.alpha == pytest.approx(0.57) and s.busy == ()
     # queued requests that were no longer the newest were skipped, not decoded
-    assert slow.calls < 5 and s.ondemand_decodes == slow.calls
+    assert slow.calls < 5 and s.ondemand_decodes - before == slow.calls
     assert seen == sorted(seen)  # an older result never replaced a newer one
     np.testing.assert_array_equal(s.current.mask, lerp_mask(model, ds, 1, 17, 0.57))
     s.close()
@@ -776,3 +779,157 @@ def test_cell_movement_follows_the_strip(model, ds) -> None:
     assert s.cell_movement().per_step.shape == (5, h, w)
     flat = ExplorerSession(None, ds, latents=s.latents.reshape(len(ds), -1), asynchronous=False, methods=("pca",))
     assert flat.cell_movement() is None and flat.grid is None
+
+
+# ---------------------------------------------------------------------------- interactive work first
+
+
+def _poll(condition, timeout: float = 20.0, what: str = "the condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def test_alpha_is_answered_while_the_bulk_prediction_runs(model, ds) -> None:
+    from toy import SlowToyModel
+
+    from latent_widgets.metrics import per_sample_mean_iou
+
+    # A prediction costs 0.1 s a sample (2.4 s for the 24): the bulk work runs in chunks of ~0.25 s.
+    slow = SlowToyModel(model, decode_s=0.1)
+    s = ExplorerSession(slow, ds, index_a=1, index_b=17, scrub_steps=0, methods=("pca",))
+    answered: list[tuple[float, bool, int]] = []
+    # (at the time each mask is shown, in the worker: were the predictions still being computed?)
+    s.observe(lambda c: answered.append((c["new"].alpha, s.predictions is None, s.predicted)), "current")
+    _poll(lambda: "predict" in s.progress and s.progress["predict"][0] > 0, what="the bulk prediction")
+    field = s.color_values("mean IoU")
+    assert field.note.startswith("predicting") and np.isnan(field.values).any()
+    for alpha in (0.37, 0.61):
+        s.alpha = alpha
+        _poll(lambda alpha=alpha: s.current.alpha == pytest.approx(alpha), what=f"alpha {alpha}")
+        np.testing.assert_array_equal(s.current.mask, lerp_mask(model, ds, 1, 17, alpha))
+    shown = {round(a, 2): (pending, n) for a, pending, n in answered}
+    assert shown[0.37][0] and shown[0.61][0], shown  # both answered before the bulk prediction was done
+    assert shown[0.61][1] < len(ds)
+    s.wait(timeout=60)
+    assert s.busy == () and s.progress == {} and s.predicted == len(ds)
+    for step in s.strip.steps:  # the strip, decoded in batches of 2 with the slider's decodes between
+        np.testing.assert_array_equal(step.mask, lerp_mask(model, ds, 1, 17, step.alpha))
+    # the bulk prediction completed: the model's own masks, and their mean IoU colours
+    np.testing.assert_array_equal(s.predictions, model.predict_masks(ds.images))
+    field = s.color_values("mean IoU")
+    assert not field.note
+    np.testing.assert_allclose(
+        field.values, per_sample_mean_iou(s.predictions, ds.masks, ds.n_classes, ignore_index=s.ignore_index)
+    )
+    s.close()
+
+
+def test_the_first_mask_needs_only_the_endpoints_encoded(model, ds) -> None:
+    from toy import SlowToyModel
+
+    slow = SlowToyModel(model, encode_s=0.05)  # the dataset's encoding: 1.2 s
+    s = ExplorerSession(slow, ds, index_a=2, index_b=9, alpha=0.4, scrub_steps=9, methods=("pca",), predict=False)
+    _poll(lambda: s.current is not None, what="the first mask")
+    assert s.live and not s.ready  # the dataset is still being encoded
+    np.testing.assert_array_equal(s.current.mask, lerp_mask(model, ds, 2, 9, 0.4))
+    _poll(lambda: s.strip is not None, what="the strip")
+    assert not s.strip.has_neighbors and s.strip.n_distinct == 0  # nearest samples: once the dataset is encoded
+    s.wait(timeout=60)
+    assert s.ready and s.strip.has_neighbors and s.frames.complete
+    data = s.latents.reshape(len(ds), -1).astype(np.float64)
+    for step, j in zip(s.strip.steps, s.strip.neighbor_indices, strict=True):
+        assert j == int(np.argmin([np.linalg.norm(step.latent.reshape(-1) - row) for row in data]))
+    s.close()
+
+
+def test_closing_a_session_stops_its_bulk_work_at_the_next_chunk(model, ds) -> None:
+    from toy import SlowToyModel
+
+    slow = SlowToyModel(model, encode_s=0.1)  # the dataset's encoding: 2.4 s, in chunks of 2 samples
+    s = ExplorerSession(slow, ds, scrub_steps=0, methods=("pca",))
+    _poll(lambda: s.progress.get("encode dataset", (0, 0))[0] > 0, what="the dataset's encoding")
+    s.close()
+    time.sleep(0.5)  # (the chunk running when it was closed ends)
+    encoded = slow.encoded
+    time.sleep(0.6)
+    assert slow.encoded == encoded < 2 + len(ds)  # no chunk after the close: the encoding stopped
+    assert not s.ready
+
+
+class CountingModel:
+    """The toy, hashed as the toy (the predictions cache key), counting the latents it decodes."""
+
+    def __init__(self, model) -> None:
+        self._m, self.decoded, self.predicted = model, 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self._m, name)
+
+    def content_hash(self) -> str:
+        from latent_widgets.session import model_hash
+
+        return model_hash(self._m)
+
+    def decode_with_masks(self, latents, skips=None, batch_size=32):
+        self.decoded += len(latents)
+        return self._m.decode_with_masks(latents, skips, batch_size)
+
+    def predict_masks(self, images, batch_size=32):
+        self.predicted += len(images)
+        return self._m.predict_masks(images, batch_size)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_predictions_are_cached_for_the_next_session(model, ds, tmp_path, monkeypatch, asynchronous) -> None:
+    monkeypatch.setenv("LATENT_WIDGETS_CACHE_DIR", str(tmp_path))
+    first, second = CountingModel(model), CountingModel(model)
+    kw = dict(scrub_steps=0, methods=("pca",), asynchronous=asynchronous)
+    s1 = ExplorerSession(first, ds, **kw)
+    s1.wait()
+    s2 = ExplorerSession(second, ds, **kw)
+    s2.wait()
+    np.testing.assert_array_equal(s1.predictions, model.predict_masks(ds.images))
+    np.testing.assert_array_equal(s2.predictions, s1.predictions)
+    # the first session decoded the dataset's latents (no second encoder pass); the second, only its strip
+    assert first.predicted == second.predicted == 0
+    assert first.decoded - second.decoded == len(ds) and second.decoded <= 12 + 1
+    assert list(tmp_path.glob("predictions/*.npz"))
+    # another model (weights) is another key: predicted again
+    other = CountingModel(type(model)(input_shape=(48, 64, 3), n_classes=12, latent_channels=8, seed=5))
+    s3 = ExplorerSession(other, ds, **kw)
+    s3.wait()
+    assert other.decoded >= len(ds)
+    np.testing.assert_array_equal(s3.predictions, other._m.predict_masks(ds.images))
+    for s in (s1, s2, s3):
+        s.close()
+
+
+def test_the_scrub_grid_is_decoded_nearest_to_the_slider_first(model, ds) -> None:
+    partial: list[np.ndarray] = []
+    s = ExplorerSession(model, ds, index_a=2, index_b=9, alpha=0.7, asynchronous=False, scrub_steps=33, predict=False)
+    f = s.frames
+    assert f.complete and f.ready is None
+    # a new path: its grid arrives in batches, each the missing frames nearest to alpha, as partial grids
+    s.observe(lambda c: partial.append(None if c["new"] is None else c["new"]), "frames")
+    s.index_b = 11
+    grids = [g for g in partial if g is not None]
+    assert grids[-1].complete and all(not g.complete for g in grids[:-1]) and len(grids) == 3  # 16 + 16 + 1
+    final = grids[-1].masks
+    seen = np.zeros(33, bool)
+    batches = []
+    for g in grids:
+        ready = np.ones(33, bool) if g.ready is None else g.ready
+        assert not (seen & ~ready).any()  # a decoded frame stays decoded
+        batches.append(np.flatnonzero(ready & ~seen))
+        seen = ready
+        np.testing.assert_array_equal(g.masks[ready], final[ready])  # the partial grid's frames are the final ones
+        assert not g.masks[~ready].any()  # the others are not shown (zeros, marked not ready)
+    dist = np.abs(np.linspace(0, 1, 33) - 0.7)
+    for near, far in itertools.pairwise(batches):
+        assert dist[near].max() <= dist[far].min()
+    assert grids[0].ready[round(0.7 * 32)]  # the frame under the slider is in the first batch
+    for i in (0, 22, 32):
+        np.testing.assert_array_equal(final[i], lerp_mask(model, ds, 2, 11, i / 32))

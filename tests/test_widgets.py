@@ -475,6 +475,50 @@ def test_slider_sends_the_grid_frames_to_the_browser_once(model, ds, encoding):
     assert not s.scrubbing and s.image.layout.display is None
 
 
+def test_a_partial_grid_lies_over_the_kernels_mask(model, ds, encoding):
+    from latent_widgets.session import ScrubFrames
+
+    s = InterpolationSlider(model, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=False)
+    full, view = s.session.frames, s.frames_view
+    ready = np.zeros(len(full.alphas), bool)
+    ready[40:48] = True  # the frames nearest to alpha ~0.7 came first
+    masks = np.where(ready[:, None, None], full.masks, 0).astype(np.uint8)
+    s.session.frames = ScrubFrames(full.key, full.alphas, masks, ready)
+    # both shown, in one grid cell: the canvas over the kernel's mask, which shows where a frame is missing
+    assert s.scrubbing and s.image.layout.display is None and view.layout.display is None
+    assert s.image.layout.grid_area == view.layout.grid_area == "mask"
+    assert view.n_frames == 64 and view.n_ready == 8 and view.ready == ready.astype(np.uint8).tobytes()
+    assert view.frames == masks.tobytes()
+    # the grid completes: the canvas alone, every frame ready
+    s.session.frames = full
+    assert s.image.layout.display == "none" and view.ready == b"" and view.n_ready == 64
+    with pytest.raises(ValueError, match="ready has 3 flags for 64 frames"):
+        view.set_frames(full.masks, ready=[True, False, True])
+
+
+def test_the_viewer_waits_for_its_samples_prediction_from_the_session(model, ds):
+    from toy import SlowToyModel
+
+    from latent_widgets.session import ExplorerSession
+
+    # The bulk prediction takes 2.4 s; the shown sample's is requested ahead of it.
+    session = ExplorerSession(SlowToyModel(model, decode_s=0.1), ds, index_a=5, scrub_steps=0, methods=("pca",))
+    viewer = MaskViewer(session=session)
+    assert "predicting…" in viewer._title.value or viewer.pred_mask is not None
+    deadline = time.monotonic() + 30
+    while viewer.pred_mask is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert viewer.index == 5 and session.predictions is None  # shown before the bulk prediction ended
+    np.testing.assert_array_equal(viewer.pred_mask, model.predict_masks(ds.images[5:6])[0])
+    session.selected = 9
+    deadline = time.monotonic() + 30
+    while viewer.index != 9 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    np.testing.assert_array_equal(viewer.pred_mask, model.predict_masks(ds.images[9:10])[0])
+    session.wait()
+    session.close()
+
+
 def test_slider_strip_step_is_served_from_the_cache(slider, model):
     calls = model.decode_calls
     for k in (3, 7, 11):
@@ -589,7 +633,10 @@ def test_slider_async_newest_request_wins(model, ds, encoding):
 
 def test_slider_async_stale_result_never_replaces_a_newer_one(model, ds, encoding):
     slow = SlowModel(model, delay=0.2)
-    s = InterpolationSlider(slow, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=True)
+    # (no grid: its chunks are single decodes too, 0.2 s each in this model)
+    s = InterpolationSlider(slow, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=True, scrub_steps=0)
+    s.wait()  # the strip is decoded (after the slider's first mask: its decode goes first)
+    slow.started.clear()
     s.alpha = 0.33  # slow, in the worker
     assert slow.started.wait(5)
     s.alpha = float(s.alphas[4])  # a cached step, shown at once
@@ -601,7 +648,8 @@ def test_slider_async_stale_result_never_replaces_a_newer_one(model, ds, encodin
 
 def test_slider_async_result_of_an_old_path_is_never_shown(model, ds, encoding):
     slow = SlowModel(model, delay=0.2)
-    s = InterpolationSlider(slow, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=True)
+    # (no grid: its chunks are single decodes too, 0.2 s each in this model)
+    s = InterpolationSlider(slow, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=True, scrub_steps=0)
     old = render.mask_png(expected_mask(model, encoding, ds, 1, 17, 0.33), ds.palette, scale=s.scale)
     shown = []
     s.image.observe(lambda c: shown.append(bytes(c["new"])), "value")
@@ -630,7 +678,8 @@ def test_slider_worker_errors_are_reported(model, ds, encoding):
     s = InterpolationSlider(SlowModel(model, delay=0.0, fail=True), ds, encoding=encoding, asynchronous=True)
     s.alpha = 0.5
     s.wait()
-    assert s.errors.messages == ["RuntimeError: decoder exploded"]
+    # (the first mask, at alpha 0, is decoded on demand too: ahead of the strip)
+    assert set(s.errors.messages) == {"RuntimeError: decoder exploded"}
     assert "decoder exploded" in s.errors.output.outputs[-1]["text"]
     s.close()
 

@@ -14,6 +14,7 @@ test can compute the expected answer by hand:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -97,3 +98,38 @@ def iou_loop(truth: np.ndarray, pred: np.ndarray, n_classes: int, ignore: int | 
         if union:
             iou[c] = inter / union
     return iou
+
+
+class SlowToyModel:
+    """A :class:`ToyLatentModel` whose encode, decode and predict sleep per sample: a big network's pace.
+
+    The answers are the toy's; only the time changes (``encode_s`` and
+    ``decode_s`` seconds per sample; a prediction costs both). ``decoded``
+    counts the latents decoded, ``predicted`` the images predicted.
+    """
+
+    def __init__(self, model: ToyLatentModel, encode_s: float = 0.0, decode_s: float = 0.0) -> None:
+        self.model, self.encode_s, self.decode_s = model, encode_s, decode_s
+        self.encoded = self.decoded = self.predicted = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def encode(self, images: np.ndarray, batch_size: int = 32, progress: bool | None = None) -> Encoding:
+        time.sleep(self.encode_s * len(images))
+        self.encoded += len(images)
+        return self.model.encode(images)
+
+    def decode(self, latents: np.ndarray, skips: Sequence[np.ndarray] | None = None, batch_size: int = 32):
+        time.sleep(self.decode_s * len(latents))
+        self.decoded += len(latents)
+        return self.model.decode(latents, skips)
+
+    def decode_with_masks(self, latents: np.ndarray, skips: Sequence[np.ndarray] | None = None, batch_size: int = 32):
+        probs = self.decode(latents, skips)
+        return probs, probs.argmax(-1)
+
+    def predict_masks(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        time.sleep((self.encode_s + self.decode_s) * len(images))
+        self.predicted += len(images)
+        return self.model.predict_masks(images)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import ipywidgets as W
@@ -24,6 +24,7 @@ __all__ = [
     "ErrorSink",
     "View",
     "blank_png",
+    "busy_text",
     "image_pane",
     "labelled",
     "on_kernel_thread",
@@ -177,6 +178,17 @@ def relay_session_errors(sink: ErrorSink, session: Any) -> None:
 def wait_quietly(session: Any, timeout: float | None) -> None:
     """Wait for the session's jobs; a failed job's error is shown by the views, left for ``session.wait()``."""
     session.wait(timeout, raise_errors=False)
+
+
+def busy_text(jobs: Sequence[str], progress: Mapping[str, tuple[int, int]]) -> str:
+    """What a busy indicator says: the jobs, with the fraction done of those that report one.
+
+    Examples
+    --------
+    >>> busy_text(["decode", "predict"], {"predict": (128, 367)})
+    'decode, predict 128/367'
+    """
+    return ", ".join(f"{j} {progress[j][0]}/{progress[j][1]}" if j in progress else j for j in jobs)
 
 
 @functools.lru_cache(maxsize=8)

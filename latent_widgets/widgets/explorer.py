@@ -14,7 +14,7 @@ import traitlets
 
 from ..session import ExplorerSession
 from ..study.figures import default_endpoints
-from ._common import ErrorSink, View, relay_session_errors, wait_quietly, watch_session
+from ._common import ErrorSink, View, busy_text, relay_session_errors, wait_quietly, watch_session
 from .interpolation_slider import InterpolationSlider
 from .mask_viewer import MaskViewer
 from .scatter import DEFAULT_GL_THRESHOLD
@@ -220,7 +220,7 @@ class LatentExplorer(View):
         self.scatter.observe(self.errors.guard(self._on_clicked), "selected")
         watch_session(self, session, self._on_map_points, "map_points")
         self.slider.observe(self.errors.guard(self._on_alpha), "alpha")
-        watch_session(self, session, self._on_busy, "busy")
+        watch_session(self, session, self._on_busy, ["busy", "progress"])
         relay_session_errors(self.errors, session)
         self._on_busy(None)
         self.scatter.set_current(session.alpha)
@@ -262,8 +262,9 @@ class LatentExplorer(View):
 
     def _on_busy(self, _change: Any) -> None:
         jobs = self.session.busy
+        text = busy_text(jobs, self.session.progress)
         self.busy_indicator.value = (
-            f"<span style='color:#555'><i class='fa fa-spinner fa-spin'></i> {html.escape(', '.join(jobs))}…</span>"
+            f"<span style='color:#555'><i class='fa fa-spinner fa-spin'></i> {html.escape(text)}…</span>"
             if jobs
             else ""
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +13,17 @@ import traitlets
 
 from .. import colors, render
 from ..session import ExplorerSession, StripStep
-from ._common import ErrorSink, View, image_pane, labelled, relay_session_errors, wait_quietly, watch_session
+from ._common import (
+    ErrorSink,
+    View,
+    blank_png,
+    busy_text,
+    image_pane,
+    labelled,
+    relay_session_errors,
+    wait_quietly,
+    watch_session,
+)
 from .scrub import MaskFrames
 
 __all__ = ["InterpolationSlider", "StripStep"]
@@ -204,9 +215,12 @@ class InterpolationSlider(View):
         self.image.format = "bmp"
         # The path's masks on a fine alpha grid, swapped in the browser as the
         # slider moves (no kernel round trip); shown instead of ``image`` once
-        # the session has decoded the grid.
+        # the session has decoded the grid. A partial grid lies over ``image``
+        # (one grid cell for both): where its frame is still to come the canvas
+        # is invisible and the kernel's mask shows through.
         self.frames_view = MaskFrames(ds.palette, display_width=display_width)
         self.frames_view.layout.display = "none"
+        self.image.layout.grid_area = self.frames_view.layout.grid_area = "mask"
         self._frames_link = W.jslink((self.slider, "value"), (self.frames_view, "alpha"))
         self._sent_frames: Any = None
         self._caption = W.HTML()
@@ -246,8 +260,6 @@ class InterpolationSlider(View):
             display_toolbar=False,
             layout=W.Layout(width="320px", max_width="100%", height=f"{max(200, int(h * shown_scale) + 40)}px"),
         )
-        import html
-
         #: Colour key of the class lines (a bqplot legend would cover the plot at 12 classes).
         self.fraction_legend = W.HTML(
             "<div style='font-size:11px;line-height:1.5'>"
@@ -292,7 +304,15 @@ class InterpolationSlider(View):
                 W.HBox(
                     [
                         W.VBox([labelled(self._a_image, self._a_caption), labelled(self._b_image, self._b_caption)]),
-                        labelled(W.Box([self.image, self.frames_view]), self._caption),
+                        labelled(
+                            W.GridBox(
+                                [self.image, self.frames_view],
+                                layout=W.Layout(
+                                    grid_template_areas='"mask"', align_items="flex-start", justify_items="flex-start"
+                                ),
+                            ),
+                            self._caption,
+                        ),
                         labelled(W.VBox([self.fraction_figure, self.fraction_legend]), "class pixel fraction"),
                     ],
                     layout=W.Layout(**wrap),
@@ -326,7 +346,7 @@ class InterpolationSlider(View):
         self._observe_guarded(self._on_show_movement, "show_movement")
         watch_session(self, session, self._on_strip, "strip")
         watch_session(self, session, self._on_current, "current")
-        watch_session(self, session, self._on_busy, "busy")
+        watch_session(self, session, self._on_busy, ["busy", "progress"])
         watch_session(self, session, self._on_frames, "frames")
         self.observe(lambda c: setattr(self.fraction_cursor, "x", np.array([c["new"], c["new"]])), "alpha")
         self._on_strip(None)
@@ -439,14 +459,15 @@ class InterpolationSlider(View):
             self.image.layout.display = None
             return
         if frames is not self._sent_frames:
-            self.frames_view.set_frames(frames.masks)
+            self.frames_view.set_frames(frames.masks, frames.ready)
             self._sent_frames = frames
-        self.image.layout.display = "none"
+        # Under a partial grid the kernel's mask stays, for the frames still to come.
+        self.image.layout.display = "none" if frames.complete else None
         self.frames_view.layout.display = None
 
     def _on_busy(self, _change: Any) -> None:
         running = [b for b in self.session.busy if not b.startswith("map")]
-        self._status.value = f"<i>{', '.join(running)}…</i>" if running else ""
+        self._status.value = f"<i>{html.escape(busy_text(running, self.session.progress))}…</i>" if running else ""
 
     def _on_current(self, _change: Any) -> None:
         step = self.session.current
@@ -504,7 +525,7 @@ class InterpolationSlider(View):
             )
         for i, step in enumerate(strip.steps):
             top_img, top_cap, bottom_img, bottom_cap, _, _ = self._tiles[i]
-            j = int(nb[i])
+            j = int(nb[i])  # -1 until the dataset is encoded
             if movement is None:
                 top_img.value = render.mask_png(step.mask, ds.palette, scale=self.tile_scale)
             else:
@@ -513,14 +534,23 @@ class InterpolationSlider(View):
                 rgb = render.colorize(step.mask, ds.palette)
                 top_img.value = self._movement_png(rgb, values, float(movement.per_step.max()))
             top_cap.value = f"<b style='font-size:12px'>α={step.alpha:.2f}</b>"
-            bottom_img.value = render.mask_png(ds.masks[j], ds.palette, scale=self.tile_scale)
-            bottom_cap.value = f"<span style='font-size:10px;white-space:nowrap'>#{j} d={dist[i]:.2g}</span>"
+            if j < 0:
+                bottom_img.value = blank_png(*step.mask.shape)
+                bottom_cap.value = "<span style='font-size:10px;white-space:nowrap'><i>nearest: encoding…</i></span>"
+            else:
+                bottom_img.value = render.mask_png(ds.masks[j], ds.palette, scale=self.tile_scale)
+                bottom_cap.value = f"<span style='font-size:10px;white-space:nowrap'>#{j} d={dist[i]:.2g}</span>"
         tiles = self._tiles[:n]
         #: PNG bytes of the nearest real sample's mask under each strip step.
         self.neighbor_values = [bytes(t[2].value) for t in tiles]
+        nearest = (
+            f"{strip.n_distinct} distinct samples"
+            if strip.has_neighbors
+            else "<i>found once the dataset is encoded</i>"
+        )
         self._strip_caption.value = (
             f"<b style='font-size:12px'>strip: {n} decoded steps (top), each over its nearest real sample "
-            f"(bottom, latent distance d): {strip.n_distinct} distinct samples</b>"
+            f"(bottom, latent distance d): {nearest}</b>"
         )
         self.strip_box.layout.grid_template_columns = f"repeat({n}, {self.tile_width}px)"
         self.strip_box.children = [t[4] for t in tiles] + [t[5] for t in tiles]

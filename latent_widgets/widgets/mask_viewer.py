@@ -152,19 +152,28 @@ class MaskViewer(View):
         if index is not None:
             self.index = index
         if session is not None:
-            # Follow the session's selected sample, once its predictions exist.
-            watch_session(self, session, self._follow_session, ["selected", "ready"])
+            # Follow the session's selected sample, once its prediction exists (the session predicts it on
+            # request, on its model lane ahead of the bulk work: "predicted" moves when it is there).
+            watch_session(self, session, self._follow_session, ["selected", "ready", "predicted"])
             # The clicked cell of a map of cells is outlined on the image.
             watch_session(self, session, self._on_selected_cell, "selected_cell")
             self._follow_session(None)
 
-    def _follow_session(self, _change: Any) -> None:
+    def _follow_session(self, change: Any) -> None:
         s = self.session
         if s.selected is None:
             return
-        if not s.ready and self.predictions is None:
-            self._title.value = f"<b>#{s.selected}</b> <i>encoding the dataset…</i>"
-            return
+        if self._predictions is None and s.known_prediction(s.selected) is None:
+            if s.model is not None and s.asynchronous:
+                self._title.value = f"<b>#{s.selected}</b> <i>predicting…</i>"
+                s.request_prediction(s.selected)
+                return
+            if not s.ready:
+                self._title.value = f"<b>#{s.selected}</b> <i>encoding the dataset…</i>"
+                return
+        shown = self.index == s.selected and self.pred_mask is not None
+        if shown and change is not None and change["name"] == "predicted":
+            return  # already shown: other samples were predicted
         self.show_sample(s.selected)
 
     # ------------------------------------------------------------------ public
@@ -187,9 +196,11 @@ class MaskViewer(View):
         return bytes(self.panes["prediction"].value)
 
     def predicted(self, index: int) -> np.ndarray:
-        """Predicted mask of sample ``index`` (from ``predictions`` or the model, kept)."""
+        """Predicted mask of sample ``index`` (from ``predictions``, the session's, or the model, kept)."""
         if self.predictions is not None:
             return self.predictions[index]
+        if self.session is not None and self.session.model is not None:
+            return self.session.prediction(index)
         if index not in self._predicted:
             if self.model is None:
                 raise ValueError("MaskViewer needs a model or predictions=... to show a predicted mask")

@@ -400,12 +400,20 @@ class MapView(View):
         """Observers shared by the maps: colours, the selection, the linked hover."""
         self._link("color_by", "color_by")
         self._watch(self._on_quality, "quality")
+        self._watch(self._on_predicted, "predicted")
         self._watch(self._on_selection, "selection")
         self._observe_guarded(self._on_linked_hover, "linked_hover")
         self._on_selection(None)
 
     def _on_quality(self, _change: Any) -> None:
         if self.color_by in ("trustworthiness", "kNN preservation"):
+            self._on_color_by({"new": self.color_by})
+
+    def _on_predicted(self, _change: Any) -> None:
+        # The background prediction moved: the IoU colours fill in, the tooltips gain the prediction.
+        if self.session.predictions is not None:
+            self._thumbs.clear()
+        if self.session.ready and (self.color_by == "mean IoU" or self.color_by.startswith("IoU: ")):
             self._on_color_by({"new": self.color_by})
 
     def _on_selection(self, _change: Any) -> None:
@@ -464,7 +472,8 @@ class MapView(View):
     def _on_busy(self, _change: Any) -> None:
         fitting = [b.split(": ", 1)[1] for b in self.session.busy if b.startswith("map: ")]
         if not self.session.ready:
-            self._status.value = "<i>encoding the dataset…</i>"
+            done = self.session.progress.get("encode dataset")
+            self._status.value = f"<i>encoding the dataset{'' if done is None else f' {done[0]}/{done[1]}'}…</i>"
         else:
             self._status.value = (
                 f"<i>computing {', '.join(METHOD_LABELS.get(m, m) for m in fitting)}…</i>" if fitting else ""
@@ -937,7 +946,7 @@ class ProjectionScatter(MapView):
         self._link("selected", "selected")
         self._watch(self._on_map, ["maps", "map_method", "map_points"])
         self._watch(self._on_session_path, ["path_points", "strip"])
-        self._watch(self._on_busy, "busy")
+        self._watch(self._on_busy, ["busy", "progress"])
         self._watch(self._on_ready, "ready")
         self._on_map(None)
         self._on_session_path(None)

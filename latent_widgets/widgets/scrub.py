@@ -6,10 +6,18 @@ linked to the slider *in the browser* (``ipywidgets.jslink``), so dragging
 the slider redraws a canvas from the frame nearest to alpha in the same
 animation frame, with no kernel round trip. Each draw leaves
 ``data-frame``, ``data-alpha`` and ``data-drawn-at`` (``performance.now()``)
-on the canvas for the browser tests and ``benchmarks/bench_browser.py``.
+on the canvas for the browser tests and ``benchmarks/bench_browser.py``;
+``data-frames`` is the number of decoded frames.
+
+A partial grid (the session sends the frames nearest to the slider first)
+marks its decoded frames in ``ready``: at an alpha whose frame is still to
+come the canvas turns invisible (``data-frame`` empty), and the pane under
+it, the kernel's decoded mask, shows through.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import anywidget
 import numpy as np
@@ -25,7 +33,7 @@ function render({ model, el }) {
   canvas.style.display = "block";
   el.appendChild(canvas);
   const ctx = canvas.getContext("2d");
-  let frames = null, images = [], last = -1;
+  let frames = null, ready = null, images = [], last = -1;
 
   function bytes(name) {
     const v = model.get(name);
@@ -49,24 +57,34 @@ function render({ model, el }) {
     if (!frames || n < 1) return;
     const alpha = model.get("alpha");
     const i = Math.max(0, Math.min(n - 1, Math.round(alpha * (n - 1))));
-    if (i !== last) { ctx.putImageData(image(i), 0, 0); last = i; }
-    canvas.dataset.frame = String(i);
+    if (ready && !ready[i]) {
+      // Not decoded yet: never another alpha's frame; the kernel's mask under the canvas shows through.
+      canvas.style.visibility = "hidden";
+      canvas.dataset.frame = "";
+    } else {
+      if (i !== last) { ctx.putImageData(image(i), 0, 0); last = i; }
+      canvas.style.visibility = "visible";
+      canvas.dataset.frame = String(i);
+    }
     canvas.dataset.alpha = String(alpha);
     canvas.dataset.drawnAt = String(performance.now());
   }
   function load() {
     const n = model.get("n_frames"), w = model.get("width"), h = model.get("height");
     frames = n > 0 ? bytes("frames") : null;
+    const r = bytes("ready");
+    ready = frames && r && r.length === n ? r : null;
     images = new Array(Math.max(n, 0));
     last = -1;
     canvas.width = Math.max(w, 1);
     canvas.height = Math.max(h, 1);
     canvas.style.width = model.get("display_width") + "px";
-    canvas.dataset.frames = String(frames ? n : 0);
+    canvas.dataset.frames = String(!frames ? 0 : ready ? ready.reduce((a, b) => a + b, 0) : n);
     draw();
   }
   model.on("change:alpha", draw);
   model.on("change:frames", load);
+  model.on("change:ready", load);
   model.on("change:display_width", load);
   load();
 }
@@ -89,10 +107,15 @@ class MaskFrames(anywidget.AnyWidget):
     >>> w = MaskFrames(np.array([[0, 0, 0], [255, 0, 0]], np.uint8))
     >>> w.set_frames(np.zeros((4, 6, 8), np.uint8)); (w.n_frames, w.height, w.width, len(w.frames))
     (4, 6, 8, 192)
+    >>> w.set_frames(np.zeros((4, 6, 8), np.uint8), ready=[True, False, False, True]); w.n_ready
+    2
     """
 
     _esm = _ESM
     frames = traitlets.Bytes(b"").tag(sync=True)
+    #: One byte per frame, 1 where it is decoded; empty: all are (a complete grid).
+    ready = traitlets.Bytes(b"").tag(sync=True)
+    n_ready = traitlets.Int(0)
     palette = traitlets.Bytes(b"").tag(sync=True)
     n_frames = traitlets.Int(0).tag(sync=True)
     height = traitlets.Int(0).tag(sync=True)
@@ -106,13 +129,22 @@ class MaskFrames(anywidget.AnyWidget):
         pal[: len(given)] = given
         super().__init__(palette=pal.tobytes(), display_width=display_width, **kwargs)
 
-    def set_frames(self, masks: np.ndarray | None) -> None:
-        """Send a mask sequence (G, H, W) of class ids < 256, or clear it (None)."""
+    def set_frames(self, masks: np.ndarray | None, ready: Any = None) -> None:
+        """Send a mask sequence (G, H, W) of class ids < 256, or clear it (None).
+
+        ``ready``: one bool per frame, False for frames not decoded yet (a
+        partial grid; the canvas is invisible at their alphas); None: all are.
+        """
         with self.hold_sync():
             if masks is None:
-                self.n_frames, self.frames = 0, b""
+                self.n_frames, self.n_ready, self.frames, self.ready = 0, 0, b"", b""
                 return
             m = np.ascontiguousarray(masks, np.uint8)
+            r = None if ready is None else np.asarray(ready, bool).reshape(-1)
+            if r is not None and len(r) != len(m):
+                raise ValueError(f"ready has {len(r)} flags for {len(m)} frames")
             self.height, self.width = int(m.shape[1]), int(m.shape[2])
             self.n_frames = len(m)
+            self.n_ready = len(m) if r is None else int(r.sum())
+            self.ready = b"" if r is None or r.all() else r.astype(np.uint8).tobytes()
             self.frames = m.tobytes()

@@ -219,7 +219,7 @@ class WebGLMap(MapView):
         self._link("selected", "selected")
         self._watch(self._on_map, ["maps", "map_method", "map_points"])
         self._watch(self._on_session_path, ["path_points", "strip"])
-        self._watch(self._on_busy, "busy")
+        self._watch(self._on_busy, ["busy", "progress"])
         self._watch(self._on_ready, "ready")
         self._on_map(None)
         self._on_session_path(None)
