@@ -1043,7 +1043,11 @@ class ExplorerSession(traitlets.HasTraits):
         self._sample_encodings.clear()
         self.ready = True
         self._warm_up()
-        self.request_map(self.map_method)
+        if self.request_map(self.map_method) is None and self.map_key() in self.maps:
+            # A map given in `projections` was drawn before the latents were there: the path and the
+            # quality that need them follow now (a fitted map places them once it is fitted).
+            self._place_path()
+            self._refresh_quality()
         if len(self.selection):
             self._on_selection(None)
         if self.model is not None:
@@ -2142,8 +2146,9 @@ class ExplorerSession(traitlets.HasTraits):
 
     def _place_path(self) -> None:
         strip, method = self.strip, self.map_method
-        # On a map of cells a path step is h * w points, not one: the path is not drawn there.
-        if strip is None or self.map_key() not in self.maps or self.map_points == "cells":
+        # On a map of cells a path step is h * w points, not one: the path is not drawn there. Before the
+        # dataset is encoded, a given map has no latents to place the path among (_become_ready places it).
+        if strip is None or not self.ready or self.map_key() not in self.maps or self.map_points == "cells":
             self.path_points = None
             return
         with self._gen_lock:

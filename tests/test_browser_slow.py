@@ -42,7 +42,8 @@ PREDICTING = re.compile(rf"predict \d+/{N}")
 
 @pytest.fixture(scope="module")
 def voila_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from served_or_skipped(tmp_path_factory.mktemp("voila-slow"), SLOW_CELLS)
+    with served_or_skipped(tmp_path_factory.mktemp("voila-slow"), SLOW_CELLS) as url:
+        yield url
 
 
 def test_the_mask_follows_a_drag_while_the_masks_are_predicted(voila_url):

@@ -290,6 +290,26 @@ def test_in_the_background_the_newest_alpha_wins(model, ds) -> None:
     s.close()
 
 
+def test_a_given_map_places_the_path_once_the_dataset_is_encoded(model, ds) -> None:
+    # The given map is drawn before the dataset is encoded, and the strip may arrive first: its path is
+    # placed (among the samples' latents) once they are there, not failed in the background.
+    rng = np.random.default_rng(3)
+    pts = np.round(rng.normal(size=(len(ds), 2)), 3)
+    s = ExplorerSession(model, ds, index_a=1, index_b=17, projections={"pca": pts}, predict=False)
+    s.wait()
+    assert s.ready and s.strip is not None and s.path_points is not None
+    # Reference: each step at the distance-weighted mean of its 3 nearest samples, by a brute-force loop.
+    z = model.encode(ds.images).latents.reshape(len(ds), -1).astype(np.float64)
+    expected = []
+    for step in np.asarray(s.strip.latents, np.float64).reshape(len(s.strip.latents), -1):
+        d = np.sqrt(((z - step) ** 2).sum(axis=1))
+        near = np.argsort(d, kind="stable")[:3]
+        w = 1.0 / np.maximum(d[near], 1e-9)
+        expected.append((pts[near] * w[:, None]).sum(axis=0) / w.sum())
+    np.testing.assert_allclose(s.path_points, np.array(expected), rtol=1e-4, atol=1e-4)
+    s.close()
+
+
 def test_a_map_fit_does_not_hold_up_the_slider(model, ds, monkeypatch) -> None:
     from latent_widgets import projection
 
