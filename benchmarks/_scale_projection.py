@@ -74,7 +74,7 @@ def tsne_vs_raw_100k(
     """
     import openTSNE
 
-    from latent_widgets.projection import TSNEProjection, project
+    from latent_widgets.analysis.projection import TSNEProjection, project
 
     x = _clustered(n, dims)
     params = TSNEProjection().openTSNE_params(n)
@@ -108,7 +108,7 @@ def tsne_vs_raw_100k(
 # Run in a new interpreter: imports first (not timed), then the three maps.
 _FIRST_MAPS = """
 import json, time, warnings, numpy as np
-from latent_widgets.projection import _import_umap, project
+from latent_widgets.analysis.projection import _import_umap, project
 import openTSNE, sklearn.decomposition
 _import_umap()
 z = np.random.default_rng(0).normal(size=(367, 6144)).astype(np.float32)
@@ -137,7 +137,7 @@ def first_maps_vs_warm(repeats: int = 3) -> dict:
         ``first_ever_s`` (empty numba cache: the one-time compile),
         ``warm_s`` and ``first_ever_vs_warm``.
     """
-    from latent_widgets.projection import _import_umap, project
+    from latent_widgets.analysis.projection import _import_umap, project
 
     with tempfile.TemporaryDirectory(prefix="numba-cache-") as folder:
         first_ever = _fresh(folder)  # compiles and writes the cache

@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     import openTSNE
     from sklearn.decomposition import PCA
 
-    from latent_widgets.projection import TSNEProjection, _import_umap, project
+    from latent_widgets.analysis.projection import TSNEProjection, _import_umap, project
 
     umap = _import_umap()
     rng = np.random.default_rng(0)

@@ -47,8 +47,8 @@ def notebook_cells(trained: bool = False) -> list[str]:
     """
     if trained:
         make_model = """\
-from latent_widgets import models, training
-net = training.train(models.segnet(n_classes=data.n_classes, input_shape=(48, 64, 3), width=0.125),
+from latent_widgets.model import zoo, training
+net = training.train(zoo.segnet(n_classes=data.n_classes, input_shape=(48, 64, 3), width=0.125),
                      data, epochs=6, learning_rate=3e-3, progress=False).model
 model = lw.LatentModel.from_model(net)"""
     else:
@@ -534,7 +534,7 @@ import os, urllib.parse
 import numpy as np
 import latent_widgets as lw  # first: it keeps TensorFlow's log lines out of the cells
 import keras
-from latent_widgets.models import segnet
+from latent_widgets.model.zoo import segnet
 
 query = dict(urllib.parse.parse_qsl(os.environ.get("QUERY_STRING", "")))
 N, VARIANT = int(query.get("n", {n})), query.get("variant", "explorer")
@@ -552,8 +552,8 @@ if VARIANT == "explorer":
     shown = explorer
 else:
     import pandas as pd
-    from latent_widgets import colors
-    from latent_widgets.projection import fit_projection
+    from latent_widgets.data import colors
+    from latent_widgets.analysis.projection import fit_projection
     from latent_widgets.widgets.webgl_map import _point_size
     xy = np.asarray(fit_projection(latents, method="pca", cache=True, progress=False).embedding_)
     codes = np.unique(data.groups, return_inverse=True)[1]

@@ -1,4 +1,4 @@
-"""Projections and their quality figures against references (latent_widgets.projection, .map_quality)."""
+"""Projections and their quality figures against references (latent_widgets.analysis.projection, .map_quality)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 from scipy.spatial.distance import pdist
 from threadpoolctl import threadpool_limits
 
-from latent_widgets import map_quality as Q
-from latent_widgets import projection as P
-from latent_widgets.cache import cache_dir
+from latent_widgets.analysis import map_quality as Q
+from latent_widgets.analysis import projection as P
+from latent_widgets.core.cache import cache_dir
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +79,7 @@ def spectrum_data(rng, n=400, d=60, rank=8):
 def test_blocked_pca_matches_sklearn(rng):
     from sklearn.decomposition import PCA
 
-    from latent_widgets.blocked_pca import BlockedPCA
+    from latent_widgets.analysis.blocked_pca import BlockedPCA
 
     x = spectrum_data(rng)
     ref = PCA(5, svd_solver="full").fit(x)
@@ -203,7 +203,7 @@ def test_tsne_places_held_out_points_inside_their_cluster(rng):
     # optimisation against the map puts them among A's points (within about one
     # point spacing of the nearest), where the neighbour average used before
     # leaves them nearer the island's edge, towards the gap.
-    from latent_widgets.neighbors import LatentIndex
+    from latent_widgets.analysis.neighbors import LatentIndex
 
     d = 20
     a, b = np.zeros(d), np.zeros(d)
@@ -554,8 +554,8 @@ def test_analysis_modules_stay_light():
 
     code = (
         "import sys\n"
-        "import latent_widgets.projection as p, latent_widgets.map_quality, latent_widgets.neighbors\n"
-        "import latent_widgets.metrics, latent_widgets.interpolation, latent_widgets.attributes\n"
+        "import latent_widgets.analysis.projection as p\n"
+        "from latent_widgets.analysis import attributes, interpolation, map_quality, metrics, neighbors\n"
         "p._import_umap()\n"
         "heavy = ('tensorflow', 'keras', 'ipywidgets', 'bqplot', 'latent_widgets.study')\n"
         "bad = [m for m in heavy if m in sys.modules]\n"
@@ -570,7 +570,7 @@ def test_umaps_import_hides_tensorflow_from_its_own_thread_only(tmp_path) -> Non
     import sys
     import threading
 
-    from latent_widgets.projection import _hidden_in_this_thread
+    from latent_widgets.analysis.projection import _hidden_in_this_thread
 
     (tmp_path / "lw_probe_pkg").mkdir()
     (tmp_path / "lw_probe_pkg" / "__init__.py").write_text("VALUE = 7\n")
@@ -593,7 +593,7 @@ def test_the_first_compile_runs_in_a_child_process_once(tmp_path, monkeypatch) -
     """numba holds the GIL while compiling: the warm-up compiles in a child, once, and leaves a marker."""
     import time
 
-    from latent_widgets.projection import _compile_in_a_child
+    from latent_widgets.analysis.projection import _compile_in_a_child
 
     monkeypatch.setenv("LATENT_WIDGETS_CACHE_DIR", str(tmp_path))
     _compile_in_a_child()

@@ -12,9 +12,10 @@ import ipywidgets as W
 import numpy as np
 import traitlets
 
-from .. import colors, render
-from ..colors import NO_VALUE_COLOUR
+from ..data import colors
+from ..data.colors import NO_VALUE_COLOUR
 from ..session import ExplorerSession
+from ..views import render
 from ._common import ErrorSink, View, image_pane, watch_session
 
 __all__ = [
@@ -446,7 +447,7 @@ class MapView(View):
     def projection(self, method: str) -> np.ndarray:
         """The map of ``method``, fitted on first use (in the caller's thread) and then kept.
 
-        Maps come from :func:`latent_widgets.projection.fit_projection`
+        Maps come from :func:`latent_widgets.analysis.projection.fit_projection`
         (disk-cached by content hash), which also gives the fitted object
         that places interpolation paths on the same map.
         """
@@ -643,7 +644,7 @@ class ProjectionScatter(MapView):
         Methods offered by the selector.
     projections : mapping method -> ndarray (N, 2), optional
         Precomputed maps; others are computed on first use with
-        :func:`latent_widgets.projection.fit_projection` (disk-cached) and kept.
+        :func:`latent_widgets.analysis.projection.fit_projection` (disk-cached) and kept.
     projection_kwargs : mapping method -> dict, optional
         Extra arguments of each method (perplexity, n_neighbors...).
     predictions : ndarray of int, shape (N, H, W), optional
