@@ -18,6 +18,7 @@ from toy import ToyLatentModel
 
 from latent_widgets.data import colors
 from latent_widgets.views import render
+from latent_widgets.views.labels import label_boxes, place_labels
 from latent_widgets.widgets import (
     COLOR_FIELDS,
     ErrorSink,
@@ -26,7 +27,6 @@ from latent_widgets.widgets import (
     MaskViewer,
     ProjectionScatter,
 )
-from latent_widgets.widgets.scatter import label_boxes, place_labels
 
 
 def png_pixels(png: bytes) -> np.ndarray:

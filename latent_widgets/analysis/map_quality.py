@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..core.arrays import iter_row_blocks
-from .projection import METHODS, _column_mean_std, _fit_cached, _standardized, latent_features
+from .features import column_mean_std, latent_features, standardized
+from .projection import METHODS, _fit_cached
 
 if TYPE_CHECKING:  # pragma: no cover
     from .neighbors import LatentIndex
@@ -545,7 +546,7 @@ def quality_table(
     extra = method_kwargs or {}
     f = latent_features(latents, features)
     if standardize:
-        f = _standardized(f, *_column_mean_std(f))
+        f = standardized(f, *column_mean_std(f))
     n = len(f)
     if n_neighbors >= n / 2:  # before fitting any map (scikit-learn checks it too, late)
         raise ValueError(f"n_neighbors ({n_neighbors}) should be less than n_samples / 2 ({n / 2})")

@@ -41,7 +41,7 @@ starts and ends on its endpoints.
 
 The first UMAP of a process compiles umap-learn's numba code; this module
 turns on numba's disk cache for it, so that only the first process on a
-machine pays (see :func:`warm_up_projections` to do it in the background).
+machine pays (see :func:`~latent_widgets.analysis.warm_up.warm_up_projections` to do it in the background).
 
 How good a map is (trustworthiness, k-NN preservation, spread, group
 separation) is measured in :mod:`latent_widgets.analysis.map_quality`.
@@ -60,18 +60,13 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib.abc
-import importlib.util
 import json
 import logging
 import numbers
-import sys
-import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from importlib import metadata
 from typing import Any, ClassVar, Literal, Self
 
@@ -82,28 +77,35 @@ from sklearn.utils.validation import check_is_fitted
 from ..core.arrays import iter_row_blocks
 from ..core.cache import cache_dir, content_hash
 from .blocked_pca import BlockedPCA
+from .features import (
+    FEATURES,
+    FeatureRows,
+    check_finite,
+    check_latents,
+    column_mean_std,
+    latent_block_rows,
+    latent_features,
+    out_of_core,
+    standardized,
+)
+from .umap_runtime import import_umap, wait_for_the_warm_up
 
 __all__ = [
     "AUTO_PCA_DIMS",
     "AUTO_PCA_MIN_SAMPLES",
     "BLOCKED_PCA_BYTES",
-    "FEATURES",
     "METHODS",
     "TSNE_THREADS_MIN_SAMPLES",
     "PCAProjection",
     "TSNEProjection",
     "UMAPProjection",
     "fit_projection",
-    "latent_features",
     "make_projection",
     "project",
-    "warm_up_projections",
 ]
 
 #: Projection methods of :func:`make_projection` and :func:`project`.
 METHODS: tuple[str, ...] = ("pca", "tsne", "umap")
-#: Feature options of the projections.
-FEATURES: tuple[str, ...] = ("flatten", "gap")
 
 #: ``pca_dims="auto"`` (the default of t-SNE and UMAP) reduces the features to
 #: ``AUTO_PCA_DIMS`` dimensions when there are more than that many features and
@@ -126,146 +128,6 @@ _BLOCK_BYTES = 1 << 26
 # features
 
 
-def _out_of_core(latents: Any) -> bool:
-    """True for row-indexable stores read by blocks: a Zarr array, an HDF5 dataset, a ``np.memmap``."""
-    if isinstance(latents, np.ndarray):
-        return isinstance(latents, np.memmap)
-    return all(hasattr(latents, a) for a in ("shape", "dtype", "__getitem__")) and len(latents.shape) >= 1
-
-
-def _check_latents(shape: tuple[int, ...], dtype: Any) -> None:
-    if len(shape) < 2:
-        raise ValueError(f"latents must have shape (N, ...) with one latent per row, got {tuple(shape)}")
-    if np.dtype(dtype).kind not in "biuf":
-        raise ValueError(f"latents must be real numbers, got dtype {dtype}; convert them with np.asarray(z, float)")
-
-
-def _latent_block_rows(shape: tuple[int, ...]) -> int:
-    return max(1, _BLOCK_BYTES // (8 * max(int(np.prod(shape[1:])), 1)))
-
-
-class _FeatureRows:
-    """The feature vectors of a latent store, computed a block of rows at a time.
-
-    Row-indexable like the store (``len``, ``shape`` (N, d), ``[a:b]``), so
-    that statistics, a PCA pre-reduction or a blocked PCA read the features
-    without a full copy of them; ``mean`` and ``scale`` standardise each block.
-    """
-
-    def __init__(
-        self,
-        latents: Any,
-        features: str,
-        mean: np.ndarray | None = None,
-        scale: np.ndarray | None = None,
-    ) -> None:
-        self.latents = latents
-        self.features = features
-        self.mean = mean
-        self.scale = scale
-        first = self[0:1]
-        self.shape = (int(latents.shape[0]), int(first.shape[1]))
-        self.dtype = first.dtype
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, rows: slice) -> np.ndarray:
-        f = latent_features(np.asarray(self.latents[rows]), self.features)  # type: ignore[arg-type]
-        if self.mean is not None:
-            f = ((f - self.mean) / self.scale).astype(np.float32)
-        return f
-
-    def scaled(self, mean: np.ndarray, scale: np.ndarray) -> _FeatureRows:
-        return _FeatureRows(self.latents, self.features, mean, scale)
-
-    def blocks(self) -> Iterator[slice]:
-        return iter_row_blocks(len(self), _latent_block_rows(tuple(self.latents.shape)))
-
-    def check_finite(self) -> None:
-        for rows in self.blocks():
-            _check_finite(self[rows])
-
-    def to_array(self) -> np.ndarray:
-        """All features in one array, filled block by block (the only full copy)."""
-        out = np.empty(self.shape, self.dtype)
-        for rows in self.blocks():
-            out[rows] = self[rows]
-        return out
-
-
-def latent_features(latents: Any, features: Literal["flatten", "gap"] = "flatten") -> np.ndarray:
-    """One feature vector per latent.
-
-    Parameters
-    ----------
-    latents : ndarray or row-indexable store, shape (N, *latent_shape)
-        An array, or a store too big for memory (a Zarr array, a ``np.memmap``:
-        ``len``, ``shape``, ``dtype`` and row slices), whose features are
-        computed a block of rows at a time into the result, with no second
-        full copy of the latents.
-    features : {"flatten", "gap"}
-        ``"flatten"``: ``(N, prod(latent_shape))``, a view when contiguous.
-        ``"gap"``: mean over every axis but the first and the last (the
-        spatial axes of ``(N, H, W, C)``), shape ``(N, C)``.
-
-    Returns
-    -------
-    ndarray, float32 or float64, shape (N, d)
-
-    Examples
-    --------
-    >>> latent_features(np.ones((2, 3, 3, 4), np.float32), "gap").shape
-    (2, 4)
-    """
-    if features not in FEATURES:
-        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
-    if _out_of_core(latents):
-        _check_latents(tuple(latents.shape), latents.dtype)
-        return _FeatureRows(latents, features).to_array()
-    x = np.asarray(latents)
-    if x.ndim < 2:
-        raise ValueError(f"latents must have shape (N, ...) with one latent per row, got {x.shape}")
-    if features == "flatten":
-        f = x.reshape(len(x), -1)
-    else:
-        if x.ndim < 3:
-            raise ValueError(
-                f"features='gap' pools spatial latents (N, H, W, C); these are vectors {x.shape}. "
-                "Use features='flatten'."
-            )
-        f = x.mean(axis=tuple(range(1, x.ndim - 1)), dtype=np.float64)
-    if f.dtype not in (np.float32, np.float64):
-        f = f.astype(np.float32)
-    return f
-
-
-def _column_mean_std(f: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and std in float64, a bounded block of rows at a time."""
-    n, d = f.shape
-    step = max(1, _BLOCK_BYTES // (8 * max(d, 1)))
-    total = np.zeros(d, np.float64)
-    for rows in iter_row_blocks(n, step):
-        total += f[rows].sum(axis=0, dtype=np.float64)
-    mean = total / n
-    sq = np.zeros(d, np.float64)
-    for rows in iter_row_blocks(n, step):
-        block = f[rows].astype(np.float64)
-        block -= mean
-        sq += np.einsum("ij,ij->j", block, block)
-    std = np.sqrt(sq / n)
-    std[std == 0] = 1.0  # constant features become 0, not NaN
-    return mean, std
-
-
-def _standardized(f: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    out = np.empty(f.shape, np.float32)
-    step = max(1, _BLOCK_BYTES // (8 * max(f.shape[1], 1)))
-    for rows in iter_row_blocks(len(f), step):
-        out[rows] = (f[rows] - mean) / std
-    return out
-
-
 def _pca_transform(pca: Any, f: Any) -> np.ndarray:
     """A fitted PCA (scikit-learn's or :class:`BlockedPCA`) applied by row blocks."""
     if isinstance(f, np.ndarray):
@@ -274,103 +136,6 @@ def _pca_transform(pca: Any, f: Any) -> np.ndarray:
     for rows in iter_row_blocks(len(f), max(1, _BLOCK_BYTES // (8 * max(f.shape[1], 1)))):
         out[rows] = pca.transform(f[rows])
     return out
-
-
-def _import_umap() -> Any:
-    # umap's __init__ imports TensorFlow for ParametricUMAP when it can (seconds
-    # and hundreds of MB). When TensorFlow is not loaded yet, hide it for the
-    # duration of the import: UMAP itself does not need it.
-    if "umap" in sys.modules or "tensorflow" in sys.modules:
-        import umap
-    else:
-        # Hidden from this thread alone: the warm-up imports umap in a background thread, while the
-        # user's code may import keras (so TensorFlow) in another one.
-        with _hidden_in_this_thread("tensorflow"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", ImportWarning)
-            import umap
-    _cache_numba_compiles()
-    return umap
-
-
-class _HiddenModule(importlib.abc.MetaPathFinder):
-    """A finder that makes one thread's imports of a package fail as if it were not installed."""
-
-    def __init__(self, name: str) -> None:
-        self.name, self.thread = name, threading.get_ident()
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
-        if threading.get_ident() == self.thread and (fullname == self.name or fullname.startswith(self.name + ".")):
-            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
-        return None  # the other finders decide
-
-
-@contextlib.contextmanager
-def _hidden_in_this_thread(name: str) -> Iterator[None]:
-    """Within the block, ``import name`` fails in the calling thread only; other threads import it as usual.
-
-    Examples
-    --------
-    >>> import importlib
-    >>> with _hidden_in_this_thread("lw_no_such_probe"):
-    ...     importlib.util.find_spec("lw_no_such_probe")
-    Traceback (most recent call last):
-    ModuleNotFoundError: No module named 'lw_no_such_probe'
-    """
-    finder = _HiddenModule(name)
-    sys.meta_path.insert(0, finder)
-    try:
-        yield
-    finally:
-        sys.meta_path.remove(finder)
-
-
-_numba_cache_lock = threading.Lock()
-_numba_cached = False
-
-
-def _cache_numba_compiles() -> None:
-    """Turn on numba's on-disk cache for umap's (and pynndescent's) jitted functions.
-
-    umap-learn compiles about ten dispatchers without ``cache=True``
-    (``umap.utils.fast_knn_indices``, ``umap.umap_.smooth_knn_dist``,
-    ``compute_membership_strengths``, ``umap.layouts``' epoch loop...): 10 to 15 s
-    of LLVM on the first UMAP of every new process. ``Dispatcher.enable_caching``
-    (numba's public method, what ``cache=True`` calls) makes the first process
-    write the machine code to disk and every later one load it (under a
-    second). Where it is written is numba's choice: ``$NUMBA_CACHE_DIR`` when
-    set, else ``__pycache__`` beside umap's sources when writable, else a
-    per-user folder; when numba finds none, our cache folder
-    (``cache_dir("numba")``).
-    """
-    global _numba_cached
-    with _numba_cache_lock:
-        if _numba_cached:
-            return
-        _numba_cached = True
-        try:
-            import numba
-            from numba.core.caching import NullCache
-            from numba.core.dispatcher import Dispatcher
-        except ImportError:  # pragma: no cover - umap always brings numba
-            return
-        for name, module in list(sys.modules.items()):
-            if module is None or name.split(".")[0] not in ("umap", "pynndescent"):
-                continue
-            for obj in list(vars(module).values()):
-                if not (isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache)):
-                    continue
-                if getattr(obj.py_func, "__module__", None) != name:
-                    continue  # imported from elsewhere: enabled (or not) where it is defined
-                try:
-                    obj.enable_caching()
-                except RuntimeError:  # numba found no writable folder for this file
-                    if numba.config.CACHE_DIR:
-                        continue
-                    numba.config.CACHE_DIR = str(cache_dir("numba"))
-                    try:
-                        obj.enable_caching()
-                    except RuntimeError:  # pragma: no cover - read-only cache folder too
-                        continue
 
 
 def _version(dist: str) -> str:
@@ -396,15 +161,6 @@ def _params_json(params: Mapping[str, Any]) -> str:
     # Only tells one configuration from another on restore (the cache key is
     # the real guarantee); repr stands in for values JSON cannot write.
     return json.dumps(params, sort_keys=True, default=repr)
-
-
-def _check_finite(f: np.ndarray) -> None:
-    # A float64-accumulated sum is non-finite exactly when an entry is: one
-    # pass, without an N x d boolean mask the size of the latents.
-    if not np.isfinite(f.sum(dtype=np.float64)):
-        raise ValueError(
-            "latents contain NaN or infinity; drop those samples or replace the values (np.nan_to_num) first"
-        )
 
 
 class _Projection(TransformerMixin, BaseEstimator):
@@ -498,19 +254,19 @@ class _Projection(TransformerMixin, BaseEstimator):
         """Check parameters and latents, fit the preprocessing; the features the map starts from.
 
         An ndarray of features, or for a store (and no pre-reduction) the
-        :class:`_FeatureRows` view that reads them by blocks.
+        :class:`FeatureRows` view that reads them by blocks.
         """
         self._check_params()
-        if _out_of_core(latents):
+        if out_of_core(latents):
             x = latents
-            _check_latents(tuple(x.shape), x.dtype)
-            f: Any = _FeatureRows(x, self.features)
+            check_latents(tuple(x.shape), x.dtype)
+            f: Any = FeatureRows(x, self.features)
             f.check_finite()
         else:
             x = np.asarray(latents)
-            _check_latents(x.shape, x.dtype)
+            check_latents(x.shape, x.dtype)
             f = latent_features(x, self.features)
-            _check_finite(f)
+            check_finite(f)
         if len(f) < 2:
             raise ValueError(f"a map needs at least 2 latents, got {len(f)}")
         self.latent_shape_ = tuple(int(v) for v in x.shape[1:])
@@ -519,11 +275,11 @@ class _Projection(TransformerMixin, BaseEstimator):
         self.scale_: np.ndarray | None = None
         self.pre_pca_: Any = None
         if self.standardize:
-            self.mean_, self.scale_ = _column_mean_std(f)
-            f = f.scaled(*self._scaling) if isinstance(f, _FeatureRows) else _standardized(f, *self._scaling)
+            self.mean_, self.scale_ = column_mean_std(f)
+            f = f.scaled(*self._scaling) if isinstance(f, FeatureRows) else standardized(f, *self._scaling)
         dims = self.pre_pca_dims(*f.shape)
         if dims:
-            if isinstance(f, _FeatureRows) or f.nbytes > BLOCKED_PCA_BYTES:
+            if isinstance(f, FeatureRows) or f.nbytes > BLOCKED_PCA_BYTES:
                 self.pre_pca_ = BlockedPCA(dims, random_state=self.random_state).fit(f)
                 f = self.pre_pca_.transform(f)
             else:
@@ -542,7 +298,7 @@ class _Projection(TransformerMixin, BaseEstimator):
         check_is_fitted(
             self, "embedding_", msg="This %(name)s is not fitted yet: call fit(latents) first, or use fit_projection."
         )
-        x = latents if _out_of_core(latents) else np.asarray(latents)
+        x = latents if out_of_core(latents) else np.asarray(latents)
         if tuple(x.shape) == self.latent_shape_:
             x = np.asarray(x)[None]
         if tuple(x.shape[1:]) != self.latent_shape_:
@@ -550,16 +306,16 @@ class _Projection(TransformerMixin, BaseEstimator):
                 f"latents must have shape (M, {', '.join(map(str, self.latent_shape_))}) like the "
                 f"fitted ones, got {tuple(x.shape)}"
             )
-        if _out_of_core(x):
-            f: Any = _FeatureRows(x, self.features)
+        if out_of_core(x):
+            f: Any = FeatureRows(x, self.features)
             f.check_finite()
             if self.mean_ is not None:
                 f = f.scaled(*self._scaling)
         else:
             f = latent_features(x, self.features)
-            _check_finite(f)
+            check_finite(f)
             if self.mean_ is not None:
-                f = _standardized(f, *self._scaling)
+                f = standardized(f, *self._scaling)
         if self.pre_pca_ is not None:
             f = _pca_transform(self.pre_pca_, f)
         return f
@@ -644,7 +400,7 @@ class _Projection(TransformerMixin, BaseEstimator):
             )
         emb = np.asarray(state["embedding"], np.float64)
         shape = tuple(int(v) for v in np.asarray(state["latent_shape"]))
-        x = latents if _out_of_core(latents) else np.asarray(latents)
+        x = latents if out_of_core(latents) else np.asarray(latents)
         if tuple(x.shape) != (len(emb), *shape):
             raise ValueError(
                 f"the state's map is of {len(emb)} latents of shape {shape}, got latents {tuple(x.shape)}; "
@@ -658,7 +414,7 @@ class _Projection(TransformerMixin, BaseEstimator):
 
     def _prepared_for_fit(self, latents: Any) -> Any:
         f = self._fit_prepare(latents)
-        return f.to_array() if self._in_memory and isinstance(f, _FeatureRows) else f
+        return f.to_array() if self._in_memory and isinstance(f, FeatureRows) else f
 
     # subclasses
     def _fit_embedding(self, f: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
@@ -700,12 +456,12 @@ class PCAProjection(_Projection):
     def _fit_embedding(self, f: Any) -> np.ndarray:
         n = min(self.n_components, f.shape[0], f.shape[1])
         kw = dict(self.method_kwargs or {})
-        if isinstance(f, _FeatureRows) or f.nbytes > BLOCKED_PCA_BYTES:
+        if isinstance(f, FeatureRows) or f.nbytes > BLOCKED_PCA_BYTES:
             other = sorted(set(kw) - {"iterated_power", "n_oversamples"})
             if other:
                 raise ValueError(
                     f"PCAProjection: method_kwargs {other} are scikit-learn PCA's, but these latents "
-                    f"({'a store' if isinstance(f, _FeatureRows) else f'{f.nbytes / 2**30:.1f} GiB of features'}) "
+                    f"({'a store' if isinstance(f, FeatureRows) else f'{f.nbytes / 2**30:.1f} GiB of features'}) "
                     "are fitted by BlockedPCA, which takes only 'iterated_power' and 'n_oversamples'"
                 )
             self.pca_: Any = BlockedPCA(
@@ -960,8 +716,8 @@ class UMAPProjection(_NeighbourPlacement):
         self._require_int("n_epochs", 1, "or None for UMAP's default", optional=True)
 
     def _fit_embedding(self, f: np.ndarray) -> np.ndarray:
-        _wait_for_the_warm_up()
-        umap = _import_umap()
+        wait_for_the_warm_up()
+        umap = import_umap()
         n_neighbors = self.n_neighbors if self.n_neighbors is not None else int(min(15, len(f) - 1))
         self.umap_ = umap.UMAP(
             n_components=self.n_components,
@@ -1031,10 +787,10 @@ def make_projection(method: str, **kw: Any) -> _Projection:
 
 def _latents_digest(latents: Any) -> Any:
     """What the cache key hashes for the latents: the array, or for a store a digest of its blocks."""
-    if not _out_of_core(latents):
+    if not out_of_core(latents):
         return np.asarray(latents)
     h = hashlib.sha256(f"{np.dtype(latents.dtype).str}{tuple(latents.shape)}".encode())
-    for rows in iter_row_blocks(int(latents.shape[0]), _latent_block_rows(tuple(latents.shape))):
+    for rows in iter_row_blocks(int(latents.shape[0]), latent_block_rows(tuple(latents.shape))):
         h.update(np.ascontiguousarray(latents[rows]).tobytes())
     return "store:" + h.hexdigest()
 
@@ -1068,7 +824,7 @@ def _fit_cached(
         return (proj if need_model else None), hit["embedding"], seconds
     from tqdm.auto import tqdm
 
-    n = int(latents.shape[0]) if _out_of_core(latents) else len(latents)
+    n = int(latents.shape[0]) if out_of_core(latents) else len(latents)
     with tqdm(total=1, desc=f"{method.upper()} map of {n} latents", disable=not progress, leave=False) as bar:
         t0 = time.perf_counter()
         proj.fit(latents)
@@ -1137,100 +893,3 @@ def fit_projection(
     proj, _, _ = _fit_cached(latents, method, cache, progress, kw, need_model=True)
     assert proj is not None
     return proj
-
-
-def _warm_up() -> None:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 8)).astype(np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        UMAPProjection(n_epochs=5, pca_dims=None).fit(x)
-        TSNEProjection(max_iter=260, pca_dims=None, n_jobs=1).fit(x)
-
-
-def _compile_in_a_child() -> None:
-    """Fill numba's disk cache with umap's compiled code from a child process, once per installation.
-
-    numba holds the GIL while LLVM compiles (10 to 15 s, minutes on a loaded
-    machine): compiled in the kernel, the warm-up would stall every other
-    thread of it, the explorer's decodes included, the very first time on a
-    machine. A child process compiles and writes the cache; this thread only
-    waits for it (without the GIL), and the kernel then loads the code from
-    disk. A marker file per umap, numba and Python version says it was done.
-    """
-    import subprocess
-
-    from ..core.cache import cache_dir
-
-    versions = "-".join(
-        [_package_version("umap-learn"), _package_version("numba"), "py" + ".".join(map(str, sys.version_info[:2]))]
-    )
-    marker = cache_dir("numba") / f"compiled-{versions}"
-    if marker.exists():
-        return
-    child = subprocess.run(
-        [sys.executable, "-c", "from latent_widgets.analysis.projection import _warm_up; _warm_up()"],
-        capture_output=True,
-        timeout=900,
-        check=False,
-    )
-    if child.returncode == 0:  # else the kernel compiles itself, as before
-        marker.touch()
-
-
-def _package_version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "none"
-
-
-def _warm_up_in_the_background() -> None:
-    with contextlib.suppress(Exception):  # a warm-up is an optimisation: the first map compiles if it fails
-        _compile_in_a_child()
-    _warm_up()
-
-
-def warm_up_projections() -> threading.Thread:
-    """Compile UMAP's numba code (and load openTSNE) in a background daemon thread.
-
-    The first UMAP of a process compiles umap-learn's jitted functions: 10 to
-    15 s the very first time on a machine, under a second once numba's disk
-    cache holds them (turned on by this module, see :func:`_cache_numba_compiles`),
-    but still the time to load it and import umap and openTSNE. Calling this
-    when a session starts moves that out of the way of the first map: it
-    fits a tiny UMAP and t-SNE (64 random points) on a daemon thread, which
-    never delays the interpreter's exit. The very first time on a machine
-    the compiling happens in a child process (numba holds the GIL meanwhile,
-    which would stall the kernel's other threads), and the thread then loads
-    the compiled code from the disk cache.
-
-    Returns
-    -------
-    threading.Thread
-        Started; ``join()`` it to wait for the warm-up.
-
-    Examples
-    --------
-    >>> warm_up_projections().join()  # doctest: +SKIP
-    """
-    global _warm_up_thread
-    thread = threading.Thread(target=_warm_up_in_the_background, name="latent-widgets-warm-up", daemon=True)
-    thread.start()
-    _warm_up_thread = thread
-    return thread
-
-
-_warm_up_thread: threading.Thread | None = None
-
-
-def _wait_for_the_warm_up() -> None:
-    """Let a running warm-up finish before a UMAP fit, rather than compiling the same code beside it.
-
-    Compiling in this process holds the GIL (the explorer's decodes would
-    stall); the warm-up compiles in a child process, and waiting for it
-    (``join``) leaves the GIL to the other threads.
-    """
-    thread = _warm_up_thread
-    if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-        thread.join(timeout=900)

@@ -647,7 +647,7 @@ class ExplorerSession(traitlets.HasTraits):
 
     def _warm_up(self) -> None:
         if self.asynchronous and not self._warmed_up and {"tsne", "umap"} & set(self.methods):
-            from ..analysis.projection import warm_up_projections
+            from ..analysis.warm_up import warm_up_projections
 
             # Loads UMAP's compiled code (or compiles it, the first time on a machine) while the slider is used:
             # after the first mask, as the warm-up takes the cores for a few seconds.
