@@ -352,7 +352,7 @@ def test_without_the_dask_extra_the_errors_name_it(tmp_path) -> None:
         sys.modules["dask"] = sys.modules["distributed"] = None  # as if neither were installed
         import numpy as np
         import latent_widgets as lw
-        from latent_widgets.latents.distributed import pca_of_store
+        from latent_widgets.analysis.store_pca import pca_of_store
         from latent_widgets.model.latent_base import LatentModelBase
         from latent_widgets.latents.encode import encode_to_store
 

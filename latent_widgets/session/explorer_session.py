@@ -61,6 +61,7 @@ from ..data import colors
 from ..views import render
 from .identity import data_hash, model_hash, points_hash
 from .jobs import BULK, FRAMES, NOW, Lane
+from .predictions import PredictedMasks
 from .values import (
     ColorField,
     IndexSelection,
@@ -527,12 +528,9 @@ class ExplorerSession(traitlets.HasTraits):
         self._sample_encodings: OrderedDict[int, Any] = OrderedDict()
         self._encode_seconds = math.inf  # the fastest single-sample encode seen (sizes the bulk chunks)
         self._decode_seconds = math.inf  # the fastest single decode seen (sizes the scrub grid's batches)
-        # The predictions as they come (bulk job, the shown sample): masks, which rows are done, their mean IoU.
-        self._pred_masks: np.ndarray | None = None
-        self._pred_done: np.ndarray | None = None
-        self._pred_iou: np.ndarray | None = None
+        # The predictions as they come (bulk job, the shown sample), scored as they come.
+        self._known = PredictedMasks(dataset, self._ignore_index)
         self._predicting = False
-        self._predicted_aside: OrderedDict[int, np.ndarray] = OrderedDict()  # the shown samples', no bulk prediction
         self._prediction_requests: dict[int, Future] = {}
         self._published: dict[str, float] = {}
         self._warmed_up = False
@@ -739,39 +737,16 @@ class ExplorerSession(traitlets.HasTraits):
 
     def _load_cached_predictions(self) -> bool:
         """Fill the predictions from the disk cache; whether it held them."""
-        from ..core.cache import load_arrays
-
-        if not self._wants_predictions():
+        if not self._wants_predictions() or not self._known.load(self._predictions_path()):
             return False
-        path = self._predictions_path()
-        hit = None if path is None else load_arrays(path)
-        masks = None if hit is None else hit.get("masks")
-        if masks is None or masks.shape != self.dataset.masks.shape:
-            return False
-        self._pred_buffers()
-        self._pred_masks[...] = masks  # type: ignore[index]
-        self._pred_done[...] = True  # type: ignore[index]
         self._publish_predicted(force=True)
         return True
 
-    def _pred_buffers(self) -> None:
-        with self._gen_lock:
-            if self._pred_masks is None:
-                ds = self.dataset
-                # uint8 ids when they fit, a quarter of int32's memory.
-                dtype = np.uint8 if ds.n_classes <= 256 else np.int32
-                self._pred_masks = np.zeros((len(ds), *ds.image_size), dtype)
-                self._pred_done = np.zeros(len(ds), bool)
-                self._pred_iou = np.full(len(ds), np.nan)
-
     def _predict_job(self) -> None:
         """Predict every mask, in chunks (bulk), with each chunk's mean IoU; cache them on disk."""
-        from ..core.cache import save_arrays
-
         n = len(self.dataset)
-        hit = (self._pred_done is not None and bool(self._pred_done.all())) or self._load_cached_predictions()
-        self._pred_buffers()
-        masks, done = self._pred_masks, self._pred_done
+        known = self._known
+        hit = known.complete or self._load_cached_predictions()
         bar = None
         if self._show_bars() and not hit:
             from tqdm.auto import tqdm
@@ -784,29 +759,29 @@ class ExplorerSession(traitlets.HasTraits):
             step(0, n)
             while start < n:
                 block = slice(start, min(n, start + rows))
-                if not done[block].all():  # type: ignore[index]
+                if known.done is None or not known.done[block].all():
                     t0 = time.perf_counter()
-                    self._store_predictions(block, self._predict_block(block))
+                    known.store(block, self._predict_block(block))
                     if not timed:
                         rows, timed = self._chunk_rows((time.perf_counter() - t0) / (block.stop - block.start)), True
                 else:  # from the cache, or the shown sample's: its mean IoU
-                    self._store_predictions(block, masks[block])  # type: ignore[index]
+                    known.store(block, known.masks[block])  # type: ignore[index]
                 if bar is not None:
                     bar.update(block.stop - block.start)
                 start = block.stop
                 self._publish_predicted()
                 step(start, n)
+            masks = known.masks
             masks.flags.writeable = False  # type: ignore[union-attr]
-            self._sample_iou = self._pred_iou
+            self._sample_iou = known.mean_iou()
             self.predictions = masks
         finally:
             if bar is not None:
                 bar.close()
             self._predicting = False  # (after the predictions are set: the colours never see neither)
             self._end_progress("predict")
-        path = None if hit else self._predictions_path()
-        if path is not None:
-            save_arrays(path, {"masks": masks})
+        if not hit:
+            known.save(self._predictions_path())
         self._publish_predicted(force=True)
         if len(self.selection):
             self._on_selection(None)  # now with the whole set's scores beside the selection's
@@ -831,22 +806,11 @@ class ExplorerSession(traitlets.HasTraits):
             return np.asarray(model.decode_with_masks(enc.latents[rows], skips)[1])
         return np.asarray(model.predict_masks(self.dataset.images[rows]))
 
-    def _store_predictions(self, rows: slice, masks: np.ndarray) -> None:
-        from ..analysis.metrics import per_sample_mean_iou
-
-        self._pred_buffers()
-        ds = self.dataset
-        self._pred_masks[rows] = masks  # type: ignore[index]
-        self._pred_iou[rows] = per_sample_mean_iou(  # type: ignore[index]
-            masks, ds.masks[rows], ds.n_classes, ignore_index=self.ignore_index
-        )
-        self._pred_done[rows] = True  # type: ignore[index]
-
     def _publish_predicted(self, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._published.get("predicted", -math.inf) >= _PUBLISH_SECONDS:
             self._published["predicted"] = now
-            self.predicted = (0 if self._pred_done is None else int(self._pred_done.sum())) + len(self._predicted_aside)
+            self.predicted = self._known.count
 
     def known_prediction(self, index: int) -> np.ndarray | None:
         """The predicted mask of sample ``index`` if the session has it (given, or predicted so far), else None.
@@ -864,10 +828,7 @@ class ExplorerSession(traitlets.HasTraits):
         i = int(index)
         if self.predictions is not None:
             return np.asarray(self.predictions[i])
-        done = self._pred_done
-        if done is not None and done[i]:
-            return self._pred_masks[i]  # type: ignore[index]
-        return self._predicted_aside.get(i)
+        return self._known.get(i)
 
     def request_prediction(self, index: int) -> Future | None:
         """Predict sample ``index`` on the model lane, ahead of the bulk work; None if it is known already.
@@ -908,13 +869,9 @@ class ExplorerSession(traitlets.HasTraits):
         """Predict one sample now (in the caller's thread) and keep it; :attr:`predicted` moves."""
         mask = self._predict_block(slice(i, i + 1))
         if self._wants_predictions():
-            self._store_predictions(slice(i, i + 1), mask)
+            self._known.store(slice(i, i + 1), mask)
         else:  # no bulk prediction to fill in: a few of them kept aside
-            if mask.dtype != np.uint8 and self.dataset.n_classes <= 256:
-                mask = mask.astype(np.uint8)
-            self._predicted_aside[i] = mask[0]
-            while len(self._predicted_aside) > 64:
-                self._predicted_aside.popitem(last=False)
+            self._known.put_aside(i, mask[0])
         self._publish_predicted(force=True)
         return mask[0]
 
@@ -1399,11 +1356,9 @@ class ExplorerSession(traitlets.HasTraits):
         if self.predictions is not None or not self._wants_predictions() or (self.ready and not self._predicting):
             return None
         n = len(self.dataset)
-        done = 0 if self._pred_done is None else int(self._pred_done.sum())
+        done = 0 if self._known.done is None else int(self._known.done.sum())
         note = f"predicting {done:,}/{n:,}…" if self.ready else "after the dataset is encoded…"
-        values = np.full(n, np.nan)
-        if field == "mean IoU" and self._pred_iou is not None:
-            values = np.where(self._pred_done, self._pred_iou, np.nan)  # type: ignore[arg-type]
+        values = self._known.mean_iou() if field == "mean IoU" else np.full(n, np.nan)
         return ColorField(field, "continuous", values, note=note)
 
     def _on_color_by(self, _change: Any) -> None:
