@@ -353,6 +353,23 @@ def explorer_page(
         browser.close()
 
 
+def wait_for_svg_map(page, timeout_ms: int = 60_000) -> None:
+    """Wait until the SVG map's samples are drawn where the map puts them.
+
+    The strip :func:`explorer_page` waits for comes from the model's lane and the map from its own, so
+    the strip can be there while every sample still sits at the origin (the map not yet fitted).
+    """
+    page.wait_for_function(
+        """() => { const d = document.querySelector('.latent-explorer .lw-projection-scatter .dot');
+                   if (!d) return false;
+                   const seen = new Set();
+                   d.parentElement.parentElement.querySelectorAll('.dot').forEach(e => {
+                     const r = e.getBoundingClientRect(); seen.add(Math.round(r.x) + ',' + Math.round(r.y)); });
+                   return seen.size > 1; }""",
+        timeout=timeout_ms,
+    )
+
+
 # ---- JupyterLab, and the pieces the JupyterLab and soak tests share
 
 

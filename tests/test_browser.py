@@ -52,6 +52,7 @@ from browser_harness import (
     explorer_page,
     served_or_skipped,
     wait_for_alpha_caption,
+    wait_for_svg_map,
 )
 
 pytestmark = pytest.mark.browser
@@ -94,6 +95,7 @@ def chromium():
 @pytest.fixture(scope="module")
 def page(voila_url: str, chromium):
     with explorer_page(voila_url, chromium=chromium) as pg:
+        wait_for_svg_map(pg)
         yield pg
 
 

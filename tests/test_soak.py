@@ -163,8 +163,7 @@ def test_soak_randomised_use(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     reason = browser_missing()
     if reason:
         pytest.skip(reason)
-    # The trained SegNet: a soak measures a real network's memory. (With the toy model a fresh venv's first
-    # UMAP compile lands after the baseline and reads as growth; its masks are the toy's everywhere else.)
+    # The trained SegNet: a soak measures a real network's memory (the toy model's masks are used elsewhere).
     with voila_server(tmp_path, notebook_cells(trained=True)) as url, explorer_page(url) as page:
         kernels = server_kernels()
         assert len(kernels) == 1, kernels

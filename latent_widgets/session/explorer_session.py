@@ -627,11 +627,9 @@ class ExplorerSession(traitlets.HasTraits):
         self._sample_encodings.clear()
         self.ready = True
         self._warm_up()
-        if self.request_map(self.map_method) is None and self.map_key() in self.maps:
-            # A map given in `projections` was drawn before the latents were there: the path and the
-            # quality that need them follow now (a fitted map places them once it is fitted).
-            self._place_path()
-            self._refresh_quality()
+        # The current map: fitted now, or (given in `projections`, drawn before the latents were there)
+        # its path and quality, which need the latents, placed now.
+        self._on_map_method(None)
         if len(self.selection):
             self._on_selection(None)
         if self.model is not None:
