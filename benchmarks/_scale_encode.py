@@ -58,8 +58,8 @@ WIDTH = 0.125
 def _model(size: tuple[int, int]) -> Any:
     import keras
 
-    from latent_widgets.latent_model import LatentModel
-    from latent_widgets.models import segnet
+    from latent_widgets.model.latent_model import LatentModel
+    from latent_widgets.model.zoo import segnet
 
     keras.utils.set_random_seed(0)
     return LatentModel.from_model(segnet(12, (*size, 3), width=WIDTH))
@@ -108,7 +108,7 @@ def encode_vs_raw(n: int, size: tuple[int, int] = (64, 64), repeats: int = 3) ->
     """
     import tensorflow as tf
 
-    from latent_widgets.arrays import iter_row_blocks
+    from latent_widgets.core.arrays import iter_row_blocks
 
     lm = _model(size)
     ds, lazy = _dataset(n, size)

@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import tensorflow as tf
 
-    from latent_widgets.latent_model import LatentModel
-    from latent_widgets.models import segnet
+    from latent_widgets.model.latent_model import LatentModel
+    from latent_widgets.model.zoo import segnet
 
     keras.utils.set_random_seed(0)
     h, w = args.size
@@ -119,8 +119,8 @@ def _onnx(model, latent: np.ndarray, keras_ms: float, repeats: int) -> float:
         import onnx
         import onnxruntime as ort
 
-        from latent_widgets.onnx_graph import session_options
-        from latent_widgets.onnx_model import OnnxLatentModel
+        from latent_widgets.model.onnx_graph import session_options
+        from latent_widgets.model.onnx_model import OnnxLatentModel
     except ImportError as exc:
         print(f"ONNX: not measured ({exc})")
         return float("nan")

@@ -12,7 +12,7 @@ same two cores:
   a thread); median of repeats, interleaved. The ratio is the cluster's
   overhead: scheduling, shipping the model file and the dataset's
   description, one TensorFlow pool per worker.
-- ``pca_store_vs_sklearn``: :func:`latent_widgets.distributed.pca_of_store`
+- ``pca_store_vs_sklearn``: :func:`latent_widgets.analysis.store_pca.pca_of_store`
   on the cluster (50 components, the points brought back; the route its
   cost rule picks: the float64 covariance for narrow latents, dask.array's
   ``svd_compressed`` with 4 power iterations for wide ones) over reading
@@ -56,7 +56,7 @@ def _model(size: tuple[int, int]) -> Any:
     import keras
 
     from latent_widgets import LatentModel
-    from latent_widgets.models import segnet
+    from latent_widgets.model.zoo import segnet
 
     keras.utils.set_random_seed(0)
     return LatentModel.from_model(segnet(12, (*size, 3), width=WIDTH))
@@ -98,9 +98,9 @@ def encode_cluster_vs_local(client: Any, n: int, size: tuple[int, int], repeats:
             times.append(time.perf_counter() - t0)
             print(f"  {fn.__name__}: {times[-1]:.1f} s", flush=True)
     a = np.asarray(
-        latent_widgets.store.LatentStore.open(next(tmp.glob("local*.zarr"))).latents
+        latent_widgets.latents.store.LatentStore.open(next(tmp.glob("local*.zarr"))).latents
     )  # the two encodes agree
-    b = np.asarray(latent_widgets.store.LatentStore.open(next(tmp.glob("cluster*.zarr"))).latents)
+    b = np.asarray(latent_widgets.latents.store.LatentStore.open(next(tmp.glob("cluster*.zarr"))).latents)
     local_s, cluster_s = float(np.median(t_local)), float(np.median(t_cluster))
     workers = len(client.scheduler_info()["workers"])
     return {
@@ -122,8 +122,9 @@ def pca_store_vs_sklearn(
     """Median seconds of the cluster PCA of a store (per solver) and of load + scikit-learn's randomized PCA."""
     from sklearn.decomposition import PCA
 
-    from latent_widgets.distributed import pca_of_store
-    from latent_widgets.store import LatentStore, prepare_store
+    from latent_widgets.analysis.store_pca import pca_of_store
+    from latent_widgets.latents.encode import prepare_store
+    from latent_widgets.latents.store import LatentStore
 
     rng = np.random.default_rng(0)
     st = prepare_store(tmp / "pca.zarr", n=n, model_hash="bench", data_hash="low-rank", latent_shape=(d,))

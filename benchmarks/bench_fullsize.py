@@ -66,11 +66,12 @@ SIZE = (288, 384)
 def build(name: str):
     import keras
 
-    from latent_widgets import LatentModel, models
+    from latent_widgets import LatentModel
+    from latent_widgets.model import zoo
 
     keras.utils.set_random_seed(0)
     shape = (*SIZE, 3)
-    net = models.vgg_segnet(12, shape) if name == "vgg_segnet" else models.deeplabv3_plus(12, shape, backbone=name)
+    net = zoo.vgg_segnet(12, shape) if name == "vgg_segnet" else zoo.deeplabv3_plus(12, shape, backbone=name)
     return LatentModel.from_model(net)
 
 

@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from latent_widgets.interpolation import lerp, steps
-    from latent_widgets.neighbors import LatentIndex
+    from latent_widgets.analysis.interpolation import lerp, steps
+    from latent_widgets.analysis.neighbors import LatentIndex
 
     rng = np.random.default_rng(0)
     n, m = args.n, args.steps
@@ -155,7 +155,7 @@ def latent_like(n: int, d: int, seed: int = 0, centres: int = 40, rank: int = 25
 
 def approximate_vs_exact(sizes: list[int], d: int, algorithms: list[str], n_queries: int = 100, k: int = 10) -> None:
     """Build and query time and recall@k of the approximate algorithms vs the exact search (printed)."""
-    from latent_widgets.neighbors import LatentIndex, recall_at_k
+    from latent_widgets.analysis.neighbors import LatentIndex, recall_at_k
 
     options = {
         "svd": {"algorithm": "svd"},

@@ -72,9 +72,10 @@ def _run(args: argparse.Namespace) -> int:
     import openTSNE
     from sklearn.decomposition import PCA
 
-    from latent_widgets.projection import TSNEProjection, _import_umap, project
+    from latent_widgets.analysis.projection import TSNEProjection, project
+    from latent_widgets.analysis.umap_runtime import import_umap
 
-    umap = _import_umap()
+    umap = import_umap()
     rng = np.random.default_rng(0)
     n, shape = args.n, tuple(args.shape)
     d = int(np.prod(shape))

@@ -47,9 +47,10 @@ GOAL_CACHED_MS = 20.0
 def _setup_segnet(dataset):
     import tensorflow as tf
 
-    from latent_widgets import LatentModel, models
+    from latent_widgets import LatentModel
+    from latent_widgets.model import zoo
 
-    net = models.segnet(n_classes=dataset.n_classes, input_shape=(96, 128, 3), width=0.25)
+    net = zoo.segnet(n_classes=dataset.n_classes, input_shape=(96, 128, 3), width=0.25)
     lm = LatentModel.from_model(net)
     decoder = lm.decoder
     spec = tf.TensorSpec((1, *lm.latent_shape), tf.float32)

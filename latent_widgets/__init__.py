@@ -3,8 +3,8 @@
 Public names are imported lazily, so that ``import latent_widgets`` is fast
 and does not start TensorFlow until a model is used. They are listed, with
 the module each comes from, in ``docs/api.md``; the rest of the API lives in
-its modules (``latent_widgets.models``, ``latent_widgets.training``,
-``latent_widgets.map_quality``, ...).
+its modules (``latent_widgets.model.zoo``, ``latent_widgets.model.training``,
+``latent_widgets.analysis.map_quality``, ...).
 
 Examples
 --------
@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._tf_setup import configure_tensorflow_environment
+from .core.tf_setup import configure_tensorflow_environment
 
 __version__ = "0.1.0"
 
@@ -29,30 +29,30 @@ configure_tensorflow_environment()
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     # data
-    "SegmentationDataset": "dataset",
-    "DatasetError": "dataset",
-    "load_camvid": "camvid",
-    "load_folder": "folders",
+    "SegmentationDataset": "data.dataset",
+    "DatasetError": "data.dataset",
+    "load_camvid": "data.camvid",
+    "load_folder": "data.folders",
     "load_dataset": "data",
-    "CAMVID_CLASSES": "camvid",
-    "CAMVID_PALETTE": "camvid",
-    "synthetic_road_scenes": "synthetic",
-    "LazyArray": "lazy_array",
-    "SampleSource": "lazy_array",
+    "CAMVID_CLASSES": "data.camvid",
+    "CAMVID_PALETTE": "data.camvid",
+    "synthetic_road_scenes": "data.synthetic",
+    "LazyArray": "data.lazy_array",
+    "SampleSource": "data.lazy_array",
     # models
-    "LatentModel": "latent_model",
-    "Encoding": "latent_model",
-    "LatentModelError": "latent_model",
-    "LatentCodec": "protocols",
-    "LatentModelLike": "protocols",
+    "LatentModel": "model.latent_model",
+    "Encoding": "model.latent_model",
+    "LatentModelError": "model.latent_model",
+    "LatentCodec": "model.protocols",
+    "LatentModelLike": "model.protocols",
     # latents on disk
-    "LatentStore": "store",
-    "LatentStoreError": "store",
+    "LatentStore": "latents.store",
+    "LatentStoreError": "latents.store",
     # analysis
-    "project": "projection",
-    "make_projection": "projection",
-    "LatentIndex": "neighbors",
-    "path_neighbors": "neighbors",
+    "project": "analysis.projection",
+    "make_projection": "analysis.projection",
+    "LatentIndex": "analysis.neighbors",
+    "path_neighbors": "analysis.neighbors",
     # the explorer's state, without widgets
     "ExplorerSession": "session",
     # widgets

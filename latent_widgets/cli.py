@@ -45,18 +45,18 @@ def _datasets(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _build(args: argparse.Namespace, n_classes: int) -> Any:
-    from . import models
+    from .model import zoo
 
     shape = (*args.size, 3)
     if args.model == "segnet":
-        return models.segnet(n_classes=n_classes, input_shape=shape, width=args.width)
-    return models.deeplabv3_plus(n_classes=n_classes, input_shape=shape, backbone_width=args.width)
+        return zoo.segnet(n_classes=n_classes, input_shape=shape, width=args.width)
+    return zoo.deeplabv3_plus(n_classes=n_classes, input_shape=shape, backbone_width=args.width)
 
 
 def _trained(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     """(train data, val data, TrainResult, LatentModel) for the arguments."""
-    from .latent_model import LatentModel
-    from .training import train
+    from .model.latent_model import LatentModel
+    from .model.training import train
 
     train_data, val_data = _datasets(args)
     result = train(
@@ -97,7 +97,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_project(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .projection import project
+    from .analysis.projection import project
 
     train_data, _, _, lm = _trained(args)
     latents = lm.encode_dataset(train_data).latents
@@ -130,13 +130,13 @@ def explorer_notebook(args: argparse.Namespace) -> Any:
     width_arg = "width" if args.model == "segnet" else "backbone_width"
     code = f"""\
 import latent_widgets as lw
-from latent_widgets import models, training
+from latent_widgets.model import zoo, training
 
 SOURCE, SIZE, N = {source}, {tuple(args.size)!r}, {args.n}
 EPOCHS, WIDTH, LR = {args.epochs}, {args.width}, {args.learning_rate}
 train_data = lw.load_dataset(SOURCE, "train", size=SIZE, n=N, progress=False)
 val_data = lw.load_dataset(SOURCE, "val", size=SIZE, n=N, progress=False)
-build = models.{"segnet" if args.model == "segnet" else "deeplabv3_plus"}
+build = zoo.{"segnet" if args.model == "segnet" else "deeplabv3_plus"}
 net = build(n_classes=train_data.n_classes, input_shape=(*SIZE, 3), {width_arg}=WIDTH)
 result = training.train(net, train_data, val_data, epochs=EPOCHS, learning_rate=LR, progress=False)  # cached: loads
 lm = lw.LatentModel.from_model(result.model)

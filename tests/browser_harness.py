@@ -47,8 +47,8 @@ def notebook_cells(trained: bool = False) -> list[str]:
     """
     if trained:
         make_model = """\
-from latent_widgets import models, training
-net = training.train(models.segnet(n_classes=data.n_classes, input_shape=(48, 64, 3), width=0.125),
+from latent_widgets.model import zoo, training
+net = training.train(zoo.segnet(n_classes=data.n_classes, input_shape=(48, 64, 3), width=0.125),
                      data, epochs=6, learning_rate=3e-3, progress=False).model
 model = lw.LatentModel.from_model(net)"""
     else:
@@ -353,6 +353,23 @@ def explorer_page(
         browser.close()
 
 
+def wait_for_svg_map(page, timeout_ms: int = 60_000) -> None:
+    """Wait until the SVG map's samples are drawn where the map puts them.
+
+    The strip :func:`explorer_page` waits for comes from the model's lane and the map from its own, so
+    the strip can be there while every sample still sits at the origin (the map not yet fitted).
+    """
+    page.wait_for_function(
+        """() => { const d = document.querySelector('.latent-explorer .lw-projection-scatter .dot');
+                   if (!d) return false;
+                   const seen = new Set();
+                   d.parentElement.parentElement.querySelectorAll('.dot').forEach(e => {
+                     const r = e.getBoundingClientRect(); seen.add(Math.round(r.x) + ',' + Math.round(r.y)); });
+                   return seen.size > 1; }""",
+        timeout=timeout_ms,
+    )
+
+
 # ---- JupyterLab, and the pieces the JupyterLab and soak tests share
 
 
@@ -534,7 +551,7 @@ import os, urllib.parse
 import numpy as np
 import latent_widgets as lw  # first: it keeps TensorFlow's log lines out of the cells
 import keras
-from latent_widgets.models import segnet
+from latent_widgets.model.zoo import segnet
 
 query = dict(urllib.parse.parse_qsl(os.environ.get("QUERY_STRING", "")))
 N, VARIANT = int(query.get("n", {n})), query.get("variant", "explorer")
@@ -552,8 +569,8 @@ if VARIANT == "explorer":
     shown = explorer
 else:
     import pandas as pd
-    from latent_widgets import colors
-    from latent_widgets.projection import fit_projection
+    from latent_widgets.data import colors
+    from latent_widgets.analysis.projection import fit_projection
     from latent_widgets.widgets.webgl_map import _point_size
     xy = np.asarray(fit_projection(latents, method="pca", cache=True, progress=False).embedding_)
     codes = np.unique(data.groups, return_inverse=True)[1]

@@ -1,4 +1,4 @@
-"""Attribute vectors from masks and latent arithmetic (latent_widgets.attributes)."""
+"""Attribute vectors from masks and latent arithmetic (latent_widgets.analysis.attributes)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from toy import ToyLatentModel
 
-from latent_widgets.attributes import (
+from latent_widgets.analysis.attributes import (
     analogy,
     apply_attribute,
     attribute_effect,

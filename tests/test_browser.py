@@ -52,6 +52,7 @@ from browser_harness import (
     explorer_page,
     served_or_skipped,
     wait_for_alpha_caption,
+    wait_for_svg_map,
 )
 
 pytestmark = pytest.mark.browser
@@ -94,6 +95,7 @@ def chromium():
 @pytest.fixture(scope="module")
 def page(voila_url: str, chromium):
     with explorer_page(voila_url, chromium=chromium) as pg:
+        wait_for_svg_map(pg)
         yield pg
 
 
@@ -299,7 +301,7 @@ def test_scrubbing_swaps_grid_frames_in_the_browser(page):
                   const s = new Set(); for (let i = 0; i < d.length; i += 4) s.add(d[i] + ',' + d[i+1] + ',' + d[i+2]);
                   return Array.from(s); }""",
     )
-    from latent_widgets.colors import CAMVID_PALETTE  # the synthetic scenes' palette
+    from latent_widgets.data.colors import CAMVID_PALETTE  # the synthetic scenes' palette
 
     palette = {",".join(str(int(v)) for v in rgb) for rgb in CAMVID_PALETTE}
     assert len(colours) >= 2 and set(colours) <= palette
@@ -460,7 +462,7 @@ def test_cells_mode_draws_the_webgl_map_and_a_clicked_cell_is_outlined(voila_url
     """The "points" dropdown switched to cells in the page: a WebGL map of every cell; a click outlines its cell."""
     from browser_harness import GL_POINT_JS, WEBGL_CHROMIUM_ARGS, gl_point
 
-    from latent_widgets.cells import cell_box
+    from latent_widgets.latents.cells import cell_box
     from latent_widgets.widgets.cell_overlay import CELL_OUTLINE, outline_box
 
     # A page of its own (WebGL needs SwiftShader's flags), on a kernel of its own.

@@ -22,11 +22,11 @@ ONNX_CELLS = [
     f"""\
 import latent_widgets as lw  # first: it sets TensorFlow up before keras starts it
 import onnx
-from latent_widgets import models, training
+from latent_widgets.model import zoo, training
 
 data = lw.synthetic_road_scenes({N_SAMPLES}, size=(48, 64), seed=0, frames_per_drive=10)
 # A few seconds of training, so that the masks along the path differ.
-net = training.train(models.segnet(n_classes=data.n_classes, input_shape=(48, 64, 3), width=0.125),
+net = training.train(zoo.segnet(n_classes=data.n_classes, input_shape=(48, 64, 3), width=0.125),
                      data, epochs=4, learning_rate=3e-3, progress=False).model
 net.export("segnet.onnx", format="onnx", verbose=False)  # tf2onnx; the file lands beside the notebook
 latent = [o for n in onnx.load("segnet.onnx").graph.node for o in n.output if "/latent_1/" in o][-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latent_widgets.cache import cache_dir, cached_arrays, content_hash, load_arrays, save_arrays
+from latent_widgets.core.cache import cache_dir, cached_arrays, content_hash, load_arrays, save_arrays
 
 
 def test_content_hash_distinguishes_inputs() -> None:

@@ -1,4 +1,4 @@
-"""latent_widgets.cells: per-cell points, the class under each cell, cell boxes and cell movement.
+"""latent_widgets.latents.cells: per-cell points, the class under each cell, cell boxes and cell movement.
 
 Every function is checked against plain Python loops over samples, rows and
 columns written straight from the definitions (a cell (r, c) of an h x w grid
@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latent_widgets import cells, metrics
+from latent_widgets.analysis import metrics
+from latent_widgets.latents import cells
 
 N, H, W, GRID, K = 5, 13, 17, (3, 4), 4  # H and W are not multiples of the grid
 

@@ -60,7 +60,7 @@ def test_camvid_train_counts_names_and_groups(camvid_train_full: SegmentationDat
 def test_camvid_leaves_unlabelled_out_of_the_scores(camvid_root: Path) -> None:
     import dataclasses
 
-    from latent_widgets.camvid import CAMVID_IGNORE_INDEX
+    from latent_widgets.data.camvid import CAMVID_IGNORE_INDEX
 
     ds = load_camvid(camvid_root, "val", size=(24, 32), progress=False)
     assert ds.ignore_index == CAMVID_IGNORE_INDEX == ds.class_names.index("Unlabelled") == 11

@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 
 from latent_widgets import LatentModel, synthetic_road_scenes
-from latent_widgets.distributed import encode_on_cluster, pca_of_store, pca_solver, project_store, submit_encode
-from latent_widgets.keras_graph import LatentModelError
-from latent_widgets.store import LatentStore, LatentStoreError, prepare_store
+from latent_widgets.analysis.store_pca import pca_of_store, pca_solver, project_store
+from latent_widgets.latents.distributed import encode_on_cluster, submit_encode
+from latent_widgets.latents.encode import prepare_store
+from latent_widgets.latents.store import LatentStore, LatentStoreError
+from latent_widgets.model.keras_graph import LatentModelError
 
 N = 2000
 SIZE = (32, 32)
@@ -41,7 +43,7 @@ def client():
 def lm() -> LatentModel:
     import keras
 
-    from latent_widgets.models import segnet
+    from latent_widgets.model.zoo import segnet
 
     keras.utils.set_random_seed(0)
     return LatentModel.from_model(segnet(12, (*SIZE, 3), width=0.125))
@@ -166,7 +168,7 @@ def _cut_a_chunk_short_then_die(path: str, chunk: int, marker: str) -> int:
     Path(marker).touch()
     import zarr
 
-    from latent_widgets.store import _chunk_key
+    from latent_widgets.latents.store import _chunk_key
 
     f = Path(path) / _chunk_key(zarr.open_group(path, mode="r")["latents"], chunk)
     data = f.read_bytes()
@@ -181,7 +183,7 @@ def _cut_a_chunk_short_then_die(path: str, chunk: int, marker: str) -> int:
 def test_a_worker_killed_writing_a_chunk_leaves_a_store_the_next_encode_completes(
     client, lm, data, local, tmp_path
 ) -> None:
-    from latent_widgets.store import LatentStoreWarning, _chunk_key
+    from latent_widgets.latents.store import LatentStoreWarning, _chunk_key
 
     subset = data[:256]  # 4 chunks of 64
     path = tmp_path / "half.zarr"
@@ -209,7 +211,8 @@ def test_a_worker_killed_writing_a_chunk_leaves_a_store_the_next_encode_complete
 def test_pca_of_a_store_with_a_corrupt_chunk_raises_naming_its_rows(tmp_path, solver) -> None:
     import zarr
 
-    from latent_widgets.store import _chunk_key, encode_to_store
+    from latent_widgets.latents.encode import encode_to_store
+    from latent_widgets.latents.store import _chunk_key
 
     x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
     path = tmp_path / "z.zarr"
@@ -280,7 +283,7 @@ def test_a_model_the_workers_cannot_load_safely_gives_a_clear_error(client, tmp_
 def test_pca_of_store_without_a_cluster_equals_sklearn(tmp_path, solver, offset) -> None:
     from sklearn.decomposition import PCA
 
-    from latent_widgets.store import encode_to_store
+    from latent_widgets.latents.encode import encode_to_store
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 6, 4)) * np.geomspace(8, 0.05, 24).reshape(6, 4)
@@ -349,9 +352,9 @@ def test_without_the_dask_extra_the_errors_name_it(tmp_path) -> None:
         sys.modules["dask"] = sys.modules["distributed"] = None  # as if neither were installed
         import numpy as np
         import latent_widgets as lw
-        from latent_widgets.distributed import pca_of_store
-        from latent_widgets.latent_base import LatentModelBase
-        from latent_widgets.store import encode_to_store
+        from latent_widgets.analysis.store_pca import pca_of_store
+        from latent_widgets.model.latent_base import LatentModelBase
+        from latent_widgets.latents.encode import encode_to_store
 
         class Zeros(LatentModelBase):  # a TensorFlow-free latent model
             input_shape, latent_shape, skip_shapes, has_skips, n_classes = (16, 16, 3), (2, 2, 1), (), False, 1

@@ -1,4 +1,4 @@
-"""The failures of a selection against scikit-learn and brute-force loops (latent_widgets.failures)."""
+"""The failures of a selection against scikit-learn and brute-force loops (latent_widgets.analysis.failures)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 from toy import iou_loop
 
-from latent_widgets.failures import SelectionReport, per_class_sample_iou, selection_report
-from latent_widgets.metrics import per_sample_iou
+from latent_widgets.analysis.failures import SelectionReport, per_class_sample_iou, selection_report
+from latent_widgets.analysis.metrics import per_sample_iou
 
 C = 4
 
@@ -142,7 +142,7 @@ class _RowsOnly:
 
 
 def test_only_the_selected_rows_are_read_in_blocks(rng, monkeypatch):
-    import latent_widgets.failures as F
+    import latent_widgets.analysis.failures as F
 
     truth, pred = _masks(rng, n=40)
     monkeypatch.setattr(F, "_CHUNK_PIXELS", 3 * 42)  # 3 samples of 6 x 7 per block

@@ -1,4 +1,4 @@
-"""latent_widgets.figures: the static matplotlib figures and their files."""
+"""latent_widgets.views.figures: the static matplotlib figures and their files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from latent_widgets import colors, figures, render
+from latent_widgets.data import colors
+from latent_widgets.views import figures, render
 
 PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 200, 0]], np.uint8)
 
@@ -168,7 +169,7 @@ def test_saved_strip_shows_palette_colours(tmp_path):
 
 
 def test_cell_movement_figure_paints_each_cells_movement_over_its_block(rng):
-    from latent_widgets.cells import cell_box, cell_movement
+    from latent_widgets.latents.cells import cell_box, cell_movement
 
     path = rng.normal(size=(5, 3, 4, 6))
     m = cell_movement(path)
@@ -196,7 +197,7 @@ def test_cell_movement_figure_paints_each_cells_movement_over_its_block(rng):
 
 
 def test_cell_movement_strip_draws_every_step_on_one_scale(rng):
-    from latent_widgets.cells import cell_movement
+    from latent_widgets.latents.cells import cell_movement
 
     m = cell_movement(rng.normal(size=(4, 2, 3, 5)))
     masks = rng.integers(0, 3, size=(3, 8, 12))
@@ -214,7 +215,7 @@ def test_cell_movement_strip_draws_every_step_on_one_scale(rng):
 
 
 def test_confusion_figure_drops_the_ignored_row_and_keeps_its_column():
-    from latent_widgets.failures import selection_report
+    from latent_widgets.analysis.failures import selection_report
 
     truth = np.array([[[0, 1, 2, 2]], [[1, 1, 0, 2]]])
     pred = np.array([[[0, 2, 2, 1]], [[1, 0, 0, 2]]])

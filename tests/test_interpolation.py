@@ -1,4 +1,4 @@
-"""Interpolation paths and skip policies (latent_widgets.interpolation) on the toy model."""
+"""Interpolation paths and skip policies (latent_widgets.analysis.interpolation) on the toy model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from toy import ToyLatentModel
 
-from latent_widgets.interpolation import (
+from latent_widgets.analysis.interpolation import (
     PATH_METHODS,
     SKIP_POLICIES,
     decode_path,

@@ -12,7 +12,7 @@ from float_checks import assert_argmax_up_to_ties, assert_close_to_scale  # noqa
 from keras import layers  # noqa: E402
 
 from latent_widgets import Encoding, LatentModel, LatentModelError  # noqa: E402
-from latent_widgets.models import segnet  # noqa: E402
+from latent_widgets.model.zoo import segnet  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 

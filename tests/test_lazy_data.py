@@ -22,10 +22,10 @@ from latent_widgets import (
     load_folder,
     synthetic_road_scenes,
 )
-from latent_widgets import lazy_array as lazy_module
+from latent_widgets.core.hashing import content_hash
+from latent_widgets.data import lazy_array as lazy_module
 from latent_widgets.data import load_dataset
-from latent_widgets.hashing import content_hash
-from latent_widgets.synthetic import _drive
+from latent_widgets.data.synthetic import _drive
 
 
 class Counting(SampleSource):
@@ -381,7 +381,8 @@ def test_lazy_folder_picks_itself_above_the_threshold(tmp_path: Path, monkeypatc
 def test_a_file_lost_or_cut_short_mid_dataset_stops_an_encode_naming_it(tmp_path: Path, monkeypatch) -> None:
     from PIL import ImageFile
 
-    from latent_widgets.store import LatentStore, encode_to_store
+    from latent_widgets.latents.encode import encode_to_store
+    from latent_widgets.latents.store import LatentStore
 
     rng = np.random.default_rng(0)
     for k in range(12):

@@ -1,12 +1,12 @@
-"""Per-point faithfulness of a map and distance off the data (latent_widgets.map_quality additions)."""
+"""Per-point faithfulness of a map and distance off the data (latent_widgets.analysis.map_quality additions)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from latent_widgets import map_quality as Q
-from latent_widgets.neighbors import LatentIndex
+from latent_widgets.analysis import map_quality as Q
+from latent_widgets.analysis.neighbors import LatentIndex
 
 
 def _data(rng: np.random.Generator, shape: tuple[int, ...] = (40, 8)) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +86,7 @@ def test_blocks_and_stores_give_the_same_points(rng, monkeypatch, tmp_path):
 
 
 def test_blocked_rows_never_build_the_whole_matrix(rng, monkeypatch):
-    import latent_widgets.neighbors as N
+    import latent_widgets.analysis.neighbors as N
 
     x, y = _data(rng, (50, 4))
     monkeypatch.setattr(Q, "_LOCAL_BLOCK_BYTES", 8 * 50 * 10)

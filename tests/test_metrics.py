@@ -1,11 +1,11 @@
-"""Segmentation and path metrics on hand-computed masks (latent_widgets.metrics)."""
+"""Segmentation and path metrics on hand-computed masks (latent_widgets.analysis.metrics)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from latent_widgets.metrics import (
+from latent_widgets.analysis.metrics import (
     class_fractions,
     confusion_matrix,
     consecutive_iou,
@@ -17,7 +17,7 @@ from latent_widgets.metrics import (
     per_sample_mean_iou,
     pixel_accuracy,
 )
-from latent_widgets.neighbors import LatentIndex, path_neighbors
+from latent_widgets.analysis.neighbors import LatentIndex, path_neighbors
 
 TRUE = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 2, 2]])
 PRED = np.array([[0, 1, 1, 1], [0, 0, 1, 1], [2, 2, 1, 1]])

@@ -7,8 +7,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from latent_widgets.latent_model import LatentModel  # noqa: E402
-from latent_widgets.models import LATENT_LAYER, deeplabv3_plus, segnet  # noqa: E402
+from latent_widgets.model.latent_model import LatentModel  # noqa: E402
+from latent_widgets.model.zoo import LATENT_LAYER, deeplabv3_plus, segnet  # noqa: E402
 
 SHAPE = (48, 64, 3)
 

@@ -1,4 +1,4 @@
-"""Nearest neighbours against a brute-force Python loop (latent_widgets.neighbors)."""
+"""Nearest neighbours against a brute-force Python loop (latent_widgets.analysis.neighbors)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from latent_widgets.neighbors import (
+from latent_widgets.analysis.neighbors import (
     LatentIndex,
     knn,
     pairwise_distances,

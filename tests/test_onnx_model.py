@@ -28,7 +28,7 @@ import pytest
 from conftest import REPO
 
 from latent_widgets import LatentModel, LatentModelError, synthetic_road_scenes
-from latent_widgets.onnx_model import OnnxLatentModel, candidate_cuts
+from latent_widgets.model.onnx_model import OnnxLatentModel, candidate_cuts
 
 H, W = 48, 64
 # ImageNet's normalisation, as a torchvision-trained network expects it.
@@ -101,7 +101,7 @@ def zoo(tmp_path_factory, images) -> dict:
     """name -> (Keras model, its ONNX file, the ONNX tensor of its "latent" layer)."""
     import keras
 
-    from latent_widgets.models import deeplabv3_plus, segnet
+    from latent_widgets.model.zoo import deeplabv3_plus, segnet
 
     folder = tmp_path_factory.mktemp("onnx")
     out = {}
@@ -123,7 +123,7 @@ def torchlike(tmp_path_factory, images):
     import keras
     import tensorflow as tf
 
-    from latent_widgets.models import segnet
+    from latent_widgets.model.zoo import segnet
 
     keras.utils.set_random_seed(1)
     net = segnet(12, (H, W, 3), width=0.125)
@@ -364,7 +364,7 @@ def test_pickle_save_and_load_keep_the_model(zoo, images, tmp_path) -> None:
 
 
 def test_encode_dataset_streams_into_a_store_checked_by_the_weights_hash(zoo, tmp_path) -> None:
-    from latent_widgets.store import LatentStore, LatentStoreError
+    from latent_widgets.latents.store import LatentStore, LatentStoreError
 
     _, path, latent = zoo["deeplabv3_plus"]
     lm = LatentModel.from_onnx(path, latent=latent)
@@ -383,7 +383,7 @@ def test_encode_dataset_streams_into_a_store_checked_by_the_weights_hash(zoo, tm
 def test_an_explorer_session_on_the_onnx_model_matches_the_keras_one(zoo, ds, tmp_path) -> None:
     from sklearn.decomposition import PCA
 
-    from latent_widgets.interpolation import path_inputs
+    from latent_widgets.analysis.interpolation import path_inputs
     from latent_widgets.session import ExplorerSession, SessionMismatchError
 
     keras_model, path, latent = zoo["deeplabv3_plus"]

@@ -1,4 +1,4 @@
-"""Projections and their quality figures against references (latent_widgets.projection, .map_quality)."""
+"""Projections and their quality figures against references (latent_widgets.analysis.projection, .map_quality)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import pytest
 from scipy.spatial.distance import pdist
 from threadpoolctl import threadpool_limits
 
-from latent_widgets import map_quality as Q
-from latent_widgets import projection as P
-from latent_widgets.cache import cache_dir
+from latent_widgets.analysis import features as F
+from latent_widgets.analysis import map_quality as Q
+from latent_widgets.analysis import projection as P
+from latent_widgets.analysis import umap_runtime
+from latent_widgets.core.cache import cache_dir
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +81,7 @@ def spectrum_data(rng, n=400, d=60, rank=8):
 def test_blocked_pca_matches_sklearn(rng):
     from sklearn.decomposition import PCA
 
-    from latent_widgets.blocked_pca import BlockedPCA
+    from latent_widgets.analysis.blocked_pca import BlockedPCA
 
     x = spectrum_data(rng)
     ref = PCA(5, svd_solver="full").fit(x)
@@ -101,6 +103,7 @@ def test_blocked_pca_matches_sklearn(rng):
 def small_blocks(monkeypatch):
     # a few KiB per block, so that the test data span many blocks
     monkeypatch.setattr(P, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(F, "_BLOCK_BYTES", 4096)
 
 
 @pytest.mark.parametrize("kind", ["memmap", "zarr"])
@@ -114,8 +117,8 @@ def test_pca_fits_a_store_by_blocks_like_an_array(rng, tmp_path, small_blocks, k
 
         store = zarr.create_array(tmp_path / "z.zarr", shape=x.shape, chunks=(50, 4, 4, 3), dtype=x.dtype)
         store[:] = x
-    np.testing.assert_array_equal(P.latent_features(store), x.reshape(400, -1))
-    np.testing.assert_allclose(P.latent_features(store, "gap"), P.latent_features(x, "gap"), rtol=1e-6)
+    np.testing.assert_array_equal(F.latent_features(store), x.reshape(400, -1))
+    np.testing.assert_allclose(F.latent_features(store, "gap"), F.latent_features(x, "gap"), rtol=1e-6)
     ref = P.PCAProjection().fit(x)
     mine = P.PCAProjection().fit(store)
     assert type(mine.pca_).__name__ == "BlockedPCA"
@@ -203,7 +206,7 @@ def test_tsne_places_held_out_points_inside_their_cluster(rng):
     # optimisation against the map puts them among A's points (within about one
     # point spacing of the nearest), where the neighbour average used before
     # leaves them nearer the island's edge, towards the gap.
-    from latent_widgets.neighbors import LatentIndex
+    from latent_widgets.analysis.neighbors import LatentIndex
 
     d = 20
     a, b = np.zeros(d), np.zeros(d)
@@ -541,7 +544,7 @@ def test_umap_compiles_once_per_machine_not_per_process():
     # umap-learn's jitted functions without cache=True get numba's disk cache
     from numba.core.caching import NullCache
 
-    umap = P._import_umap()
+    umap = umap_runtime.import_umap()
     for fn in (umap.umap_.smooth_knn_dist, umap.utils.fast_knn_indices, umap.layouts.optimize_layout_euclidean):
         assert not isinstance(getattr(fn, "_cache", None), NullCache), fn
 
@@ -554,9 +557,10 @@ def test_analysis_modules_stay_light():
 
     code = (
         "import sys\n"
-        "import latent_widgets.projection as p, latent_widgets.map_quality, latent_widgets.neighbors\n"
-        "import latent_widgets.metrics, latent_widgets.interpolation, latent_widgets.attributes\n"
-        "p._import_umap()\n"
+        "import latent_widgets.analysis.projection\n"
+        "from latent_widgets.analysis import umap_runtime as p\n"
+        "from latent_widgets.analysis import attributes, interpolation, map_quality, metrics, neighbors\n"
+        "p.import_umap()\n"
         "heavy = ('tensorflow', 'keras', 'ipywidgets', 'bqplot', 'latent_widgets.study')\n"
         "bad = [m for m in heavy if m in sys.modules]\n"
         "assert not bad, bad\n"
@@ -570,14 +574,14 @@ def test_umaps_import_hides_tensorflow_from_its_own_thread_only(tmp_path) -> Non
     import sys
     import threading
 
-    from latent_widgets.projection import _hidden_in_this_thread
+    from latent_widgets.analysis.umap_runtime import hidden_in_this_thread
 
     (tmp_path / "lw_probe_pkg").mkdir()
     (tmp_path / "lw_probe_pkg" / "__init__.py").write_text("VALUE = 7\n")
     sys.path.insert(0, str(tmp_path))
     seen: dict[str, object] = {}
     try:
-        with _hidden_in_this_thread("lw_probe_pkg"):
+        with hidden_in_this_thread("lw_probe_pkg"):
             with pytest.raises(ModuleNotFoundError, match="lw_probe_pkg"):
                 importlib.import_module("lw_probe_pkg")
             other = threading.Thread(target=lambda: seen.update(mod=importlib.import_module("lw_probe_pkg")))
@@ -593,7 +597,7 @@ def test_the_first_compile_runs_in_a_child_process_once(tmp_path, monkeypatch) -
     """numba holds the GIL while compiling: the warm-up compiles in a child, once, and leaves a marker."""
     import time
 
-    from latent_widgets.projection import _compile_in_a_child
+    from latent_widgets.analysis.warm_up import _compile_in_a_child
 
     monkeypatch.setenv("LATENT_WIDGETS_CACHE_DIR", str(tmp_path))
     _compile_in_a_child()

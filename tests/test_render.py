@@ -1,4 +1,4 @@
-"""latent_widgets.render: colours, overlays, error maps and PNG bytes."""
+"""latent_widgets.views.render: colours, overlays, error maps and PNG bytes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latent_widgets import colors, render
-from latent_widgets.data import CAMVID_PALETTE
+from latent_widgets.data import CAMVID_PALETTE, colors
+from latent_widgets.views import render
 
 PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
 
@@ -152,7 +152,7 @@ def test_hex_colours_and_data_uri():
 
 def test_render_and_figures_do_not_import_ipywidgets():
     code = (
-        "import sys, latent_widgets.render, latent_widgets.figures; "
+        "import sys, latent_widgets.views.render, latent_widgets.views.figures; "
         "bad = [m for m in ('ipywidgets', 'bqplot', 'tensorflow') if m in sys.modules]; "
         "sys.exit(1 if bad else 0)"
     )

@@ -19,7 +19,7 @@ import pytest
 import traitlets
 from toy import iou_loop
 
-from latent_widgets.interpolation import steps
+from latent_widgets.analysis.interpolation import steps
 from latent_widgets.session import ExplorerSession
 
 
@@ -32,7 +32,7 @@ def lerp_mask(model, ds, a: int, b: int, alpha: float) -> np.ndarray:
 
 def test_the_session_imports_no_widget_library() -> None:
     code = (
-        "import sys, latent_widgets.session; "
+        "import sys, latent_widgets.session.explorer_session; "
         "bad = [m for m in ('ipywidgets', 'bqplot', 'IPython.display') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -311,7 +311,7 @@ def test_a_given_map_places_the_path_once_the_dataset_is_encoded(model, ds) -> N
 
 
 def test_a_map_fit_does_not_hold_up_the_slider(model, ds, monkeypatch) -> None:
-    from latent_widgets import projection
+    from latent_widgets.analysis import projection
 
     s = ExplorerSession(model, ds, index_a=1, index_b=17)
     s.wait()
@@ -340,7 +340,7 @@ def test_a_map_fit_does_not_hold_up_the_slider(model, ds, monkeypatch) -> None:
 
 
 def test_background_errors_are_kept_and_raised_by_wait(model, ds, monkeypatch) -> None:
-    from latent_widgets import projection
+    from latent_widgets.analysis import projection
 
     s = ExplorerSession(model, ds)
     s.wait()
@@ -360,7 +360,7 @@ def test_background_errors_are_kept_and_raised_by_wait(model, ds, monkeypatch) -
 
 
 def test_predict_auto_predicts_all_masks_only_below_the_pixel_budget(model, ds, monkeypatch) -> None:
-    import latent_widgets.session as session_module
+    import latent_widgets.session.explorer_session as session_module
 
     small = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0)
     assert small.predictions is not None and small.predictions.dtype == np.uint8
@@ -408,8 +408,8 @@ def test_the_selection_is_sorted_unique_and_range_checked(model, ds) -> None:
 
 
 def test_colour_fields_are_validated_and_computed(model, ds) -> None:
-    from latent_widgets.map_quality import knn_preservation, trustworthiness
-    from latent_widgets.metrics import per_sample_iou
+    from latent_widgets.analysis.map_quality import knn_preservation, trustworthiness
+    from latent_widgets.analysis.metrics import per_sample_iou
 
     s = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0)
     assert s.color_by == "group"  # the dataset has drives
@@ -441,7 +441,7 @@ def test_colour_fields_are_validated_and_computed(model, ds) -> None:
 
 
 def test_map_quality_runs_in_the_background_and_not_above_the_size_limit(model, ds, monkeypatch) -> None:
-    import latent_widgets.session as session_module
+    import latent_widgets.session.explorer_session as session_module
 
     s = ExplorerSession(model, ds, scrub_steps=0)
     s.wait()
@@ -457,7 +457,7 @@ def test_map_quality_runs_in_the_background_and_not_above_the_size_limit(model, 
 def test_the_selection_report_is_the_failures_report_and_sklearns_confusion(model, ds) -> None:
     from sklearn.metrics import confusion_matrix
 
-    from latent_widgets.failures import selection_report
+    from latent_widgets.analysis.failures import selection_report
 
     s = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0)
     s.selection = [11, 2, 5, 7]
@@ -495,7 +495,7 @@ def test_ignore_index_leaves_the_class_out_of_the_sessions_scores(model, ds) -> 
 
     from sklearn.metrics import confusion_matrix
 
-    from latent_widgets.cells import cell_classes
+    from latent_widgets.latents.cells import cell_classes
 
     unlabelled = ds.class_names.index("Unlabelled")
     masks = ds.masks.copy()
@@ -750,9 +750,9 @@ def test_a_map_of_cells_has_a_point_per_latent_cell(model, ds) -> None:
 
 
 def test_quality_of_a_large_map_of_cells_is_computed_on_a_sample_of_cells(model, ds, monkeypatch) -> None:
-    import latent_widgets.session as session_module
-    from latent_widgets.colors import NO_VALUE_COLOUR
-    from latent_widgets.map_quality import knn_preservation, trustworthiness
+    import latent_widgets.session.explorer_session as session_module
+    from latent_widgets.analysis.map_quality import knn_preservation, trustworthiness
+    from latent_widgets.data.colors import NO_VALUE_COLOUR
     from latent_widgets.widgets.scatter import ProjectionScatter
 
     s = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0, methods=("pca",))
@@ -815,7 +815,7 @@ def _poll(condition, timeout: float = 20.0, what: str = "the condition") -> None
 def test_alpha_is_answered_while_the_bulk_prediction_runs(model, ds) -> None:
     from toy import SlowToyModel
 
-    from latent_widgets.metrics import per_sample_mean_iou
+    from latent_widgets.analysis.metrics import per_sample_mean_iou
 
     # A prediction costs 0.1 s a sample (2.4 s for the 24): the bulk work runs in chunks of ~0.25 s.
     slow = SlowToyModel(model, decode_s=0.1)

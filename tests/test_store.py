@@ -18,15 +18,10 @@ import pytest
 from conftest import REPO
 from toy import ToyLatentModel
 
-from latent_widgets.hashing import content_hash
-from latent_widgets.store import (
-    LatentStore,
-    LatentStoreError,
-    LatentStoreWarning,
-    LazySkipColumn,
-    StoredArray,
-    encode_to_store,
-)
+from latent_widgets.core.hashing import content_hash
+from latent_widgets.latents.encode import encode_to_store
+from latent_widgets.latents.lazy_skips import LazySkipColumn
+from latent_widgets.latents.store import LatentStore, LatentStoreError, LatentStoreWarning, StoredArray
 
 # Metadata files of a Zarr format 3 (zarr.json) or 2 (.zarray, .zattrs, .zgroup) store.
 _METADATA = {"zarr.json", ".zarray", ".zattrs", ".zgroup"}
@@ -225,7 +220,7 @@ _KILLED_CHILD = """
 import sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[2])
-from latent_widgets.store import encode_to_store
+from latent_widgets.latents.encode import encode_to_store
 
 class Slow:
     def __init__(self, x): self.x, self.shape = x, x.shape
@@ -328,7 +323,7 @@ def test_a_folder_that_is_not_a_store_is_never_deleted(model, ds, tmp_path: Path
 def test_images_of_another_length_are_refused(model, ds, tmp_path: Path) -> None:
     path = tmp_path / "z.zarr"
     store = fill(model, ds.images, path)
-    from latent_widgets.store import fill_store
+    from latent_widgets.latents.encode import fill_store
 
     with pytest.raises(LatentStoreError, match="got 10 images for a store of 24"):
         fill_store(store, toy_encoder(model), ds.images[:10])
@@ -403,7 +398,7 @@ def small_images() -> np.ndarray:
 
 
 def test_encode_dataset_streams_a_lazy_dataset_into_a_store(unet_lm, small_images, tmp_path: Path) -> None:
-    from latent_widgets.cache import cache_dir
+    from latent_widgets.core.cache import cache_dir
 
     eager = unet_lm.encode(small_images)
     lazy = LazyDataset(small_images)
@@ -446,7 +441,7 @@ def test_encode_dataset_refuses_a_store_of_other_weights_or_data(unet_lm, small_
 
 def test_encode_dataset_keeps_small_datasets_in_memory_without_pickle(unet_lm, ds, tmp_path: Path) -> None:
     from latent_widgets import LatentModel
-    from latent_widgets.cache import cache_dir
+    from latent_widgets.core.cache import cache_dir
 
     lm = LatentModel.from_model(tiny_unet(2))
     images = ds.images[:6, :16, :16]
@@ -497,7 +492,7 @@ def chunk_file(path: Path, c: int, name: str = "latents") -> Path:
     """The file of row chunk ``c`` of array ``name`` (whatever zarr's chunk key encoding)."""
     import zarr
 
-    from latent_widgets.store import _chunk_key
+    from latent_widgets.latents.store import _chunk_key
 
     return path / _chunk_key(zarr.open_group(str(path), mode="r")[name], c)
 

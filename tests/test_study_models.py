@@ -10,8 +10,8 @@ tf = pytest.importorskip("tensorflow")
 
 from float_checks import assert_argmax_up_to_ties, near_ties  # noqa: E402
 
-from latent_widgets.latent_model import LatentModel  # noqa: E402
-from latent_widgets.models import BACKBONES, LATENT_LAYER, VGG_MEAN_RGB, deeplabv3_plus, vgg_segnet  # noqa: E402
+from latent_widgets.model.latent_model import LatentModel  # noqa: E402
+from latent_widgets.model.zoo import BACKBONES, LATENT_LAYER, VGG_MEAN_RGB, deeplabv3_plus, vgg_segnet  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -85,7 +85,7 @@ def test_vgg_segnet_latent_model_resizes_half_resolution_probabilities(images: n
 
 
 def test_train_and_evaluate_a_half_resolution_network(synthetic_small) -> None:
-    from latent_widgets.training import evaluate, train
+    from latent_widgets.model.training import evaluate, train
 
     tr, va = synthetic_small[:8], synthetic_small[8:12]
     result = train(

@@ -46,11 +46,11 @@ def test_deeplab_training_at_the_users_default_does_not_crash(camvid_root: Path)
         textwrap.dedent(
             f"""
         import latent_widgets as lw
-        from latent_widgets import models, training
+        from latent_widgets.model import zoo, training
 
         train = lw.load_camvid({str(camvid_root)!r}, "train", size=(48, 64), progress=False)
         val = lw.load_camvid({str(camvid_root)!r}, "val", size=(48, 64), progress=False)
-        net = models.deeplabv3_plus(train.n_classes, (48, 64, 3), backbone_width=0.125)
+        net = zoo.deeplabv3_plus(train.n_classes, (48, 64, 3), backbone_width=0.125)
         result = training.train(net, train, val, epochs=2, learning_rate=3e-3, cache=False, progress=False)
         assert len(result.history.loss) == 2
         """
@@ -113,11 +113,11 @@ _TRAIN_AND_ENCODE = textwrap.dedent(
     """
     import os
     import latent_widgets as lw
-    from latent_widgets import models, training
+    from latent_widgets.model import zoo, training
 
     tr = lw.synthetic_road_scenes(16, size=(48, 64), seed=0)
     va = lw.synthetic_road_scenes(8, size=(48, 64), seed=1)
-    net = models.segnet(n_classes=tr.n_classes, input_shape=(48, 64, 3), width=0.125)
+    net = zoo.segnet(n_classes=tr.n_classes, input_shape=(48, 64, 3), width=0.125)
     result = training.train(net, tr, va, epochs=1, cache=False, progress=False)
     enc = lw.LatentModel.from_model(result.model).encode_dataset(tr)
     print("LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL"), "LATENTS", enc.latents.shape)

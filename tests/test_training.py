@@ -9,8 +9,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from latent_widgets.models import segnet  # noqa: E402
-from latent_widgets.training import (  # noqa: E402
+from latent_widgets.model.training import (  # noqa: E402
     TrainHistory,
     TrainingError,
     class_weights,
@@ -18,6 +17,7 @@ from latent_widgets.training import (  # noqa: E402
     model_cache_key,
     train,
 )
+from latent_widgets.model.zoo import segnet  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -87,7 +87,7 @@ def test_truncated_cache_file_is_retrained(first_run, data) -> None:
 
 
 def test_corrupt_history_file_is_not_used(first_run, tmp_path) -> None:
-    from latent_widgets.training import _load_cached
+    from latent_widgets.model.training import _load_cached
 
     model_copy = tmp_path / "m.keras"
     meta_copy = tmp_path / "m.json"
@@ -137,7 +137,7 @@ def test_train_rejects_data_that_does_not_fit(data) -> None:
 @pytest.mark.parametrize("last", ["softmax", "linear"])
 def test_the_loss_reads_logits_as_logits(last: str) -> None:
     """A network ending in logits (the TF tutorial's U-Net, keras-hub's segmenters) trains on softmax cross-entropy."""
-    from latent_widgets.training import _loss_fn
+    from latent_widgets.model.training import _loss_fn
 
     inputs = keras.Input((4, 4, 3))
     net = keras.Model(inputs, keras.layers.Conv2D(5, 1, activation=last)(inputs))

@@ -16,7 +16,9 @@ import traitlets
 from PIL import Image
 from toy import ToyLatentModel
 
-from latent_widgets import colors, render
+from latent_widgets.data import colors
+from latent_widgets.views import render
+from latent_widgets.views.labels import label_boxes, place_labels
 from latent_widgets.widgets import (
     COLOR_FIELDS,
     ErrorSink,
@@ -25,7 +27,6 @@ from latent_widgets.widgets import (
     MaskViewer,
     ProjectionScatter,
 )
-from latent_widgets.widgets.scatter import label_boxes, place_labels
 
 
 def png_pixels(png: bytes) -> np.ndarray:
@@ -124,7 +125,7 @@ def test_scatter_mean_iou_needs_predictions(encoding, ds):
 
 
 def test_scatter_method_switch_reuses_cached_maps(encoding, ds, monkeypatch):
-    from latent_widgets import projection
+    from latent_widgets.analysis import projection
 
     calls = []
     real = projection.fit_projection
@@ -152,7 +153,7 @@ def test_scatter_method_switch_reuses_cached_maps(encoding, ds, monkeypatch):
 
 
 def test_scatter_failed_projection_keeps_the_current_map(encoding, ds, monkeypatch):
-    from latent_widgets import projection
+    from latent_widgets.analysis import projection
 
     sc = ProjectionScatter(encoding.latents, ds)
     before = sc.points.copy()
@@ -361,7 +362,7 @@ def test_scatter_checks_its_inputs(encoding, ds):
 
 
 def test_mask_viewer_panes_show_the_sample(ds, model, predictions):
-    from latent_widgets.metrics import iou_per_class
+    from latent_widgets.analysis.metrics import iou_per_class
 
     viewer = MaskViewer(model, ds, predictions=predictions)
     viewer.index = 4
@@ -426,7 +427,7 @@ def test_mask_viewer_rejects_bad_index(ds, predictions):
 
 
 def expected_mask(model, encoding, ds, a, b, alpha, method="linear", policy="image"):
-    from latent_widgets.interpolation import path_inputs
+    from latent_widgets.analysis.interpolation import path_inputs
 
     Encoding = type(encoding)
     enc = lambda i: Encoding(encoding.latents[i : i + 1], tuple(s[i : i + 1] for s in encoding.skips))  # noqa: E731
@@ -449,7 +450,7 @@ def slider(model, ds, encoding):
 
 
 def test_slider_decodes_the_strip_in_one_batch(model, ds, encoding):
-    from latent_widgets.interpolation import steps
+    from latent_widgets.analysis.interpolation import steps
 
     before = model.decode_calls
     s = InterpolationSlider(model, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=False, scrub_steps=0)
@@ -561,7 +562,7 @@ def test_slider_strip_cache_per_path(slider, model):
 
 
 def test_slider_fractions_and_neighbours(slider, ds):
-    from latent_widgets.metrics import class_fractions
+    from latent_widgets.analysis.metrics import class_fractions
 
     np.testing.assert_allclose(slider.fractions, class_fractions(slider.strip.masks, ds.n_classes))
     np.testing.assert_allclose(slider.fraction_lines.y, slider.fractions.T)
@@ -936,7 +937,7 @@ def test_scatter_lasso_and_brush_write_the_selection(scatter):
 
 
 def test_scatter_colour_field_follows_the_session_both_ways(scatter, ds, predictions):
-    from latent_widgets.metrics import per_sample_iou
+    from latent_widgets.analysis.metrics import per_sample_iou
 
     s = scatter.session
     assert list(scatter._color_dropdown.options) == list(s.color_fields())
@@ -1099,7 +1100,7 @@ def test_a_map_of_cells_clicks_and_lassos_samples_and_outlines_the_cell(model, d
 
 
 def test_the_cell_movement_overlay_blends_the_colormap_at_its_alpha(model, ds) -> None:
-    from latent_widgets import colors
+    from latent_widgets.data import colors
     from latent_widgets.widgets import InterpolationSlider
     from latent_widgets.widgets.cell_overlay import MOVEMENT_ALPHA, MOVEMENT_CMAP
 
@@ -1142,7 +1143,7 @@ def test_a_startup_error_is_shown_and_raised_by_session_wait(ds):
     import keras
 
     from latent_widgets import LatentModel
-    from latent_widgets.keras_graph import LatentModelError
+    from latent_widgets.model.keras_graph import LatentModelError
 
     keras.utils.set_random_seed(0)
     image = keras.Input((32, 32, 3))

@@ -23,18 +23,11 @@ matplotlib.use("Agg")
 import numpy as np
 
 import latent_widgets as lw
-from latent_widgets import (
-    figures,
-    interpolation,
-    map_quality,
-    metrics,
-    models,
-    neighbors,
-    projection,
-    training,
-)
+from latent_widgets.analysis import interpolation, map_quality, metrics, neighbors, projection
+from latent_widgets.model import training, zoo
+from latent_widgets.model.training import evaluate
 from latent_widgets.study import STUDY_PATH, STUDY_STEPS, findings
-from latent_widgets.training import evaluate
+from latent_widgets.views import figures
 
 CAMVID = Path(os.environ.get("LATENT_WIDGETS_CAMVID", REPO.parent / "shared" / "camvid"))
 SIZE, WIDTH, EPOCHS = (96, 128), 0.25, 20
@@ -46,8 +39,8 @@ def main() -> None:
     train_data = lw.load_camvid(CAMVID, "train", size=SIZE)
     val_data = lw.load_camvid(CAMVID, "val", size=SIZE)
     nets = {
-        "segnet": models.segnet(12, (*SIZE, 3), width=WIDTH),
-        "deeplabv3plus": models.deeplabv3_plus(12, (*SIZE, 3), backbone_width=WIDTH),
+        "segnet": zoo.segnet(12, (*SIZE, 3), width=WIDTH),
+        "deeplabv3plus": zoo.deeplabv3_plus(12, (*SIZE, 3), backbone_width=WIDTH),
     }
     names = {"segnet": "SegNet", "deeplabv3plus": "DeepLabv3+"}
     out = [

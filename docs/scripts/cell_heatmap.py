@@ -47,13 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     import latent_widgets as lw
-    from latent_widgets import cells, figures, interpolation, models, render, training
+    from latent_widgets.analysis import interpolation
+    from latent_widgets.latents import cells
+    from latent_widgets.model import training, zoo
     from latent_widgets.study import STUDY_PATH, STUDY_STEPS
+    from latent_widgets.views import figures, render
 
     (a, b), n_steps = STUDY_PATH, STUDY_STEPS
     train_data = lw.load_camvid(args.camvid, "train", size=SIZE)
     val_data = lw.load_camvid(args.camvid, "val", size=SIZE)
-    net = models.segnet(train_data.n_classes, (*SIZE, 3), width=WIDTH)
+    net = zoo.segnet(train_data.n_classes, (*SIZE, 3), width=WIDTH)
     # The same call as docs/scripts/camvid_results.py, so the same cache entry.
     result = training.train(
         net, train_data, val_data, epochs=args.epochs, class_weighting="balanced", ignore_class=11, seed=0

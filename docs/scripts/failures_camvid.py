@@ -28,9 +28,10 @@ import numpy as np
 from matplotlib.path import Path as Polygon
 
 import latent_widgets as lw
-from latent_widgets import figures, models, render, training
-from latent_widgets.figures import PaperFigure
+from latent_widgets.model import training, zoo
 from latent_widgets.session import ExplorerSession
+from latent_widgets.views import figures, render
+from latent_widgets.views.figures import PaperFigure
 
 CAMVID = Path(os.environ.get("LATENT_WIDGETS_CAMVID", REPO.parent / "shared" / "camvid"))
 SIZE, WIDTH, EPOCHS = (64, 96), 0.25, 12
@@ -51,7 +52,7 @@ def lasso_around(points: np.ndarray, iou: np.ndarray, near: int = NEAR) -> np.nd
 def main() -> None:
     data = lw.load_camvid(CAMVID, "train", size=SIZE)
     result = training.train(
-        models.segnet(12, (*SIZE, 3), width=WIDTH),
+        zoo.segnet(12, (*SIZE, 3), width=WIDTH),
         data,
         epochs=EPOCHS,
         class_weighting="balanced",

@@ -1,8 +1,8 @@
 """Train the study's two networks at the CPU-sized setting and write the "Study networks" section of docs/results.md.
 
-The study's SegNet is :func:`latent_widgets.models.vgg_segnet` (VGG16
+The study's SegNet is :func:`latent_widgets.model.zoo.vgg_segnet` (VGG16
 encoder without batch norm, 0..255 minus the channel means, half-resolution
-output) and its DeepLabv3+ is :func:`latent_widgets.models.deeplabv3_plus`
+output) and its DeepLabv3+ is :func:`latent_widgets.model.zoo.deeplabv3_plus`
 with the port's MobileNetV2 backbone. Both are trained from scratch (no
 ImageNet weights can be fetched) on CamVid train at 96x128 and cached
 (``cache_dir("models")``): a second run loads them. Then, for the untrained
@@ -52,7 +52,7 @@ STUDY_DEEPLAB_RANGE = (-9.3, 10.3)
 
 
 def train_settings(epochs: int) -> dict:
-    """The settings of :func:`latent_widgets.training.train` used for both networks (as in train_camvid.py)."""
+    """The settings of :func:`latent_widgets.model.training.train` used for both networks (as in train_camvid.py)."""
     return {
         "epochs": epochs,
         "batch_size": 8,
@@ -65,19 +65,19 @@ def train_settings(epochs: int) -> dict:
 
 def build(name: str, size: tuple[int, int] = SIZE, n_classes: int = 12):
     """The untrained network ``name`` of :data:`CONFIGS` at ``size``."""
-    from latent_widgets import models
+    from latent_widgets.model import zoo
 
     kwargs, _ = CONFIGS[name]
     if name == "vgg_segnet":
-        return models.vgg_segnet(n_classes, (*size, 3), **kwargs)
-    return models.deeplabv3_plus(n_classes, (*size, 3), **kwargs)
+        return zoo.vgg_segnet(n_classes, (*size, 3), **kwargs)
+    return zoo.deeplabv3_plus(n_classes, (*size, 3), **kwargs)
 
 
 def models_full_width(name: str):
     """``name`` at the study's full width (1.0), at the CPU-sized input."""
-    from latent_widgets import models
+    from latent_widgets.model import zoo
 
-    return models.vgg_segnet(12, (*SIZE, 3), width=1.0)
+    return zoo.vgg_segnet(12, (*SIZE, 3), width=1.0)
 
 
 def calibrated(model, data, n: int = CALIBRATION_IMAGES):
@@ -105,7 +105,8 @@ def calibrated(model, data, n: int = CALIBRATION_IMAGES):
 
 def measure(name: str, state: str, model, data, val_miou: float | None = None, *, kind: str = "") -> dict:
     """The study's figures for one network: PCA ranges, spread, sequence separation, path neighbours."""
-    from latent_widgets import LatentModel, interpolation, map_quality, neighbors, projection
+    from latent_widgets import LatentModel
+    from latent_widgets.analysis import interpolation, map_quality, neighbors, projection
     from latent_widgets.study import STUDY_PATH, STUDY_STEPS
 
     lm = LatentModel.from_model(model)
@@ -204,9 +205,9 @@ def render(rows: list[dict]) -> str:
         MARK_BEGIN,
         "## Study networks",
         "",
-        "The study's own architectures, not the zoo's: `models.vgg_segnet` (VGG16 blocks 1-4 without batch",
+        "The study's own architectures, not the zoo's: `zoo.vgg_segnet` (VGG16 blocks 1-4 without batch",
         "norm, 0..255 images minus the channel means, the library's SegNet decoder, output at half resolution)",
-        'and `models.deeplabv3_plus(backbone="mobilenetv2")` (the Keras port\'s layout: output stride 16, ASPP',
+        'and `zoo.deeplabv3_plus(backbone="mobilenetv2")` (the Keras port\'s layout: output stride 16, ASPP',
         "with image pooling; the port's MobileNetV2 variant has no atrous branches and no low-level skip).",
         f"CPU-sized setting: {SIZE[0]}x{SIZE[1]} CamVid; SegNet at width {CONFIGS['vgg_segnet'][0]['width']} "
         f"({CONFIGS['vgg_segnet'][1]} epochs), DeepLabv3+ at full width "
@@ -282,7 +283,7 @@ def write_section(path: Path, section: str) -> None:
 
 
 def _train_all(train_data, val_data) -> dict:
-    from latent_widgets.training import train
+    from latent_widgets.model.training import train
 
     results = {}
     for name, (_, epochs) in CONFIGS.items():
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
-    from latent_widgets.training import evaluate
+    from latent_widgets.model.training import evaluate
 
     rows = []
     for name in CONFIGS:

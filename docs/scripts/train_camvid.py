@@ -2,7 +2,7 @@
 
 This is the run behind the figure in ``docs/training.md``. The trained model
 is cached (``cache_dir("models")``), so running it again, or calling
-:func:`latent_widgets.training.train` with the same arguments from a
+:func:`latent_widgets.model.training.train` with the same arguments from a
 notebook, loads it in a second. Run from the repository root::
 
     LATENT_WIDGETS_CACHE_DIR=.cache .venv/bin/python docs/scripts/train_camvid.py \\
@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from latent_widgets import load_camvid
-    from latent_widgets.cache import cache_dir
-    from latent_widgets.models import deeplabv3_plus, segnet
-    from latent_widgets.training import evaluate, train
+    from latent_widgets.core.cache import cache_dir
+    from latent_widgets.model.training import evaluate, train
+    from latent_widgets.model.zoo import deeplabv3_plus, segnet
 
     size = (96, 128)
     train_data = load_camvid(args.camvid, "train", size=size)

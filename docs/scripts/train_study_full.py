@@ -2,7 +2,7 @@
 
 The CPU-sized runs of ``study_networks.py`` (96x128, SegNet at width 0.25)
 are what a 2-core CPU affords; this is the study's own setting. Each network
-is trained with :func:`latent_widgets.training.train` (cached: a second run
+is trained with :func:`latent_widgets.model.training.train` (cached: a second run
 loads it), then measured exactly as in ``study_networks.py`` (PCA ranges of
 the 367 training latents, spread, separation of the first sequence,
 distinct neighbours along 38 -> 138), untrained and trained. The figures are
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     import study_networks as sn
 
     import latent_widgets as lw  # before keras: it turns TensorFlow's oneDNN custom operations off (tensorflow#117700)
-    from latent_widgets import models
-    from latent_widgets.training import evaluate, train
+    from latent_widgets.model import zoo
+    from latent_widgets.model.training import evaluate, train
 
     # isort: split
     import keras
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def build(kwargs=kwargs, builder=builder, weights=weights):
             extra = {"weights": weights} if weights else {}
-            return getattr(models, builder)(train_data.n_classes, (*size, 3), **kwargs, **extra)
+            return getattr(zoo, builder)(train_data.n_classes, (*size, 3), **kwargs, **extra)
 
         keras.utils.set_random_seed(0)
         state = "ImageNet encoder, untrained decoder" if weights else "untrained"

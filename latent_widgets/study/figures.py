@@ -90,7 +90,8 @@ def write_study_figures(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .. import figures, interpolation, metrics, neighbors, projection
+    from ..analysis import interpolation, metrics, neighbors, projection
+    from ..views import figures
     from .findings import findings_markdown, is_camvid, study_findings
 
     out = Path(out)

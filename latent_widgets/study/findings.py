@@ -114,9 +114,9 @@ def study_findings(
     maps : mapping of method name to ndarray (N, 2)
         2-D projections, e.g. ``{"tsne": ..., "pca": ..., "umap": ...}``.
     path : PathResult
-        The decoded interpolation (:func:`latent_widgets.interpolation.decode_path`).
+        The decoded interpolation (:func:`latent_widgets.analysis.interpolation.decode_path`).
     path_neighbors : PathNeighbors
-        Its nearest real neighbours (:func:`latent_widgets.neighbors.path_neighbors`).
+        Its nearest real neighbours (:func:`latent_widgets.analysis.neighbors.path_neighbors`).
     n_classes : int
     network : {"segnet", "deeplabv3plus"} or any name
         Which of the study's statements to set beside the numbers
@@ -148,8 +148,8 @@ def study_findings(
     >>> other[2].study is None
     True
     """
-    from ..map_quality import coordinate_ranges, group_separation
-    from ..metrics import consecutive_iou
+    from ..analysis.map_quality import coordinate_ranges, group_separation
+    from ..analysis.metrics import consecutive_iou
 
     statements = STUDY.get(network, {})
     groups = np.asarray(groups)

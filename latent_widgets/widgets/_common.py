@@ -18,7 +18,7 @@ import ipywidgets as W
 import numpy as np
 import traitlets
 
-from .. import render
+from ..views import render
 
 __all__ = [
     "ErrorSink",

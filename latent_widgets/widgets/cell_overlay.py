@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .. import colors
-from ..cells import upsample_cells
+from ..data import colors
+from ..latents.cells import upsample_cells
 
 __all__ = ["CELL_OUTLINE", "MOVEMENT_ALPHA", "MOVEMENT_CMAP", "movement_overlay", "outline_box"]
 
@@ -38,7 +38,7 @@ def outline_box(
     ----------
     rgb : ndarray of uint8, shape (H, W, 3)
     box : (y0, x0, y1, x1)
-        Ends exclusive (:func:`~latent_widgets.cells.cell_box`).
+        Ends exclusive (:func:`~latent_widgets.latents.cells.cell_box`).
     colour : (r, g, b)
     width : int
         Border thickness in px (thinner boxes are filled).
@@ -66,14 +66,14 @@ def movement_overlay(
 ) -> np.ndarray:
     """A heatmap of one value per latent cell blended over an image.
 
-    Each cell's block of pixels (:func:`~latent_widgets.cells.upsample_cells`)
+    Each cell's block of pixels (:func:`~latent_widgets.latents.cells.upsample_cells`)
     becomes ``(1 - alpha) * rgb + alpha * cmap(value / vmax)``, rounded.
 
     Parameters
     ----------
     rgb : ndarray of uint8, shape (H, W, 3)
     values : ndarray, shape (h, w)
-        E.g. a cell's L2 movement along a path (:class:`~latent_widgets.cells.CellMovement`).
+        E.g. a cell's L2 movement along a path (:class:`~latent_widgets.latents.cells.CellMovement`).
     vmax : float, optional
         The value drawn at the top of the colormap (default: the largest value);
         values are clipped to ``0 .. vmax``.

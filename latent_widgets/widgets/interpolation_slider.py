@@ -11,8 +11,9 @@ import ipywidgets as W
 import numpy as np
 import traitlets
 
-from .. import colors, render
+from ..data import colors
 from ..session import ExplorerSession, StripStep
+from ..views import render
 from ._common import (
     ErrorSink,
     View,
@@ -105,7 +106,7 @@ class InterpolationSlider(View):
         Alpha of the mask on display (lags ``alpha`` while a decode runs).
     current_mask, current_probs, current_latent : ndarray
     image_value : bytes
-        Image bytes (8-bit BMP, see :func:`latent_widgets.render.mask_bmp`)
+        Image bytes (8-bit BMP, see :func:`latent_widgets.views.render.mask_bmp`)
         of the current mask.
     strip : PathResult
         The decoded strip; ``neighbor_indices`` its steps' nearest real samples.
@@ -175,7 +176,7 @@ class InterpolationSlider(View):
         ds = self.dataset
         n = len(ds)
         h, w = ds.image_size
-        from ..interpolation import PATH_METHODS, SKIP_POLICIES
+        from ..analysis.interpolation import PATH_METHODS, SKIP_POLICIES
 
         # The current mask is sent at its own size and the browser upscales it
         # (CSS "pixelated", so class edges stay sharp): the hot path encodes
@@ -358,14 +359,14 @@ class InterpolationSlider(View):
 
     @property
     def strip(self) -> Any:
-        """The decoded strip (:class:`~latent_widgets.interpolation.PathResult`) of the current path."""
+        """The decoded strip (:class:`~latent_widgets.analysis.interpolation.PathResult`) of the current path."""
         strip = self.session.strip
         return None if strip is None else strip.result
 
     @property
     def alphas(self) -> np.ndarray:
         """Alphas of the strip steps."""
-        from ..interpolation import steps
+        from ..analysis.interpolation import steps
 
         return np.asarray(steps(self.n_steps), np.float64)
 

@@ -38,7 +38,7 @@ def link_explorers(a: Any, b: Any) -> Callable[[], None]:
     [3, 4]
     >>> unlink()  # doctest: +SKIP
     """
-    from ..session import data_hash
+    from ..session.identity import data_hash
 
     da, db = a.session.dataset, b.session.dataset
     if len(da) != len(db):

@@ -10,7 +10,8 @@ import ipywidgets as W
 import numpy as np
 import traitlets
 
-from .. import colors, render
+from ..data import colors
+from ..views import render
 from ._common import ErrorSink, View, blank_png, image_pane, labelled, watch_session
 
 __all__ = ["PANES", "MaskViewer"]
@@ -267,7 +268,7 @@ class MaskViewer(View):
         self._show(ds.images[index], ds.masks[index], self.predicted(index), f"#{index} {ds.names[index]}{group}")
 
     def _show(self, image: np.ndarray | None, true_mask: np.ndarray | None, pred_mask: np.ndarray, title: str) -> None:
-        from ..metrics import iou_per_class
+        from ..analysis.metrics import iou_per_class
 
         ds, s = self.dataset, self.scale
         h, w = pred_mask.shape
@@ -300,13 +301,13 @@ class MaskViewer(View):
 
         The session's :attr:`~latent_widgets.session.ExplorerSession.selected_cell`
         (a cell clicked on a map of cells) when the pane shows its sample:
-        :func:`~latent_widgets.cells.cell_box` at the mask's resolution,
+        :func:`~latent_widgets.latents.cells.cell_box` at the mask's resolution,
         times the display scale.
         """
         s = self.session
         if s is None or s.selected_cell is None or self.index is None or self.index != s.selected:
             return None
-        from ..cells import cell_box
+        from ..latents.cells import cell_box
 
         box = cell_box(s.grid, self.dataset.image_size, *s.selected_cell)
         return tuple(int(v) * self.scale for v in box)  # type: ignore[return-value]

@@ -12,9 +12,11 @@ import ipywidgets as W
 import numpy as np
 import traitlets
 
-from .. import colors, render
-from ..colors import NO_VALUE_COLOUR
+from ..data import colors
+from ..data.colors import NO_VALUE_COLOUR
 from ..session import ExplorerSession
+from ..views import render
+from ..views.labels import label_boxes, place_labels
 from ._common import ErrorSink, View, image_pane, watch_session
 
 __all__ = [
@@ -24,8 +26,6 @@ __all__ = [
     "MapView",
     "ProjectionScatter",
     "gl_scatter_class",
-    "label_boxes",
-    "place_labels",
 ]
 
 #: The basic fields a map can be coloured by; the session offers more
@@ -42,12 +42,6 @@ METHOD_LABELS: dict[str, str] = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 #: (bqplot's issue tracker reports 0.5 fps at 10k points); use WebGL.
 DEFAULT_GL_THRESHOLD = 2000
 
-# Index labels: bqplot draws them in the SVG's 11px sans-serif, offset
-# (4, 4) px from the point (right of it, baseline below its centre).
-# Chromium's box of "21" there is 14 x 13 px: the estimate must not be smaller.
-_LABEL_CHAR_PX = 7.0
-_LABEL_HEIGHT_PX = 13.0
-_LABEL_OFFSET_PX = (4.0, 4.0)
 _FIG_MARGIN = {"top": 10, "bottom": 30, "left": 50, "right": 20}
 
 # The map's overlay marks and index labels let clicks through to the points
@@ -81,83 +75,6 @@ def gl_scatter_class() -> type | None:
     except Exception:  # ImportError, or a broken install: fall back to SVG
         return None
     return ScatterGL
-
-
-def label_boxes(xy: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-    """Screen boxes ``(x0, y0, x1, y1)`` of the index labels of points at ``xy`` (px, y down)."""
-    xy = np.asarray(xy, np.float64).reshape(-1, 2)
-    widths = np.array([_LABEL_CHAR_PX * len(t) + 1.0 for t in texts], np.float64).reshape(-1)
-    x0 = xy[:, 0] + _LABEL_OFFSET_PX[0]
-    y1 = xy[:, 1] + _LABEL_OFFSET_PX[1] + 3.0  # descent below the baseline
-    return np.stack([x0, y1 - _LABEL_HEIGHT_PX, x0 + widths, y1], axis=1)
-
-
-def place_labels(
-    boxes: np.ndarray,
-    forced: Sequence[int] | np.ndarray = (),
-    visible: np.ndarray | None = None,
-) -> np.ndarray:
-    """Which labels to show: a greedy pass that keeps labels that overlap none kept before.
-
-    Forced labels (the selected point, the endpoints, the path's
-    neighbours) are always shown and placed first; then the others, in
-    index order, each only if its box overlaps no shown box. A spatial grid
-    of cells as large as the largest box keeps it linear in the number of
-    points (2000 points take a few ms).
-
-    Parameters
-    ----------
-    boxes : ndarray (N, 4)
-        ``x0, y0, x1, y1`` of each label in screen px (:func:`label_boxes`).
-    forced : sequence of int
-        Labels shown whatever they overlap.
-    visible : ndarray of bool (N,), optional
-        Points inside the plot area; labels of the others are not shown
-        (forced ones are).
-
-    Returns
-    -------
-    ndarray of bool (N,)
-
-    Examples
-    --------
-    >>> b = label_boxes(np.array([[0, 0], [3, 2], [100, 0]]), ["10", "11", "12"])
-    >>> place_labels(b, forced=[1]).tolist()
-    [False, True, True]
-    """
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    n = len(boxes)
-    shown = np.zeros(n, bool)
-    if n == 0:
-        return shown
-    cw = max(float(np.max(boxes[:, 2] - boxes[:, 0])), 1.0)
-    ch = max(float(np.max(boxes[:, 3] - boxes[:, 1])), 1.0)
-    cells: dict[tuple[int, int], list[int]] = {}
-    forced_idx = [int(i) for i in dict.fromkeys(int(i) for i in np.asarray(forced, int).reshape(-1)) if 0 <= i < n]
-
-    def add(i: int) -> None:
-        shown[i] = True
-        cells.setdefault((int(boxes[i, 0] // cw), int(boxes[i, 1] // ch)), []).append(i)
-
-    def free(i: int) -> bool:
-        x0, y0, x1, y1 = boxes[i]
-        cx, cy = int(x0 // cw), int(y0 // ch)
-        for gx in (cx - 1, cx, cx + 1):
-            for gy in (cy - 1, cy, cy + 1):
-                for j in cells.get((gx, gy), ()):
-                    b = boxes[j]
-                    if x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1:
-                        return False
-        return True
-
-    for i in forced_idx:
-        add(i)
-    candidates = np.flatnonzero(~shown if visible is None else (~shown & np.asarray(visible, bool)))
-    finite = np.isfinite(boxes[candidates]).all(axis=1)
-    for i in candidates[finite].tolist():
-        if free(i):
-            add(i)
-    return shown
 
 
 def _quantised_viridis(values: np.ndarray, lo: float, hi: float, levels: int = 32) -> tuple[np.ndarray, list[str]]:
@@ -446,7 +363,7 @@ class MapView(View):
     def projection(self, method: str) -> np.ndarray:
         """The map of ``method``, fitted on first use (in the caller's thread) and then kept.
 
-        Maps come from :func:`latent_widgets.projection.fit_projection`
+        Maps come from :func:`latent_widgets.analysis.projection.fit_projection`
         (disk-cached by content hash), which also gives the fitted object
         that places interpolation paths on the same map.
         """
@@ -643,7 +560,7 @@ class ProjectionScatter(MapView):
         Methods offered by the selector.
     projections : mapping method -> ndarray (N, 2), optional
         Precomputed maps; others are computed on first use with
-        :func:`latent_widgets.projection.fit_projection` (disk-cached) and kept.
+        :func:`latent_widgets.analysis.projection.fit_projection` (disk-cached) and kept.
     projection_kwargs : mapping method -> dict, optional
         Extra arguments of each method (perplexity, n_neighbors...).
     predictions : ndarray of int, shape (N, H, W), optional
@@ -656,7 +573,7 @@ class ProjectionScatter(MapView):
         groups, else "dominant class".
     show_labels : bool, optional
         Index labels; default on with the SVG renderer. Only labels that
-        have room at the current zoom are drawn (:func:`place_labels`),
+        have room at the current zoom are drawn (:func:`~latent_widgets.views.labels.place_labels`),
         and always those of the selected point, the endpoints and the
         path's neighbours.
     gl_threshold : int

@@ -2,7 +2,7 @@
 
 A view of the session's selection (``session.selection``, set by the
 map's lasso or brush or from Python) and of its report
-(``session.report``, a :class:`~latent_widgets.failures.SelectionReport`):
+(``session.report``, a :class:`~latent_widgets.analysis.failures.SelectionReport`):
 the count, the selection's mean IoU against the whole set's, the
 row-normalised confusion matrix with class names and a gallery of the
 worst samples (image, truth, prediction, error map). Clicking a gallery
@@ -18,8 +18,8 @@ from typing import Any
 import ipywidgets as W
 import numpy as np
 
-from .. import render
 from ..session import ExplorerSession
+from ..views import render
 from ._common import ErrorSink, View, blank_png, watch_session
 
 __all__ = ["SelectionPanel"]
@@ -52,7 +52,7 @@ class SelectionPanel(View):
     summary : ipywidgets.HTML
         "N samples selected · mean IoU x (whole set y)".
     confusion : ipywidgets.Image
-        The normalised confusion matrix (PNG, :func:`~latent_widgets.figures.confusion_figure`).
+        The normalised confusion matrix (PNG, :func:`~latent_widgets.views.figures.confusion_figure`).
     gallery_indices : list of int
         The samples in the gallery, worst first.
     widget : ipywidgets.VBox
@@ -140,8 +140,8 @@ class SelectionPanel(View):
 
     @staticmethod
     def confusion_png(report: Any) -> bytes:
-        """PNG of :func:`~latent_widgets.figures.confusion_figure` of ``report``."""
-        from ..figures import confusion_figure
+        """PNG of :func:`~latent_widgets.views.figures.confusion_figure` of ``report``."""
+        from ..views.figures import confusion_figure
 
         fig = confusion_figure(report)
         buf = io.BytesIO()

@@ -18,7 +18,7 @@ import ipywidgets as W
 import numpy as np
 import traitlets
 
-from ..colors import NO_VALUE_COLOUR
+from ..data.colors import NO_VALUE_COLOUR
 from ..session import ExplorerSession
 from ._common import ErrorSink, image_pane
 from .scatter import (

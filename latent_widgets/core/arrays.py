@@ -1,0 +1,108 @@
+"""Small numpy helpers shared by every layer of the package.
+
+A leaf module (numpy only): the dataset container, the metrics, the nearest
+neighbour index and the model adapter all process arrays in row blocks, so
+that temporaries stay bounded whatever the number of samples.
+
+Examples
+--------
+>>> import numpy as np
+>>> from latent_widgets.core.arrays import iter_row_blocks, row_bincount
+>>> [(s.start, s.stop) for s in iter_row_blocks(5, 2)]
+[(0, 2), (2, 4), (4, 5)]
+>>> row_bincount(np.array([[0, 1, 1], [2, 2, 2]]), 3).tolist()
+[[1, 2, 0], [0, 0, 3]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+__all__ = ["index_rows", "iter_row_blocks", "row_bincount"]
+
+# Elements per block of row_bincount: a few tens of MiB of int64 temporaries.
+_BLOCK_ITEMS = 1 << 22
+
+
+def iter_row_blocks(n: int, block: int) -> Iterator[slice]:
+    """Consecutive slices ``[s, s + block)`` that cover ``range(n)``.
+
+    Parameters
+    ----------
+    n : int
+        Number of rows (or columns, or flat elements) to cover.
+    block : int
+        Rows per slice; values below 1 count as 1. The last slice may be
+        shorter, and ``n = 0`` gives no slice.
+
+    Examples
+    --------
+    >>> x = np.arange(7)
+    >>> [x[s].tolist() for s in iter_row_blocks(len(x), 3)]
+    [[0, 1, 2], [3, 4, 5], [6]]
+    """
+    step = max(1, int(block))
+    for start in range(0, int(n), step):
+        yield slice(start, min(start + step, int(n)))
+
+
+def row_bincount(labels: np.ndarray, n_bins: int, *, block_items: int = _BLOCK_ITEMS) -> np.ndarray:
+    """Count of each value in each row of a 2-D array of non-negative ints.
+
+    One ``np.bincount`` per block of rows (each row's values offset into its
+    own range of bins), instead of a Python loop over rows or classes.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (N, P)
+        Values in ``0 .. n_bins - 1`` (not checked: callers validate).
+    n_bins : int
+    block_items : int
+        Elements per bincount call, which bounds the temporaries.
+
+    Returns
+    -------
+    ndarray, int64, shape (N, n_bins)
+
+    Examples
+    --------
+    >>> row_bincount(np.array([[1, 1], [0, 1]]), 2).tolist()
+    [[0, 2], [1, 1]]
+    """
+    flat = np.asarray(labels)
+    n = len(flat)
+    counts = np.zeros((n, n_bins), np.int64)
+    for rows in iter_row_blocks(n, block_items // max(flat.shape[1], 1)):
+        block = flat[rows]
+        offsets = (np.arange(len(block), dtype=np.int64) * n_bins)[:, None]
+        counts[rows] = np.bincount((block + offsets).ravel(), minlength=len(block) * n_bins).reshape(len(block), n_bins)
+    return counts
+
+
+def index_rows(key: Any, n: int) -> np.ndarray:
+    """Row indices (int64, non-negative) of an int array or a boolean mask over ``n`` rows.
+
+    Examples
+    --------
+    >>> index_rows(np.array([True, False, True]), 3).tolist(), index_rows([-1, 0], 3).tolist()
+    ([0, 2], [2, 0])
+    """
+    idx = np.asarray(key)
+    if idx.dtype == bool:
+        if idx.shape != (n,):
+            raise IndexError(f"boolean index of shape {idx.shape} does not match {n} rows")
+        return np.flatnonzero(idx)
+    if not np.issubdtype(idx.dtype, np.integer):
+        if idx.size == 0:
+            return np.empty(0, np.int64)
+        raise IndexError(f"rows must be ints, a slice, an int array or a boolean mask, got dtype {idx.dtype}")
+    if idx.ndim != 1:
+        raise IndexError(f"an int array of rows must be 1-D, got shape {idx.shape}")
+    idx = idx.astype(np.int64)
+    bad = (idx < -n) | (idx >= n)
+    if bad.any():
+        raise IndexError(f"row {int(idx[bad][0])} is out of range for {n} rows")
+    return np.where(idx < 0, idx + n, idx)

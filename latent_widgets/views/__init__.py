@@ -1,0 +1,1 @@
+"""Pictures of the analysis: masks rendered to images, matplotlib figures and their export."""
