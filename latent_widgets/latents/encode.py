@@ -1,12 +1,12 @@
 """Stream a dataset's encoding into a :class:`~latent_widgets.latents.store.LatentStore`.
 
 :func:`encode_to_store` reads the next batch of images in a background
-thread (:class:`~latent_widgets.latents.prefetch.Prefetcher`) while the encoder runs on the current one, and
-writes each finished chunk of rows, then marks it done: an interrupted
-encode resumes with the chunks that are not done. :func:`prepare_store`
-opens or creates the store for a model and a dataset; :func:`fill_store`
-encodes its missing chunks. What they write is one
-:class:`~latent_widgets.model.encode_options.EncodeOptions`.
+thread (:class:`~latent_widgets.latents.prefetch.Prefetcher`) while the
+encoder runs on the current one, and writes each finished chunk of rows,
+then marks it done: an interrupted encode resumes with the chunks that are
+not done. :func:`prepare_store` opens or creates the store for a model and
+a dataset; :func:`fill_store` encodes its missing chunks. What they write
+is one :class:`~latent_widgets.model.encode_options.EncodeOptions`.
 
 Examples
 --------
