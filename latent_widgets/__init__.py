@@ -47,7 +47,7 @@ _EXPORTS: dict[str, str] = {
     "LatentModelLike": "model.protocols",
     # latents on disk
     "LatentStore": "latents.store",
-    "LatentStoreError": "latents.store",
+    "LatentStoreError": "latents.store_errors",
     # analysis
     "project": "analysis.projection",
     "make_projection": "analysis.projection",

@@ -20,7 +20,9 @@ from latent_widgets import LatentModel, synthetic_road_scenes
 from latent_widgets.analysis.store_pca import pca_of_store, pca_solver, project_store
 from latent_widgets.latents.distributed import encode_on_cluster, submit_encode
 from latent_widgets.latents.encode import prepare_store
-from latent_widgets.latents.store import LatentStore, LatentStoreError
+from latent_widgets.latents.store import LatentStore
+from latent_widgets.latents.store_errors import LatentStoreError
+from latent_widgets.model.encode_options import EncodeOptions
 from latent_widgets.model.keras_graph import LatentModelError
 
 N = 2000
@@ -102,7 +104,7 @@ def test_a_worker_killed_mid_encode_leaves_a_complete_store_equal_to_the_local_o
     client, lm, data, local, tmp_path
 ) -> None:
     path = tmp_path / "killed.zarr"
-    job = submit_encode(lm, data, path, client, batch_size=BATCH, chunk_rows=BATCH)
+    job = submit_encode(lm, data, path, client, EncodeOptions(batch_size=BATCH, chunk_rows=BATCH))
     n_chunks = job.store.n_chunks
     assert len(job.futures) == n_chunks == -(-N // BATCH)
     deadline = time.monotonic() + 120
@@ -136,13 +138,12 @@ def test_a_restarted_run_resumes_from_the_chunks_already_written(client, lm, dat
         model_hash=lm.weights_hash(),
         data_hash=subset.content_hash(),
         latent_shape=lm.latent_shape,
-        batch_size=BATCH,
-        chunk_rows=64,
+        options=EncodeOptions(batch_size=BATCH, chunk_rows=64),
     )
     # Chunk 1 was "written by the run that stopped": a marker the resumed run must not overwrite.
     marker = np.full((64, *lm.latent_shape), -7.0, np.float32)
     st.write_chunk(1, marker)
-    job = submit_encode(lm, subset, path, client, batch_size=BATCH)
+    job = submit_encode(lm, subset, path, client, EncodeOptions(batch_size=BATCH))
     assert job.chunks == [0, 2, 3, 4]
     store = job.wait(progress=False)
     got = np.asarray(store.latents)
@@ -151,7 +152,7 @@ def test_a_restarted_run_resumes_from_the_chunks_already_written(client, lm, dat
     scale = np.abs(local).max()
     np.testing.assert_allclose(got[keep] / scale, local[keep] / scale, rtol=0, atol=1e-5)
     # A complete store: nothing left to submit.
-    again = submit_encode(lm, subset, path, client, batch_size=BATCH)
+    again = submit_encode(lm, subset, path, client, EncodeOptions(batch_size=BATCH))
     assert again.futures == [] and again.wait(progress=False).is_complete
 
 
@@ -168,9 +169,9 @@ def _cut_a_chunk_short_then_die(path: str, chunk: int, marker: str) -> int:
     Path(marker).touch()
     import zarr
 
-    from latent_widgets.latents.store import _chunk_key
+    from latent_widgets.latents.zarr_arrays import chunk_key
 
-    f = Path(path) / _chunk_key(zarr.open_group(path, mode="r")["latents"], chunk)
+    f = Path(path) / chunk_key(zarr.open_group(path, mode="r")["latents"], chunk)
     data = f.read_bytes()
     with open(f, "r+b") as fh:
         fh.truncate(0)
@@ -183,7 +184,10 @@ def _cut_a_chunk_short_then_die(path: str, chunk: int, marker: str) -> int:
 def test_a_worker_killed_writing_a_chunk_leaves_a_store_the_next_encode_completes(
     client, lm, data, local, tmp_path
 ) -> None:
-    from latent_widgets.latents.store import LatentStoreWarning, _chunk_key
+    import zarr
+
+    from latent_widgets.latents.store_errors import LatentStoreWarning
+    from latent_widgets.latents.zarr_arrays import chunk_key
 
     subset = data[:256]  # 4 chunks of 64
     path = tmp_path / "half.zarr"
@@ -198,7 +202,7 @@ def test_a_worker_killed_writing_a_chunk_leaves_a_store_the_next_encode_complete
     with pytest.raises(LatentStoreError, match=r"chunk 2 \(rows 128-191\)"):
         _ = store.latents
     # The next encode_dataset rewrites that chunk alone, and the store ends equal to the local encode.
-    files = [path / _chunk_key(store._array("latents"), c) for c in range(4)]
+    files = [path / chunk_key(zarr.open_group(str(path), mode="r")["latents"], c) for c in range(4)]
     before = [f.stat().st_mtime_ns for f in files]
     with pytest.warns(LatentStoreWarning, match=r"chunk 2 \(rows 128-191\)"):
         enc = lm.encode_dataset(subset, batch_size=BATCH, store=path, client=client, progress=False)
@@ -212,17 +216,17 @@ def test_pca_of_a_store_with_a_corrupt_chunk_raises_naming_its_rows(tmp_path, so
     import zarr
 
     from latent_widgets.latents.encode import encode_to_store
-    from latent_widgets.latents.store import _chunk_key
+    from latent_widgets.latents.zarr_arrays import chunk_key
 
     x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
     path = tmp_path / "z.zarr"
 
     def encode():
         return encode_to_store(lambda b: (b,), x, path, model_hash="m", data_hash="d", latent_shape=(8,),
-                               batch_size=50, chunk_rows=100, progress=False)  # fmt: skip
+                               options=EncodeOptions(batch_size=50, chunk_rows=100), progress=False)  # fmt: skip
 
     st = encode()
-    f = path / _chunk_key(zarr.open_group(str(path), mode="r")["latents"], 2)
+    f = path / chunk_key(zarr.open_group(str(path), mode="r")["latents"], 2)
     raw = bytearray(f.read_bytes())
     raw[40:44] = np.float32(1e6).tobytes()  # one latent changed in place: a plausible outlier for a PCA
     f.write_bytes(bytes(raw))
@@ -232,7 +236,8 @@ def test_pca_of_a_store_with_a_corrupt_chunk_raises_naming_its_rows(tmp_path, so
     assert st.missing_chunks() == [2]  # marked for the next encode, which re-encodes it alone
     pca = pca_of_store(encode(), 2, solver=solver)
     ref = pca_of_store(encode_to_store(lambda b: (b,), x, tmp_path / "clean.zarr", model_hash="m", data_hash="d",
-                                       latent_shape=(8,), batch_size=50, chunk_rows=100, progress=False), 2,
+                                       latent_shape=(8,), options=EncodeOptions(batch_size=50, chunk_rows=100),
+                                       progress=False), 2,
                        solver=solver)  # fmt: skip
     np.testing.assert_array_equal(pca.points, ref.points)
 
@@ -296,8 +301,7 @@ def test_pca_of_store_without_a_cluster_equals_sklearn(tmp_path, solver, offset)
         model_hash="m",
         data_hash="d",
         latent_shape=(6, 4),
-        batch_size=50,
-        chunk_rows=100,
+        options=EncodeOptions(batch_size=50, chunk_rows=100),
         progress=False,
     )
     pca = pca_of_store(st, 3, solver=solver)
@@ -355,6 +359,7 @@ def test_without_the_dask_extra_the_errors_name_it(tmp_path) -> None:
         from latent_widgets.analysis.store_pca import pca_of_store
         from latent_widgets.model.latent_base import LatentModelBase
         from latent_widgets.latents.encode import encode_to_store
+        from latent_widgets.model.encode_options import EncodeOptions
 
         class Zeros(LatentModelBase):  # a TensorFlow-free latent model
             input_shape, latent_shape, skip_shapes, has_skips, n_classes = (16, 16, 3), (2, 2, 1), (), False, 1
@@ -366,7 +371,7 @@ def test_without_the_dask_extra_the_errors_name_it(tmp_path) -> None:
         ds = lw.synthetic_road_scenes(4, size=(16, 16), seed=0, lazy=True)
         x = np.ones((8, 4), np.float32)
         st = encode_to_store(lambda b: (b,), x, {str(tmp_path / "s.zarr")!r}, model_hash="m", data_hash="d",
-                             latent_shape=(4,), batch_size=4, chunk_rows=4, progress=False)
+                             latent_shape=(4,), options=EncodeOptions(batch_size=4, chunk_rows=4), progress=False)
         calls = [
             lambda: Zeros().encode_dataset(ds, store={str(tmp_path / "z.zarr")!r}, client=object()),
             lambda: pca_of_store(st, 2),

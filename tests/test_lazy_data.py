@@ -383,6 +383,7 @@ def test_a_file_lost_or_cut_short_mid_dataset_stops_an_encode_naming_it(tmp_path
 
     from latent_widgets.latents.encode import encode_to_store
     from latent_widgets.latents.store import LatentStore
+    from latent_widgets.model.encode_options import EncodeOptions
 
     rng = np.random.default_rng(0)
     for k in range(12):
@@ -393,7 +394,8 @@ def test_a_file_lost_or_cut_short_mid_dataset_stops_an_encode_naming_it(tmp_path
 
     def encode(path: Path):
         return encode_to_store(lambda x: (x.mean(axis=(1, 2)),), ds.images, path, model_hash="m", data_hash="d",
-                               latent_shape=(3,), batch_size=4, chunk_rows=4, progress=False)  # fmt: skip
+                               latent_shape=(3,), options=EncodeOptions(batch_size=4, chunk_rows=4),
+                               progress=False)  # fmt: skip
 
     lost = tmp_path / "img" / "06.png"
     kept = lost.read_bytes()

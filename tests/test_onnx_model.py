@@ -364,7 +364,8 @@ def test_pickle_save_and_load_keep_the_model(zoo, images, tmp_path) -> None:
 
 
 def test_encode_dataset_streams_into_a_store_checked_by_the_weights_hash(zoo, tmp_path) -> None:
-    from latent_widgets.latents.store import LatentStore, LatentStoreError
+    from latent_widgets.latents.store import LatentStore
+    from latent_widgets.latents.store_errors import LatentStoreError
 
     _, path, latent = zoo["deeplabv3_plus"]
     lm = LatentModel.from_onnx(path, latent=latent)

@@ -19,9 +19,13 @@ from conftest import REPO
 from toy import ToyLatentModel
 
 from latent_widgets.core.hashing import content_hash
+from latent_widgets.latents.chunk_records import ChunkRecords
 from latent_widgets.latents.encode import encode_to_store
 from latent_widgets.latents.lazy_skips import LazySkipColumn
-from latent_widgets.latents.store import LatentStore, LatentStoreError, LatentStoreWarning, StoredArray
+from latent_widgets.latents.store import LatentStore
+from latent_widgets.latents.store_errors import LatentStoreError, LatentStoreWarning
+from latent_widgets.latents.stored_array import StoredArray
+from latent_widgets.model.encode_options import EncodeOptions
 
 # Metadata files of a Zarr format 3 (zarr.json) or 2 (.zarray, .zattrs, .zgroup) store.
 _METADATA = {"zarr.json", ".zarray", ".zattrs", ".zgroup"}
@@ -73,10 +77,9 @@ def toy_encoder(model: ToyLatentModel, calls: list[int] | None = None):
     return encode
 
 
-def fill(model, images, path, *, calls=None, model_hash="toy", data_hash="ds", **kw) -> LatentStore:
+def fill(model, images, path, *, calls=None, model_hash="toy", data_hash="ds", progress=False, **kw) -> LatentStore:
     kw.setdefault("batch_size", 4)
     kw.setdefault("chunk_rows", 8)
-    kw.setdefault("progress", False)
     return encode_to_store(
         toy_encoder(model, calls),
         images,
@@ -85,7 +88,8 @@ def fill(model, images, path, *, calls=None, model_hash="toy", data_hash="ds", *
         data_hash=data_hash,
         latent_shape=model.latent_shape,
         skip_shapes=model.skip_shapes,
-        **kw,
+        options=EncodeOptions(**kw),
+        progress=progress,
     )
 
 
@@ -179,7 +183,7 @@ def test_an_encoder_error_stops_the_reader_and_keeps_finished_chunks(model, ds, 
     path = tmp_path / "z.zarr"
     with pytest.raises(KeyboardInterrupt):
         encode_to_store(failing, ds.images, path, model_hash="toy", data_hash="ds", latent_shape=model.latent_shape,
-                        batch_size=4, chunk_rows=8, progress=False)  # fmt: skip
+                        options=EncodeOptions(batch_size=4, chunk_rows=8), progress=False)  # fmt: skip
     assert not [t for t in threading.enumerate() if t.name == "latent-store-reader"]
     assert LatentStore.open(path).chunks_done().tolist() == [True, True, False]
 
@@ -221,6 +225,7 @@ import sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[2])
 from latent_widgets.latents.encode import encode_to_store
+from latent_widgets.model.encode_options import EncodeOptions
 
 class Slow:
     def __init__(self, x): self.x, self.shape = x, x.shape
@@ -231,7 +236,7 @@ class Slow:
 
 images = np.random.default_rng(0).random((40, 4, 4, 3), dtype=np.float32)
 encode_to_store(lambda x: (x.mean(axis=(1, 2)),), Slow(images), sys.argv[1], model_hash="m", data_hash="d",
-                latent_shape=(3,), batch_size=4, chunk_rows=8, progress=False)
+                latent_shape=(3,), options=EncodeOptions(batch_size=4, chunk_rows=8), progress=False)
 """
 
 
@@ -261,8 +266,7 @@ def test_a_killed_encode_resumes(tmp_path: Path) -> None:
         model_hash="m",
         data_hash="d",
         latent_shape=(3,),
-        batch_size=4,
-        chunk_rows=8,
+        options=EncodeOptions(batch_size=4, chunk_rows=8),
         progress=False,
     )
     missing = [c for c in range(5) if not finished[c]]
@@ -272,7 +276,7 @@ def test_a_killed_encode_resumes(tmp_path: Path) -> None:
 
 def test_a_partly_written_store_is_never_complete(model, ds, tmp_path: Path) -> None:
     store = LatentStore.create(
-        tmp_path / "z.zarr", model_hash="m", data_hash="d", n=24, latent_shape=(3,), chunk_rows=8
+        tmp_path / "z.zarr", model_hash="m", data_hash="d", n=24, latent_shape=(3,), options=EncodeOptions(chunk_rows=8)
     )
     assert store.missing_chunks() == [0, 1, 2] and not store.is_complete
     store.write_chunk(2, np.ones((8, 3), np.float32))
@@ -492,9 +496,9 @@ def chunk_file(path: Path, c: int, name: str = "latents") -> Path:
     """The file of row chunk ``c`` of array ``name`` (whatever zarr's chunk key encoding)."""
     import zarr
 
-    from latent_widgets.latents.store import _chunk_key
+    from latent_widgets.latents.zarr_arrays import chunk_key
 
-    return path / _chunk_key(zarr.open_group(str(path), mode="r")[name], c)
+    return path / chunk_key(zarr.open_group(str(path), mode="r")[name], c)
 
 
 def metadata_file(path: Path, array: str | None = None) -> Path:
@@ -670,7 +674,7 @@ def test_verify_reads_every_chunk_and_repair_marks_the_damaged_ones(model, ds, c
     assert reader.reads == [(16, 20), (20, 24)]
     # A store whose flags cannot be written (a read-only copy) still refuses the rows, and says so.
     damage(chunk_file(path, 0), "corrupt")
-    monkeypatch.setattr(LatentStore, "_clear_flags", lambda self, chunks: (_ for _ in ()).throw(PermissionError("ro")))
+    monkeypatch.setattr(ChunkRecords, "clear", lambda self, chunks: (_ for _ in ()).throw(PermissionError("ro")))
     with pytest.raises(LatentStoreError, match=r"chunk 0 \(rows 0-7\).*could not be cleared.*restore the store"):
         np.asarray(LatentStore.open(path).latents)
 

@@ -267,7 +267,7 @@ def local_trustworthiness(x: np.ndarray, y: np.ndarray, n_neighbors: int = 5) ->
     ----------
     x : ndarray or row-indexable store, shape (N, ...)
         The latents (or their features). A store (a Zarr array, a
-        :class:`~latent_widgets.latents.store.StoredArray`, a memmap) is read in
+        :class:`~latent_widgets.latents.stored_array.StoredArray`, a memmap) is read in
         row blocks; above about 2900 points the distances are computed a
         block of rows at a time, never as one N x N matrix.
     y : ndarray, shape (N, n_components)

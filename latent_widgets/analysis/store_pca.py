@@ -295,9 +295,10 @@ def pca_of_store(
     --------
     >>> import tempfile
     >>> from latent_widgets.latents.encode import encode_to_store
+    >>> from latent_widgets.model.encode_options import EncodeOptions
     >>> x = np.random.default_rng(0).normal(size=(300, 8)) * np.geomspace(5, 0.1, 8)
-    >>> st = encode_to_store(lambda b: (b,), x.astype(np.float32), tempfile.mkdtemp(), model_hash="m",
-    ...                      data_hash="d", latent_shape=(8,), batch_size=50, chunk_rows=100, progress=False)
+    >>> st = encode_to_store(lambda b: (b,), x.astype(np.float32), tempfile.mkdtemp(), model_hash="m", data_hash="d",
+    ...                      latent_shape=(8,), options=EncodeOptions(batch_size=50, chunk_rows=100), progress=False)
     >>> pca = pca_of_store(st, 2)
     >>> pca.points.shape, pca.solver_, bool(pca.explained_variance_ratio_[0] > 0.5)
     ((300, 2), 'covariance', True)

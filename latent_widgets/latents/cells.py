@@ -113,7 +113,7 @@ def cell_points(latents: Any, *, grid: Sequence[int] | None = None) -> np.ndarra
     ----------
     latents : array, shape (N, h, w, C)
         Grid latents, channels last (Keras). A lazy row-indexable array
-        (Zarr, :class:`~latent_widgets.latents.store.StoredArray`) is read block by
+        (Zarr, :class:`~latent_widgets.latents.stored_array.StoredArray`) is read block by
         block. Flat ``(N, D)`` latents need ``grid``.
     grid : (h, w), optional
         The grid of flattened latents ``(N, h * w * C)`` laid out row-major,

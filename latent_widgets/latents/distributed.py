@@ -2,7 +2,7 @@
 
 When a dataset outgrows one machine (10^5-10^6 frames, latents of 10^4-10^5
 floats each), :func:`encode_on_cluster` (what
-``LatentModel.encode_dataset(dataset, store=PATH, client=client)`` calls)
+``LatentModel.encode_dataset(dataset, store=PATH, client=client)`` does)
 spreads the encode over the workers of a :class:`dask.distributed.Client`:
 one task per row chunk of the :class:`~latent_widgets.latents.store.LatentStore`,
 each task reading its rows of the dataset, encoding them and writing them
@@ -40,6 +40,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import threading
@@ -53,9 +54,13 @@ import numpy as np
 from ..core.arrays import iter_row_blocks
 from ..core.optional import optional_import
 from ..data.lazy_array import LazyArray
+from ..model.encode_options import EncodeOptions
 from ..model.keras_graph import LatentModelError
-from .encode import Prefetcher, as_numpy, prepare_store
-from .store import LatentStore, LatentStoreError, default_chunk_rows, stored_row_bytes
+from .encode import as_numpy, prepare_store
+from .prefetch import Prefetcher
+from .store import LatentStore
+from .store_errors import LatentStoreError
+from .store_format import default_chunk_rows, stored_row_bytes
 
 __all__ = [
     "ClusterEncode",
@@ -356,12 +361,7 @@ def submit_encode(
     dataset: Any,
     store: str | os.PathLike[str],
     client: Any,
-    *,
-    batch_size: int = 32,
-    resume: bool = True,
-    overwrite: bool = False,
-    store_skips: bool = False,
-    chunk_rows: int | None = None,
+    options: EncodeOptions | None = None,
 ) -> ClusterEncode:
     """Start encoding ``dataset`` into the store at ``store`` on the workers of ``client``; returns at once.
 
@@ -374,14 +374,11 @@ def submit_encode(
     store : path
         A store folder on a filesystem the client and every worker share.
     client : dask.distributed.Client
-    batch_size : int
-        Images per encoder call on a worker.
-    resume, overwrite, store_skips :
-        As for ``LatentModel.encode_dataset``.
-    chunk_rows : int, optional
-        Rows per chunk, the unit of a task (a multiple of ``batch_size``).
-        Default: the store's usual 2 MiB, smaller when that would give fewer
-        than 4 tasks per worker.
+    options : EncodeOptions, optional
+        As for ``LatentModel.encode_dataset``: ``batch_size`` is the images
+        per encoder call on a worker; ``chunk_rows``, the rows of a task (a
+        multiple of ``batch_size``), defaults to the store's usual 2 MiB,
+        smaller when that would give fewer than 4 tasks per worker.
 
     Returns
     -------
@@ -398,22 +395,23 @@ def submit_encode(
 
     Examples
     --------
-    >>> job = submit_encode(lm, ds, "/shared/z.zarr", client)  # doctest: +SKIP
+    >>> job = submit_encode(lm, ds, "/shared/z.zarr", client, EncodeOptions(batch_size=64))  # doctest: +SKIP
     >>> job.store.rows_done  # while it runs  # doctest: +SKIP
     4096
     >>> store = job.wait()  # doctest: +SKIP
     """
     optional_import("distributed", extra="dask", what="encoding on a Dask cluster (encode_dataset(..., client=...))")
+    options = options or EncodeOptions()
     _require_client(client)
     path = _require_store_path(store)
     images = _require_lazy_images(dataset)
-    batch_size = max(1, int(batch_size))
     model_hash, data_hash = model.weights_hash(), dataset.content_hash()
     n = len(images)
-    if chunk_rows is None and not (path.is_dir() and any(path.iterdir())):
-        row_bytes = stored_row_bytes(model.latent_shape, model.skip_shapes, store_skips)
+    if options.chunk_rows is None and not (path.is_dir() and any(path.iterdir())):
+        row_bytes = stored_row_bytes(model.latent_shape, model.skip_shapes, options.store_skips)
         n_workers = len(client.scheduler_info().get("workers", {})) or 1
-        chunk_rows = _default_chunk_rows(n, batch_size, row_bytes, n_workers)
+        chunk_rows = _default_chunk_rows(n, options.batch_size, row_bytes, n_workers)
+        options = dataclasses.replace(options, chunk_rows=chunk_rows)
     st = prepare_store(
         path,
         n=n,
@@ -421,11 +419,7 @@ def submit_encode(
         data_hash=data_hash,
         latent_shape=model.latent_shape,
         skip_shapes=model.skip_shapes,
-        batch_size=batch_size,
-        chunk_rows=chunk_rows,
-        store_skips=store_skips,
-        resume=resume,
-        overwrite=overwrite,
+        options=options,
     )
     _check_workers_see(client, path, f"{model_hash}/{data_hash}")
     missing = st.missing_chunks()
@@ -446,7 +440,7 @@ def submit_encode(
             type(model),
             str(path),
             data_hash,
-            batch_size,
+            options.batch_size,
             key=f"latent-store-chunk-{run}-{c}",
             retries=1,
         )
@@ -471,8 +465,10 @@ def encode_on_cluster(
     """Encode ``dataset`` into the store at ``store`` on the workers of ``client``; the complete store.
 
     What ``LatentModel.encode_dataset(dataset, store=PATH, client=client)``
-    calls; :func:`submit_encode` documents the parameters, and ``progress``
-    shows a bar of the rows written.
+    does; the keyword arguments are the fields of
+    :class:`~latent_widgets.model.encode_options.EncodeOptions`
+    (:func:`submit_encode` documents them), and ``progress`` shows a bar of
+    the rows written.
 
     Examples
     --------
@@ -480,18 +476,7 @@ def encode_on_cluster(
     >>> store.is_complete  # doctest: +SKIP
     True
     """
-    job = submit_encode(
-        model,
-        dataset,
-        store,
-        client,
-        batch_size=batch_size,
-        resume=resume,
-        overwrite=overwrite,
-        store_skips=store_skips,
-        chunk_rows=chunk_rows,
+    options = EncodeOptions(
+        batch_size=batch_size, chunk_rows=chunk_rows, store_skips=store_skips, resume=resume, overwrite=overwrite
     )
-    return job.wait(progress)
-
-
-# ----------------------------------------------------------------------------- PCA and maps
+    return submit_encode(model, dataset, store, client, options).wait(progress)

@@ -1,19 +1,21 @@
 """Stream a dataset's encoding into a :class:`~latent_widgets.latents.store.LatentStore`.
 
 :func:`encode_to_store` reads the next batch of images in a background
-thread (:class:`Prefetcher`) while the encoder runs on the current one, and
-writes each finished chunk of rows, then marks it done: an interrupted
-encode resumes with the chunks that are not done. :func:`prepare_store`
-opens or creates the store for a model and a dataset; :func:`fill_store`
-encodes its missing chunks.
+thread (:class:`~latent_widgets.latents.prefetch.Prefetcher`) while the
+encoder runs on the current one, and writes each finished chunk of rows,
+then marks it done: an interrupted encode resumes with the chunks that are
+not done. :func:`prepare_store` opens or creates the store for a model and
+a dataset; :func:`fill_store` encodes its missing chunks. What they write
+is one :class:`~latent_widgets.model.encode_options.EncodeOptions`.
 
 Examples
 --------
 >>> import numpy as np, tempfile
+>>> from latent_widgets.model.encode_options import EncodeOptions
 >>> images = np.random.default_rng(0).random((10, 4, 4, 3), dtype=np.float32)
 >>> encode = lambda x: (x.mean(axis=(1, 2)),)  # a stand-in encoder: (N, 3) latents
 >>> store = encode_to_store(encode, images, tempfile.mkdtemp(), model_hash="m", data_hash="d",
-...                         latent_shape=(3,), batch_size=4, progress=False)
+...                         latent_shape=(3,), options=EncodeOptions(batch_size=4), progress=False)
 >>> store.is_complete, store.latents.shape
 (True, (10, 3))
 """
@@ -21,81 +23,24 @@ Examples
 from __future__ import annotations
 
 import os
-import queue
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..core.arrays import iter_row_blocks
+from ..model.encode_options import EncodeOptions
 from .lazy_skips import EncodeBatch
-from .store import LatentStore, LatentStoreError, default_chunk_rows, is_store, stored_row_bytes
+from .prefetch import Prefetcher
+from .store import LatentStore
+from .store_errors import LatentStoreError
+from .store_format import is_store
 
-__all__ = ["Prefetcher", "as_numpy", "encode_to_store", "fill_store", "prepare_store"]
+__all__ = ["as_numpy", "encode_to_store", "fill_store", "prepare_store"]
 
-# Batches read ahead of the encoder.
-_PREFETCH = 2
 # Show a progress bar from this many batches on (progress=None), as LatentModel.encode.
 _AUTO_PROGRESS_BATCHES = 8
-
-
-class Prefetcher:
-    """Reads ``images[rows]`` for the coming blocks on a background thread.
-
-    Reading a batch of a lazy dataset (rendering, decoding files) can cost
-    as much as encoding it; the queue holds at most ``depth`` batches, so
-    memory does not grow with the dataset.
-    """
-
-    _END = object()
-
-    def __init__(self, images: Any, blocks: Sequence[slice], depth: int = _PREFETCH) -> None:
-        self._images = images
-        self._blocks = list(blocks)
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="latent-store-reader", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            for rows in self._blocks:
-                if self._stop.is_set():
-                    return
-                if not self._put((rows, np.asarray(self._images[rows]), None)):
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            self._put((None, None, exc))
-            return
-        self._put(self._END)
-
-    def __iter__(self) -> Iterator[tuple[slice, np.ndarray]]:
-        try:
-            while True:
-                item = self._queue.get()
-                if item is self._END:
-                    return
-                rows, x, exc = item
-                if exc is not None:
-                    raise exc
-                yield rows, x
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _batches_of(store: LatentStore, chunks: Sequence[int], batch_size: int) -> list[slice]:
@@ -200,6 +145,7 @@ def fill_store(
 
 
 def as_numpy(x: Any) -> np.ndarray:
+    """``x`` as a numpy array: an encoder's output, a numpy array or a tensor with ``.numpy()``."""
     return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
 
 
@@ -212,11 +158,7 @@ def encode_to_store(
     data_hash: str,
     latent_shape: Sequence[int],
     skip_shapes: Sequence[Sequence[int]] = (),
-    batch_size: int = 32,
-    chunk_rows: int | None = None,
-    store_skips: bool = False,
-    resume: bool = True,
-    overwrite: bool = False,
+    options: EncodeOptions | None = None,
     progress: bool | None = None,
     on_batch: Callable[[int, int], Any] | None = None,
 ) -> LatentStore:
@@ -224,8 +166,8 @@ def encode_to_store(
 
     A complete store for the same model and data is returned as is; a
     partial one is resumed (only its missing chunks are encoded) unless
-    ``resume=False``; a store for another model or data is refused unless
-    ``overwrite=True``.
+    ``options.resume`` is False; a store for another model or data is
+    refused unless ``options.overwrite``.
 
     Parameters
     ----------
@@ -239,16 +181,10 @@ def encode_to_store(
         Recorded in the store and checked when it is reopened.
     latent_shape, skip_shapes :
         The encoder's output shapes (without the batch axis).
-    batch_size : int
-        Images per encoder call.
-    chunk_rows : int, optional
-        Rows per chunk, a multiple of ``batch_size``; default: about 2 MiB.
-    store_skips : bool
-        Also store the skip features.
-    resume : bool
-        ``False`` re-encodes every chunk of an existing store.
-    overwrite : bool
-        Replace a store at ``path`` even if it belongs to another model or data.
+    options : EncodeOptions, optional
+        Images per encoder call, rows per chunk (a multiple of the batch
+        size; default: about 2 MiB), whether the skips are stored, whether
+        a store there is resumed or replaced. Default: ``EncodeOptions()``.
     progress : bool, optional
         Progress bar; default: for 8 batches or more.
     on_batch : callable, optional
@@ -265,6 +201,7 @@ def encode_to_store(
     ...                         model_hash=lm.weights_hash(), data_hash=ds.content_hash(),
     ...                         latent_shape=lm.latent_shape)  # doctest: +SKIP
     """
+    options = options or EncodeOptions()
     store = prepare_store(
         path,
         n=len(images),
@@ -272,13 +209,9 @@ def encode_to_store(
         data_hash=data_hash,
         latent_shape=latent_shape,
         skip_shapes=skip_shapes,
-        batch_size=batch_size,
-        chunk_rows=chunk_rows,
-        store_skips=store_skips,
-        resume=resume,
-        overwrite=overwrite,
+        options=options,
     )
-    return fill_store(store, encode_batch, images, batch_size=batch_size, progress=progress, on_batch=on_batch)
+    return fill_store(store, encode_batch, images, batch_size=options.batch_size, progress=progress, on_batch=on_batch)
 
 
 def prepare_store(
@@ -289,49 +222,43 @@ def prepare_store(
     data_hash: str,
     latent_shape: Sequence[int],
     skip_shapes: Sequence[Sequence[int]] = (),
-    batch_size: int = 32,
-    chunk_rows: int | None = None,
-    store_skips: bool = False,
-    resume: bool = True,
-    overwrite: bool = False,
+    options: EncodeOptions | None = None,
 ) -> LatentStore:
-    """The store :func:`encode_to_store` fills: created, or reopened to resume (``resume=False``: reset).
+    """The store :func:`encode_to_store` fills: created, or reopened to resume (``options.resume=False``: reset).
 
     The parameters are :func:`encode_to_store`'s; ``n`` is the number of
     samples. Encoders running elsewhere (the workers of
     :mod:`latent_widgets.latents.distributed`) fill the store it returns.
 
+    Raises
+    ------
+    LatentStoreError
+        ``options.chunk_rows`` is not a positive multiple of ``options.batch_size`` (for a new store: a
+        store that is resumed keeps its chunks), and :meth:`LatentStore.create`'s errors.
+
     Examples
     --------
     >>> import tempfile
-    >>> st = prepare_store(tempfile.mkdtemp(), n=100, model_hash="m", data_hash="d", latent_shape=(3,), batch_size=8)
+    >>> st = prepare_store(tempfile.mkdtemp(), n=100, model_hash="m", data_hash="d", latent_shape=(3,),
+    ...                    options=EncodeOptions(batch_size=8))
     >>> st.n_chunks, st.missing_chunks()[:3]
     (1, [0])
     """
-    batch_size = max(1, int(batch_size))
-    latent_shape = tuple(int(s) for s in latent_shape)
-    skip_shapes = tuple(tuple(int(v) for v in s) for s in skip_shapes)
-    n = int(n)
-    if chunk_rows is None:
-        chunk_rows = default_chunk_rows(n, batch_size, stored_row_bytes(latent_shape, skip_shapes, store_skips))
-    elif (int(chunk_rows) < 1 or int(chunk_rows) % batch_size) and not is_store(Path(path)):
+    options = options or EncodeOptions()
+    batch_size, chunk_rows = options.batch_size, options.chunk_rows
+    if chunk_rows is not None and (int(chunk_rows) < 1 or int(chunk_rows) % batch_size) and not is_store(Path(path)):
         # (A store being resumed keeps its chunks, whatever chunk_rows says.)
         suggestion = batch_size * max(1, int(chunk_rows) // batch_size)
         raise LatentStoreError(
             f"chunk_rows={chunk_rows} must be a positive multiple of batch_size={batch_size} (a chunk is "
             f"written when its last batch is encoded); e.g. chunk_rows={suggestion}."
         )
-    store = LatentStore.create(
+    return LatentStore.create(
         path,
         model_hash=model_hash,
         data_hash=data_hash,
         n=n,
         latent_shape=latent_shape,
         skip_shapes=skip_shapes,
-        store_skips=store_skips,
-        chunk_rows=int(chunk_rows),
-        overwrite=overwrite,
+        options=options,
     )
-    if not resume:
-        store.reset_progress()
-    return store

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from ..core.arrays import iter_row_blocks
+from .encode_options import EncodeOptions
 from .keras_graph import LatentModelError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,7 +50,7 @@ class Encoding(NamedTuple):
     ----------
     latents : ndarray, float32, shape (N, *latent_shape)
         From ``encode_dataset`` with a store: a read-only
-        :class:`~latent_widgets.latents.store.StoredArray` on disk, indexed like numpy.
+        :class:`~latent_widgets.latents.stored_array.StoredArray` on disk, indexed like numpy.
     skips : tuple of ndarray
         One array ``(N, *skip_shape)`` per skip input of the decoder, in the
         decoder's order; ``()`` for a network without skips. From
@@ -386,7 +387,7 @@ class LatentModelBase:
             Continue a partly written store (``False`` re-encodes it all).
         overwrite : bool
             Replace a store at ``store`` that belongs to another model or
-            dataset (otherwise that raises :class:`~latent_widgets.latents.store.LatentStoreError`).
+            dataset (otherwise that raises :class:`~latent_widgets.latents.store_errors.LatentStoreError`).
         progress : bool, optional
             A progress bar; default: for 8 batches or more. When resuming it
             starts at the rows already done.
@@ -412,7 +413,7 @@ class LatentModelBase:
         -------
         Encoding
             In memory: numpy arrays. With a store: ``latents`` is the store's
-            read-only :class:`~latent_widgets.latents.store.StoredArray` (indexable like
+            read-only :class:`~latent_widgets.latents.stored_array.StoredArray` (indexable like
             numpy, nothing loaded until indexed) and ``skips`` are stored
             arrays or lazy columns.
 
@@ -432,21 +433,18 @@ class LatentModelBase:
         """
         from ..core.cache import cache_dir, cached_arrays, content_hash
 
+        options = EncodeOptions(
+            batch_size=batch_size,
+            chunk_rows=chunk_rows,
+            store_skips=store_skips,
+            resume=resume and cache,
+            overwrite=overwrite,
+        )
         if client is not None:
-            from ..latents.distributed import encode_on_cluster
+            from ..latents.distributed import submit_encode
 
-            st = encode_on_cluster(
-                self,
-                dataset,
-                store,  # type: ignore[arg-type]  (checked there: a path, with a clear error otherwise)
-                client,
-                batch_size=batch_size,
-                resume=resume and cache,
-                overwrite=overwrite,
-                store_skips=store_skips,
-                chunk_rows=chunk_rows,
-                progress=progress,
-            )
+            # (store is checked there: a path, with a clear error otherwise)
+            st = submit_encode(self, dataset, store, client, options).wait(progress)  # type: ignore[arg-type]
             return self._store_encoding(st, dataset, batch_size)
 
         model_hash, data_hash = self.weights_hash(), dataset.content_hash()
@@ -461,12 +459,8 @@ class LatentModelBase:
                 Path(store),
                 model_hash=model_hash,
                 data_hash=data_hash,
-                batch_size=batch_size,
-                resume=resume and cache,
-                overwrite=overwrite,
+                options=options,
                 progress=progress,
-                store_skips=store_skips,
-                chunk_rows=chunk_rows,
                 on_batch=on_batch,
             )
 
@@ -503,12 +497,8 @@ class LatentModelBase:
         *,
         model_hash: str,
         data_hash: str,
-        batch_size: int,
-        resume: bool,
-        overwrite: bool,
+        options: EncodeOptions,
         progress: bool | None,
-        store_skips: bool,
-        chunk_rows: int | None,
         on_batch: Callable[[int, int], Any] | None = None,
     ) -> Encoding:
         from ..latents.encode import encode_to_store
@@ -521,15 +511,11 @@ class LatentModelBase:
             data_hash=data_hash,
             latent_shape=self.latent_shape,
             skip_shapes=self.skip_shapes,
-            batch_size=batch_size,
-            chunk_rows=chunk_rows,
-            store_skips=store_skips,
-            resume=resume,
-            overwrite=overwrite,
+            options=options,
             progress=progress,
             on_batch=on_batch,
         )
-        return self._store_encoding(st, dataset, batch_size)
+        return self._store_encoding(st, dataset, options.batch_size)
 
     def _store_encoding(self, st: Any, dataset: SegmentationDataset, batch_size: int) -> Encoding:
         if st.stored_skips or not self.skip_shapes:
