@@ -31,25 +31,19 @@ import numpy as np
 
 from .jobs import BULK
 
-__all__ = ["Encodings", "sample_encoding", "takes_on_batch"]
+__all__ = ["Encodings"]
 
 #: Single samples' encodings kept before the dataset's encoding is there.
 _SAMPLE_ENCODINGS = 16
 
 
-def sample_encoding(encoding: Any, i: int) -> Any:
+def _sample_encoding(encoding: Any, i: int) -> Any:
     """One sample's encoding, keeping the batch axis (what ``path_inputs`` expects)."""
     return type(encoding)(encoding.latents[i : i + 1], tuple(s[i : i + 1] for s in encoding.skips))
 
 
-def takes_on_batch(fn: Any) -> bool:
-    """Whether ``fn`` (a model's ``encode_dataset``) takes the ``on_batch`` hook.
-
-    Examples
-    --------
-    >>> takes_on_batch(lambda ds, on_batch=None: ds), takes_on_batch(len)
-    (True, False)
-    """
+def _takes_on_batch(fn: Any) -> bool:
+    """Whether ``fn`` (a model's ``encode_dataset``) takes the ``on_batch`` hook."""
     try:
         return callable(fn) and "on_batch" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
@@ -125,7 +119,7 @@ class Encodings:
         """Sample ``i``'s encoding with its batch axis: the dataset's, or (before it is encoded) its own, kept."""
         s = self.session
         if s.encoding is not None:
-            return sample_encoding(s.encoding, i)
+            return _sample_encoding(s.encoding, i)
         got = self.samples.get(i)
         if got is None:
             t0 = time.perf_counter()
@@ -215,7 +209,7 @@ class Encodings:
         model, ds, jobs = s.model, s.dataset, s.jobs
         rows = jobs.chunk_rows(self.encode_seconds)
         step = jobs.bulk_step("encode dataset")
-        if takes_on_batch(getattr(model, "encode_dataset", None)):  # a LatentModel: its cache, its store, its hook
+        if _takes_on_batch(getattr(model, "encode_dataset", None)):  # a LatentModel: its cache, its store, its hook
             enc = model.encode_dataset(ds, batch_size=rows, progress=jobs.show_bars(), on_batch=step)
         elif hasattr(model, "encode_dataset"):
             enc = model.encode_dataset(ds)

@@ -29,13 +29,13 @@ from ..views import render
 from .jobs import FRAMES, NOW
 from .values import PathKey, ScrubFrames, Strip, StripStep
 
-__all__ = ["PARTIAL_GRID_SECONDS", "PathDecodes", "joined_paths"]
+__all__ = ["PARTIAL_GRID_SECONDS", "PathDecodes"]
 
 #: A partial scrub grid (all its frames: 7 MiB at 288x384) is sent to the page at most this often.
 PARTIAL_GRID_SECONDS = 1.0
 
 
-def joined_paths(parts: Sequence[Any]) -> Any:
+def _joined_paths(parts: Sequence[Any]) -> Any:
     """One :class:`~latent_widgets.analysis.interpolation.PathResult` of the consecutive parts of a path."""
     from ..analysis.interpolation import PathResult
 
@@ -141,7 +141,7 @@ class PathDecodes:
                     encoding_b=encodings.encoding_of(key.index_b),
                 )
             )
-        result = parts[0] if len(parts) == 1 else joined_paths(parts)
+        result = parts[0] if len(parts) == 1 else _joined_paths(parts)
         masks, probs, latents = np.asarray(result.masks), np.asarray(result.probs), np.asarray(result.latents)
         step_list = tuple(
             StripStep(float(al), latents[i], probs[i], masks[i], render.mask_bmp(masks[i], ds.palette), cached=True)
