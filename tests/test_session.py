@@ -242,12 +242,12 @@ def test_wait_raises_the_startup_error_once_and_errors_keep_it(model, ds) -> Non
     # Several failures: the first is raised, all are kept; cleared errors are not raised again.
     s = ExplorerSession(model, ds, methods=("pca",), scrub_steps=0)
     s.wait()
-    s._map_lane.submit("boom 1", lambda: 1 / 0)
-    s._model_lane.submit("boom 2", lambda: [][0])
+    s.jobs.map_lane.submit("boom 1", lambda: 1 / 0)
+    s.jobs.model_lane.submit("boom 2", lambda: [][0])
     with pytest.raises((ZeroDivisionError, IndexError)) as err:
         s.wait()
     assert err.value is s.errors[0] and len(s.errors) == 2
-    assert isinstance(s._model_lane.submit("boom 3", lambda: [][0]).exception(timeout=10), IndexError)
+    assert isinstance(s.jobs.model_lane.submit("boom 3", lambda: [][0]).exception(timeout=10), IndexError)
     s.clear_errors()
     s.wait()
     assert s.errors == ()
@@ -360,7 +360,7 @@ def test_background_errors_are_kept_and_raised_by_wait(model, ds, monkeypatch) -
 
 
 def test_predict_auto_predicts_all_masks_only_below_the_pixel_budget(model, ds, monkeypatch) -> None:
-    import latent_widgets.session.explorer_session as session_module
+    import latent_widgets.session.predictor as predictor_module
 
     small = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0)
     assert small.predictions is not None and small.predictions.dtype == np.uint8
@@ -368,7 +368,7 @@ def test_predict_auto_predicts_all_masks_only_below_the_pixel_budget(model, ds, 
     np.testing.assert_array_equal(small.predictions, model.predict_masks(ds.images))
 
     h, w = ds.image_size
-    monkeypatch.setattr(session_module, "PREDICT_ALL_PIXELS", len(ds) * h * w - 1)
+    monkeypatch.setattr(predictor_module, "PREDICT_ALL_PIXELS", len(ds) * h * w - 1)
     large = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0)
     assert large.ready and large.predictions is None
     forced = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0, predict=True)
@@ -441,14 +441,14 @@ def test_colour_fields_are_validated_and_computed(model, ds) -> None:
 
 
 def test_map_quality_runs_in_the_background_and_not_above_the_size_limit(model, ds, monkeypatch) -> None:
-    import latent_widgets.session.explorer_session as session_module
+    import latent_widgets.session.quality as quality_module
 
     s = ExplorerSession(model, ds, scrub_steps=0)
     s.wait()
     s.color_by = "trustworthiness"
     s.wait()
     assert set(s.quality) == {"pca"} and not s.color_values().note
-    monkeypatch.setattr(session_module, "POINT_QUALITY_MAX", len(ds) - 1)
+    monkeypatch.setattr(quality_module, "POINT_QUALITY_MAX", len(ds) - 1)
     f = s.color_values("kNN preservation")
     assert "not available at this size" in f.note and np.isnan(f.values).all()
     s.close()
@@ -621,7 +621,7 @@ def test_a_json_round_trip_reproduces_every_field_and_the_map(model, ds, tmp_pat
     for name in FIELDS:
         assert getattr(r, name) == getattr(s, name), name
     assert r.selection.tolist() == [3, 8, 9, 21]
-    assert r._projection_kwargs == s._projection_kwargs
+    assert r.map_state.projection_kwargs == s.map_state.projection_kwargs
     np.testing.assert_array_equal(r.points, s.points)  # the same t-SNE map
     np.testing.assert_array_equal(r.path_points, s.path_points)
     np.testing.assert_array_equal(r.current.mask, s.current.mask)
@@ -750,7 +750,7 @@ def test_a_map_of_cells_has_a_point_per_latent_cell(model, ds) -> None:
 
 
 def test_quality_of_a_large_map_of_cells_is_computed_on_a_sample_of_cells(model, ds, monkeypatch) -> None:
-    import latent_widgets.session.explorer_session as session_module
+    import latent_widgets.session.quality as quality_module
     from latent_widgets.analysis.map_quality import knn_preservation, trustworthiness
     from latent_widgets.data.colors import NO_VALUE_COLOUR
     from latent_widgets.widgets.scatter import ProjectionScatter
@@ -758,14 +758,14 @@ def test_quality_of_a_large_map_of_cells_is_computed_on_a_sample_of_cells(model,
     s = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0, methods=("pca",))
     s.map_points = "cells"
     n_cells = s.n_points()
-    monkeypatch.setattr(session_module, "CELL_QUALITY_SAMPLE", 300)
-    monkeypatch.setattr(session_module, "POINT_QUALITY_MAX", 200)  # a map of cells is sampled, not refused
+    monkeypatch.setattr(quality_module, "CELL_QUALITY_SAMPLE", 300)
+    monkeypatch.setattr(quality_module, "POINT_QUALITY_MAX", 200)  # a map of cells is sampled, not refused
     assert n_cells > 300
     s.color_by = "trustworthiness"
     f = s.color_values()
-    rows = session_module.quality_rows(n_cells, "cells")
+    rows = quality_module.quality_rows(n_cells, "cells")
     assert len(rows) == 300 and np.array_equal(rows, np.unique(rows))
-    np.testing.assert_array_equal(rows, session_module.quality_rows(n_cells, "cells"))  # the same cells each time
+    np.testing.assert_array_equal(rows, quality_module.quality_rows(n_cells, "cells"))  # the same cells each time
     assert np.isfinite(f.values[rows]).all() and np.isnan(np.delete(f.values, rows)).all()
     assert f.note == f"on 300 random cells of {n_cells:,}, neighbours among them; others grey"
     # the sampled cells' values are those of the map restricted to them
@@ -782,7 +782,7 @@ def test_quality_of_a_large_map_of_cells_is_computed_on_a_sample_of_cells(model,
     assert "300 random cells" in legend and "linear-gradient" in legend and NO_VALUE_COLOUR not in legend
     # samples above the limit are still refused (exact, or nothing)
     s.map_points = "flatten"
-    monkeypatch.setattr(session_module, "POINT_QUALITY_MAX", len(ds) - 1)
+    monkeypatch.setattr(quality_module, "POINT_QUALITY_MAX", len(ds) - 1)
     assert "not available at this size" in s.color_values("trustworthiness").note
 
 

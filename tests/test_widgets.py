@@ -667,7 +667,7 @@ def test_slider_strip_cache_is_bounded(model, ds, encoding):
     s = InterpolationSlider(model, ds, encoding=encoding, asynchronous=False, max_cached_strips=2, scrub_steps=0)
     for b in (3, 4, 5):
         s.index_b = b
-    assert [k[1] for k in s.session._strips] == [4, 5]
+    assert [k[1] for k in s.session.path.strips] == [4, 5]
     calls = model.decode_calls
     s.index_b = 4
     assert model.decode_calls == calls
