@@ -12,6 +12,7 @@ from latent_widgets.analysis import map_quality as Q
 from latent_widgets.analysis import projection as P
 from latent_widgets.analysis import umap_runtime
 from latent_widgets.core.cache import cache_dir
+from latent_widgets.latents import cells
 
 
 @pytest.fixture(autouse=True)
@@ -53,9 +54,12 @@ def test_pca_matches_numpy_svd(rng):
 
 def test_pca_feature_options(rng):
     x = rng.normal(size=(30, 4, 5, 6)).astype(np.float32) * rng.uniform(0.1, 5, size=6)
-    gap = x.mean(axis=(1, 2), dtype=np.float64)
+    pooled = x.mean(axis=(1, 2), dtype=np.float64)
     same_up_to_sign(
-        P.PCAProjection(features="gap").fit_transform(x), P.PCAProjection().fit_transform(gap), rtol=1e-5, atol=1e-6
+        P.PCAProjection(features="pooled").fit_transform(x),
+        P.PCAProjection().fit_transform(pooled),
+        rtol=1e-5,
+        atol=1e-6,
     )
     flat = x.reshape(30, -1).astype(np.float64)
     z = (flat - flat.mean(0)) / flat.std(0)
@@ -66,10 +70,22 @@ def test_pca_feature_options(rng):
     same_up_to_sign(
         P.PCAProjection(pca_dims=10).fit_transform(x), P.PCAProjection().fit_transform(x), rtol=1e-3, atol=1e-3
     )
-    with pytest.raises(ValueError, match="gap"):
-        P.PCAProjection(features="gap").fit(flat)
+    with pytest.raises(ValueError, match="pooled"):
+        P.PCAProjection(features="pooled").fit(flat)
     with pytest.raises(ValueError, match="features"):
         P.PCAProjection(features="max").fit(flat)
+
+
+def test_gap_is_refused_with_its_one_name_pooled(rng):
+    # one name for the average over the grid (map_points="pooled", cells.pooled): "gap" is no alias
+    x = rng.normal(size=(10, 2, 2, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"PCAProjection: features='gap' .*features='pooled'"):
+        P.PCAProjection(features="gap").fit(x)
+    with pytest.raises(ValueError, match=r"features='pooled'"):
+        F.latent_features(x, "gap")
+    with pytest.raises(ValueError, match=r"features='pooled'"):
+        Q.quality_table(x, methods=("pca",), features="gap", progress=False)
+    np.testing.assert_allclose(F.latent_features(x, "pooled"), cells.pooled(x), rtol=1e-6)
 
 
 def spectrum_data(rng, n=400, d=60, rank=8):
@@ -118,7 +134,7 @@ def test_pca_fits_a_store_by_blocks_like_an_array(rng, tmp_path, small_blocks, k
         store = zarr.create_array(tmp_path / "z.zarr", shape=x.shape, chunks=(50, 4, 4, 3), dtype=x.dtype)
         store[:] = x
     np.testing.assert_array_equal(F.latent_features(store), x.reshape(400, -1))
-    np.testing.assert_allclose(F.latent_features(store, "gap"), F.latent_features(x, "gap"), rtol=1e-6)
+    np.testing.assert_allclose(F.latent_features(store, "pooled"), F.latent_features(x, "pooled"), rtol=1e-6)
     ref = P.PCAProjection().fit(x)
     mine = P.PCAProjection().fit(store)
     assert type(mine.pca_).__name__ == "BlockedPCA"

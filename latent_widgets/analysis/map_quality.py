@@ -486,7 +486,7 @@ def quality_table(
     *,
     n_neighbors: int = 5,
     k: int = 10,
-    features: Literal["flatten", "gap"] = "flatten",
+    features: Literal["flatten", "pooled"] = "flatten",
     standardize: bool = False,
     pca_dims: int | None = None,
     random_state: int = 0,

@@ -10,8 +10,9 @@ latents as they come, ``(N, *latent_shape)``. Features are computed inside:
 
 - ``features="flatten"`` (default, as the study did): one vector per
   latent, a view of the array when it is contiguous (no copy);
-- ``features="gap"``: global average pooling over the spatial axes, one
-  value per channel (C numbers instead of H x W x C; positions are lost);
+- ``features="pooled"``: average pooling over the spatial axes, one value
+  per channel (C numbers instead of H x W x C; positions are lost), as
+  :func:`~latent_widgets.latents.cells.pooled`;
 - ``standardize=True``: zero mean, unit variance per feature (one float32
   copy of the features);
 - ``pca_dims="auto"`` (default): for t-SNE and UMAP, a PCA reduction to
@@ -78,8 +79,8 @@ from ..core.arrays import iter_row_blocks
 from ..core.cache import cache_dir, content_hash
 from .blocked_pca import BlockedPCA
 from .features import (
-    FEATURES,
     FeatureRows,
+    check_features,
     check_finite,
     check_latents,
     column_mean_std,
@@ -178,7 +179,7 @@ class _Projection(TransformerMixin, BaseEstimator):
     def __init__(
         self,
         n_components: int = 2,
-        features: Literal["flatten", "gap"] = "flatten",
+        features: Literal["flatten", "pooled"] = "flatten",
         standardize: bool = False,
         pca_dims: int | Literal["auto"] | None = "auto",
         random_state: int = 0,
@@ -196,8 +197,7 @@ class _Projection(TransformerMixin, BaseEstimator):
 
     def _check_params(self) -> None:
         name = type(self).__name__
-        if self.features not in FEATURES:
-            raise ValueError(f"{name}: features must be one of {FEATURES}, got {self.features!r}")
+        check_features(self.features, f"{name}: ")
         self._require_int("n_components", 1, "(2 for a map)")
         if self.pca_dims != "auto":
             self._require_int("pca_dims", 1, "(e.g. 50), 'auto' or None for no pre-reduction", optional=True)
@@ -565,7 +565,7 @@ class TSNEProjection(_NeighbourPlacement):
     def __init__(
         self,
         n_components: int = 2,
-        features: Literal["flatten", "gap"] = "flatten",
+        features: Literal["flatten", "pooled"] = "flatten",
         standardize: bool = False,
         pca_dims: int | Literal["auto"] | None = "auto",
         random_state: int = 0,
@@ -698,7 +698,7 @@ class UMAPProjection(_NeighbourPlacement):
     def __init__(
         self,
         n_components: int = 2,
-        features: Literal["flatten", "gap"] = "flatten",
+        features: Literal["flatten", "pooled"] = "flatten",
         standardize: bool = False,
         pca_dims: int | Literal["auto"] | None = "auto",
         random_state: int = 0,
