@@ -42,7 +42,7 @@ _EXPORTS: dict[str, str] = {
     # models
     "LatentModel": "model.latent_model",
     "Encoding": "model.latent_model",
-    "LatentModelError": "model.latent_model",
+    "LatentModelError": "model.errors",
     "LatentCodec": "model.protocols",
     "LatentModelLike": "model.protocols",
     # latents on disk

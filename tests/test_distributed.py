@@ -21,7 +21,7 @@ from latent_widgets.analysis.store_pca import pca_of_store, pca_solver, project_
 from latent_widgets.latents.distributed import encode_on_cluster, submit_encode
 from latent_widgets.latents.encode import prepare_store
 from latent_widgets.latents.store import LatentStore, LatentStoreError
-from latent_widgets.model.keras_graph import LatentModelError
+from latent_widgets.model.errors import LatentModelError
 
 N = 2000
 SIZE = (32, 32)

@@ -53,7 +53,7 @@ import numpy as np
 from ..core.arrays import iter_row_blocks
 from ..core.optional import optional_import
 from ..data.lazy_array import LazyArray
-from ..model.keras_graph import LatentModelError
+from ..model.errors import LatentModelError
 from .encode import Prefetcher, as_numpy, prepare_store
 from .store import LatentStore, LatentStoreError, default_chunk_rows, stored_row_bytes
 

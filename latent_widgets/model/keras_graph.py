@@ -55,13 +55,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .cuts import CandidateCut
+from .errors import LatentModelError
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
 __all__ = [
     "LATENT_LAYER",
-    "LatentModelError",
     "candidate_cuts",
     "describe_layers",
     "ends_with_softmax",
@@ -93,13 +93,6 @@ _PASS_THROUGH = (
     "GaussianNoise",
     "Identity",
 )
-
-
-class LatentModelError(ValueError):
-    """A model or an input that :class:`~latent_widgets.model.latent_model.LatentModel` cannot use.
-
-    The message says why and how to fix it.
-    """
 
 
 def require_keras_model(obj: Any, what: str) -> None:

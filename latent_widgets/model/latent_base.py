@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from ..core.arrays import iter_row_blocks
-from .keras_graph import LatentModelError
+from .errors import LatentModelError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..data.dataset import SegmentationDataset

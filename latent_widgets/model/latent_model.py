@@ -46,9 +46,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import LatentModelError
 from .keras_graph import (
     LATENT_LAYER,
-    LatentModelError,
     ends_with_softmax,
     graph_io,
     require_keras_model,
@@ -64,7 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .onnx_model import OnnxLatentModel
 
 
-__all__ = ["LATENT_LAYER", "Encoding", "LatentModel", "LatentModelError", "LatentModelLike"]
+__all__ = ["LATENT_LAYER", "Encoding", "LatentModel", "LatentModelLike"]
 
 # Name given to the combined model written by LatentModel.save, so that
 # LatentModel.load recognises it.
