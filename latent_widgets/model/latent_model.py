@@ -13,7 +13,8 @@ encoder output and an extra decoder input, found by walking the layer graph;
 no layer counting, no project-specific code in the model. Nested models
 (a ``keras.applications`` backbone, a keras-hub backbone) are seen through:
 a layer inside one is named by its path (``"down_stack/block_16_project"``)
-or its unique bare name (:mod:`latent_widgets.model.keras_graph`).
+or its unique bare name (:mod:`latent_widgets.model.keras_graph`, the cut:
+:mod:`latent_widgets.model.keras_cut`).
 
 Conventions:
 
@@ -47,14 +48,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import LatentModelError
-from .keras_graph import (
-    LATENT_LAYER,
-    ends_with_softmax,
-    graph_io,
-    require_keras_model,
-    split_model,
-    static_shape,
-)
+from .keras_cut import LATENT_LAYER, split_model
+from .keras_graph import ends_with_softmax, graph_io, require_keras_model, static_shape
 from .latent_base import Encoding, LatentModelBase
 from .protocols import LatentModelLike
 
@@ -318,7 +313,7 @@ class LatentModel(LatentModelBase):
             nested model's name stands for its output. Defaults to
             ``"latent"``, the name every :mod:`latent_widgets.model.zoo` network
             gives its split layer; without such a layer the error lists
-            :func:`~latent_widgets.model.keras_graph.candidate_cuts`.
+            :func:`~latent_widgets.model.keras_cut.candidate_cuts`.
         apply_softmax : bool, optional
             See :class:`LatentModel`.
         preprocess : bool, optional
