@@ -68,9 +68,9 @@ _BLOCK_BYTES = 1 << 26
 
 
 def preprocessing_settings() -> dict[str, Any]:
-    """The module settings that what ``pca_dims="auto"`` and the blocked PCA resolve to depends on.
+    """The settings that ``pca_dims="auto"`` and the choice of the blocked PCA depend on: part of a map's cache key.
 
-    Read when called, so that a map's cache key follows a changed setting.
+    Read when called, so that the key follows a changed setting.
 
     Examples
     --------
