@@ -81,7 +81,14 @@ def preprocessing_settings() -> dict[str, Any]:
 
 
 def pca_transform(pca: Any, f: Any) -> np.ndarray:
-    """A fitted PCA (scikit-learn's or :class:`BlockedPCA`) applied to features, by row blocks for a store."""
+    """A fitted PCA (scikit-learn's or :class:`BlockedPCA`) applied to features, by row blocks for a store.
+
+    Examples
+    --------
+    >>> f = np.random.default_rng(0).normal(size=(20, 5))
+    >>> pca_transform(BlockedPCA(2, random_state=0).fit(f), f).shape
+    (20, 2)
+    """
     if isinstance(f, np.ndarray):
         return pca.transform(f)
     out = np.empty((len(f), int(pca.n_components_)), np.float64)

@@ -67,7 +67,12 @@ def encode_dataset(
     client: Any = None,
     on_batch: Callable[[int, int], Any] | None = None,
 ) -> Encoding:
-    """:meth:`~latent_widgets.model.latent_base.LatentModelBase.encode_dataset` of ``model`` (documented there)."""
+    """:meth:`~latent_widgets.model.latent_base.LatentModelBase.encode_dataset` of ``model`` (documented there).
+
+    Examples
+    --------
+    >>> enc = encode_dataset(lm, synthetic_road_scenes(100_000, lazy=True), store="road.zarr")  # doctest: +SKIP
+    """
     from ..core.cache import cache_dir, cached_arrays, content_hash
 
     if client is not None:
@@ -155,6 +160,12 @@ def encode_to_store(
     """Stream ``dataset`` through the model's encoder into the store at ``path``.
 
     :func:`latent_widgets.latents.encode.encode_to_store` does the streaming.
+
+    Examples
+    --------
+    >>> enc = encode_to_store(lm, ds, Path("road.zarr"), model_hash=lm.weights_hash(), data_hash=ds.content_hash(),
+    ...                       batch_size=32, resume=True, overwrite=False, progress=None, store_skips=False,
+    ...                       chunk_rows=None)  # doctest: +SKIP
     """
     from ..latents.encode import encode_to_store as stream_to_store
 
@@ -178,7 +189,12 @@ def encode_to_store(
 
 
 def store_encoding(model: BatchEncoder, st: Any, dataset: SegmentationDataset, batch_size: int) -> Encoding:
-    """The Encoding of a written store: its latents, and its skips stored or re-encoded when indexed."""
+    """The Encoding of a written store: its latents, and its skips stored or re-encoded when indexed.
+
+    Examples
+    --------
+    >>> enc = store_encoding(lm, LatentStore.open("road.zarr"), ds, 32)  # doctest: +SKIP
+    """
     if st.stored_skips or not model.skip_shapes:
         skips: tuple[Any, ...] = st.skips
     else:

@@ -156,7 +156,13 @@ def topological_nodes(outputs: Sequence[Any], inputs: Sequence[Any] = ()) -> lis
 
 
 def is_graph_model(op: Any) -> bool:
-    """True for a functional or Sequential model whose call runs its own layer graph (one the split sees through)."""
+    """True for a functional or Sequential model whose call runs its own layer graph (one the split sees through).
+
+    Examples
+    --------
+    >>> is_graph_model(unet.get_layer("down_stack")), is_graph_model(unet.get_layer("conv2d"))  # doctest: +SKIP
+    (True, False)
+    """
     if not _is_model(op):
         return False
     # The class that defines call must be Keras's own (Functional, Sequential):
@@ -171,7 +177,13 @@ def is_graph_model(op: Any) -> bool:
 
 
 def inlinable_inputs(node: Any) -> list[Any] | None:
-    """The outer tensors a nested model's call (``node``) feeds to its inputs, or None if it cannot be inlined."""
+    """The outer tensors a nested model's call (``node``) feeds to its inputs, or None if it cannot be inlined.
+
+    Examples
+    --------
+    >>> [inlinable_inputs(n) is not None for n in topological_nodes(unet.outputs, unet.inputs)][:2]  # doctest: +SKIP
+    [True, False]
+    """
     import keras
 
     op = node.operation
@@ -192,7 +204,13 @@ def inlinable_inputs(node: Any) -> list[Any] | None:
 
 
 def nested_layer_names(op: Any) -> set[str]:
-    """Names of the layers inside a model, at any depth (empty for a layer)."""
+    """Names of the layers inside a model, at any depth (empty for a layer).
+
+    Examples
+    --------
+    >>> "block_16_project" in nested_layer_names(unet.get_layer("down_stack"))  # doctest: +SKIP
+    True
+    """
     names: set[str] = set()
     for layer in getattr(op, "layers", ()) if _is_model(op) else ():
         names |= {layer.name} | nested_layer_names(layer)
@@ -206,7 +224,13 @@ def _is_model(op: Any) -> bool:
 
 
 def walk_nodes(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(path, node) of every node in ``model``, nested graph models' nodes included (after their call)."""
+    """(path, node) of every node in ``model``, nested graph models' nodes included (after their call).
+
+    Examples
+    --------
+    >>> [path for path, _ in walk_nodes(unet)][:2]  # doctest: +SKIP
+    ['down_stack', 'down_stack/Conv1']
+    """
     for node in topological_nodes(model.outputs, model.inputs):
         path = prefix + node.operation.name
         yield path, node
@@ -232,7 +256,14 @@ def layer_paths(model: keras.Model) -> list[str]:
 
 
 class InlinedGraph(NamedTuple):
-    """A model's graph with some of its nested models inlined (:func:`inline_nested`)."""
+    """A model's graph with some of its nested models inlined (:func:`inline_nested`).
+
+    Examples
+    --------
+    >>> graph = inline_around(unet, "down_stack/block_16_project")  # doctest: +SKIP
+    >>> "down_stack/block_16_project" in {path for path, _ in graph.made}  # doctest: +SKIP
+    True
+    """
 
     inputs: list[Any]
     outputs: list[Any]
@@ -247,6 +278,10 @@ def inline_nested(model: Any, expand: Callable[[str], bool]) -> InlinedGraph:
 
     Their layers are re-called on the outer graph's tensors (the same layer
     objects: shared weights); a node whose inputs are unchanged is kept.
+
+    Examples
+    --------
+    >>> everything = inline_nested(unet, lambda path: True)  # every nested model seen through  # doctest: +SKIP
     """
     import keras
 
@@ -278,7 +313,12 @@ def inline_nested(model: Any, expand: Callable[[str], bool]) -> InlinedGraph:
 
 
 def inline_around(model: Any, path: str) -> InlinedGraph:
-    """The graph with exactly the nested models that hold ``path`` inlined (the others stay whole)."""
+    """The graph with exactly the nested models that hold ``path`` inlined (the others stay whole).
+
+    Examples
+    --------
+    >>> graph = inline_around(unet, "down_stack/block_16_project")  # doctest: +SKIP
+    """
     return inline_nested(model, lambda nested: path.startswith(nested + "/"))
 
 

@@ -70,6 +70,11 @@ def check_pair(
         one output of class scores, an unknown or ambiguous latent input,
         skip inputs that do not name each other input once, encoder outputs
         that do not fit the decoder's inputs.
+
+    Examples
+    --------
+    >>> check_pair(encoder, decoder, latent_input="z").latent_index  # doctest: +SKIP
+    0
     """
     require_keras_model(encoder, "encoder")
     require_keras_model(decoder, "decoder")

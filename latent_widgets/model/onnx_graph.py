@@ -70,7 +70,13 @@ def _dims(value_info: Any) -> tuple[int | None, ...] | None:
 
 
 def copy_model(model: Any) -> Any:
-    """A deep copy of an ``onnx.ModelProto`` (the library edits copies, never the caller's model)."""
+    """A deep copy of an ``onnx.ModelProto`` (the library edits copies, never the caller's model).
+
+    Examples
+    --------
+    >>> copy_model(onnx.ModelProto()) == onnx.ModelProto()
+    True
+    """
     out = onnx.ModelProto()
     out.CopyFrom(model)
     return out

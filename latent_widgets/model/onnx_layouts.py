@@ -108,7 +108,14 @@ _PRESERVING = frozenset(
 
 
 def node_attribute(node: Any, name: str, default: Any = None) -> Any:
-    """The value of a node's attribute ``name`` (``helper.get_attribute_value``), ``default`` without it."""
+    """The value of a node's attribute ``name`` (``helper.get_attribute_value``), ``default`` without it.
+
+    Examples
+    --------
+    >>> from onnx import helper  # doctest: +SKIP
+    >>> node_attribute(helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1]), "perm")  # doctest: +SKIP
+    [0, 2, 3, 1]
+    """
     from onnx import helper  # only ever called on a model onnx has read
 
     for a in node.attribute:
