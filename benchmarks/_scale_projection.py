@@ -74,7 +74,8 @@ def tsne_vs_raw_100k(
     """
     import openTSNE
 
-    from latent_widgets.analysis.projection import TSNEProjection, project
+    from latent_widgets.analysis.projection import project
+    from latent_widgets.analysis.tsne_projection import TSNEProjection
 
     x = _clustered(n, dims)
     params = TSNEProjection().openTSNE_params(n)

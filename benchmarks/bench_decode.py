@@ -119,8 +119,8 @@ def _onnx(model, latent: np.ndarray, keras_ms: float, repeats: int) -> float:
         import onnx
         import onnxruntime as ort
 
-        from latent_widgets.model.onnx_graph import session_options
         from latent_widgets.model.onnx_model import OnnxLatentModel
+        from latent_widgets.model.onnx_runtime import session_options
     except ImportError as exc:
         print(f"ONNX: not measured ({exc})")
         return float("nan")

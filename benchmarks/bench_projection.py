@@ -72,7 +72,8 @@ def _run(args: argparse.Namespace) -> int:
     import openTSNE
     from sklearn.decomposition import PCA
 
-    from latent_widgets.analysis.projection import TSNEProjection, project
+    from latent_widgets.analysis.projection import project
+    from latent_widgets.analysis.tsne_projection import TSNEProjection
     from latent_widgets.analysis.umap_runtime import import_umap
 
     umap = import_umap()

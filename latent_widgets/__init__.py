@@ -41,8 +41,8 @@ _EXPORTS: dict[str, str] = {
     "SampleSource": "data.lazy_array",
     # models
     "LatentModel": "model.latent_model",
-    "Encoding": "model.latent_model",
-    "LatentModelError": "model.latent_model",
+    "Encoding": "model.encoding",
+    "LatentModelError": "model.errors",
     "LatentCodec": "model.protocols",
     "LatentModelLike": "model.protocols",
     # latents on disk

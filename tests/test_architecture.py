@@ -92,8 +92,8 @@ LAYERS = ("core", "data", "model", "latents", "analysis", "views", "study", "ses
 # The arrows up that are left, each with why; none may be added. (Issue 26: the model's encode_dataset
 # routes to the store and the cluster, and training scores its validation with the analysis' IoU.)
 KNOWN_UP = {
-    ("latent_widgets.model.latent_base", "latent_widgets.latents.encode"): "encode_dataset(store=...)",
-    ("latent_widgets.model.latent_base", "latent_widgets.latents.distributed"): "encode_dataset(client=...)",
+    ("latent_widgets.model.dataset_encode", "latent_widgets.latents.encode"): "encode_dataset(store=...)",
+    ("latent_widgets.model.dataset_encode", "latent_widgets.latents.distributed"): "encode_dataset(client=...)",
     ("latent_widgets.model.training", "latent_widgets.analysis.metrics"): "validation IoU per class",
 }
 

@@ -23,7 +23,7 @@ from latent_widgets.latents.encode import prepare_store
 from latent_widgets.latents.store import LatentStore
 from latent_widgets.latents.store_errors import LatentStoreError
 from latent_widgets.model.encode_options import EncodeOptions
-from latent_widgets.model.keras_graph import LatentModelError
+from latent_widgets.model.errors import LatentModelError
 
 N = 2000
 SIZE = (32, 32)

@@ -17,7 +17,8 @@ keras = pytest.importorskip("keras")
 from keras import layers  # noqa: E402
 
 from latent_widgets import LatentModel, LatentModelError  # noqa: E402
-from latent_widgets.model.keras_graph import candidate_cuts, ends_with_softmax, layer_paths  # noqa: E402
+from latent_widgets.model.keras_cut import candidate_cuts  # noqa: E402
+from latent_widgets.model.keras_graph import ends_with_softmax, layer_paths  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 

@@ -10,8 +10,13 @@ from threadpoolctl import threadpool_limits
 from latent_widgets.analysis import features as F
 from latent_widgets.analysis import map_quality as Q
 from latent_widgets.analysis import projection as P
+from latent_widgets.analysis import projection_base as B
 from latent_widgets.analysis import umap_runtime
+from latent_widgets.analysis.pca_projection import PCAProjection
+from latent_widgets.analysis.tsne_projection import TSNEProjection
+from latent_widgets.analysis.umap_projection import UMAPProjection
 from latent_widgets.core.cache import cache_dir
+from latent_widgets.latents import cells
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +47,7 @@ def test_pca_matches_numpy_svd(rng):
     flat = x.reshape(40, -1)
     centred = flat - flat.mean(0)
     u, s, vt = np.linalg.svd(centred, full_matrices=False)
-    pca = P.PCAProjection().fit(x)
+    pca = PCAProjection().fit(x)
     same_up_to_sign(pca.embedding_, u[:, :2] * s[:2], atol=1e-9)
     # transform is the same linear map: exact on the training points and on new ones
     np.testing.assert_allclose(pca.transform(x), pca.embedding_, atol=1e-9)
@@ -53,23 +58,36 @@ def test_pca_matches_numpy_svd(rng):
 
 def test_pca_feature_options(rng):
     x = rng.normal(size=(30, 4, 5, 6)).astype(np.float32) * rng.uniform(0.1, 5, size=6)
-    gap = x.mean(axis=(1, 2), dtype=np.float64)
+    pooled = x.mean(axis=(1, 2), dtype=np.float64)
     same_up_to_sign(
-        P.PCAProjection(features="gap").fit_transform(x), P.PCAProjection().fit_transform(gap), rtol=1e-5, atol=1e-6
+        PCAProjection(features="pooled").fit_transform(x),
+        PCAProjection().fit_transform(pooled),
+        rtol=1e-5,
+        atol=1e-6,
     )
     flat = x.reshape(30, -1).astype(np.float64)
     z = (flat - flat.mean(0)) / flat.std(0)
     same_up_to_sign(
-        P.PCAProjection(standardize=True).fit_transform(x), P.PCAProjection().fit_transform(z), rtol=1e-4, atol=1e-4
+        PCAProjection(standardize=True).fit_transform(x), PCAProjection().fit_transform(z), rtol=1e-4, atol=1e-4
     )
     # a PCA pre-reduction keeps the top directions, so PCA after it is PCA
-    same_up_to_sign(
-        P.PCAProjection(pca_dims=10).fit_transform(x), P.PCAProjection().fit_transform(x), rtol=1e-3, atol=1e-3
-    )
-    with pytest.raises(ValueError, match="gap"):
-        P.PCAProjection(features="gap").fit(flat)
+    same_up_to_sign(PCAProjection(pca_dims=10).fit_transform(x), PCAProjection().fit_transform(x), rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="pooled"):
+        PCAProjection(features="pooled").fit(flat)
     with pytest.raises(ValueError, match="features"):
-        P.PCAProjection(features="max").fit(flat)
+        PCAProjection(features="max").fit(flat)
+
+
+def test_gap_is_refused_with_its_one_name_pooled(rng):
+    # one name for the average over the grid (map_points="pooled", cells.pooled): "gap" is no alias
+    x = rng.normal(size=(10, 2, 2, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"PCAProjection: features='gap' .*features='pooled'"):
+        PCAProjection(features="gap").fit(x)
+    with pytest.raises(ValueError, match=r"features='pooled'"):
+        F.latent_features(x, "gap")
+    with pytest.raises(ValueError, match=r"features='pooled'"):
+        Q.quality_table(x, methods=("pca",), features="gap", progress=False)
+    np.testing.assert_allclose(F.latent_features(x, "pooled"), cells.pooled(x), rtol=1e-6)
 
 
 def spectrum_data(rng, n=400, d=60, rank=8):
@@ -102,7 +120,7 @@ def test_blocked_pca_matches_sklearn(rng):
 @pytest.fixture
 def small_blocks(monkeypatch):
     # a few KiB per block, so that the test data span many blocks
-    monkeypatch.setattr(P, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(B, "_BLOCK_BYTES", 4096)
     monkeypatch.setattr(F, "_BLOCK_BYTES", 4096)
 
 
@@ -118,34 +136,34 @@ def test_pca_fits_a_store_by_blocks_like_an_array(rng, tmp_path, small_blocks, k
         store = zarr.create_array(tmp_path / "z.zarr", shape=x.shape, chunks=(50, 4, 4, 3), dtype=x.dtype)
         store[:] = x
     np.testing.assert_array_equal(F.latent_features(store), x.reshape(400, -1))
-    np.testing.assert_allclose(F.latent_features(store, "gap"), F.latent_features(x, "gap"), rtol=1e-6)
-    ref = P.PCAProjection().fit(x)
-    mine = P.PCAProjection().fit(store)
+    np.testing.assert_allclose(F.latent_features(store, "pooled"), F.latent_features(x, "pooled"), rtol=1e-6)
+    ref = PCAProjection().fit(x)
+    mine = PCAProjection().fit(store)
     assert type(mine.pca_).__name__ == "BlockedPCA"
     np.testing.assert_allclose(mine.pca_.explained_variance_, ref.pca_.explained_variance_, rtol=1e-5)
     same_up_to_sign(mine.embedding_, ref.embedding_, atol=1e-3)
     same_up_to_sign(mine.transform(store), ref.embedding_, atol=1e-3)  # transform reads a store by blocks too
     # standardisation statistics by blocks
-    std = P.PCAProjection(standardize=True).fit(store)
+    std = PCAProjection(standardize=True).fit(store)
     np.testing.assert_allclose(std.scale_, x.reshape(400, -1).astype(np.float64).std(0), rtol=1e-5)
     # a PCA pre-reduction of a store for t-SNE: blocked, then the map from 10 numbers per latent
-    tsne = P.TSNEProjection(pca_dims=10, max_iter=300).fit(store)
+    tsne = TSNEProjection(pca_dims=10, max_iter=300).fit(store)
     assert type(tsne.pre_pca_).__name__ == "BlockedPCA" and tsne.train_features_.shape == (400, 10)
     assert tsne.transform(x[:2]).shape == (2, 2)
     # the disk cache keys a store by its blocks' content
-    assert P._cache_key(store, P.PCAProjection()) == P._cache_key(store, P.PCAProjection())
-    assert P._cache_key(store, P.PCAProjection()) != P._cache_key(store, P.PCAProjection(standardize=True))
+    assert P.cache_key(store, PCAProjection()) == P.cache_key(store, PCAProjection())
+    assert P.cache_key(store, PCAProjection()) != P.cache_key(store, PCAProjection(standardize=True))
     np.testing.assert_allclose(P.project(store, "pca", progress=False), mine.embedding_)
 
 
 def test_large_features_in_memory_use_blocked_pca(rng, monkeypatch):
     x = spectrum_data(rng)
-    monkeypatch.setattr(P, "BLOCKED_PCA_BYTES", x.nbytes - 1)
-    ref = P.PCAProjection(method_kwargs={"svd_solver": "full"})
-    monkeypatch.setattr(P, "BLOCKED_PCA_BYTES", x.nbytes)
+    monkeypatch.setattr(B, "BLOCKED_PCA_BYTES", x.nbytes - 1)
+    ref = PCAProjection(method_kwargs={"svd_solver": "full"})
+    monkeypatch.setattr(B, "BLOCKED_PCA_BYTES", x.nbytes)
     exact = ref.fit(x).embedding_
-    monkeypatch.setattr(P, "BLOCKED_PCA_BYTES", x.nbytes - 1)
-    blocked = P.PCAProjection(method_kwargs={"iterated_power": 6}).fit(x)
+    monkeypatch.setattr(B, "BLOCKED_PCA_BYTES", x.nbytes - 1)
+    blocked = PCAProjection(method_kwargs={"iterated_power": 6}).fit(x)
     assert type(blocked.pca_).__name__ == "BlockedPCA" and blocked.pca_.n_iter == 6
     same_up_to_sign(blocked.embedding_, exact, atol=1e-6)
     with pytest.raises(ValueError, match=r"method_kwargs \['svd_solver'\] are scikit-learn PCA's"):
@@ -153,13 +171,13 @@ def test_large_features_in_memory_use_blocked_pca(rng, monkeypatch):
 
 
 def test_make_projection_and_errors(rng):
-    assert isinstance(P.make_projection("PCA"), P.PCAProjection)
-    assert isinstance(P.make_projection("tsne", pca_dims=5), P.TSNEProjection)
+    assert isinstance(P.make_projection("PCA"), PCAProjection)
+    assert isinstance(P.make_projection("tsne", pca_dims=5), TSNEProjection)
     with pytest.raises(ValueError, match=r"'pca', 'tsne', 'umap'"):
         P.make_projection("isomap")
     with pytest.raises(ValueError, match="not fitted"):
-        P.PCAProjection().transform(np.zeros((1, 3)))
-    pca = P.PCAProjection().fit(rng.normal(size=(10, 2, 3)))
+        PCAProjection().transform(np.zeros((1, 3)))
+    pca = PCAProjection().fit(rng.normal(size=(10, 2, 3)))
     with pytest.raises(ValueError, match="like the fitted"):
         pca.transform(np.zeros((1, 3, 2)))
 
@@ -170,8 +188,8 @@ def test_make_projection_and_errors(rng):
 def test_tsne_deterministic_and_placement(rng):
     x, groups = blobs(rng)
     kw = dict(pca_dims=10, max_iter=300)
-    a = P.TSNEProjection(**kw).fit(x)
-    b = P.TSNEProjection(**kw).fit_transform(x)
+    a = TSNEProjection(**kw).fit(x)
+    b = TSNEProjection(**kw).fit_transform(x)
     assert np.array_equal(a.embedding_, b)
     assert a.pre_pca_ is not None and a.pre_pca_.n_components_ == 10
     # a training latent lands on its own point, bit for bit
@@ -191,12 +209,12 @@ def test_tsne_is_raw_opentsne_with_the_same_settings(rng):
 
     x, _ = blobs(rng, n_per=20)
     flat = x.reshape(len(x), -1)
-    mine = P.TSNEProjection(max_iter=400, n_jobs=1, method_kwargs={"exaggeration": 1.5}).fit(x)
+    mine = TSNEProjection(max_iter=400, n_jobs=1, method_kwargs={"exaggeration": 1.5}).fit(x)
     raw = openTSNE.TSNE(
         perplexity=min(30.0, (len(x) - 1) / 3), n_iter=150, exaggeration=1.5, n_jobs=1, random_state=0
     ).fit(flat)
     np.testing.assert_allclose(mine.embedding_, np.asarray(raw), rtol=1e-6, atol=1e-9)
-    other = P.TSNEProjection(max_iter=400, random_state=1, method_kwargs={"exaggeration": 1.5}).fit(x)
+    other = TSNEProjection(max_iter=400, random_state=1, method_kwargs={"exaggeration": 1.5}).fit(x)
     assert not np.allclose(other.embedding_, mine.embedding_)
 
 
@@ -214,7 +232,7 @@ def test_tsne_places_held_out_points_inside_their_cluster(rng):
     x = np.concatenate([a + rng.normal(size=(40, d)), b + rng.normal(size=(40, d))]).astype(np.float32)
     cluster = np.repeat([0, 1], 40)
     held = (a + (b - a) * 0.2 + rng.normal(size=(20, d)) * 0.3).astype(np.float32)
-    tsne = P.TSNEProjection(n_jobs=1).fit(x)
+    tsne = TSNEProjection(n_jobs=1).fit(x)
     emb = tsne.embedding_
     own = emb[cluster == 0]
     spacing = np.median(np.sort(np.linalg.norm(own[:, None] - own[None], axis=-1), axis=1)[:, 1])
@@ -236,27 +254,27 @@ def test_tsne_trustworthiness_on_blobs(rng):
     from sklearn.manifold import trustworthiness
 
     x, _ = blobs(rng, n_per=30, centres=4)
-    y = P.TSNEProjection(n_jobs=1).fit_transform(x)
+    y = TSNEProjection(n_jobs=1).fit_transform(x)
     assert trustworthiness(x.reshape(len(x), -1), y, n_neighbors=5) > 0.9
 
 
 def test_pca_dims_auto_reduces_large_wide_sets_only(rng, monkeypatch):
-    assert P.TSNEProjection().pre_pca_dims(P.AUTO_PCA_MIN_SAMPLES, 6144) == P.AUTO_PCA_DIMS
-    assert P.TSNEProjection().pre_pca_dims(P.AUTO_PCA_MIN_SAMPLES - 1, 6144) == 0
-    assert P.UMAPProjection().pre_pca_dims(10**5, P.AUTO_PCA_DIMS) == 0  # no more features than that
-    assert P.PCAProjection().pre_pca_dims(10**5, 6144) == 0
-    assert P.TSNEProjection(pca_dims=None).pre_pca_dims(10**5, 6144) == 0
-    assert P.TSNEProjection(pca_dims=20).pre_pca_dims(10, 6144) == 10
-    monkeypatch.setattr(P, "AUTO_PCA_MIN_SAMPLES", 60)
+    assert TSNEProjection().pre_pca_dims(B.AUTO_PCA_MIN_SAMPLES, 6144) == B.AUTO_PCA_DIMS
+    assert TSNEProjection().pre_pca_dims(B.AUTO_PCA_MIN_SAMPLES - 1, 6144) == 0
+    assert UMAPProjection().pre_pca_dims(10**5, B.AUTO_PCA_DIMS) == 0  # no more features than that
+    assert PCAProjection().pre_pca_dims(10**5, 6144) == 0
+    assert TSNEProjection(pca_dims=None).pre_pca_dims(10**5, 6144) == 0
+    assert TSNEProjection(pca_dims=20).pre_pca_dims(10, 6144) == 10
+    monkeypatch.setattr(B, "AUTO_PCA_MIN_SAMPLES", 60)
     x, _ = blobs(rng, n_per=20, shape=(8, 10))
-    fitted = P.UMAPProjection(n_epochs=30).fit(x)
-    assert fitted.pre_pca_.n_components_ == P.AUTO_PCA_DIMS
+    fitted = UMAPProjection(n_epochs=30).fit(x)
+    assert fitted.pre_pca_.n_components_ == B.AUTO_PCA_DIMS
     # the auto threshold is part of the cache key: another setting, another entry
-    key = P._cache_key(x, P.UMAPProjection())
-    monkeypatch.setattr(P, "AUTO_PCA_MIN_SAMPLES", 61)
-    assert P._cache_key(x, P.UMAPProjection()) != key
+    key = P.cache_key(x, UMAPProjection())
+    monkeypatch.setattr(B, "AUTO_PCA_MIN_SAMPLES", 61)
+    assert P.cache_key(x, UMAPProjection()) != key
     with pytest.raises(ValueError, match=r"pca_dims must be an int >= 1 .*'auto' or None"):
-        P.TSNEProjection(pca_dims="all").fit(x)
+        TSNEProjection(pca_dims="all").fit(x)
 
 
 # ----------------------------------------------------------------------------- UMAP
@@ -265,8 +283,8 @@ def test_pca_dims_auto_reduces_large_wide_sets_only(rng, monkeypatch):
 def test_umap_deterministic_and_transform(rng):
     x, _ = blobs(rng, n_per=12)
     kw = dict(n_epochs=60)
-    a = P.UMAPProjection(**kw).fit(x)
-    b = P.UMAPProjection(**kw).fit_transform(x)
+    a = UMAPProjection(**kw).fit(x)
+    b = UMAPProjection(**kw).fit_transform(x)
     assert np.array_equal(a.embedding_, b) and b.shape == (36, 2)
     np.testing.assert_array_equal(a.transform(x[:2]), a.embedding_[:2])
     new = a.transform(x[:3] + 0.1)
@@ -276,9 +294,9 @@ def test_umap_deterministic_and_transform(rng):
 # ----------------------------------------------------------------------------- scikit-learn contract
 
 ESTIMATORS = [
-    P.PCAProjection(),
-    P.TSNEProjection(pca_dims=5, max_iter=300),
-    P.UMAPProjection(n_epochs=20, method_kwargs={"min_dist": 0.2}),
+    PCAProjection(),
+    TSNEProjection(pca_dims=5, max_iter=300),
+    UMAPProjection(n_epochs=20, method_kwargs={"min_dist": 0.2}),
 ]
 NAMES = [type(e).__name__ for e in ESTIMATORS]
 
@@ -302,7 +320,7 @@ def test_clone_of_a_fitted_projection_is_unfitted(rng):
     from sklearn.base import clone
     from sklearn.exceptions import NotFittedError
 
-    pca = P.PCAProjection(standardize=True).fit(rng.normal(size=(10, 4)))
+    pca = PCAProjection(standardize=True).fit(rng.normal(size=(10, 4)))
     twin = clone(pca)
     assert twin.get_params() == pca.get_params() and not hasattr(twin, "embedding_")
     with pytest.raises(NotFittedError, match=r"This PCAProjection is not fitted yet: call fit\(latents\) first"):
@@ -349,19 +367,19 @@ def test_sklearn_fitting_checks(est, check):
 def test_fit_checks_parameters_and_latents_with_clear_errors(rng):
     x = rng.normal(size=(12, 3, 4))
     cases = [
-        (P.PCAProjection(n_components=0), r"PCAProjection: n_components must be an int >= 1"),
-        (P.PCAProjection(pca_dims=0), r"pca_dims must be an int >= 1 \(e.g. 50\), 'auto' or None"),
-        (P.PCAProjection(standardize="yes"), "standardize must be True or False"),
-        (P.PCAProjection(method_kwargs=[("svd_solver", "full")]), "method_kwargs must be a dict"),
+        (PCAProjection(n_components=0), r"PCAProjection: n_components must be an int >= 1"),
+        (PCAProjection(pca_dims=0), r"pca_dims must be an int >= 1 \(e.g. 50\), 'auto' or None"),
+        (PCAProjection(standardize="yes"), "standardize must be True or False"),
+        (PCAProjection(method_kwargs=[("svd_solver", "full")]), "method_kwargs must be a dict"),
         (
-            P.TSNEProjection(method_kwargs={"perplexity": 5}),
+            TSNEProjection(method_kwargs={"perplexity": 5}),
             r"set them directly, e.g. TSNEProjection\(perplexity=...\)",
         ),
-        (P.TSNEProjection(transform_neighbors=0), "transform_neighbors must be an int >= 1"),
-        (P.TSNEProjection(perplexity=-1.0), "perplexity must be a number > 0"),
-        (P.UMAPProjection(n_neighbors=1), "n_neighbors must be an int >= 2"),
-        (P.TSNEProjection(max_iter=250), r"TSNEProjection: max_iter must be an int >= 251 \(more than the 250"),
-        (P.TSNEProjection(n_jobs=0), "n_jobs must be a non-zero int"),
+        (TSNEProjection(transform_neighbors=0), "transform_neighbors must be an int >= 1"),
+        (TSNEProjection(perplexity=-1.0), "perplexity must be a number > 0"),
+        (UMAPProjection(n_neighbors=1), "n_neighbors must be an int >= 2"),
+        (TSNEProjection(max_iter=250), r"TSNEProjection: max_iter must be an int >= 251 \(more than the 250"),
+        (TSNEProjection(n_jobs=0), "n_jobs must be a non-zero int"),
     ]
     for est, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -369,11 +387,11 @@ def test_fit_checks_parameters_and_latents_with_clear_errors(rng):
     bad = x.copy()
     bad[3, 1, 2] = np.nan
     with pytest.raises(ValueError, match=r"NaN or infinity; drop those samples or replace"):
-        P.PCAProjection().fit(bad)
+        PCAProjection().fit(bad)
     with pytest.raises(ValueError, match="at least 2 latents"):
-        P.PCAProjection().fit(x[:1])
+        PCAProjection().fit(x[:1])
     with pytest.raises(ValueError, match="real numbers"):
-        P.PCAProjection().fit(x.astype(complex))
+        PCAProjection().fit(x.astype(complex))
     assert P.make_projection("tsne", learning_rate=50.0).method_kwargs == {"learning_rate": 50.0}
 
 
@@ -393,13 +411,13 @@ def test_state_round_trip_restores_the_transform(rng, tmp_path, method, kw):
     with pytest.raises(ValueError, match="the latents it was fitted on"):
         P.make_projection(method, **kw).from_state(state, x[:-1])
     with pytest.raises(ValueError, match="same parameters"):
-        P.UMAPProjection().from_state(state, x)  # a state of another method
+        UMAPProjection().from_state(state, x)  # a state of another method
 
 
 def test_umap_restores_its_map_at_once_and_refits_its_model_on_first_transform(rng):
     x, _ = blobs(rng, n_per=8)
-    fitted = P.UMAPProjection(n_epochs=50).fit(x)
-    restored = P.UMAPProjection(n_epochs=50).from_state(fitted.to_state(), x)
+    fitted = UMAPProjection(n_epochs=50).fit(x)
+    restored = UMAPProjection(n_epochs=50).from_state(fitted.to_state(), x)
     assert restored.umap_ is None  # the map only: no UMAP fit yet
     np.testing.assert_array_equal(restored.embedding_, fitted.embedding_)
     new = x[:5] + rng.normal(size=x[:5].shape).astype(np.float32) * 0.1
@@ -436,7 +454,7 @@ def test_fit_projection_reuses_cached_tsne(rng):
     np.testing.assert_array_equal(proj.transform(x[:2]), y[:2])
     # the restored fit places new latents exactly as a fresh fit does
     new = x[:4] + rng.normal(size=x[:4].shape).astype(np.float32) * 0.1
-    fresh = P.TSNEProjection(max_iter=300).fit(x)
+    fresh = TSNEProjection(max_iter=300).fit(x)
     np.testing.assert_array_equal(proj.transform(new), fresh.transform(new))
 
 

@@ -1143,7 +1143,7 @@ def test_a_startup_error_is_shown_and_raised_by_session_wait(ds):
     import keras
 
     from latent_widgets import LatentModel
-    from latent_widgets.model.keras_graph import LatentModelError
+    from latent_widgets.model.errors import LatentModelError
 
     keras.utils.set_random_seed(0)
     image = keras.Input((32, 32, 3))

@@ -1,14 +1,16 @@
 """The features a map is made of: one vector per latent, flattened or pooled, standardised, in row blocks.
 
 ``features="flatten"`` is one vector per latent (a view of the array when it
-is contiguous); ``features="gap"`` pools over the spatial axes, one value
-per channel. A row-indexable store too big for memory (a Zarr array, a
+is contiguous); ``features="pooled"`` averages over the spatial axes, one
+value per channel: the average pooling that the explorer's
+``map_points="pooled"`` and :func:`~latent_widgets.latents.cells.pooled`
+compute. A row-indexable store too big for memory (a Zarr array, a
 ``np.memmap``) is read a block of rows at a time (:class:`FeatureRows`).
 
 Examples
 --------
 >>> import numpy as np
->>> latent_features(np.ones((2, 3, 3, 4), np.float32), "gap").shape
+>>> latent_features(np.ones((2, 3, 3, 4), np.float32), "pooled").shape
 (2, 4)
 """
 
@@ -24,6 +26,7 @@ from ..core.arrays import iter_row_blocks
 __all__ = [
     "FEATURES",
     "FeatureRows",
+    "check_features",
     "check_finite",
     "check_latents",
     "column_mean_std",
@@ -34,8 +37,33 @@ __all__ = [
 ]
 
 #: Feature options of the projections.
-FEATURES: tuple[str, ...] = ("flatten", "gap")
+FEATURES: tuple[str, ...] = ("flatten", "pooled")
 _BLOCK_BYTES = 1 << 26
+
+
+def check_features(features: Any, who: str = "") -> None:
+    """Raise a ValueError unless ``features`` is one of :data:`FEATURES`; ``who`` starts the message.
+
+    The average over the grid has one name across the library, ``"pooled"``
+    (as ``map_points="pooled"`` and :func:`~latent_widgets.latents.cells.pooled`);
+    ``"gap"`` (global average pooling) is refused with that name, not taken
+    as an alias.
+
+    Examples
+    --------
+    >>> check_features("pooled")
+    >>> check_features("gap")
+    Traceback (most recent call last):
+    ...
+    ValueError: features='gap' is named 'pooled' here (the average over the spatial axes): pass features='pooled'
+    """
+    if features in FEATURES:
+        return
+    if features == "gap":
+        raise ValueError(
+            f"{who}features='gap' is named 'pooled' here (the average over the spatial axes): pass features='pooled'"
+        )
+    raise ValueError(f"{who}features must be one of {FEATURES}, got {features!r}")
 
 
 def out_of_core(latents: Any) -> bool:
@@ -106,7 +134,7 @@ class FeatureRows:
         return out
 
 
-def latent_features(latents: Any, features: Literal["flatten", "gap"] = "flatten") -> np.ndarray:
+def latent_features(latents: Any, features: Literal["flatten", "pooled"] = "flatten") -> np.ndarray:
     """One feature vector per latent.
 
     Parameters
@@ -116,9 +144,9 @@ def latent_features(latents: Any, features: Literal["flatten", "gap"] = "flatten
         ``len``, ``shape``, ``dtype`` and row slices), whose features are
         computed a block of rows at a time into the result, with no second
         full copy of the latents.
-    features : {"flatten", "gap"}
+    features : {"flatten", "pooled"}
         ``"flatten"``: ``(N, prod(latent_shape))``, a view when contiguous.
-        ``"gap"``: mean over every axis but the first and the last (the
+        ``"pooled"``: mean over every axis but the first and the last (the
         spatial axes of ``(N, H, W, C)``), shape ``(N, C)``.
 
     Returns
@@ -127,11 +155,10 @@ def latent_features(latents: Any, features: Literal["flatten", "gap"] = "flatten
 
     Examples
     --------
-    >>> latent_features(np.ones((2, 3, 3, 4), np.float32), "gap").shape
+    >>> latent_features(np.ones((2, 3, 3, 4), np.float32), "pooled").shape
     (2, 4)
     """
-    if features not in FEATURES:
-        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+    check_features(features)
     if out_of_core(latents):
         check_latents(tuple(latents.shape), latents.dtype)
         return FeatureRows(latents, features).to_array()
@@ -143,7 +170,7 @@ def latent_features(latents: Any, features: Literal["flatten", "gap"] = "flatten
     else:
         if x.ndim < 3:
             raise ValueError(
-                f"features='gap' pools spatial latents (N, H, W, C); these are vectors {x.shape}. "
+                f"features='pooled' pools spatial latents (N, H, W, C); these are vectors {x.shape}. "
                 "Use features='flatten'."
             )
         f = x.mean(axis=tuple(range(1, x.ndim - 1)), dtype=np.float64)

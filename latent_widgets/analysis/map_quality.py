@@ -38,7 +38,7 @@ import numpy as np
 
 from ..core.arrays import iter_row_blocks
 from .features import column_mean_std, latent_features, standardized
-from .projection import METHODS, _fit_cached
+from .projection import METHODS, fit_cached
 
 if TYPE_CHECKING:  # pragma: no cover
     from .neighbors import LatentIndex
@@ -486,7 +486,7 @@ def quality_table(
     *,
     n_neighbors: int = 5,
     k: int = 10,
-    features: Literal["flatten", "gap"] = "flatten",
+    features: Literal["flatten", "pooled"] = "flatten",
     standardize: bool = False,
     pca_dims: int | None = None,
     random_state: int = 0,
@@ -586,7 +586,7 @@ def quality_table(
         if m != "pca" and pca_dims is not None:
             kw["pca_dims"] = pca_dims
         kw.update(extra.get(m, {}))
-        _, y, seconds = _fit_cached(latents, m, cache, progress, kw, need_model=False)
+        _, y, seconds = fit_cached(latents, m, cache, progress, kw, need_model=False)
         y = np.asarray(y, np.float64)
         order_y = _map_order(y)
         ranges = coordinate_ranges(y)

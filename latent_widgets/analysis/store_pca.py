@@ -354,8 +354,8 @@ def project_store(
     method : {"tsne", "umap", "pca"}
         ``"pca"`` returns the first two components.
     **kwargs
-        For :class:`~latent_widgets.analysis.projection.TSNEProjection` or
-        :class:`~latent_widgets.analysis.projection.UMAPProjection`.
+        For :class:`~latent_widgets.analysis.tsne_projection.TSNEProjection` or
+        :class:`~latent_widgets.analysis.umap_projection.UMAPProjection`.
 
     Returns
     -------
@@ -367,7 +367,8 @@ def project_store(
     """
     if method == "pca":
         return np.asarray(pca.points[:, :2], np.float32)
-    from .projection import TSNEProjection, UMAPProjection
+    from .tsne_projection import TSNEProjection
+    from .umap_projection import UMAPProjection
 
     classes = {"tsne": TSNEProjection, "umap": UMAPProjection}
     if method not in classes:

@@ -16,7 +16,8 @@ from importlib import metadata
 import numpy as np
 
 from . import umap_runtime
-from .projection import TSNEProjection, UMAPProjection
+from .tsne_projection import TSNEProjection
+from .umap_projection import UMAPProjection
 
 __all__ = ["warm_up_projections"]
 

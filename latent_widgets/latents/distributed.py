@@ -55,7 +55,7 @@ from ..core.arrays import iter_row_blocks
 from ..core.optional import optional_import
 from ..data.lazy_array import LazyArray
 from ..model.encode_options import EncodeOptions
-from ..model.keras_graph import LatentModelError
+from ..model.errors import LatentModelError
 from .encode import as_numpy, prepare_store
 from .prefetch import Prefetcher
 from .store import LatentStore
@@ -164,7 +164,7 @@ def _encode_chunk(
     skips = [np.empty((size, *s), np.float32) for s in store.skip_shapes] if store.stored_skips else []
     # The next batch is read (rendered, decoded from files) while this one is encoded.
     for block, x in Prefetcher(view, list(iter_row_blocks(size, batch_size))):
-        outs = model._encode_batch(x)
+        outs = model.encode_batch(x)
         latents[block] = as_numpy(outs[0])
         for dst, src in zip(skips, outs[1:], strict=False):
             dst[block] = as_numpy(src)

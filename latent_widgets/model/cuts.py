@@ -1,6 +1,6 @@
 """Where to split a network: one record for a proposed cut, shared by the Keras and ONNX paths.
 
-:func:`keras_graph.candidate_cuts <latent_widgets.model.keras_graph.candidate_cuts>`
+:func:`keras_cut.candidate_cuts <latent_widgets.model.keras_cut.candidate_cuts>`
 (layers of a Keras model) and :func:`onnx_model.candidate_cuts
 <latent_widgets.model.onnx_model.candidate_cuts>` (tensors of an ONNX graph) both
 answer with :class:`CandidateCut` records, in the same order: fewest skips

@@ -3,64 +3,46 @@
 :class:`LatentModelBase` holds the framework-free half of
 :class:`~latent_widgets.model.latent_model.LatentModel` (Keras) and
 :class:`~latent_widgets.model.onnx_model.OnnxLatentModel` (ONNX Runtime): the
-checks of images, latents and skips with their error messages, the split
-into batches, the progress bar, and :meth:`~LatentModelBase.encode_dataset`
-with its on-disk cache and latent store. An adapter sets the shape
+checks of images, latents and skips with their error messages
+(:mod:`latent_widgets.model.input_checks`), the split into batches, the
+progress bar, and :meth:`~LatentModelBase.encode_dataset` with its on-disk
+cache and latent store (:mod:`latent_widgets.model.dataset_encode`). An adapter sets the shape
 attributes and implements four calls on one batch of checked numpy arrays:
 ``_encode_numpy``, ``_decode_numpy``, ``_masks_numpy`` and
 ``weights_hash``.
 
 Examples
 --------
->>> from latent_widgets.model.latent_base import Encoding
 >>> import numpy as np
->>> enc = Encoding(np.zeros((2, 3, 4, 8), np.float32), ())
->>> enc.latents.shape, enc.skips
-((2, 3, 4, 8), ())
+>>> class Zeros(LatentModelBase):  # a latent model of 2x2 zeros, one class
+...     input_shape, latent_shape, skip_shapes, has_skips, n_classes = (4, 4, 3), (2, 2, 1), (), False, 1
+...     def _encode_numpy(self, x):
+...         return (np.zeros((len(x), 2, 2, 1), np.float32),)
+>>> Zeros().encode(np.ones((2, 4, 4, 3))).latents.shape
+(2, 2, 2, 1)
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.arrays import iter_row_blocks
-from .encode_options import EncodeOptions
-from .keras_graph import LatentModelError
+from .dataset_encode import encode_dataset
+from .encoding import Encoding
+from .errors import LatentModelError
+from .input_checks import check_images, check_latents
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..data.dataset import SegmentationDataset
 
-__all__ = ["Encoding", "LatentModelBase"]
+__all__ = ["LatentModelBase"]
 
 # Show a progress bar in encode() from this many batches on (progress=None).
 _AUTO_PROGRESS_BATCHES = 8
-# encode_dataset(store=None) streams into a latent store above this many bytes of latents and skips.
-_STORE_ABOVE_BYTES = 1 << 30
-
-
-class Encoding(NamedTuple):
-    """What :meth:`LatentModel.encode` and :meth:`LatentModel.encode_dataset` return.
-
-    Attributes
-    ----------
-    latents : ndarray, float32, shape (N, *latent_shape)
-        From ``encode_dataset`` with a store: a read-only
-        :class:`~latent_widgets.latents.stored_array.StoredArray` on disk, indexed like numpy.
-    skips : tuple of ndarray
-        One array ``(N, *skip_shape)`` per skip input of the decoder, in the
-        decoder's order; ``()`` for a network without skips. From
-        ``encode_dataset`` with a store: stored arrays, or
-        :class:`~latent_widgets.latents.lazy_skips.LazySkipColumn` objects that re-encode
-        the samples they are indexed with.
-    """
-
-    latents: np.ndarray
-    skips: tuple[np.ndarray, ...]
 
 
 class LatentModelBase:
@@ -108,88 +90,10 @@ class LatentModelBase:
     # ------------------------------------------------------------------ validation
 
     def _check_images(self, images: Any) -> np.ndarray:
-        x = np.asarray(images)
-        if x.dtype == np.uint8:
-            x = x.astype(np.float32) / np.float32(255)  # 0..255 images -> the 0..1 the models expect
-        elif x.dtype != np.float32:
-            if not np.issubdtype(x.dtype, np.number):
-                raise LatentModelError(f"images must be numeric arrays, got dtype {x.dtype}.")
-            x = x.astype(np.float32)
-        if x.ndim == 3:
-            x = x[None]
-        h, w, c = self.input_shape
-        if x.ndim != 4:
-            raise LatentModelError(f"images must have shape (N, {h}, {w}, {c}) or ({h}, {w}, {c}), got {x.shape}.")
-        if x.shape[3] != c:
-            raise LatentModelError(
-                f"images have {x.shape[3]} channel(s) but the model expects {c}; "
-                + ("convert them to RGB (e.g. PIL Image.convert('RGB'))." if c == 3 else f"give {c}-channel images.")
-            )
-        if x.shape[1:3] != (h, w):
-            raise LatentModelError(
-                f"images are {x.shape[1]}x{x.shape[2]} (HxW) but the model expects {h}x{w}; resize them "
-                f"first, e.g. load_camvid(..., size=({h}, {w}))."
-            )
-        return x
+        return check_images(images, self.input_shape)
 
     def _check_latents(self, latents: Any, skips: Any) -> tuple[np.ndarray, list[np.ndarray]]:
-        z = np.asarray(latents, dtype=np.float32)
-        single = z.shape == self.latent_shape
-        if single:
-            z = z[None]
-        elif z.ndim != len(self.latent_shape) + 1 or z.shape[1:] != self.latent_shape:
-            raise LatentModelError(
-                f"latents must have shape (N, {', '.join(map(str, self.latent_shape))}) or "
-                f"{self.latent_shape} for one latent, got {z.shape}."
-            )
-        if not np.isfinite(z).all():
-            bad = np.flatnonzero(~np.isfinite(z.reshape(len(z), -1)).all(axis=1))
-            raise LatentModelError(
-                f"latent {int(bad[0])} contains NaN or Inf ({len(bad)} of {len(z)} latents); the decoder "
-                "would return garbage. Check the edit, interpolation or inverse projection that produced it."
-            )
-        n_skips = len(self.skip_shapes)
-        if n_skips == 0:
-            if skips is not None and len(skips):
-                raise LatentModelError(f"this decoder takes no skip features, got {len(skips)}; call decode(latents).")
-            return z, []
-        if skips is None:
-            raise LatentModelError(
-                f"this decoder needs {n_skips} skip feature array(s) beside the latent (shapes "
-                f"{list(self.skip_shapes)}); pass skips=encode(images).skips."
-            )
-        if (
-            isinstance(skips, np.ndarray)
-            and n_skips == 1
-            and skips.ndim
-            in (
-                len(self.skip_shapes[0]),
-                len(self.skip_shapes[0]) + 1,
-            )
-        ):
-            skips = (skips,)
-        if len(skips) != n_skips:
-            raise LatentModelError(
-                f"this decoder needs {n_skips} skip feature array(s), got {len(skips)}; "
-                "pass skips=encode(images).skips."
-            )
-        out = []
-        for k, (s, shape) in enumerate(zip(skips, self.skip_shapes, strict=False)):
-            s = np.asarray(s, dtype=np.float32)
-            if s.shape == shape:
-                s = s[None]
-            if len(s) == 1 and len(z) > 1 and s.shape[1:] == shape:
-                # One image's skips for many latents (e.g. an interpolation path).
-                s = np.broadcast_to(s, (len(z), *shape))
-            if s.shape[1:] != shape or len(s) != len(z):
-                raise LatentModelError(
-                    f"skip {k} must have shape ({len(z)}, {', '.join(map(str, shape))}) to go with "
-                    f"{len(z)} latent(s), got {s.shape}."
-                )
-            if not np.isfinite(s).all():
-                raise LatentModelError(f"skip {k} contains NaN or Inf; recompute it with encode().")
-            out.append(s)
-        return z, out
+        return check_latents(latents, skips, self.latent_shape, self.skip_shapes)
 
     # ------------------------------------------------------------------ public API
 
@@ -387,7 +291,7 @@ class LatentModelBase:
             Continue a partly written store (``False`` re-encodes it all).
         overwrite : bool
             Replace a store at ``store`` that belongs to another model or
-            dataset (otherwise that raises :class:`~latent_widgets.latents.store_errors.LatentStoreError`).
+            dataset (otherwise that raises :class:`~latent_widgets.latents.store.LatentStoreError`).
         progress : bool, optional
             A progress bar; default: for 8 batches or more. When resuming it
             starts at the rows already done.
@@ -413,7 +317,7 @@ class LatentModelBase:
         -------
         Encoding
             In memory: numpy arrays. With a store: ``latents`` is the store's
-            read-only :class:`~latent_widgets.latents.stored_array.StoredArray` (indexable like
+            read-only :class:`~latent_widgets.latents.store.StoredArray` (indexable like
             numpy, nothing loaded until indexed) and ``skips`` are stored
             arrays or lazy columns.
 
@@ -431,98 +335,35 @@ class LatentModelBase:
         (10, 6, 8, 128)
         >>> enc = lm.encode_dataset(ds, store="/shared/road.zarr", client=dask_client)  # doctest: +SKIP
         """
-        from ..core.cache import cache_dir, cached_arrays, content_hash
-
-        options = EncodeOptions(
-            batch_size=batch_size,
-            chunk_rows=chunk_rows,
-            store_skips=store_skips,
-            resume=resume and cache,
+        return encode_dataset(
+            self,
+            dataset,
+            batch_size,
+            cache,
+            store=store,
+            resume=resume,
             overwrite=overwrite,
-        )
-        if client is not None:
-            from ..latents.distributed import submit_encode
-
-            # (store is checked there: a path, with a clear error otherwise)
-            st = submit_encode(self, dataset, store, client, options).wait(progress)  # type: ignore[arg-type]
-            return self._store_encoding(st, dataset, batch_size)
-
-        model_hash, data_hash = self.weights_hash(), dataset.content_hash()
-        if store is None:
-            store = bool(getattr(dataset, "is_lazy", False)) or self._encoded_bytes(len(dataset)) > _STORE_ABOVE_BYTES
-        if store is not False:
-            if store is True:
-                name = content_hash("encode_dataset-store-v1", model_hash, data_hash)
-                store = cache_dir("latents") / f"{name}{'-skips' if store_skips else ''}.zarr"
-            return self._encode_to_store(
-                dataset,
-                Path(store),
-                model_hash=model_hash,
-                data_hash=data_hash,
-                options=options,
-                progress=progress,
-                on_batch=on_batch,
-            )
-
-        key = content_hash("encode_dataset-v1", model_hash, data_hash)
-
-        def compute() -> dict[str, np.ndarray]:
-            enc = self.encode(dataset.images, batch_size=batch_size, progress=progress, on_batch=on_batch)
-            out = {"latents": enc.latents}
-            out.update({f"skip_{k}": s for k, s in enumerate(enc.skips)})
-            return out
-
-        arrays = cached_arrays("latents", key, compute, use_cache=cache)
-        return Encoding(
-            arrays["latents"].astype(np.float32, copy=False),
-            tuple(arrays[f"skip_{k}"].astype(np.float32, copy=False) for k in range(len(self.skip_shapes))),
-        )
-
-    def _encoded_bytes(self, n: int) -> int:
-        """Bytes of ``n`` latents and their skips in float32."""
-        shapes = (self.latent_shape, *self.skip_shapes)
-        return 4 * int(n) * sum(int(np.prod(s)) for s in shapes)
-
-    def _encode_batch(self, images: Any) -> tuple[Any, ...]:
-        """One encoder call on a batch: ``(latent, *skips)`` (arrays, or tensors with a ``numpy()``)."""
-        return self._encode_numpy(self._check_images(images))
-
-    def _encode_batch_numpy(self, images: Any) -> tuple[np.ndarray, ...]:
-        return tuple(t if isinstance(t, np.ndarray) else t.numpy() for t in self._encode_batch(images))
-
-    def _encode_to_store(
-        self,
-        dataset: SegmentationDataset,
-        path: Path,
-        *,
-        model_hash: str,
-        data_hash: str,
-        options: EncodeOptions,
-        progress: bool | None,
-        on_batch: Callable[[int, int], Any] | None = None,
-    ) -> Encoding:
-        from ..latents.encode import encode_to_store
-
-        st = encode_to_store(
-            self._encode_batch,
-            dataset.images,
-            path,
-            model_hash=model_hash,
-            data_hash=data_hash,
-            latent_shape=self.latent_shape,
-            skip_shapes=self.skip_shapes,
-            options=options,
             progress=progress,
+            store_skips=store_skips,
+            chunk_rows=chunk_rows,
+            client=client,
             on_batch=on_batch,
         )
-        return self._store_encoding(st, dataset, options.batch_size)
 
-    def _store_encoding(self, st: Any, dataset: SegmentationDataset, batch_size: int) -> Encoding:
-        if st.stored_skips or not self.skip_shapes:
-            skips: tuple[Any, ...] = st.skips
-        else:
-            skips = st.lazy_skips(self._encode_batch_numpy, dataset.images, batch_size)
-        return Encoding(st.latents, skips)
+    def encode_batch(self, images: Any) -> tuple[Any, ...]:
+        """One encoder call on a batch: ``(latent, *skips)`` (arrays, or tensors with a ``numpy()``).
+
+        What the dataset encode streams with (into a store, on cluster workers).
+
+        Examples
+        --------
+        >>> latent, *skips = lm.encode_batch(ds.images[:8])  # doctest: +SKIP
+        """
+        return self._encode_numpy(self._check_images(images))
+
+    def encode_batch_numpy(self, images: Any) -> tuple[np.ndarray, ...]:
+        """:meth:`encode_batch` as numpy arrays (what lazy skip columns re-encode with)."""
+        return tuple(t if isinstance(t, np.ndarray) else t.numpy() for t in self.encode_batch(images))
 
     def __repr__(self) -> str:
         return (

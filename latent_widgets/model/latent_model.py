@@ -13,7 +13,8 @@ encoder output and an extra decoder input, found by walking the layer graph;
 no layer counting, no project-specific code in the model. Nested models
 (a ``keras.applications`` backbone, a keras-hub backbone) are seen through:
 a layer inside one is named by its path (``"down_stack/block_16_project"``)
-or its unique bare name (:mod:`latent_widgets.model.keras_graph`).
+or its unique bare name (:mod:`latent_widgets.model.keras_graph`, the cut:
+:mod:`latent_widgets.model.keras_cut`).
 
 Conventions:
 
@@ -46,17 +47,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .keras_graph import (
-    LATENT_LAYER,
-    LatentModelError,
-    ends_with_softmax,
-    graph_io,
-    require_keras_model,
-    split_model,
-    static_shape,
-)
-from .latent_base import Encoding, LatentModelBase
-from .protocols import LatentModelLike
+from .errors import LatentModelError
+from .keras_cut import LATENT_LAYER, split_model
+from .keras_graph import ends_with_softmax
+from .keras_pair import check_pair
+from .latent_base import LatentModelBase
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -64,7 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .onnx_model import OnnxLatentModel
 
 
-__all__ = ["LATENT_LAYER", "Encoding", "LatentModel", "LatentModelError", "LatentModelLike"]
+__all__ = ["LatentModel"]
 
 # Name given to the combined model written by LatentModel.save, so that
 # LatentModel.load recognises it.
@@ -183,94 +178,14 @@ class LatentModel(LatentModelBase):
         skip_inputs: Sequence[str | int] | None = None,
         apply_softmax: bool | None = None,
     ) -> None:
-        require_keras_model(encoder, "encoder")
-        require_keras_model(decoder, "decoder")
-        enc_in, enc_out = graph_io(encoder, "encoder")
-        dec_in, dec_out = graph_io(decoder, "decoder")
-        if len(enc_in) != 1:
-            raise LatentModelError(
-                f"the encoder must take one input (the images), it takes {len(enc_in)}: {[t.name for t in enc_in]}."
-            )
-        if len(dec_out) != 1:
-            raise LatentModelError(f"the decoder must have one output (per-pixel class scores), it has {len(dec_out)}.")
-        shape = static_shape(
-            enc_in[0], "the encoder input", "build the model with a fixed image size, e.g. keras.Input((288, 384, 3))."
-        )
-        if len(shape) != 3:
-            raise LatentModelError(f"the encoder input must be (H, W, C) images, its shape is {shape}.")
-        self.input_shape: tuple[int, int, int] = shape  # type: ignore[assignment]
-        out_shape = tuple(dec_out[0].shape[1:])
-        if len(out_shape) != 3 or out_shape[-1] is None:
-            raise LatentModelError(
-                f"the decoder output must be (H, W, n_classes) per-pixel scores, its shape is {out_shape}."
-            )
-        self.n_classes: int = int(out_shape[-1])
-
-        # Which decoder input is the latent, which are skips.
-        names = [t.name for t in dec_in]
-
-        def index_of(key: str | int, role: str) -> int:
-            if isinstance(key, (int, np.integer)):
-                if not 0 <= int(key) < len(dec_in):
-                    raise LatentModelError(
-                        f"{role}={key} is out of range: the decoder has {len(dec_in)} input(s) {names}."
-                    )
-                return int(key)
-            if key not in names:
-                raise LatentModelError(f"{role}={key!r} is not an input of the decoder; its inputs are {names}.")
-            return names.index(key)
-
-        if latent_input is not None:
-            li = index_of(latent_input, "latent_input")
-        elif LATENT_LAYER in names:
-            li = names.index(LATENT_LAYER)
-        elif len(dec_in) == 1:
-            li = 0
-        else:
-            raise LatentModelError(
-                f"cannot tell which of the decoder inputs {names} is the latent: name it "
-                f"{LATENT_LAYER!r} (keras.Input(..., name={LATENT_LAYER!r})) or pass latent_input=<name or index>."
-            )
-        if skip_inputs is not None:
-            si = [index_of(k, "skip_inputs") for k in skip_inputs]
-            if li in si or len(set(si)) != len(si) or len(si) != len(dec_in) - 1:
-                raise LatentModelError(
-                    f"skip_inputs={list(skip_inputs)} must name each decoder input except the latent "
-                    f"{names[li]!r} exactly once; the inputs are {names}."
-                )
-        else:
-            si = [i for i in range(len(dec_in)) if i != li]
-            if all(names[i].startswith("skip_") and names[i][5:].isdigit() for i in si):
-                si.sort(key=lambda i: int(names[i][5:]))
-        self._latent_index = li
-        self._skip_indices = tuple(si)
-        self._n_decoder_inputs = len(dec_in)
-
-        # The encoder's outputs must be exactly what the decoder takes.
-        expected = [dec_in[li]] + [dec_in[i] for i in si]
-        roles = ["latent"] + [f"skip {k} ({names[i]!r})" for k, i in enumerate(si)]
-        if len(enc_out) != len(expected):
-            raise LatentModelError(
-                f"the encoder has {len(enc_out)} output(s) but the decoder takes {len(expected)} input(s) "
-                f"(latent + {len(si)} skip(s): {names}); the encoder must return [latent, skip_0, ...] "
-                "in that order. LatentModel.from_model builds a matching pair automatically."
-            )
-        for role, out, inp in zip(roles, enc_out, expected, strict=False):
-            got, want = tuple(out.shape[1:]), tuple(inp.shape[1:])
-            ok = len(got) == len(want) and all(w is None or g == w for g, w in zip(got, want, strict=False))
-            if not ok:
-                raise LatentModelError(
-                    f"encoder output shape {got} does not fit the decoder's {role} input of shape {want}; "
-                    "the encoder and decoder do not belong together (split the same network, or check the "
-                    "order of the encoder outputs: latent first, then the skips)."
-                )
-        self.latent_shape: tuple[int, ...] = static_shape(
-            enc_out[0], "the latent (encoder output 0)", "build the model with a fixed image size."
-        )
-        self.skip_shapes: tuple[tuple[int, ...], ...] = tuple(
-            static_shape(t, f"skip {k} (encoder output {k + 1})", "build the model with a fixed image size.")
-            for k, t in enumerate(enc_out[1:])
-        )
+        pair = check_pair(encoder, decoder, latent_input=latent_input, skip_inputs=skip_inputs)
+        self.input_shape: tuple[int, int, int] = pair.input_shape
+        self.n_classes: int = pair.n_classes
+        self._latent_index = pair.latent_index
+        self._skip_indices = pair.skip_indices
+        self._n_decoder_inputs = pair.n_decoder_inputs
+        self.latent_shape: tuple[int, ...] = pair.latent_shape
+        self.skip_shapes: tuple[tuple[int, ...], ...] = pair.skip_shapes
         self.has_skips: bool = bool(self.skip_shapes)
         self.encoder = encoder
         self.decoder = decoder
@@ -281,8 +196,7 @@ class LatentModel(LatentModelBase):
         if apply_softmax is None:
             apply_softmax = ends_with_softmax(decoder) is False
         self.apply_softmax = bool(apply_softmax)
-        out_hw = tuple(dec_out[0].shape[1:3])
-        self._resize_to = None if out_hw == self.input_shape[:2] else self.input_shape[:2]
+        self._resize_to = None if pair.output_hw == self.input_shape[:2] else self.input_shape[:2]
 
         # Compiled functions, one per batch size (fixed input signatures:
         # no retracing, and the cheapest call path is a concrete function).
@@ -318,7 +232,7 @@ class LatentModel(LatentModelBase):
             nested model's name stands for its output. Defaults to
             ``"latent"``, the name every :mod:`latent_widgets.model.zoo` network
             gives its split layer; without such a layer the error lists
-            :func:`~latent_widgets.model.keras_graph.candidate_cuts`.
+            :func:`~latent_widgets.model.keras_cut.candidate_cuts`.
         apply_softmax : bool, optional
             See :class:`LatentModel`.
         preprocess : bool, optional
@@ -557,8 +471,13 @@ class LatentModel(LatentModelBase):
     def _encode_numpy(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(t.numpy() for t in self._encode_fn(len(x))(_tf().convert_to_tensor(x)))
 
-    def _encode_batch(self, images: Any) -> tuple[Any, ...]:
-        """One compiled encoder call on a batch: ``(latent, *skips)`` tensors."""
+    def encode_batch(self, images: Any) -> tuple[Any, ...]:
+        """One compiled encoder call on a batch: ``(latent, *skips)`` tensors.
+
+        Examples
+        --------
+        >>> latent, *skips = lm.encode_batch(ds.images[:8])  # doctest: +SKIP
+        """
         x = self._check_images(images)
         return self._encode_fn(len(x))(_tf().convert_to_tensor(x))
 

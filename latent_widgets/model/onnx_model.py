@@ -5,7 +5,7 @@
 so that the explorer, its session, the latent store, the Dask encode and the
 figures take either. :meth:`OnnxLatentModel.from_onnx` (also reached as
 ``LatentModel.from_onnx``) cuts an ``.onnx`` file at a named tensor with
-:mod:`latent_widgets.model.onnx_graph`; both halves run on ONNX Runtime's CPU
+:mod:`latent_widgets.model.onnx_graph` and :mod:`latent_widgets.model.onnx_split`; both halves run on ONNX Runtime's CPU
 provider.
 
 The library's conventions hold on the outside whatever the model's are:
@@ -47,9 +47,11 @@ from typing import Any
 import numpy as np
 
 from .cuts import CandidateCut
-from .keras_graph import LatentModelError
+from .errors import LatentModelError
 from .latent_base import LatentModelBase
-from .onnx_graph import INPUT_NAME, LATENT_NAME, MASKS_NAME, PROBS_NAME, OnnxGraph, session_options, split_graph
+from .onnx_graph import OnnxGraph
+from .onnx_runtime import session_options
+from .onnx_split import INPUT_NAME, LATENT_NAME, MASKS_NAME, PROBS_NAME, split_graph
 
 __all__ = ["OnnxLatentModel", "candidate_cuts"]
 

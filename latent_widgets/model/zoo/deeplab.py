@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .segnet import _check_shape, _scaled
+from .sizing import check_input_shape, scaled_filters
 
 __all__ = ["BACKBONES", "deeplabv3_plus"]
 
@@ -113,7 +113,7 @@ def deeplabv3_plus(
 
     if output_stride not in (8, 16):
         raise ValueError(f"deeplabv3_plus: output_stride must be 8 or 16, got {output_stride}.")
-    h, w, c = _check_shape(input_shape, output_stride, "deeplabv3_plus")
+    h, w, c = check_input_shape(input_shape, output_stride, "deeplabv3_plus")
     if n_classes < 1:
         raise ValueError(f"deeplabv3_plus: n_classes must be >= 1, got {n_classes}.")
     if not backbone_width > 0:
@@ -145,7 +145,7 @@ def deeplabv3_plus(
             x = layers.BatchNormalization(name=f"{name}_proj_bn")(x)
         return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([x, y]))
 
-    f = lambda n: _scaled(n, backbone_width)  # noqa: E731
+    f = lambda n: scaled_filters(n, backbone_width)  # noqa: E731
 
     inputs = keras.Input((h, w, c), name="image")
     x = conv_bn(inputs, f(32), 3, "stem", strides=2)  # 1/2
@@ -175,7 +175,7 @@ def deeplabv3_plus(
     x = layers.ReLU(name="latent")(x)
 
     # Decoder
-    low = conv_bn(low_level, _scaled(48, backbone_width), 1, "low_level_proj")
+    low = conv_bn(low_level, scaled_filters(48, backbone_width), 1, "low_level_proj")
     x = layers.UpSampling2D(output_stride // 4, interpolation="bilinear", name="decoder_up")(x)
     x = layers.Concatenate(name="decoder_concat")([x, low])
     x = conv_bn(x, aspp, 3, "decoder1")
@@ -208,7 +208,7 @@ def _port(
 
     if output_stride not in (8, 16):
         raise ValueError(f"deeplabv3_plus: output_stride must be 8 or 16, got {output_stride}.")
-    h, w, c = _check_shape(input_shape, output_stride, "deeplabv3_plus")
+    h, w, c = check_input_shape(input_shape, output_stride, "deeplabv3_plus")
     if n_classes < 1:
         raise ValueError(f"deeplabv3_plus: n_classes must be >= 1, got {n_classes}.")
     if not width > 0:
@@ -216,7 +216,7 @@ def _port(
     rates = tuple(atrous_rates) if atrous_rates is not None else ((6, 12, 18) if output_stride == 16 else (12, 24, 36))
     if len(rates) != 3:
         raise ValueError(f"deeplabv3_plus: atrous_rates must hold 3 rates, got {rates!r}.")
-    f = lambda n: _scaled(n, width)  # noqa: E731
+    f = lambda n: scaled_filters(n, width)  # noqa: E731
 
     def bn(x, name):
         return layers.BatchNormalization(epsilon=1e-5, name=name)(x)

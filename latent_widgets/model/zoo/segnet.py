@@ -23,29 +23,14 @@ Examples
 
 from __future__ import annotations
 
+from .sizing import check_input_shape, scaled_filters
+
 __all__ = ["segnet"]
 
 # (filters, convolutions) of VGG16 blocks 1-4; block 5 is not used by SegNet.
 _VGG_BLOCKS: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 3), (512, 3))
 # Filters of the decoder blocks, from the latent (1/16) up to 1/2 resolution.
 _DECODER_FILTERS: tuple[int, ...] = (512, 256, 128, 64)
-
-
-def _scaled(filters: int, width: float) -> int:
-    return max(4, round(filters * width))
-
-
-def _check_shape(input_shape: tuple[int, int, int], factor: int, name: str) -> tuple[int, int, int]:
-    if len(input_shape) != 3:
-        raise ValueError(f"{name}: input_shape must be (height, width, channels), got {input_shape!r}.")
-    h, w, c = (int(v) for v in input_shape)
-    if h % factor or w % factor or h <= 0 or w <= 0 or c <= 0:
-        raise ValueError(
-            f"{name}: height and width must be positive multiples of {factor} (the network "
-            f"downsamples {factor}x), got {h}x{w}; resize the images, e.g. to "
-            f"{max(factor, h // factor * factor)}x{max(factor, w // factor * factor)}."
-        )
-    return h, w, c
 
 
 def segnet(
@@ -84,7 +69,7 @@ def segnet(
     import keras
     from keras import layers
 
-    h, w, c = _check_shape(input_shape, 16, "segnet")
+    h, w, c = check_input_shape(input_shape, 16, "segnet")
     if n_classes < 1:
         raise ValueError(f"segnet: n_classes must be >= 1, got {n_classes}.")
     if not width > 0:
@@ -94,7 +79,9 @@ def segnet(
     x = inputs
     for b, (filters, n_conv) in enumerate(_VGG_BLOCKS, start=1):
         for i in range(1, n_conv + 1):
-            x = layers.Conv2D(_scaled(filters, width), 3, padding="same", use_bias=False, name=f"block{b}_conv{i}")(x)
+            x = layers.Conv2D(
+                scaled_filters(filters, width), 3, padding="same", use_bias=False, name=f"block{b}_conv{i}"
+            )(x)
             x = layers.BatchNormalization(name=f"block{b}_bn{i}")(x)
             x = layers.ReLU(name=f"block{b}_relu{i}")(x)
         # The last pooling is the split point: the widgets explore this tensor.
@@ -102,7 +89,7 @@ def segnet(
         x = layers.MaxPooling2D(2, name=pool_name)(x)
 
     for d, filters in enumerate(_DECODER_FILTERS, start=1):
-        x = layers.Conv2D(_scaled(filters, width), 3, padding="same", use_bias=False, name=f"decoder{d}_conv")(x)
+        x = layers.Conv2D(scaled_filters(filters, width), 3, padding="same", use_bias=False, name=f"decoder{d}_conv")(x)
         x = layers.BatchNormalization(name=f"decoder{d}_bn")(x)
         x = layers.ReLU(name=f"decoder{d}_relu")(x)
         x = layers.UpSampling2D(2, name=f"decoder{d}_up")(x)

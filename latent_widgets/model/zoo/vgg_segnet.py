@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .segnet import _check_shape, _scaled
+from .sizing import check_input_shape, scaled_filters
 
 __all__ = ["VGG_MEAN_RGB", "vgg_segnet"]
 
@@ -119,7 +119,7 @@ def vgg_segnet(
     import keras
     from keras import layers
 
-    h, w, c = _check_shape(input_shape, 16, "vgg_segnet")
+    h, w, c = check_input_shape(input_shape, 16, "vgg_segnet")
     if c != 3:
         raise ValueError(
             f"vgg_segnet: the study's network takes RGB images (3 channels, one mean each), got {c} channels."
@@ -143,16 +143,16 @@ def vgg_segnet(
     x = layers.Rescaling(255.0, offset=offset, name="sub_mean")(inputs)
     for b, (filters, n_conv) in enumerate(_VGG_BLOCKS, start=1):
         for i in range(1, n_conv + 1):
-            x = layers.Conv2D(_scaled(filters, width), 3, padding="same", activation="relu", name=f"block{b}_conv{i}")(
-                x
-            )
+            x = layers.Conv2D(
+                scaled_filters(filters, width), 3, padding="same", activation="relu", name=f"block{b}_conv{i}"
+            )(x)
         x = layers.MaxPooling2D(2, name="latent" if b == len(_VGG_BLOCKS) else f"block{b}_pool")(x)
 
     for d, filters in enumerate(_DECODER_FILTERS, start=1):
         if d > 1:
             x = layers.UpSampling2D(2, name=f"decoder{d}_up")(x)
         x = layers.ZeroPadding2D(1, name=f"decoder{d}_pad")(x)
-        x = layers.Conv2D(_scaled(filters, width), 3, padding="valid", name=f"decoder{d}_conv")(x)
+        x = layers.Conv2D(scaled_filters(filters, width), 3, padding="valid", name=f"decoder{d}_conv")(x)
         x = layers.BatchNormalization(name=f"decoder{d}_bn")(x)
     x = layers.Conv2D(n_classes, 3, padding="same", name="logits")(x)
     outputs = layers.Softmax(axis=-1, name="probabilities")(x)
