@@ -99,6 +99,7 @@ __all__ = [
     "PCAProjection",
     "TSNEProjection",
     "UMAPProjection",
+    "fit_cached",
     "fit_projection",
     "make_projection",
     "project",
@@ -806,10 +807,35 @@ def _cache_key(latents: Any, proj: _Projection) -> str:
     return content_hash(_CACHE_VERSION, _latents_digest(latents), proj.method, proj.get_params(), versions, settings)
 
 
-def _fit_cached(
+def fit_cached(
     latents: Any, method: str, cache: bool, progress: bool, kw: dict[str, Any], need_model: bool
 ) -> tuple[_Projection | None, np.ndarray, float]:
-    """(fitted projection or None, embedding, fit seconds) through the disk cache."""
+    """A map of ``latents`` through the disk cache: (fitted projection or None, embedding, fit seconds).
+
+    What :func:`project` and :func:`fit_projection` share, and what
+    :func:`~latent_widgets.analysis.map_quality.quality_table` times its
+    maps with: the fit's seconds are stored with the map, so a map read
+    from the cache reports the time its fit took.
+
+    Parameters
+    ----------
+    latents : ndarray or row-indexable store, shape (N, *latent_shape)
+    method : {"pca", "tsne", "umap"}
+    cache, progress : bool
+        As in :func:`project`.
+    kw : dict
+        Projection parameters (see :func:`make_projection`).
+    need_model : bool
+        Also restore the projection of a cached map (for ``transform``);
+        without it a cached map comes back with None in its place.
+
+    Examples
+    --------
+    >>> z = np.random.default_rng(0).normal(size=(20, 6)).astype(np.float32)
+    >>> _, emb, seconds = fit_cached(z, "pca", False, False, {}, need_model=False)
+    >>> emb.shape, seconds >= 0
+    ((20, 2), True)
+    """
     from ..core.cache import load_arrays, save_arrays
 
     proj = make_projection(method, **kw)
@@ -866,7 +892,7 @@ def project(
     >>> project(z, "pca", progress=False).shape
     (20, 2)
     """
-    _, emb, _ = _fit_cached(latents, method, cache, progress, kw, need_model=False)
+    _, emb, _ = fit_cached(latents, method, cache, progress, kw, need_model=False)
     return np.asarray(emb, np.float64)
 
 
@@ -890,6 +916,6 @@ def fit_projection(
     >>> fit_projection(z, "pca", progress=False).transform(z[:1]).shape
     (1, 2)
     """
-    proj, _, _ = _fit_cached(latents, method, cache, progress, kw, need_model=True)
+    proj, _, _ = fit_cached(latents, method, cache, progress, kw, need_model=True)
     assert proj is not None
     return proj
