@@ -347,6 +347,19 @@ class LatentIndex:
         return self._build_seconds
 
     @property
+    def norms(self) -> np.ndarray:
+        """Euclidean norm of each dataset latent, float64 ``(N,)`` (prepares a lazy fit).
+
+        Examples
+        --------
+        >>> LatentIndex().fit(np.array([[3.0, 4.0], [0.0, 1.0]])).norms.tolist()
+        [5.0, 1.0]
+        """
+        self._prepare()
+        assert self._exact is not None  # prepared
+        return self._exact.norms
+
+    @property
     def n_samples(self) -> int:
         """Number of latents in the index."""
         self._require_fitted()
