@@ -111,6 +111,30 @@ class LatentRows:
         """Whether scattered rows are cheap to fetch: in memory or a memmap, not a compressed chunked store."""
         return not self.streamed or isinstance(self.source, np.ndarray)
 
+    def as_queries(self, queries: Any) -> np.ndarray:
+        """Queries as float rows ``(M, D)`` comparable with these rows: a batch, flat rows or one latent.
+
+        Raises
+        ------
+        ValueError
+            The queries have another number of features than the rows.
+
+        Examples
+        --------
+        >>> LatentRows(np.zeros((5, 2, 3))).as_queries(np.ones((2, 3))).shape  # one latent
+        (1, 6)
+        """
+        q = np.asarray(queries)
+        if q.shape == self.sample_shape:  # one latent, not a batch
+            q = q[None]
+        q = as_float_rows(q, "queries")
+        if q.shape[1] != self.n_features:
+            raise ValueError(
+                f"queries have {q.shape[1]} features per latent but the index has {self.n_features} "
+                f"(latent shape {self.sample_shape}); encode them with the same model."
+            )
+        return q
+
     def block_rows(self, temp_bytes_per_row: int) -> int:
         """Rows per block: bounded by the block bytes (stores) and the temporaries per row."""
         rows = max(1, self.block_bytes // max(temp_bytes_per_row, 1))

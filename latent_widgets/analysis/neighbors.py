@@ -45,7 +45,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from ..core.arrays import as_float_rows, iter_row_blocks
+from ..core.arrays import iter_row_blocks
 from .approximate_search import ApproximateSearch, fit_sketch
 from .distances import METRICS
 from .exact_search import ExactSearch
@@ -383,18 +383,6 @@ class LatentIndex:
         where = f" streamed from {type(self.rows_.source).__name__}" if self.rows_.streamed else ""
         return f"LatentIndex({self.n_samples} x {self.n_features} {self.dtype}{where}, {self.metric}, {kind})"
 
-    def _queries(self, queries: Any) -> np.ndarray:
-        q = np.asarray(queries)
-        if q.shape == self.sample_shape:  # one latent, not a batch
-            q = q[None]
-        q = as_float_rows(q, "queries")
-        if q.shape[1] != self.n_features:
-            raise ValueError(
-                f"queries have {q.shape[1]} features per latent but the index has {self.n_features} "
-                f"(latent shape {self.sample_shape}); encode them with the same model."
-            )
-        return q
-
     def _check_k(self, k: int, excluding: bool) -> int:
         k = int(k)
         limit = self.n_samples - (1 if excluding else 0)
@@ -435,7 +423,7 @@ class LatentIndex:
         [[1, 3, 2]]
         """
         self._prepare()
-        q = self._queries(queries)
+        q = self.rows_.as_queries(queries)
         excl = None
         if exclude is not None:
             excl = np.asarray(exclude, np.int64).reshape(-1)
