@@ -155,7 +155,8 @@ def latent_like(n: int, d: int, seed: int = 0, centres: int = 40, rank: int = 25
 
 def approximate_vs_exact(sizes: list[int], d: int, algorithms: list[str], n_queries: int = 100, k: int = 10) -> None:
     """Build and query time and recall@k of the approximate algorithms vs the exact search (printed)."""
-    from latent_widgets.analysis.neighbors import LatentIndex, recall_at_k
+    from latent_widgets.analysis.neighbors import LatentIndex
+    from latent_widgets.analysis.recall import recall_at_k
 
     options = {
         "svd": {"algorithm": "svd"},

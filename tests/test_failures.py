@@ -145,7 +145,7 @@ def test_only_the_selected_rows_are_read_in_blocks(rng, monkeypatch):
     import latent_widgets.analysis.failures as F
 
     truth, pred = _masks(rng, n=40)
-    monkeypatch.setattr(F, "_CHUNK_PIXELS", 3 * 42)  # 3 samples of 6 x 7 per block
+    monkeypatch.setattr(F, "CHUNK_PIXELS", 3 * 42)  # 3 samples of 6 x 7 per block
     t, p = _RowsOnly(truth), _RowsOnly(pred)
     sel = [3, 4, 5, 17, 30, 31, 39]
     r = selection_report(t, p, sel, C)

@@ -1,4 +1,4 @@
-"""Per-point faithfulness of a map and distance off the data (latent_widgets.analysis.map_quality additions)."""
+"""Per-point faithfulness of a map and distance off the data (latent_widgets.analysis.map_quality, .off_manifold)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 
 from latent_widgets.analysis import map_quality as Q
 from latent_widgets.analysis.neighbors import LatentIndex
+from latent_widgets.analysis.off_manifold import off_manifold
 
 
 def _data(rng: np.random.Generator, shape: tuple[int, ...] = (40, 8)) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +87,7 @@ def test_blocks_and_stores_give_the_same_points(rng, monkeypatch, tmp_path):
 
 
 def test_blocked_rows_never_build_the_whole_matrix(rng, monkeypatch):
-    import latent_widgets.analysis.neighbors as N
+    import latent_widgets.analysis.distances as N
 
     x, y = _data(rng, (50, 4))
     monkeypatch.setattr(Q, "_LOCAL_BLOCK_BYTES", 8 * 50 * 10)
@@ -124,8 +125,8 @@ def test_off_manifold_hand_computed():
     # nearest-neighbour distances 1, 1, 2, 4: the median spacing is 1.5
     latents = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [7.0, 0.0]]).reshape(4, 1, 1, 2)
     points = np.array([[3.0, 0.0], [3.0, 2.0], [5.0, 0.0], [7.0, -3.0]]).reshape(4, 1, 1, 2)
-    np.testing.assert_allclose(Q.off_manifold(points, latents), [0.0, 2 / 1.5, 2 / 1.5, 3 / 1.5])
-    one = Q.off_manifold(points[1], latents)  # one latent, not a batch
+    np.testing.assert_allclose(off_manifold(points, latents), [0.0, 2 / 1.5, 2 / 1.5, 3 / 1.5])
+    one = off_manifold(points[1], latents)  # one latent, not a batch
     np.testing.assert_allclose(one, [2 / 1.5])
 
 
@@ -133,28 +134,28 @@ def test_off_manifold_real_samples_score_zero_and_the_index_agrees(rng, tmp_path
     import zarr
 
     latents = rng.normal(size=(50, 2, 2, 3)).astype(np.float32)
-    assert Q.off_manifold(latents[[3, 17]], latents).tolist() == [0.0, 0.0]
+    assert off_manifold(latents[[3, 17]], latents).tolist() == [0.0, 0.0]
     points = latents[:5] + rng.normal(size=(5, 2, 2, 3)).astype(np.float32)
     flat = latents.reshape(50, -1).astype(np.float64)
     d = np.sqrt(((points.reshape(5, -1)[:, None] - flat[None]) ** 2).sum(-1)).min(axis=1)
     scale = np.median(np.sqrt(_sq(flat)).min(axis=1))
     want = d / scale
-    np.testing.assert_allclose(Q.off_manifold(points, latents), want, rtol=1e-6)
+    np.testing.assert_allclose(off_manifold(points, latents), want, rtol=1e-6)
     index = LatentIndex().fit(latents)
-    np.testing.assert_allclose(Q.off_manifold(points, latents, index=index), want, rtol=1e-6)
+    np.testing.assert_allclose(off_manifold(points, latents, index=index), want, rtol=1e-6)
     z = zarr.create_array(tmp_path / "l.zarr", shape=latents.shape, chunks=(8, 2, 2, 3), dtype="float32")
     z[:] = latents
-    np.testing.assert_allclose(Q.off_manifold(points, z), want, rtol=1e-6)
-    assert Q.off_manifold(np.zeros((0, 2, 2, 3), np.float32), latents).shape == (0,)
+    np.testing.assert_allclose(off_manifold(points, z), want, rtol=1e-6)
+    assert off_manifold(np.zeros((0, 2, 2, 3), np.float32), latents).shape == (0,)
 
 
 def test_off_manifold_errors(rng):
     latents = rng.normal(size=(10, 4))
     with pytest.raises(ValueError, match="index holds 10 latents but latents has 9"):
-        Q.off_manifold(latents[:2], latents[:9], index=LatentIndex().fit(latents))
+        off_manifold(latents[:2], latents[:9], index=LatentIndex().fit(latents))
     with pytest.raises(ValueError, match="at least 2 real latents"):
-        Q.off_manifold(latents[:1], latents[:1])
+        off_manifold(latents[:1], latents[:1])
     with pytest.raises(ValueError, match="median nearest-neighbour distance is 0"):
-        Q.off_manifold(latents[:1], np.repeat(latents[:3], 3, axis=0))
+        off_manifold(latents[:1], np.repeat(latents[:3], 3, axis=0))
     with pytest.raises(ValueError, match="features per latent"):
-        Q.off_manifold(rng.normal(size=(2, 5)), latents)
+        off_manifold(rng.normal(size=(2, 5)), latents)

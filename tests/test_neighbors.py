@@ -8,13 +8,9 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from latent_widgets.analysis.neighbors import (
-    LatentIndex,
-    knn,
-    pairwise_distances,
-    path_neighbors,
-    recall_at_k,
-)
+from latent_widgets.analysis.distances import pairwise_distances
+from latent_widgets.analysis.neighbors import LatentIndex, knn, path_neighbors
+from latent_widgets.analysis.recall import recall_at_k
 
 
 def brute_knn(queries, data, k, metric="euclidean", exclude=None):
@@ -251,9 +247,9 @@ def test_exact_over_store_matches_brute_force_and_sklearn(rng, tmp_path, kind, m
 def test_store_blocks_follow_zarr_chunks(rng, tmp_path):
     data = rng.normal(size=(100, 8)).astype(np.float32)
     index = LatentIndex(block_bytes=8 * 4 * 30).fit(_zarr(tmp_path, data, chunk_rows=7))
-    assert [s.stop - s.start for s in index._read_blocks(0)][:3] == [28, 28, 28]  # 30 rows -> 4 whole chunks
+    assert [s.stop - s.start for s in index.rows_.blocks(0)][:3] == [28, 28, 28]  # 30 rows -> 4 whole chunks
     ids = np.array([0, 3, 6, 7, 50, 99])
-    np.testing.assert_array_equal(index._take(ids), data[ids])
+    np.testing.assert_array_equal(index.rows_.take(ids), data[ids])
 
 
 def test_approximate_over_store_recall(rng, tmp_path):
@@ -310,7 +306,7 @@ def test_approximate_svd_cosine_and_no_rerank(rng):
     # clusters keeps the clusters, not the order within them: re-ranking is what makes it exact).
     raw = LatentIndex("svd", sketch_dims=16, rerank=False).fit(data)
     got, got_d = raw.query(data[:50], k=10, exclude=np.arange(50))
-    proj = data.astype(np.float64) @ raw._components.T.astype(np.float64)
+    proj = data.astype(np.float64) @ raw._approximate.components.T.astype(np.float64)
     want, want_d = brute_knn(proj[:50], proj, 10, exclude=np.arange(50))
     assert recall_at_k(got, want) >= 0.95  # float32 keys may swap near-ties
     np.testing.assert_allclose(got_d, want_d, rtol=1e-3)

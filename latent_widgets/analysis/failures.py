@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.arrays import iter_row_blocks, row_bincount
-from .metrics import _CHUNK_PIXELS, _check_range, _iou_from_cm, _labels, _nanmean
+from ..core.arrays import iter_row_blocks, quiet_nanmean, row_bincount
+from .metrics import CHUNK_PIXELS, check_class_range, class_ids, iou_from_confusion
 
 __all__ = ["SelectionReport", "per_class_sample_iou", "selection_report"]
 
@@ -182,7 +182,7 @@ def _check_pair(truth: Any, pred: Any, *, selected: int | None = None) -> tuple[
     for arr, name in ((truth, "truth"), (pred, "pred")):
         dtype = getattr(arr, "dtype", None)
         if dtype is not None:
-            _labels(np.empty(0, dtype), name)  # its clear message for float (probability) input
+            class_ids(np.empty(0, dtype), name)  # its clear message for float (probability) input
     return truth, pred, ts
 
 
@@ -202,10 +202,10 @@ def _blocks(
     same samples in a pred that holds only some of them.
     """
     pred_rows = rows if pred_rows is None else pred_rows
-    for b in iter_row_blocks(len(rows), _CHUNK_PIXELS // max(pixels, 1)):
+    for b in iter_row_blocks(len(rows), CHUNK_PIXELS // max(pixels, 1)):
         r = rows[b]
-        t = _labels(_read_rows(truth, r), "truth").reshape(len(r), -1)
-        p = _labels(_read_rows(pred, pred_rows[b]), "pred").reshape(len(r), -1)
+        t = class_ids(_read_rows(truth, r), "truth").reshape(len(r), -1)
+        p = class_ids(_read_rows(pred, pred_rows[b]), "pred").reshape(len(r), -1)
         yield b, t, p
 
 
@@ -247,10 +247,10 @@ def _reference_mean_iou(reference: Any, n_classes: int, ignore_index: int | None
             f"reference must be a SelectionReport or a ({n_classes}, {n_classes}) confusion matrix of the whole set, "
             f"got shape {cm.shape}"
         )
-    iou = _iou_from_cm(cm)
+    iou = iou_from_confusion(cm)
     if ignore_index is not None and 0 <= ignore_index < n_classes:
         iou[ignore_index] = np.nan
-    return float(_nanmean(iou))
+    return float(quiet_nanmean(iou))
 
 
 # ----------------------------------------------------------------------------- reports
@@ -333,26 +333,26 @@ def selection_report(
     confusion = np.zeros((c, c), np.int64)
     sample_mean = np.empty(len(idx), np.float64)
     for b, t, p in _blocks(truth, pred, idx, pixels, pred_rows):
-        _check_range(p, c, "pred")
+        check_class_range(p, c, "pred")
         code = t.astype(np.int64) * c + p
         if ignore_index is not None:
             drop = t == ignore_index
-            _check_range(t[~drop], c, "truth")
+            check_class_range(t[~drop], c, "truth")
             # One extra bin collects the ignored pixels, so a block is one bincount whatever ignore_index is.
             code[drop] = c2
         else:
-            _check_range(t, c, "truth")
+            check_class_range(t, c, "truth")
         # Per-sample matrices live one block at a time: memory stays O(K), not O(K C^2).
-        cms = row_bincount(code, c2 + 1, block_items=_CHUNK_PIXELS)[:, :c2].reshape(len(code), c, c)
+        cms = row_bincount(code, c2 + 1, block_items=CHUNK_PIXELS)[:, :c2].reshape(len(code), c, c)
         confusion += cms.sum(axis=0)
-        sample_iou = _iou_from_cm(cms)
+        sample_iou = iou_from_confusion(cms)
         if nan_class:
             sample_iou[:, ignore_index] = np.nan
-        sample_mean[b] = _nanmean(sample_iou, axis=1)
-    iou = _iou_from_cm(confusion)
+        sample_mean[b] = quiet_nanmean(sample_iou, axis=1)
+    iou = iou_from_confusion(confusion)
     if nan_class:
         iou[ignore_index] = np.nan
-    mean = float(_nanmean(iou))
+    mean = float(quiet_nanmean(iou))
     if reference is not None:
         mean_all = _reference_mean_iou(reference, c, ignore_index)
     elif len(idx) == shape[0]:
@@ -413,13 +413,13 @@ def per_class_sample_iou(
     inter = np.zeros(shape[0], np.int64)
     union = np.zeros(shape[0], np.int64)
     for b, t, p in _blocks(truth, pred, np.arange(shape[0]), shape[1] * shape[2]):
-        _check_range(p, c, "pred")
+        check_class_range(p, c, "pred")
         if ignore_index is not None:
             keep = t != ignore_index
-            _check_range(t[keep], c, "truth")
+            check_class_range(t[keep], c, "truth")
         else:
             keep = True
-            _check_range(t, c, "truth")
+            check_class_range(t, c, "truth")
         in_t, in_p = (t == cls) & keep, (p == cls) & keep
         inter[b] = (in_t & in_p).sum(axis=1)
         union[b] = (in_t | in_p).sum(axis=1)

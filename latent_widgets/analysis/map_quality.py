@@ -9,8 +9,6 @@ was made from (N, ...), or look at the map alone:
 - :func:`local_trustworthiness`, :func:`local_knn_preservation`: the same
   figures point by point (their means are the global ones), to colour a map
   by where it can be trusted;
-- :func:`off_manifold`: how far generated latents (path steps, attribute
-  edits) lie from the real ones, in units of the data's own spacing;
 - :func:`coordinate_ranges`: the extent of the map, the study's figure;
 - :func:`spread`: mean nearest-neighbour distance over median pairwise
   distance, scale-free;
@@ -32,16 +30,13 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from ..core.arrays import iter_row_blocks
+from ..core.arrays import as_float_rows, is_row_store, iter_row_blocks
 from .features import column_mean_std, latent_features, standardized
 from .projection import METHODS, fit_cached
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .neighbors import LatentIndex
 
 __all__ = [
     "coordinate_ranges",
@@ -50,7 +45,6 @@ __all__ = [
     "knn_preservation",
     "local_knn_preservation",
     "local_trustworthiness",
-    "off_manifold",
     "quality_table",
     "spread",
     "trustworthiness",
@@ -67,7 +61,7 @@ def _distance_order(d: np.ndarray) -> np.ndarray:
 def _reference_distances(x: np.ndarray) -> np.ndarray:
     # Exact float64 squared distances, a block of features at a time: the
     # latents are not converted to float64 whole (325 MB for SegNet's).
-    from .neighbors import pairwise_distances
+    from .distances import pairwise_distances
 
     return pairwise_distances(x, squared=True)
 
@@ -88,9 +82,7 @@ def _map_order(y: np.ndarray) -> np.ndarray:
 
 
 def _check_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from .neighbors import _as_2d
-
-    fx, fy = _as_2d(x, "X"), _as_2d(y, "Y")
+    fx, fy = as_float_rows(x, "X"), as_float_rows(y, "Y")
     if len(fx) != len(fy):
         raise ValueError(f"X has {len(fx)} rows and Y {len(fy)}; they must be the same points")
     return fx, fy
@@ -168,14 +160,12 @@ _LOCAL_BLOCK_BYTES = 1 << 26
 
 def _rows_of(x: Any, name: str) -> tuple[Any, int, bool]:
     """The latents as rows (a flat ndarray, or the store as given), their count, and whether streamed."""
-    from .neighbors import _as_2d, _is_store
-
-    if _is_store(x):
+    if is_row_store(x):
         shape = tuple(int(s) for s in x.shape)
         if len(shape) < 2:
             raise ValueError(f"{name} must have shape (N, ...) with one latent per row, got {shape}")
         return x, shape[0], True
-    fx = _as_2d(x, name)
+    fx = as_float_rows(x, name)
     return fx, len(fx), False
 
 
@@ -191,7 +181,7 @@ def _distance_rows(x: Any, streamed: bool, n: int, block: int) -> Iterator[np.nd
     (so the means agree to the last bit); smaller blocks compare each block
     with the rows in memory, or with a store read a bounded block at a time.
     """
-    from .neighbors import pairwise_distances
+    from .distances import pairwise_distances
 
     if block >= n and not streamed:
         d = _reference_distances(x)
@@ -328,61 +318,6 @@ def local_knn_preservation(x: np.ndarray, y: np.ndarray, k: int = 10) -> np.ndar
     if not 1 <= k < n:
         raise ValueError(f"k must be in 1..{n - 1}, got {k}")
     return _local_scores(x, y, int(k), "knn")
-
-
-def off_manifold(points: np.ndarray, latents: Any, *, index: LatentIndex | None = None) -> np.ndarray:
-    """How far generated latents lie from the data, in units of the data's own spacing.
-
-    Each point's distance to its nearest real latent, divided by the
-    typical nearest-neighbour distance of the data: the median over the real
-    latents of each one's distance to its nearest other latent
-    (:meth:`LatentIndex.nn_distance_scale`). A real latent scores 0; around
-    1 a point is as close to the data as real samples are to each other;
-    well above 1 it has left the data (a path step or attribute edit the
-    decoder never saw the like of).
-
-    Parameters
-    ----------
-    points : ndarray, shape (M, *latent_shape), or one latent
-        Generated latents (path steps, edited latents).
-    latents : ndarray or row-indexable store, shape (N, *latent_shape)
-        The real latents, N >= 2.
-    index : LatentIndex, optional
-        An index of ``latents`` (built once, reused: its distances, metric
-        and cached scale). Without it an exact euclidean index is built,
-        which streams a store in row blocks.
-
-    Returns
-    -------
-    ndarray, float64, shape (M,)
-
-    Examples
-    --------
-    >>> data = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])  # spacings 1, 1, 2: median 1
-    >>> off_manifold(np.array([[1.0, 0.0], [1.0, 2.0], [10.0, 0.0]]), data).tolist()
-    [0.0, 2.0, 7.0]
-    """
-    from .neighbors import LatentIndex
-
-    n = int(np.shape(latents)[0])
-    if index is None:
-        index = LatentIndex("exact").fit(latents)
-    elif index.n_samples != n:
-        raise ValueError(
-            f"index holds {index.n_samples} latents but latents has {n}; pass the index built on these latents"
-        )
-    if n < 2:
-        raise ValueError(f"off_manifold needs at least 2 real latents to measure their spacing, got {n}")
-    q = np.asarray(points)
-    if q.ndim and q.shape != index.sample_shape and q.shape[0] == 0:
-        return np.zeros(0, np.float64)
-    scale = index.nn_distance_scale()
-    if not scale > 0:
-        raise ValueError(
-            "the real latents' median nearest-neighbour distance is 0 (over half of them duplicate another), "
-            "so no distance can be measured against it; remove the duplicates"
-        )
-    return index.query(q, k=1)[1][:, 0] / scale
 
 
 def coordinate_ranges(y: np.ndarray) -> np.ndarray:

@@ -28,23 +28,26 @@ Examples
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core.arrays import iter_row_blocks, row_bincount
+from ..core.arrays import iter_row_blocks, quiet_nanmean, row_bincount
 
 if TYPE_CHECKING:  # pragma: no cover
     from .neighbors import LatentIndex
 
 __all__ = [
+    "CHUNK_PIXELS",
     "PathMetrics",
+    "check_class_range",
     "class_fractions",
+    "class_ids",
     "confusion_matrix",
     "consecutive_iou",
     "entropy",
+    "iou_from_confusion",
     "iou_per_class",
     "mean_iou",
     "path_metrics",
@@ -53,11 +56,20 @@ __all__ = [
     "pixel_accuracy",
 ]
 
-# Pixels handled per bincount call: bounds the int64 temporaries (~32 MB).
-_CHUNK_PIXELS = 1 << 22
+#: Pixels handled per bincount call: bounds the int64 temporaries (~32 MB).
+CHUNK_PIXELS: int = 1 << 22
 
 
-def _labels(x: Any, name: str) -> np.ndarray:
+def class_ids(x: Any, name: str) -> np.ndarray:
+    """``x`` as an array of integer class ids, or a clear error for anything else (class probabilities).
+
+    Examples
+    --------
+    >>> class_ids([[0, 2]], "masks").tolist()
+    [[0, 2]]
+    >>> class_ids(np.array([True, False]), "masks").dtype  # booleans are the ids 0 and 1
+    dtype('bool')
+    """
     arr = np.asarray(x)
     if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
         raise ValueError(
@@ -67,7 +79,14 @@ def _labels(x: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _check_range(arr: np.ndarray, n_classes: int, name: str) -> None:
+def check_class_range(arr: np.ndarray, n_classes: int, name: str) -> None:
+    """Raise a ValueError naming ``n_classes`` when a class id of ``arr`` is outside ``0 .. n_classes - 1``.
+
+    Examples
+    --------
+    >>> check_class_range(np.array([0, 2]), 3, "true")  # ids 0..2: nothing to say
+    >>> check_class_range(np.array([], np.int64), 3, "true")  # nor for no pixels
+    """
     if arr.size:
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= n_classes:
@@ -75,13 +94,6 @@ def _check_range(arr: np.ndarray, n_classes: int, name: str) -> None:
                 f"{name} has class ids in [{lo}, {hi}] but n_classes={n_classes} "
                 f"(ids 0..{n_classes - 1}); pass the right n_classes."
             )
-
-
-def _nanmean(x: np.ndarray, axis: int | None = None) -> Any:
-    # nanmean of an all-NaN slice is NaN, as wanted, without the RuntimeWarning.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(x, axis=axis)
 
 
 def class_fractions(masks: np.ndarray, n_classes: int) -> np.ndarray:
@@ -102,17 +114,17 @@ def class_fractions(masks: np.ndarray, n_classes: int) -> np.ndarray:
     >>> class_fractions(np.array([[[0, 1], [1, 1]]]), 3).tolist()
     [[0.25, 0.75, 0.0]]
     """
-    m = _labels(masks, "masks")
+    m = class_ids(masks, "masks")
     single = m.ndim == 2
     if single:
         m = m[None]
     if m.ndim < 2:
         raise ValueError(f"masks must have shape (N, H, W) or (H, W), got {m.shape}")
-    _check_range(m, n_classes, "masks")
+    check_class_range(m, n_classes, "masks")
     n = len(m)
     flat = m.reshape(n, -1)
     per = max(flat.shape[1], 1)
-    counts = row_bincount(flat, n_classes, block_items=_CHUNK_PIXELS)
+    counts = row_bincount(flat, n_classes, block_items=CHUNK_PIXELS)
     out = counts / float(per)
     return out[0] if single else out
 
@@ -138,25 +150,32 @@ def confusion_matrix(
     >>> confusion_matrix(np.array([0, 1, 1]), np.array([0, 0, 1]), 2).tolist()
     [[1, 1], [0, 1]]
     """
-    p, t = _labels(pred, "pred"), _labels(true, "true")
+    p, t = class_ids(pred, "pred"), class_ids(true, "true")
     if p.shape != t.shape:
         raise ValueError(f"pred and true must have the same shape, got {p.shape} and {t.shape}")
     p, t = p.reshape(-1), t.reshape(-1)
-    _check_range(p, n_classes, "pred")
+    check_class_range(p, n_classes, "pred")
     if ignore_index is None:
-        _check_range(t, n_classes, "true")
+        check_class_range(t, n_classes, "true")
     cm = np.zeros(n_classes * n_classes, np.int64)
-    for block in iter_row_blocks(p.size, _CHUNK_PIXELS):
+    for block in iter_row_blocks(p.size, CHUNK_PIXELS):
         pb, tb = p[block], t[block]
         if ignore_index is not None:
             keep = tb != ignore_index
             pb, tb = pb[keep], tb[keep]
-            _check_range(tb, n_classes, "true")
+            check_class_range(tb, n_classes, "true")
         cm += np.bincount(tb.astype(np.int64) * n_classes + pb, minlength=n_classes * n_classes)
     return cm.reshape(n_classes, n_classes)
 
 
-def _iou_from_cm(cm: np.ndarray) -> np.ndarray:
+def iou_from_confusion(cm: np.ndarray) -> np.ndarray:
+    """IoU of each class from confusion matrices ``(..., C, C)``, rows true, columns predicted; NaN for an absent class.
+
+    Examples
+    --------
+    >>> iou_from_confusion(np.array([[1, 1], [0, 2]])).round(3).tolist()
+    [0.5, 0.667]
+    """
     inter = np.diagonal(cm, axis1=-2, axis2=-1).astype(np.float64)
     union = cm.sum(-1) + cm.sum(-2) - inter
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -188,7 +207,7 @@ def iou_per_class(pred: np.ndarray, true: np.ndarray, n_classes: int, *, ignore_
     >>> iou_per_class(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]), 3).round(3).tolist()
     [0.5, 0.667, nan]
     """
-    iou = _iou_from_cm(confusion_matrix(pred, true, n_classes, ignore_index=ignore_index))
+    iou = iou_from_confusion(confusion_matrix(pred, true, n_classes, ignore_index=ignore_index))
     if ignore_index is not None and 0 <= ignore_index < n_classes:
         iou[ignore_index] = np.nan
     return iou
@@ -202,7 +221,7 @@ def mean_iou(pred: np.ndarray, true: np.ndarray, n_classes: int, *, ignore_index
     >>> mean_iou(np.zeros((2, 2), int), np.zeros((2, 2), int), 4)
     1.0
     """
-    return float(_nanmean(iou_per_class(pred, true, n_classes, ignore_index=ignore_index)))
+    return float(quiet_nanmean(iou_per_class(pred, true, n_classes, ignore_index=ignore_index)))
 
 
 def pixel_accuracy(pred: np.ndarray, true: np.ndarray, *, ignore_index: int | None = None) -> float:
@@ -213,7 +232,7 @@ def pixel_accuracy(pred: np.ndarray, true: np.ndarray, *, ignore_index: int | No
     >>> pixel_accuracy(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]))
     0.75
     """
-    p, t = _labels(pred, "pred"), _labels(true, "true")
+    p, t = class_ids(pred, "pred"), class_ids(true, "true")
     if p.shape != t.shape:
         raise ValueError(f"pred and true must have the same shape, got {p.shape} and {t.shape}")
     if ignore_index is not None:
@@ -244,26 +263,26 @@ def per_sample_iou(
     >>> per_sample_iou(p, t, 2).round(3).tolist()
     [[0.5, 0.667], [nan, 1.0]]
     """
-    p, t = _labels(pred, "pred"), _labels(true, "true")
+    p, t = class_ids(pred, "pred"), class_ids(true, "true")
     if p.shape != t.shape or p.ndim < 2:
         raise ValueError(f"pred and true must both have shape (N, H, W), got {p.shape} and {t.shape}")
     n = len(p)
     p, t = p.reshape(n, -1), t.reshape(n, -1)
-    _check_range(p, n_classes, "pred")
+    check_class_range(p, n_classes, "pred")
     if ignore_index is None:
-        _check_range(t, n_classes, "true")
+        check_class_range(t, n_classes, "true")
     c2 = n_classes * n_classes
     cm = np.zeros((n, c2), np.int64)
-    for rows in iter_row_blocks(n, _CHUNK_PIXELS // max(p.shape[1], 1)):
+    for rows in iter_row_blocks(n, CHUNK_PIXELS // max(p.shape[1], 1)):
         pb, tb = p[rows].astype(np.int64), t[rows].astype(np.int64)
         sample = np.arange(len(pb), dtype=np.int64)[:, None] * c2
         code = sample + tb * n_classes + pb
         if ignore_index is not None:
             keep = tb != ignore_index
-            _check_range(tb[keep], n_classes, "true")
+            check_class_range(tb[keep], n_classes, "true")
             code = code[keep]
         cm[rows] = np.bincount(code.ravel(), minlength=len(pb) * c2).reshape(len(pb), c2)
-    iou = _iou_from_cm(cm.reshape(n, n_classes, n_classes))
+    iou = iou_from_confusion(cm.reshape(n, n_classes, n_classes))
     if ignore_index is not None and 0 <= ignore_index < n_classes:
         iou[:, ignore_index] = np.nan
     return iou
@@ -280,7 +299,7 @@ def per_sample_mean_iou(
     >>> per_sample_mean_iou(t, t, 2).tolist()
     [1.0, 1.0]
     """
-    return _nanmean(per_sample_iou(pred, true, n_classes, ignore_index=ignore_index), axis=1)
+    return quiet_nanmean(per_sample_iou(pred, true, n_classes, ignore_index=ignore_index), axis=1)
 
 
 def consecutive_iou(masks: np.ndarray, n_classes: int) -> np.ndarray:
@@ -304,7 +323,7 @@ def consecutive_iou(masks: np.ndarray, n_classes: int) -> np.ndarray:
     >>> consecutive_iou(m, 2).tolist()  # class 0: 1/2, class 1: 0/1
     [1.0, 0.25]
     """
-    m = _labels(masks, "masks")
+    m = class_ids(masks, "masks")
     if m.ndim < 2:
         raise ValueError(f"masks must have shape (S, H, W), got {m.shape}")
     if len(m) < 2:
@@ -343,7 +362,7 @@ def entropy(probs: np.ndarray, *, normalize: bool = False) -> np.ndarray:
     n, c = len(p), p.shape[-1]
     flat = p.reshape(n, -1, c)
     out = np.empty(n, np.float64)
-    for rows in iter_row_blocks(n, _CHUNK_PIXELS // max(flat.shape[1] * c, 1)):
+    for rows in iter_row_blocks(n, CHUNK_PIXELS // max(flat.shape[1] * c, 1)):
         # entr(0) = 0, so exact zeros from a saturated softmax are fine.
         out[rows] = entr(flat[rows]).sum(-1, dtype=np.float64).mean(-1)
     if normalize:

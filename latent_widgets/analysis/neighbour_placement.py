@@ -52,7 +52,7 @@ class NeighbourPlacement(Projection):
         # (a PCA pre-reduction of one row vs. of the whole set differs in the
         # last bits): 1e-4 of the latent's norm, far below the step of any path.
         idx, dist = self._nearest(f, 2)
-        ref = self._index._norms[idx[:, 0]]
+        ref = self._index.norms[idx[:, 0]]
         second = dist[:, -1] if dist.shape[1] > 1 else np.zeros(len(dist))
         same = (dist[:, 0] <= 1e-4 * ref) | (dist[:, 0] <= 1e-6 * second)
         y = np.array(y, np.float64)

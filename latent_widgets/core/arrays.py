@@ -12,16 +12,19 @@ Examples
 [(0, 2), (2, 4), (4, 5)]
 >>> row_bincount(np.array([[0, 1, 1], [2, 2, 2]]), 3).tolist()
 [[1, 2, 0], [0, 0, 3]]
+>>> as_float_rows(np.zeros((2, 3, 4), np.int8), "x").shape, is_row_store(np.zeros(3))
+((2, 12), False)
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-__all__ = ["index_rows", "iter_row_blocks", "row_bincount"]
+__all__ = ["as_float_rows", "index_rows", "is_row_store", "iter_row_blocks", "quiet_nanmean", "row_bincount"]
 
 # Elements per block of row_bincount: a few tens of MiB of int64 temporaries.
 _BLOCK_ITEMS = 1 << 22
@@ -106,3 +109,71 @@ def index_rows(key: Any, n: int) -> np.ndarray:
     if bad.any():
         raise IndexError(f"row {int(idx[bad][0])} is out of range for {n} rows")
     return np.where(idx < 0, idx + n, idx)
+
+
+def as_float_rows(x: Any, name: str) -> np.ndarray:
+    """``x`` as one flat float row per sample, shape ``(N, D)``: a view when it is contiguous and float.
+
+    float32 and float64 stay as they are; any other dtype becomes float32.
+
+    Parameters
+    ----------
+    x : array-like, shape (N, ...)
+    name : str
+        What ``x`` is, for the error message.
+
+    Raises
+    ------
+    ValueError
+        ``x`` has fewer than 2 dimensions.
+
+    Examples
+    --------
+    >>> a = np.zeros((2, 2, 3), np.float32)
+    >>> flat = as_float_rows(a, "latents")
+    >>> flat.shape, flat.base is a
+    ((2, 6), True)
+    """
+    arr = np.asarray(x)
+    if arr.ndim < 2:
+        raise ValueError(f"{name} must have shape (N, ...) with one latent per row, got {arr.shape}")
+    flat = arr.reshape(len(arr), -1)  # a view when the latents are contiguous
+    if flat.dtype not in (np.float32, np.float64):
+        flat = flat.astype(np.float32)
+    return flat
+
+
+def is_row_store(x: Any) -> bool:
+    """Whether ``x`` holds rows that are not (or should not be read as) one array in memory.
+
+    A ``np.memmap`` or anything with a ``shape`` whose items index to arrays
+    (a Zarr array, a latent store), but no list or tuple: the callers then
+    read it a block of rows at a time.
+
+    Examples
+    --------
+    >>> is_row_store(np.zeros((3, 2))), is_row_store([[0.0, 1.0]])
+    (False, False)
+    >>> class Rows:
+    ...     shape = (3, 2)
+    ...     def __getitem__(self, rows):
+    ...         return np.zeros((3, 2))[rows]
+    >>> is_row_store(Rows())
+    True
+    """
+    if isinstance(x, np.ndarray):
+        return isinstance(x, np.memmap)
+    return hasattr(x, "shape") and hasattr(x, "__getitem__") and not isinstance(x, (list, tuple))
+
+
+def quiet_nanmean(x: np.ndarray, axis: int | None = None) -> Any:
+    """:func:`numpy.nanmean` without its RuntimeWarning: an all-NaN slice is NaN, as wanted, silently.
+
+    Examples
+    --------
+    >>> quiet_nanmean(np.array([[1.0, np.nan], [np.nan, np.nan]]), axis=1).tolist()
+    [1.0, nan]
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=axis)
