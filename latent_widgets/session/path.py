@@ -124,7 +124,7 @@ class PathDecodes:
         key = key or s.key
         ds, encodings = s.dataset, s.encodings
         alphas = np.asarray(steps(key.n_steps), np.float64)
-        rows = s.jobs.chunk_rows(self._alpha_seconds(key), cap=len(alphas))
+        rows = s.jobs.chunk_rows(self._alpha_seconds(key), cap=len(alphas), row_bytes=self.row_bytes)
         parts = []
         for start in range(0, len(alphas), rows):
             if start:
@@ -218,6 +218,12 @@ class PathDecodes:
         self._frames_running.add(fk)
         s.jobs.model_lane.submit("frames", lambda: self._frames_job(key), FRAMES)
 
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one decoded frame's probabilities (float32, every class): what sizes a decode batch."""
+        h, w = self.session.dataset.image_size
+        return 4 * h * w * max(1, self.session.dataset.n_classes)
+
     def _alpha_seconds(self, key: PathKey) -> float:
         """What one alpha of path ``key`` costs: a decode, and with the "image" skip policy a blend's encode."""
         seconds = self.decode_seconds
@@ -239,7 +245,7 @@ class PathDecodes:
             return
         masks, ready = wip
         alphas = np.linspace(0.0, 1.0, s.scrub_steps)
-        batch = s.jobs.chunk_rows(self._alpha_seconds(key), cap=16)
+        batch = s.jobs.chunk_rows(self._alpha_seconds(key), cap=16, row_bytes=self.row_bytes)
         todo = np.flatnonzero(~ready)
         nearest = np.sort(todo[np.argsort(np.abs(alphas[todo] - float(s.alpha)), kind="stable")[:batch]])
         try:

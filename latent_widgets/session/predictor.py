@@ -115,7 +115,8 @@ class Predictor:
                     t0 = time.perf_counter()
                     known.store(block, self.predict_block(block))
                     if not timed:
-                        rows, timed = jobs.chunk_rows((time.perf_counter() - t0) / (block.stop - block.start)), True
+                        seconds = (time.perf_counter() - t0) / (block.stop - block.start)
+                        rows, timed = jobs.chunk_rows(seconds, row_bytes=s.path.row_bytes), True
                 else:  # from the cache, or the shown sample's: its mean IoU
                     known.store(block, known.masks[block])  # type: ignore[index]
                 if bar is not None:

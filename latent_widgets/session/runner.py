@@ -32,11 +32,15 @@ from typing import Any
 
 from .jobs import Lane
 
-__all__ = ["CHUNK_SECONDS", "PUBLISH_SECONDS", "JobRunner"]
+__all__ = ["CHUNK_SECONDS", "DECODE_BATCH_BYTES", "PUBLISH_SECONDS", "JobRunner"]
 
 #: A bulk chunk takes about this long (rows per chunk are sized from a timed row): what a slider request
 #: queued behind it waits at most, beside its own decode.
 CHUNK_SECONDS = 0.25
+#: A decode batch's output (its probabilities) stays within this many bytes: past it a bigger batch is slower
+#: per frame, not faster (DeepLabv3+ with MobileNetV2 at 288x384 on 2 cores: 18 ms a frame in batches of 1 to
+#: 4, 35-41 ms in batches of 8 to 32, where the decoder's full-size activations no longer fit in the cache).
+DECODE_BATCH_BYTES = 24 << 20
 #: Progress (the busy indicator's fraction, the session's ``predicted``) is published at most this often.
 PUBLISH_SECONDS = 0.5
 
@@ -110,8 +114,13 @@ class JobRunner:
 
     # ------------------------------------------------------------------ bulk work
 
-    def chunk_rows(self, seconds_per_row: float, cap: int = 32, budget: float = CHUNK_SECONDS) -> int:
+    def chunk_rows(
+        self, seconds_per_row: float, cap: int = 32, budget: float = CHUNK_SECONDS, row_bytes: int = 0
+    ) -> int:
         """Rows of a chunk: a power of two (few compiled batch sizes) taking about ``budget`` seconds.
+
+        ``row_bytes``: the output of one row of a decode; the chunk's then
+        stays within :data:`DECODE_BATCH_BYTES`.
 
         Examples
         --------
@@ -119,7 +128,12 @@ class JobRunner:
         >>> jobs = JobRunner(SimpleNamespace(busy=(), errors=(), progress={}), asynchronous=True)
         >>> jobs.chunk_rows(0.03), jobs.chunk_rows(math.inf)
         (8, 32)
+        >>> jobs.chunk_rows(0.001, row_bytes=288 * 384 * 12 * 4)  # a 288x384 decode into 12 classes
+        4
         """
+        if row_bytes > 0:
+            fit = max(1, DECODE_BATCH_BYTES // row_bytes)
+            cap = min(cap, 2 ** (fit.bit_length() - 1))
         if not self.asynchronous or math.isinf(seconds_per_row):
             return cap  # (nothing to answer between chunks, or nothing timed yet)
         rows = budget / max(seconds_per_row, 1e-6)
