@@ -11,9 +11,10 @@ run, medians of interleaved repeats:
   size a batch is not always cheaper per image);
 - project, first mask: from ``ExplorerSession(model, data)`` (asynchronous,
   no widget, an empty cache folder) to its first ``current`` mask;
-- floor, scrub grid: the endpoints' encode plus one batched decode of the 64
-  latents of the grid (``decode_with_masks``), the fastest of batches of 1,
-  4 and 16 (each the median of the repeats; 32 was never the fastest); for Xception, whose decoder
+- floor, scrub grid: the endpoints' encode plus the batched decode of the 64
+  latents of the grid (``decode_with_masks``, batch by batch, keeping the
+  masks), the fastest of batches of 1, 4 and 16 (each the median of the
+  repeats; 32 was never the fastest); for Xception, whose decoder
   has a skip, plus the encode of the 62 cross-faded images whose skips the
   session's (the study's) "image" skip policy uses, in the same batches;
 - project, scrub grid: from session start to the complete ``frames``.
@@ -133,7 +134,12 @@ def floors(lm, data, a: int, b: int, grid: int) -> dict[str, float]:
         if lm.has_skips:
             inner = lm.encode(blends, batch_size=batch, progress=False).skips
             skips = [np.concatenate([e[:1], s, e[1:]]) for e, s in zip(enc.skips, inner, strict=True)]
-        lm.decode_with_masks(path, skips, batch_size=batch)
+        # Batch by batch, keeping the masks only: the whole grid's probabilities in one array (340 MB at
+        # 288x384 in 12 classes) cost more to gather than the decodes of a fast decoder.
+        masks = np.empty((grid, *SIZE), np.uint8)
+        for start in range(0, grid, batch):
+            rows = slice(start, start + batch)
+            masks[rows] = lm.decode_with_masks(path[rows], None if skips is None else [s[rows] for s in skips])[1]
 
     out = {"encode": min(t_pair, t_a + t_b), "decode_1": t_one}
     for batch in GRID_BATCHES:

@@ -78,7 +78,7 @@ def test_blocks_and_stores_give_the_same_points(rng, monkeypatch, tmp_path):
     whole_t = Q.local_trustworthiness(x, y, 5)
     whole_k = Q.local_knn_preservation(x, y, 7)
     # rows in blocks of a few, latents read from a chunked store a few rows at a time
-    monkeypatch.setattr(Q, "_LOCAL_BLOCK_BYTES", 8 * 60 * 60 // 4)
+    monkeypatch.setattr(Q, "BLOCK_BYTES", 8 * 60 * 60 // 4)
     z = zarr.create_array(tmp_path / "x.zarr", shape=x.shape, chunks=(7, 3, 2, 4), dtype="float32")
     z[:] = x
     for latents in (x, z):
@@ -90,7 +90,7 @@ def test_blocked_rows_never_build_the_whole_matrix(rng, monkeypatch):
     import latent_widgets.analysis.distances as N
 
     x, y = _data(rng, (50, 4))
-    monkeypatch.setattr(Q, "_LOCAL_BLOCK_BYTES", 8 * 50 * 10)
+    monkeypatch.setattr(Q, "BLOCK_BYTES", 8 * 50 * 10)
     shapes = []
     real = N.pairwise_distances
 

@@ -120,8 +120,8 @@ def test_blocked_pca_matches_sklearn(rng):
 @pytest.fixture
 def small_blocks(monkeypatch):
     # a few KiB per block, so that the test data span many blocks
-    monkeypatch.setattr(B, "_BLOCK_BYTES", 4096)
-    monkeypatch.setattr(F, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(B, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(F, "BLOCK_BYTES", 4096)
 
 
 @pytest.mark.parametrize("kind", ["memmap", "zarr"])

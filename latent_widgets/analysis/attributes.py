@@ -32,7 +32,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from ..core.arrays import iter_row_blocks
+from ..core.arrays import BLOCK_BYTES, iter_row_blocks
 from ..model.protocols import LatentCodec
 
 __all__ = [
@@ -43,8 +43,6 @@ __all__ = [
     "attribute_effect",
     "attribute_vector",
 ]
-
-_BLOCK_BYTES = 1 << 26
 
 
 class AttributeVector(NamedTuple):
@@ -115,7 +113,7 @@ def _mean_rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Mean of ``x[idx]`` in float64, gathering a bounded block at a time."""
     flat = x.reshape(len(x), -1)
     total = np.zeros(flat.shape[1], np.float64)
-    for block in iter_row_blocks(len(idx), _BLOCK_BYTES // (8 * max(flat.shape[1], 1))):
+    for block in iter_row_blocks(len(idx), BLOCK_BYTES // (8 * max(flat.shape[1], 1))):
         total += flat[idx[block]].sum(axis=0, dtype=np.float64)
     return total / len(idx)
 

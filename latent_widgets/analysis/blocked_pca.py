@@ -36,12 +36,9 @@ from typing import Any, Protocol, Self
 
 import numpy as np
 
-from ..core.arrays import iter_row_blocks
+from ..core.arrays import BLOCK_BYTES, iter_row_blocks
 
 __all__ = ["BlockedPCA", "RowSource"]
-
-# Bytes of float64 temporaries per block when block_rows is not given.
-_BLOCK_BYTES = 1 << 26
 
 
 class RowSource(Protocol):
@@ -103,7 +100,7 @@ class BlockedPCA:
     def _step(self, d: int, width: int) -> int:
         if self.block_rows is not None:
             return max(1, int(self.block_rows))
-        return max(1, _BLOCK_BYTES // (8 * max(d + width, 1)))
+        return max(1, BLOCK_BYTES // (8 * max(d + width, 1)))
 
     def fit(self, x: RowSource) -> Self:
         """Fit to ``x`` of shape (N, d), reading it ``2 + 2 * n_iter`` times by row blocks."""

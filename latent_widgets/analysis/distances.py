@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..core.arrays import as_float_rows, iter_row_blocks
+from ..core.arrays import BLOCK_BYTES, as_float_rows, iter_row_blocks
 
 __all__ = ["METRICS", "pairwise_distances"]
 
@@ -27,14 +27,11 @@ __all__ = ["METRICS", "pairwise_distances"]
 #: :class:`~latent_widgets.analysis.neighbors.LatentIndex`.
 METRICS: tuple[str, ...] = ("euclidean", "cosine")
 
-# Bytes of the float64 temporaries of one block of features (or rows).
-_BLOCK_BYTES = 1 << 26
-
 
 def _row_sq_norms(x: np.ndarray) -> np.ndarray:
     """Squared row norms in float64, converting a bounded block at a time."""
     out = np.empty(len(x), np.float64)
-    for rows in iter_row_blocks(len(x), _BLOCK_BYTES // (8 * max(x.shape[1], 1))):
+    for rows in iter_row_blocks(len(x), BLOCK_BYTES // (8 * max(x.shape[1], 1))):
         block = x[rows].astype(np.float64, copy=False)
         out[rows] = np.einsum("ij,ij->i", block, block)
     return out
@@ -80,7 +77,7 @@ def pairwise_distances(
         raise ValueError(f"x has {a.shape[1]} features per row and y has {b.shape[1]}")
     n, m, d = len(a), len(b), a.shape[1]
     gram = np.zeros((n, m), np.float64)
-    for cols in iter_row_blocks(d, _BLOCK_BYTES // (8 * max(n + m, 1))):
+    for cols in iter_row_blocks(d, BLOCK_BYTES // (8 * max(n + m, 1))):
         ab = a[:, cols].astype(np.float64)
         if y is None:
             gram += ab @ ab.T  # numpy uses the symmetric rank-k update here

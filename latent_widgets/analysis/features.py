@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..core.arrays import iter_row_blocks
+from ..core.arrays import BLOCK_BYTES, is_row_store, iter_row_blocks
 
 __all__ = [
     "FEATURES",
@@ -32,13 +32,11 @@ __all__ = [
     "column_mean_std",
     "latent_block_rows",
     "latent_features",
-    "out_of_core",
     "standardized",
 ]
 
 #: Feature options of the projections.
 FEATURES: tuple[str, ...] = ("flatten", "pooled")
-_BLOCK_BYTES = 1 << 26
 
 
 def check_features(features: Any, who: str = "") -> None:
@@ -66,13 +64,6 @@ def check_features(features: Any, who: str = "") -> None:
     raise ValueError(f"{who}features must be one of {FEATURES}, got {features!r}")
 
 
-def out_of_core(latents: Any) -> bool:
-    """True for row-indexable stores read by blocks: a Zarr array, an HDF5 dataset, a ``np.memmap``."""
-    if isinstance(latents, np.ndarray):
-        return isinstance(latents, np.memmap)
-    return all(hasattr(latents, a) for a in ("shape", "dtype", "__getitem__")) and len(latents.shape) >= 1
-
-
 def check_latents(shape: tuple[int, ...], dtype: Any) -> None:
     if len(shape) < 2:
         raise ValueError(f"latents must have shape (N, ...) with one latent per row, got {tuple(shape)}")
@@ -81,7 +72,7 @@ def check_latents(shape: tuple[int, ...], dtype: Any) -> None:
 
 
 def latent_block_rows(shape: tuple[int, ...]) -> int:
-    return max(1, _BLOCK_BYTES // (8 * max(int(np.prod(shape[1:])), 1)))
+    return max(1, BLOCK_BYTES // (8 * max(int(np.prod(shape[1:])), 1)))
 
 
 class FeatureRows:
@@ -159,8 +150,8 @@ def latent_features(latents: Any, features: Literal["flatten", "pooled"] = "flat
     (2, 4)
     """
     check_features(features)
-    if out_of_core(latents):
-        check_latents(tuple(latents.shape), latents.dtype)
+    if is_row_store(latents):
+        check_latents(tuple(latents.shape), getattr(latents, "dtype", np.float32))
         return FeatureRows(latents, features).to_array()
     x = np.asarray(latents)
     if x.ndim < 2:
@@ -182,7 +173,7 @@ def latent_features(latents: Any, features: Literal["flatten", "pooled"] = "flat
 def column_mean_std(f: Any) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and std in float64, a bounded block of rows at a time."""
     n, d = f.shape
-    step = max(1, _BLOCK_BYTES // (8 * max(d, 1)))
+    step = max(1, BLOCK_BYTES // (8 * max(d, 1)))
     total = np.zeros(d, np.float64)
     for rows in iter_row_blocks(n, step):
         total += f[rows].sum(axis=0, dtype=np.float64)
@@ -199,7 +190,7 @@ def column_mean_std(f: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def standardized(f: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     out = np.empty(f.shape, np.float32)
-    step = max(1, _BLOCK_BYTES // (8 * max(f.shape[1], 1)))
+    step = max(1, BLOCK_BYTES // (8 * max(f.shape[1], 1)))
     for rows in iter_row_blocks(len(f), step):
         out[rows] = (f[rows] - mean) / std
     return out

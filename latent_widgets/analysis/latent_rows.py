@@ -25,12 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.arrays import as_float_rows, is_row_store, iter_row_blocks
+from ..core.arrays import BLOCK_BYTES, as_float_rows, is_row_store, iter_row_blocks
 
-__all__ = ["BLOCK_BYTES", "LatentRows"]
-
-#: Bytes of one block read from a store, and of the float64 temporaries of one step.
-BLOCK_BYTES: int = 1 << 26
+__all__ = ["LatentRows"]
 
 
 def _float_dtype(dtype: Any) -> np.dtype:

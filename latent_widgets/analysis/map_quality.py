@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..core.arrays import as_float_rows, is_row_store, iter_row_blocks
+from ..core.arrays import BLOCK_BYTES, as_float_rows, is_row_store, iter_row_blocks
 from .features import column_mean_std, latent_features, standardized
 from .projection import METHODS, fit_cached
 
@@ -153,10 +153,6 @@ def knn_preservation(x: np.ndarray, y: np.ndarray, k: int = 10) -> float:
 
 # ----------------------------------------------------------------------------- per point
 
-# Bytes of one block of float64 distance rows, and of latent rows read from a
-# store at once: above this an N x N matrix is never built whole.
-_LOCAL_BLOCK_BYTES = 1 << 26
-
 
 def _rows_of(x: Any, name: str) -> tuple[Any, int, bool]:
     """The latents as rows (a flat ndarray, or the store as given), their count, and whether streamed."""
@@ -192,7 +188,7 @@ def _distance_rows(x: Any, streamed: bool, n: int, block: int) -> Iterator[np.nd
         q = _read_flat(x, rows) if streamed else x[rows]
         if streamed:
             d = np.empty((len(q), n), np.float64)
-            step = max(1, _LOCAL_BLOCK_BYTES // (8 * max(q.shape[1], 1)))
+            step = max(1, BLOCK_BYTES // (8 * max(q.shape[1], 1)))
             for cols in iter_row_blocks(n, step):
                 d[:, cols] = pairwise_distances(q, _read_flat(x, cols), squared=True)
         else:
@@ -222,7 +218,7 @@ def _local_scores(x: Any, y: np.ndarray, k: int, what: Literal["trust", "knn"]) 
     if not np.isfinite(fy).all():
         raise ValueError("Y has NaN or infinite coordinates; recompute the map")
     # Rows per block: the (B, N) distances of both spaces and the (B, k, N) rank comparisons stay bounded.
-    block = n if n * n * 8 <= _LOCAL_BLOCK_BYTES else max(1, _LOCAL_BLOCK_BYTES // ((16 + 2 * k) * n))
+    block = n if n * n * 8 <= BLOCK_BYTES else max(1, BLOCK_BYTES // ((16 + 2 * k) * n))
     out = np.empty(n, np.float64)
     start = 0
     for dx, dy in zip(_distance_rows(fx, streamed, n, block), _distance_rows(fy, False, n, block), strict=True):

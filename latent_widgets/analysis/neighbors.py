@@ -45,11 +45,11 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from ..core.arrays import iter_row_blocks
+from ..core.arrays import BLOCK_BYTES, iter_row_blocks
 from .approximate_search import ApproximateSearch, fit_sketch
 from .distances import METRICS
 from .exact_search import ExactSearch
-from .latent_rows import BLOCK_BYTES, LatentRows
+from .latent_rows import LatentRows
 from .recall import measure_recall
 
 __all__ = [

@@ -74,9 +74,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..core.arrays import iter_row_blocks
+from ..core.arrays import is_row_store, iter_row_blocks
 from ..core.cache import cache_dir, content_hash
-from .features import latent_block_rows, out_of_core
+from .features import latent_block_rows
 from .pca_projection import PCAProjection
 from .projection_base import Projection, preprocessing_settings
 from .tsne_projection import TSNEProjection
@@ -143,7 +143,7 @@ def make_projection(method: str, **kw: Any) -> Projection:
 
 def _latents_digest(latents: Any) -> Any:
     """What the cache key hashes for the latents: the array, or for a store a digest of its blocks."""
-    if not out_of_core(latents):
+    if not is_row_store(latents):
         return np.asarray(latents)
     h = hashlib.sha256(f"{np.dtype(latents.dtype).str}{tuple(latents.shape)}".encode())
     for rows in iter_row_blocks(int(latents.shape[0]), latent_block_rows(tuple(latents.shape))):
@@ -202,7 +202,7 @@ def fit_cached(
         return (proj if need_model else None), hit["embedding"], seconds
     from tqdm.auto import tqdm
 
-    n = int(latents.shape[0]) if out_of_core(latents) else len(latents)
+    n = int(latents.shape[0]) if is_row_store(latents) else len(latents)
     with tqdm(total=1, desc=f"{method.upper()} map of {n} latents", disable=not progress, leave=False) as bar:
         t0 = time.perf_counter()
         proj.fit(latents)

@@ -30,7 +30,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ..core.arrays import iter_row_blocks
+from ..core.arrays import BLOCK_BYTES, is_row_store, iter_row_blocks
 from .blocked_pca import BlockedPCA
 from .features import (
     FeatureRows,
@@ -39,7 +39,6 @@ from .features import (
     check_latents,
     column_mean_std,
     latent_features,
-    out_of_core,
     standardized,
 )
 
@@ -63,8 +62,6 @@ AUTO_PCA_MIN_SAMPLES: int = 1000
 #: :class:`~latent_widgets.analysis.blocked_pca.BlockedPCA`, a block of rows at a time,
 #: instead of scikit-learn's ``PCA``, which first makes a centred copy of them.
 BLOCKED_PCA_BYTES: int = 1 << 30
-
-_BLOCK_BYTES = 1 << 26
 
 
 def preprocessing_settings() -> dict[str, Any]:
@@ -92,7 +89,7 @@ def pca_transform(pca: Any, f: Any) -> np.ndarray:
     if isinstance(f, np.ndarray):
         return pca.transform(f)
     out = np.empty((len(f), int(pca.n_components_)), np.float64)
-    for rows in iter_row_blocks(len(f), max(1, _BLOCK_BYTES // (8 * max(f.shape[1], 1)))):
+    for rows in iter_row_blocks(len(f), max(1, BLOCK_BYTES // (8 * max(f.shape[1], 1)))):
         out[rows] = pca.transform(f[rows])
     return out
 
@@ -230,7 +227,7 @@ class Projection(TransformerMixin, BaseEstimator):
         :class:`FeatureRows` view that reads them by blocks.
         """
         self._check_params()
-        if out_of_core(latents):
+        if is_row_store(latents):
             x = latents
             check_latents(tuple(x.shape), x.dtype)
             f: Any = FeatureRows(x, self.features)
@@ -276,7 +273,7 @@ class Projection(TransformerMixin, BaseEstimator):
         check_is_fitted(
             self, "embedding_", msg="This %(name)s is not fitted yet: call fit(latents) first, or use fit_projection."
         )
-        x = latents if out_of_core(latents) else np.asarray(latents)
+        x = latents if is_row_store(latents) else np.asarray(latents)
         if tuple(x.shape) == self.latent_shape_:
             x = np.asarray(x)[None]
         if tuple(x.shape[1:]) != self.latent_shape_:
@@ -284,7 +281,7 @@ class Projection(TransformerMixin, BaseEstimator):
                 f"latents must have shape (M, {', '.join(map(str, self.latent_shape_))}) like the "
                 f"fitted ones, got {tuple(x.shape)}"
             )
-        if out_of_core(x):
+        if is_row_store(x):
             f: Any = FeatureRows(x, self.features)
             f.check_finite()
             if self.mean_ is not None:
@@ -379,7 +376,7 @@ class Projection(TransformerMixin, BaseEstimator):
             )
         emb = np.asarray(state["embedding"], np.float64)
         shape = tuple(int(v) for v in np.asarray(state["latent_shape"]))
-        x = latents if out_of_core(latents) else np.asarray(latents)
+        x = latents if is_row_store(latents) else np.asarray(latents)
         if tuple(x.shape) != (len(emb), *shape):
             raise ValueError(
                 f"the state's map is of {len(emb)} latents of shape {shape}, got latents {tuple(x.shape)}; "

@@ -24,7 +24,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_float_rows", "index_rows", "is_row_store", "iter_row_blocks", "quiet_nanmean", "row_bincount"]
+__all__ = [
+    "BLOCK_BYTES",
+    "as_float_rows",
+    "index_rows",
+    "is_row_store",
+    "iter_row_blocks",
+    "quiet_nanmean",
+    "row_bincount",
+]
+
+#: Bytes of one block of rows that the out-of-core loops read or compute at a time (64 MiB: a few such
+#: blocks and their temporaries stay small beside the data, and numpy's per-call cost is amortised).
+BLOCK_BYTES = 1 << 26
 
 # Elements per block of row_bincount: a few tens of MiB of int64 temporaries.
 _BLOCK_ITEMS = 1 << 22
@@ -163,7 +175,12 @@ def is_row_store(x: Any) -> bool:
     """
     if isinstance(x, np.ndarray):
         return isinstance(x, np.memmap)
-    return hasattr(x, "shape") and hasattr(x, "__getitem__") and not isinstance(x, (list, tuple))
+    return (
+        hasattr(x, "shape")
+        and hasattr(x, "__getitem__")
+        and not isinstance(x, (list, tuple))
+        and len(getattr(x, "shape", ())) >= 1
+    )
 
 
 def quiet_nanmean(x: np.ndarray, axis: int | None = None) -> Any:

@@ -38,8 +38,8 @@ __all__ = ["CHUNK_SECONDS", "DECODE_BATCH_BYTES", "PUBLISH_SECONDS", "JobRunner"
 #: queued behind it waits at most, beside its own decode.
 CHUNK_SECONDS = 0.25
 #: A decode batch's output (its probabilities) stays within this many bytes: past it a bigger batch is slower
-#: per frame, not faster (DeepLabv3+ with MobileNetV2 at 288x384 on 2 cores: 18 ms a frame in batches of 1 to
-#: 4, 35-41 ms in batches of 8 to 32, where the decoder's full-size activations no longer fit in the cache).
+#: per frame, not faster (DeepLabv3+ with MobileNetV2 at 288x384 on 2 cores: 6 ms a frame in batches of 1 to
+#: 4, 8-12 ms in batches of 8 to 32 (idle), where the decoder's full-size activations outgrow the cache).
 DECODE_BATCH_BYTES = 24 << 20
 #: Progress (the busy indicator's fraction, the session's ``predicted``) is published at most this often.
 PUBLISH_SECONDS = 0.5
