@@ -1123,11 +1123,11 @@ def test_the_cell_movement_overlay_blends_the_colormap_at_its_alpha(model, ds) -
     cm = colors.colormap_rgb(MOVEMENT_CMAP, [m.per_step[1, r, c] / m.per_step.max()])[0].astype(float)
     base = ds.palette[step.mask[r * 48 // h, c * 64 // w]].astype(float)
     np.testing.assert_array_equal(
-        _png(sl._tiles[2][0].value)[y, x], np.round((1 - MOVEMENT_ALPHA) * base + MOVEMENT_ALPHA * cm)
+        _png(sl.strip_tiles.step_values[2])[y, x], np.round((1 - MOVEMENT_ALPHA) * base + MOVEMENT_ALPHA * cm)
     )
     # the first tile has no previous step: the plain mask
     np.testing.assert_array_equal(
-        _png(sl._tiles[0][0].value), _png(render.mask_png(sl.session.strip.steps[0].mask, ds.palette, scale=t))
+        _png(sl.strip_tiles.step_values[0]), _png(render.mask_png(sl.session.strip.steps[0].mask, ds.palette, scale=t))
     )
     sl.show_movement = False
     assert (

@@ -50,6 +50,8 @@ class StripTiles:
         The tiles, a column per step; it scrolls sideways when they do not fit.
     caption : ipywidgets.HTML
         What the strip shows (steps, distinct nearest samples).
+    step_values : list of bytes
+        PNG bytes of each step's tile (its decoded mask, with the cell movement when shown).
     neighbor_values : list of bytes
         PNG bytes of the nearest real sample's mask under each step.
 
@@ -70,6 +72,7 @@ class StripTiles:
         self.caption = W.HTML()
         # (top image, top caption, bottom image, bottom caption, top box, bottom box) per step
         self._tiles: list[tuple[Any, ...]] = []
+        self.step_values: list[bytes] = []
         self.neighbor_values: list[bytes] = []
 
     def show(self, strip: Any, movement: Any = None) -> None:
@@ -101,6 +104,7 @@ class StripTiles:
                 bottom_img.value = render.mask_png(ds.masks[j], ds.palette, scale=self.tile_scale)
                 bottom_cap.value = f"<span style='font-size:10px;white-space:nowrap'>#{j} d={dist[i]:.2g}</span>"
         tiles = self._tiles[:n]
+        self.step_values = [bytes(t[0].value) for t in tiles]
         self.neighbor_values = [bytes(t[2].value) for t in tiles]
         nearest = (
             f"{strip.n_distinct} distinct samples"
