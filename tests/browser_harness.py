@@ -571,13 +571,13 @@ else:
     import pandas as pd
     from latent_widgets.data import colors
     from latent_widgets.analysis.projection import fit_projection
-    from latent_widgets.widgets.webgl_map import _point_size
+    from latent_widgets.widgets.webgl_map import default_point_size
     xy = np.asarray(fit_projection(latents, method="pca", cache=True, progress=False).embedding_)
     codes = np.unique(data.groups, return_inverse=True)[1]
     palette = colors.categorical_colours(int(codes.max()) + 1)
     if VARIANT == "bare":
         import jscatter
-        sc = jscatter.Scatter(x=xy[:, 0], y=xy[:, 1], size=_point_size(N), opacity_unselected=1.0, axes=False,
+        sc = jscatter.Scatter(x=xy[:, 0], y=xy[:, 1], size=default_point_size(N), opacity_unselected=1.0, axes=False,
                               legend=False, tooltip=False, transition_points=False, height=460, width="auto")
         sc.color(by=pd.Categorical(codes), map=palette)
         sc.widget.toolbar_buttons = ["pan_zoom", "lasso", "divider", "reset"]

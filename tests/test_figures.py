@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from latent_widgets.data import colors
-from latent_widgets.views import figures, render
+from latent_widgets.views import figures, movement_figures, render
 
 PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 200, 0]], np.uint8)
 
@@ -174,7 +174,7 @@ def test_cell_movement_figure_paints_each_cells_movement_over_its_block(rng):
     path = rng.normal(size=(5, 3, 4, 6))
     m = cell_movement(path)
     image = rng.random((13, 17, 3))  # not a multiple of the 3x4 grid
-    fig = figures.cell_movement_figure(image, m, title="38 -> 138")
+    fig = movement_figures.cell_movement_figure(image, m, title="38 -> 138")
     ax, cbar = fig.axes
     heat = np.asarray(ax.images[-1].get_array())
     assert heat.shape == (13, 17)
@@ -188,12 +188,12 @@ def test_cell_movement_figure_paints_each_cells_movement_over_its_block(rng):
     # one step, into given axes, on a given scale
     host = figures.PaperFigure()
     target = host.add_subplot()
-    assert figures.cell_movement_figure(image, m, step=2, ax=target, vmax=10.0, annotate=False) is host
+    assert movement_figures.cell_movement_figure(image, m, step=2, ax=target, vmax=10.0, annotate=False) is host
     np.testing.assert_allclose(target.images[-1].get_array()[0, 0], m.per_step[2, 0, 0])
     assert target.images[-1].get_clim() == (0.0, 10.0) and len(target.texts) == 0
     assert host.axes[-1].get_ylabel() == "L2 movement per cell, step 2→3"
     with pytest.raises(IndexError, match="outside the path's 4 steps"):
-        figures.cell_movement_figure(image, m, step=4)
+        movement_figures.cell_movement_figure(image, m, step=4)
 
 
 def test_cell_movement_strip_draws_every_step_on_one_scale(rng):
@@ -201,7 +201,9 @@ def test_cell_movement_strip_draws_every_step_on_one_scale(rng):
 
     m = cell_movement(rng.normal(size=(4, 2, 3, 5)))
     masks = rng.integers(0, 3, size=(3, 8, 12))
-    fig = figures.cell_movement_strip(m, backgrounds=render.colorize(masks, PALETTE), alphas=np.linspace(0, 1, 4))
+    fig = movement_figures.cell_movement_strip(
+        m, backgrounds=render.colorize(masks, PALETTE), alphas=np.linspace(0, 1, 4)
+    )
     tiles = fig.axes[:3]
     assert [ax.get_xlabel() for ax in tiles] == ["α 0.00→0.33", "α 0.33→0.67", "α 0.67→1.00"]
     for s, ax in enumerate(tiles):
@@ -211,7 +213,7 @@ def test_cell_movement_strip_draws_every_step_on_one_scale(rng):
         assert ax.images[1].get_clim() == (0.0, m.per_step.max())
     assert fig.axes[-1].get_ylabel() == "L2 per cell"
     with pytest.raises(ValueError, match="got 3 alphas for a path of 4 steps"):
-        figures.cell_movement_strip(m, alphas=[0, 0.5, 1])
+        movement_figures.cell_movement_strip(m, alphas=[0, 0.5, 1])
 
 
 def test_confusion_figure_drops_the_ignored_row_and_keeps_its_column():

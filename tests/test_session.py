@@ -753,6 +753,7 @@ def test_quality_of_a_large_map_of_cells_is_computed_on_a_sample_of_cells(model,
     import latent_widgets.session.quality as quality_module
     from latent_widgets.analysis.map_quality import knn_preservation, trustworthiness
     from latent_widgets.data.colors import NO_VALUE_COLOUR
+    from latent_widgets.widgets.map_colors import legend_html
     from latent_widgets.widgets.scatter import ProjectionScatter
 
     s = ExplorerSession(model, ds, asynchronous=False, scrub_steps=0, methods=("pca",))
@@ -774,11 +775,11 @@ def test_quality_of_a_large_map_of_cells_is_computed_on_a_sample_of_cells(model,
     assert s.color_values("kNN preservation").values[rows].mean() == pytest.approx(knn_preservation(x, y, 10))
     # drawn: the cells left out are grey, not the bottom of the colour scale; the legend says why
     view = ProjectionScatter(session=s)
-    codes, colours, names = view.color_values()
+    codes, colours, names = view.color_codes()
     left_out = np.delete(np.arange(n_cells), rows)
     assert colours[-1] == NO_VALUE_COLOUR and names[-1] == "no value" and (codes[left_out] == len(colours) - 1).all()
     assert (codes[rows] < len(colours) - 1).all()
-    legend = view._legend_html("trustworthiness", codes, colours, names)
+    legend = legend_html(s.color_values("trustworthiness"), view.color_codes())
     assert "300 random cells" in legend and "linear-gradient" in legend and NO_VALUE_COLOUR not in legend
     # samples above the limit are still refused (exact, or nothing)
     s.map_points = "flatten"

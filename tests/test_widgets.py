@@ -162,8 +162,8 @@ def test_scatter_failed_projection_keeps_the_current_map(encoding, ds, monkeypat
         raise ImportError("umap-learn is not installed")
 
     monkeypatch.setattr(projection, "fit_projection", broken)
-    sc._method_buttons.value = "umap"  # the user clicks "UMAP"
-    assert sc.method == "pca" and sc._method_buttons.value == "pca"
+    sc.controls.method_buttons.value = "umap"  # the user clicks "UMAP"
+    assert sc.method == "pca" and sc.controls.method_buttons.value == "pca"
     np.testing.assert_allclose(sc.points, before)
     assert sc.errors.messages == ["ImportError: umap-learn is not installed"]
 
@@ -194,7 +194,7 @@ def test_scatter_hover_tooltip_shows_thumbnail_and_masks(scatter, ds, prediction
         ]
     )
     np.testing.assert_array_equal(pixels, expected)
-    assert ds.names[3] in scatter._tooltip_caption.value
+    assert ds.names[3] in scatter.hover_tooltip.caption.value
 
 
 def test_scatter_path_overlay_on_pca_map(scatter, encoding):
@@ -565,19 +565,19 @@ def test_slider_fractions_and_neighbours(slider, ds):
     from latent_widgets.analysis.metrics import class_fractions
 
     np.testing.assert_allclose(slider.fractions, class_fractions(slider.strip.masks, ds.n_classes))
-    np.testing.assert_allclose(slider.fraction_lines.y, slider.fractions.T)
+    np.testing.assert_allclose(slider.fraction_plot.lines.y, slider.fractions.T)
     nb = slider.neighbor_indices
     assert nb[0] == 1 and nb[-1] == 17  # the endpoints are their own nearest samples
     assert slider.neighbor_distances[0] == pytest.approx(0.0, abs=1e-4)
     slider.alpha = 0.5
-    np.testing.assert_allclose(slider.fraction_cursor.x, [0.5, 0.5])
+    np.testing.assert_allclose(slider.fraction_plot.cursor.x, [0.5, 0.5])
     # under each step: the nearest real sample's ground truth
     for k in (0, 5, 11):
         np.testing.assert_array_equal(
             png_pixels(slider.neighbor_values[k]), shown_mask_pixels(ds.masks[nb[k]], ds.palette, slider.tile_scale)
         )
     assert slider.n_distinct == len(set(nb.tolist()))
-    assert f"{slider.n_distinct} distinct" in slider._strip_caption.value
+    assert f"{slider.n_distinct} distinct" in slider.strip_tiles.caption.value
     # the strip's tile widgets are reused for the next path
     tiles = list(slider.strip_box.children)
     slider.index_b = 8
@@ -585,14 +585,14 @@ def test_slider_fractions_and_neighbours(slider, ds):
 
 
 def test_slider_fraction_plot_ticks_and_class_names(slider, ds):
-    x_axis, y_axis = slider.fraction_figure.axes
+    x_axis, y_axis = slider.fraction_plot.figure.axes
     for axis in (x_axis, y_axis):
         np.testing.assert_allclose(axis.tick_values, [0, 0.25, 0.5, 0.75, 1])
         assert axis.tick_format == "~g"  # 0, 0.25, 0.5, 0.75, 1
-    assert list(slider.fraction_lines.labels) == list(ds.class_names)
-    assert slider.fraction_lines.tooltip.fields == ["name"]  # hover a line: its class
+    assert list(slider.fraction_plot.lines.labels) == list(ds.class_names)
+    assert slider.fraction_plot.lines.tooltip.fields == ["name"]  # hover a line: its class
     for name in ds.class_names:
-        assert name in slider.fraction_legend.value
+        assert name in slider.fraction_plot.legend.value
 
 
 def test_slider_skip_policies(skip_model, ds):
@@ -803,7 +803,7 @@ def test_glmap_colours_each_point_by_the_field(glmap, field):
     glmap.color_by = field
     w = glmap.map_widget
     assert w.color_by == "valueA"
-    codes, colours, _ = glmap.color_values(field)
+    codes, colours, _ = glmap.color_codes(field)
     shown = [tuple(w.color[int(c)]) for c in np.asarray(w.points)[:, 2]]
     assert shown == [to_rgba(colours[c]) for c in codes]
     assert shown == [to_rgba(c) for c in glmap.colors]
@@ -819,9 +819,9 @@ def test_glmap_click_hover_and_lasso_reach_python(glmap, ds, predictions):
     glmap.click(7)  # and from Python, the widget shows the selection
     assert list(w.selection) == [7] and glmap.session.selected == 7
     # hovering renders the thumbnail of that sample only
-    assert glmap._thumbs == {}
+    assert glmap.hover_tooltip.thumbnails == {}
     w.hovering = 3
-    assert glmap.hovered == 3 and list(glmap._thumbs) == [3]
+    assert glmap.hovered == 3 and list(glmap.hover_tooltip.thumbnails) == [3]
     expected = render.hstack(
         [
             render.thumbnail(ds.images[3], ds.masks[3], ds.palette, height=80),
@@ -940,16 +940,16 @@ def test_scatter_colour_field_follows_the_session_both_ways(scatter, ds, predict
     from latent_widgets.analysis.metrics import per_sample_iou
 
     s = scatter.session
-    assert list(scatter._color_dropdown.options) == list(s.color_fields())
+    assert list(scatter.controls.color_dropdown.options) == list(s.color_fields())
     s.color_by = "IoU: Road"
-    assert scatter.color_by == scatter._color_dropdown.value == "IoU: Road"
+    assert scatter.color_by == scatter.controls.color_dropdown.value == "IoU: Road"
     road = per_sample_iou(predictions, ds.masks, ds.n_classes)[:, list(ds.class_names).index("Road")]
-    codes, colours, _ = scatter.color_values()
+    codes, colours, _ = scatter.color_codes()
     finite = np.isfinite(road)
     expected = np.clip(np.round(road[finite] * (len(colours) - 1)), 0, len(colours) - 1)
     np.testing.assert_array_equal(codes[finite], expected)
     np.testing.assert_array_equal(scatter.mark.color, codes)
-    scatter._color_dropdown.value = "trustworthiness"
+    scatter.controls.color_dropdown.value = "trustworthiness"
     assert s.color_by == "trustworthiness" and "trustworthiness" in scatter.legend.value
     assert len(set(scatter.colors)) > 3  # the per-point values, not the grey of "computing"
 
@@ -1070,10 +1070,10 @@ def test_a_map_of_cells_clicks_and_lassos_samples_and_outlines_the_cell(model, d
     other = LatentExplorer(model, ds, asynchronous=False, methods=("pca",))
     link_explorers(e, other)
     assert type(e.scatter).__name__ == "ProjectionScatter"
-    e.scatter._points_dropdown.value = "cells"  # 24 samples x 12 x 16 cells = 4608 points > 2000: WebGL
+    e.scatter.controls.points_dropdown.value = "cells"  # 24 samples x 12 x 16 cells = 4608 points > 2000: WebGL
     h, w = e.session.grid
     assert isinstance(e.scatter, WebGLMap) and e.scatter.map_widget.points.shape == (24 * h * w, 4)
-    assert e.scatter._color_dropdown.value == e.session.color_by == "cell class"
+    assert e.scatter.controls.color_dropdown.value == e.session.color_by == "cell class"
     k = 5 * h * w + 2 * w + 3  # sample 5, cell (2, 3)
     e.scatter.map_widget.selection = np.array([k])
     assert (e.session.selected, e.session.selected_cell, e.viewer.index) == (5, (2, 3), 5)
@@ -1123,11 +1123,11 @@ def test_the_cell_movement_overlay_blends_the_colormap_at_its_alpha(model, ds) -
     cm = colors.colormap_rgb(MOVEMENT_CMAP, [m.per_step[1, r, c] / m.per_step.max()])[0].astype(float)
     base = ds.palette[step.mask[r * 48 // h, c * 64 // w]].astype(float)
     np.testing.assert_array_equal(
-        _png(sl._tiles[2][0].value)[y, x], np.round((1 - MOVEMENT_ALPHA) * base + MOVEMENT_ALPHA * cm)
+        _png(sl.strip_tiles.step_values[2])[y, x], np.round((1 - MOVEMENT_ALPHA) * base + MOVEMENT_ALPHA * cm)
     )
     # the first tile has no previous step: the plain mask
     np.testing.assert_array_equal(
-        _png(sl._tiles[0][0].value), _png(render.mask_png(sl.session.strip.steps[0].mask, ds.palette, scale=t))
+        _png(sl.strip_tiles.step_values[0]), _png(render.mask_png(sl.session.strip.steps[0].mask, ds.palette, scale=t))
     )
     sl.show_movement = False
     assert (

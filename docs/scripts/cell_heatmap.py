@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from latent_widgets.latents import cells
     from latent_widgets.model import training, zoo
     from latent_widgets.study import STUDY_PATH, STUDY_STEPS
-    from latent_widgets.views import figures, render
+    from latent_widgets.views import figures, movement_figures, render
 
     (a, b), n_steps = STUDY_PATH, STUDY_STEPS
     train_data = lw.load_camvid(args.camvid, "train", size=SIZE)
@@ -102,11 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         ax.set_title(f"{label}: train #{idx} ({train_data.names[idx]})", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    figures.cell_movement_figure(
+    movement_figures.cell_movement_figure(
         train_data.images[a], move, ax=axes[2], alpha=0.55, title=f"summed over the path, over A ({h}x{w} cells)"
     )
     masks = render.colorize(path.masks[1:], train_data.palette)
-    figures.cell_movement_strip(move, backgrounds=masks, alphas=alphas, alpha=0.55, fig=bottom, annotate=False)
+    movement_figures.cell_movement_strip(move, backgrounds=masks, alphas=alphas, alpha=0.55, fig=bottom, annotate=False)
     bottom.suptitle("per step, over the decoded mask the step lands on", fontsize=9)
     trained = "" if args.epochs == EPOCHS else f", {args.epochs} epochs"
     fig.suptitle(

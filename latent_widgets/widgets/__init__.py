@@ -1,8 +1,9 @@
 """Jupyter widgets for the latent space of a segmentation network.
 
-- :class:`ProjectionScatter`: a PCA / t-SNE / UMAP map of the latents (SVG, index labels).
-- :class:`WebGLMap`: the same map for large datasets (WebGL, jupyter-scatter);
-  :func:`projection_map` picks one for a dataset's size.
+- :class:`MapView`: a PCA / t-SNE / UMAP map of the session's latents (its
+  controls, colours, hover, click and path), drawn by :class:`ProjectionScatter`
+  (SVG, index labels) or, for large datasets, :class:`WebGLMap` (WebGL,
+  jupyter-scatter); :func:`projection_map` picks one for a dataset's size.
 - :class:`MaskViewer`: image, ground truth, prediction, overlay and errors.
 - :class:`InterpolationSlider`: decode the path between two samples.
 - :class:`SelectionPanel`: the selection's confusion matrix, mean IoU and worst samples.
@@ -26,10 +27,13 @@ from ._common import ErrorSink
 from .explorer import CLICK_ACTIONS, LatentExplorer
 from .interpolation_slider import InterpolationSlider
 from .linking import link_explorers
+from .map_choice import map_class, projection_map
+from .map_colors import COLOR_FIELDS, ColorCodes
+from .map_view import MapView
 from .mask_viewer import PANES, MaskViewer
-from .scatter import COLOR_FIELDS, DEFAULT_GL_THRESHOLD, MAP_TOOLS, MapView, ProjectionScatter, gl_scatter_class
+from .scatter import DEFAULT_GL_THRESHOLD, MAP_TOOLS, ProjectionScatter, gl_scatter_class
 from .selection_panel import SelectionPanel
-from .webgl_map import WebGLMap, jscatter_available, projection_map
+from .webgl_map import WebGLMap, jscatter_available
 
 __all__ = [
     "CLICK_ACTIONS",
@@ -37,6 +41,7 @@ __all__ = [
     "DEFAULT_GL_THRESHOLD",
     "MAP_TOOLS",
     "PANES",
+    "ColorCodes",
     "ErrorSink",
     "InterpolationSlider",
     "LatentExplorer",
@@ -48,5 +53,6 @@ __all__ = [
     "gl_scatter_class",
     "jscatter_available",
     "link_explorers",
+    "map_class",
     "projection_map",
 ]

@@ -16,10 +16,10 @@ from ..session import ExplorerSession
 from ..study.figures import default_endpoints
 from ._common import ErrorSink, View, busy_text, relay_session_errors, wait_quietly, watch_session
 from .interpolation_slider import InterpolationSlider
+from .map_choice import map_class, projection_map
 from .mask_viewer import MaskViewer
 from .scatter import DEFAULT_GL_THRESHOLD
 from .selection_panel import SelectionPanel
-from .webgl_map import _map_class, projection_map
 
 __all__ = ["CLICK_ACTIONS", "LatentExplorer"]
 
@@ -76,7 +76,7 @@ class LatentExplorer(View):
     gl_threshold : int
         Points above which the map is drawn with WebGL (:class:`WebGLMap`,
         jupyter-scatter) instead of SVG (:class:`ProjectionScatter`, with
-        index labels); see :func:`~latent_widgets.widgets.webgl_map.projection_map`.
+        index labels); see :func:`~latent_widgets.widgets.map_choice.projection_map`.
         Counted in map points: a map of cells (``map_points="cells"``) has
         ``h * w`` per sample, and switching to it swaps the map when it
         crosses the threshold.
@@ -89,7 +89,7 @@ class LatentExplorer(View):
     session : ExplorerSession
         All state the widgets show; drive it from Python.
     scatter : ProjectionScatter or WebGLMap
-        The map (:func:`~latent_widgets.widgets.webgl_map.projection_map` picks it).
+        The map (:func:`~latent_widgets.widgets.map_choice.projection_map` picks it).
     viewer : MaskViewer
     slider : InterpolationSlider
     selection_panel : SelectionPanel
@@ -232,7 +232,7 @@ class LatentExplorer(View):
     def _on_map_points(self, _change: Any) -> None:
         """A map of cells has h * w times the points: swap SVG and WebGL maps across the threshold."""
         old = self.scatter
-        new_kind = _map_class(self.session, self.gl_threshold)
+        new_kind = map_class(self.session.n_points(), self.gl_threshold)
         if isinstance(old, new_kind):
             return
         old.unobserve_all("selected")

@@ -6,18 +6,15 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
-import bqplot as bq
 import ipywidgets as W
 import numpy as np
 import traitlets
 
-from ..data import colors
 from ..session import ExplorerSession, StripStep
 from ..views import render
 from ._common import (
     ErrorSink,
     View,
-    blank_png,
     busy_text,
     image_pane,
     labelled,
@@ -25,15 +22,11 @@ from ._common import (
     wait_quietly,
     watch_session,
 )
-from .scrub import MaskFrames
+from .current_mask import PIXELATED_CSS, CurrentMask
+from .fraction_plot import FractionPlot
+from .strip_tiles import StripTiles, movement_png
 
 __all__ = ["InterpolationSlider", "StripStep"]
-
-# Ticks of the class-fraction plot's axes.
-_QUARTERS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
-
-# CSS class of images the browser upscales without smoothing.
-_PIXELATED = "lw-pixelated"
 
 # Slider traits and the session traits they mirror.
 _LINKED = {
@@ -178,9 +171,7 @@ class InterpolationSlider(View):
         h, w = ds.image_size
         from ..analysis.interpolation import PATH_METHODS, SKIP_POLICIES
 
-        # The current mask is sent at its own size and the browser upscales it
-        # (CSS "pixelated", so class edges stay sharp): the hot path encodes
-        # H x W bytes, not an upscaled copy.
+        # The current mask is sent at its own size, the browser upscales it (see current_mask).
         self.scale = 1
         shown_scale = render.display_scale(h, w, display_width)
         self.tile_width = max(64, display_width // 3)
@@ -212,76 +203,21 @@ class InterpolationSlider(View):
             style={"description_width": "40px"},
         )
         self._status = W.HTML(layout=W.Layout(width="160px"))
-        self.image = image_pane(display_width)
-        self.image.format = "bmp"
-        # The path's masks on a fine alpha grid, swapped in the browser as the
-        # slider moves (no kernel round trip); shown instead of ``image`` once
-        # the session has decoded the grid. A partial grid lies over ``image``
-        # (one grid cell for both): where its frame is still to come the canvas
-        # is invisible and the kernel's mask shows through.
-        self.frames_view = MaskFrames(ds.palette, display_width=display_width)
-        self.frames_view.layout.display = "none"
-        self.image.layout.grid_area = self.frames_view.layout.grid_area = "mask"
+        #: The mask at the slider's alpha (:attr:`image`: the kernel's, :attr:`frames_view`: the browser's).
+        self.current_pane = CurrentMask(ds.palette, display_width=display_width)
+        self.image, self.frames_view = self.current_pane.image, self.current_pane.frames_view
         self._frames_link = W.jslink((self.slider, "value"), (self.frames_view, "alpha"))
-        self._sent_frames: Any = None
-        self._caption = W.HTML()
         self._a_image = image_pane(self.tile_width)
         self._b_image = image_pane(self.tile_width)
         self._a_caption, self._b_caption = W.HTML(), W.HTML()
 
         # ---- per-class pixel fraction against alpha
-        self._fx = bq.LinearScale(min=0.0, max=1.0)
-        self._fy = bq.LinearScale(min=0.0, max=1.0)
-        palette = colors.hex_colours(ds.palette)
-        self.fraction_lines = bq.Lines(
-            x=np.zeros(2),
-            y=np.zeros((ds.n_classes, 2)),
-            scales={"x": self._fx, "y": self._fy},
-            colors=palette,
-            labels=list(ds.class_names),
-            stroke_width=2,
-            # Hovering a line names its class.
-            tooltip=bq.Tooltip(fields=["name"], labels=["class"]),
-        )
-        self.fraction_cursor = bq.Lines(
-            x=np.zeros(2),
-            y=np.array([0.0, 1.0]),
-            scales={"x": self._fx, "y": self._fy},
-            colors=["black"],
-            line_style="dashed",
-            stroke_width=1,
-        )
-        self.fraction_figure = bq.Figure(
-            marks=[self.fraction_lines, self.fraction_cursor],
-            axes=[
-                bq.Axis(scale=self._fx, label="alpha", tick_values=_QUARTERS, tick_format="~g"),
-                bq.Axis(scale=self._fy, side="left", label="pixel fraction", tick_values=_QUARTERS, tick_format="~g"),
-            ],
-            fig_margin={"top": 10, "bottom": 40, "left": 50, "right": 20},
-            display_toolbar=False,
-            layout=W.Layout(width="320px", max_width="100%", height=f"{max(200, int(h * shown_scale) + 40)}px"),
-        )
-        #: Colour key of the class lines (a bqplot legend would cover the plot at 12 classes).
-        self.fraction_legend = W.HTML(
-            "<div style='font-size:11px;line-height:1.5'>"
-            + "".join(
-                f"<span style='margin-right:8px;white-space:nowrap'><span style='display:inline-block;"
-                f"width:12px;height:3px;vertical-align:middle;background:{c}'></span> {html.escape(str(name))}</span>"
-                for c, name in zip(palette, ds.class_names, strict=False)
-            )
-            + "</div>",
-            layout=W.Layout(width="320px", max_width="100%"),
-        )
-
+        #: The class pixel fractions along the strip, and the slider's alpha on them.
+        self.fraction_plot = FractionPlot(ds, height=max(200, int(h * shown_scale) + 40))
         # ---- strip: decoded step over its nearest real neighbour
-        # The strip scrolls sideways inside the output area when its columns do not fit.
-        self.strip_box = W.GridBox(
-            layout=W.Layout(grid_gap="2px 4px", max_width="100%", overflow="auto hidden", padding="0 0 6px 0")
-        )
-        self._strip_caption = W.HTML()
-        # (top image, top caption, bottom image, bottom caption, top box, bottom box) per step
-        self._tiles: list[tuple[Any, ...]] = []
-        self.neighbor_values: list[bytes] = []
+        #: The strip's tiles (:attr:`strip_box` is their grid).
+        self.strip_tiles = StripTiles(ds, tile_width=self.tile_width, tile_scale=self.tile_scale)
+        self.strip_box = self.strip_tiles.box
         self._drawn_strip: Any = None
         self.movement: Any = None
         self._movement_button = W.ToggleButton(
@@ -296,7 +232,7 @@ class InterpolationSlider(View):
         wrap = dict(flex_flow="row wrap", align_items="flex-start")
         self.widget = W.VBox(
             [
-                W.HTML(f"<style>img.{_PIXELATED} {{ image-rendering: pixelated; }}</style>"),
+                W.HTML(PIXELATED_CSS),
                 W.HBox(
                     [self._a_box, self._b_box, self._method_buttons, self._policy_dropdown, self._steps_box],
                     layout=W.Layout(**wrap),
@@ -305,20 +241,12 @@ class InterpolationSlider(View):
                 W.HBox(
                     [
                         W.VBox([labelled(self._a_image, self._a_caption), labelled(self._b_image, self._b_caption)]),
-                        labelled(
-                            W.GridBox(
-                                [self.image, self.frames_view],
-                                layout=W.Layout(
-                                    grid_template_areas='"mask"', align_items="flex-start", justify_items="flex-start"
-                                ),
-                            ),
-                            self._caption,
-                        ),
-                        labelled(W.VBox([self.fraction_figure, self.fraction_legend]), "class pixel fraction"),
+                        self.current_pane.widget,
+                        labelled(self.fraction_plot.widget, "class pixel fraction"),
                     ],
                     layout=W.Layout(**wrap),
                 ),
-                labelled(self.strip_box, self._strip_caption),
+                labelled(self.strip_box, self.strip_tiles.caption),
             ],
             layout=W.Layout(max_width="100%"),
         )
@@ -326,9 +254,6 @@ class InterpolationSlider(View):
 
         # CSS hooks for the browser tests and for styling.
         self.slider.add_class("lw-alpha-slider")
-        self.image.add_class("lw-current-mask")
-        self.image.add_class(_PIXELATED)
-        self.strip_box.add_class("lw-strip")
 
         # ---- state lives in the session: mirror it, and the controls mirror the traits.
         for mine, theirs in _LINKED.items():
@@ -349,7 +274,7 @@ class InterpolationSlider(View):
         watch_session(self, session, self._on_current, "current")
         watch_session(self, session, self._on_busy, ["busy", "progress"])
         watch_session(self, session, self._on_frames, "frames")
-        self.observe(lambda c: setattr(self.fraction_cursor, "x", np.array([c["new"], c["new"]])), "alpha")
+        self.observe(lambda c: self.fraction_plot.move_cursor(c["new"]), "alpha")
         self._on_strip(None)
         self._on_current(None)
         self._on_busy(None)
@@ -397,6 +322,11 @@ class InterpolationSlider(View):
         """Distinct nearest real samples along the strip."""
         strip = self.session.strip
         return 0 if strip is None else strip.n_distinct
+
+    @property
+    def neighbor_values(self) -> list[bytes]:
+        """PNG bytes of the nearest real sample's mask under each strip step."""
+        return self.strip_tiles.neighbor_values
 
     @property
     def ondemand_decodes(self) -> int:
@@ -451,35 +381,18 @@ class InterpolationSlider(View):
     @property
     def scrubbing(self) -> bool:
         """Whether the browser swaps the path's grid frames (no kernel round trip) as alpha moves."""
-        return self.frames_view.layout.display != "none"
+        return self.current_pane.scrubbing
 
     def _on_frames(self, _change: Any) -> None:
-        frames = self.session.frames
-        if frames is None:
-            self.frames_view.layout.display = "none"
-            self.image.layout.display = None
-            return
-        if frames is not self._sent_frames:
-            self.frames_view.set_frames(frames.masks, frames.ready)
-            self._sent_frames = frames
-        # Under a partial grid the kernel's mask stays, for the frames still to come.
-        self.image.layout.display = "none" if frames.complete else None
-        self.frames_view.layout.display = None
+        self.current_pane.show_frames(self.session.frames)
 
     def _on_busy(self, _change: Any) -> None:
         running = [b for b in self.session.busy if not b.startswith("map")]
         self._status.value = f"<i>{html.escape(busy_text(running, self.session.progress))}…</i>" if running else ""
 
     def _on_current(self, _change: Any) -> None:
-        step = self.session.current
-        if step is None:
-            return
-        where = "strip step" if step.cached else "decoded on demand"
-        self._caption.value = (
-            f"<b style='font-size:12px'>α = {step.alpha:.3f}</b> <span style='font-size:11px'>({where})</span>"
-        )
-        # Last: observers of the bytes (benchmark, tests) see a complete state.
-        self.image.value = step.image
+        if self.session.current is not None:
+            self.current_pane.show_step(self.session.current)
 
     def _on_show_movement(self, change: Mapping[str, Any]) -> None:
         if change["new"] and self.session.grid is None:
@@ -487,14 +400,6 @@ class InterpolationSlider(View):
             raise ValueError("cell movement needs latents with a spatial grid (h, w, C); these are flat")
         self._drawn_strip = None  # redraw the strip with (or without) the heatmaps
         self._on_strip(None)
-
-    def _movement_png(self, rgb: np.ndarray, values: np.ndarray | None, vmax: float) -> bytes:
-        """PNG of ``rgb`` (uint8, H x W x 3) at tile scale, with the cells' ``values`` as a heatmap over it."""
-        from .cell_overlay import movement_overlay
-
-        if values is not None:
-            rgb = movement_overlay(rgb, values, vmax=vmax)
-        return render.to_png(rgb, scale=self.tile_scale)
 
     def _on_strip(self, _change: Any) -> None:
         strip = self.session.strip
@@ -510,52 +415,10 @@ class InterpolationSlider(View):
             self._a_image.value = render.to_png(ds.images[a], scale=self.tile_scale)
         else:
             top = float(movement.total.max())
-            self._a_image.value = self._movement_png(render.as_uint8(ds.images[a]), movement.total, top)
+            self._a_image.value = movement_png(render.as_uint8(ds.images[a]), movement.total, top, self.tile_scale)
         self._b_image.value = render.to_png(ds.images[b], scale=self.tile_scale)
         self._a_caption.value = f"<b style='font-size:12px'>A = #{a}</b>"
         self._b_caption.value = f"<b style='font-size:12px'>B = #{b}</b>"
-        nb, dist = strip.neighbor_indices, strip.neighbor_distances
-        n = len(strip.steps)
-        # Tile widgets are reused across strips (new widgets per strip would
-        # pile up in the kernel and the page).
-        while len(self._tiles) < n:
-            top_img, top_cap = image_pane(self.tile_width), W.HTML()
-            bottom_img, bottom_cap = image_pane(self.tile_width), W.HTML()
-            self._tiles.append(
-                (top_img, top_cap, bottom_img, bottom_cap, W.VBox([top_cap, top_img]), W.VBox([bottom_img, bottom_cap]))
-            )
-        for i, step in enumerate(strip.steps):
-            top_img, top_cap, bottom_img, bottom_cap, _, _ = self._tiles[i]
-            j = int(nb[i])  # -1 until the dataset is encoded
-            if movement is None:
-                top_img.value = render.mask_png(step.mask, ds.palette, scale=self.tile_scale)
-            else:
-                # Step i shows how far its cells moved since step i - 1 (one scale for the strip).
-                values = movement.per_step[i - 1] if i > 0 else None
-                rgb = render.colorize(step.mask, ds.palette)
-                top_img.value = self._movement_png(rgb, values, float(movement.per_step.max()))
-            top_cap.value = f"<b style='font-size:12px'>α={step.alpha:.2f}</b>"
-            if j < 0:
-                bottom_img.value = blank_png(*step.mask.shape)
-                bottom_cap.value = "<span style='font-size:10px;white-space:nowrap'><i>nearest: encoding…</i></span>"
-            else:
-                bottom_img.value = render.mask_png(ds.masks[j], ds.palette, scale=self.tile_scale)
-                bottom_cap.value = f"<span style='font-size:10px;white-space:nowrap'>#{j} d={dist[i]:.2g}</span>"
-        tiles = self._tiles[:n]
-        #: PNG bytes of the nearest real sample's mask under each strip step.
-        self.neighbor_values = [bytes(t[2].value) for t in tiles]
-        nearest = (
-            f"{strip.n_distinct} distinct samples"
-            if strip.has_neighbors
-            else "<i>found once the dataset is encoded</i>"
-        )
-        self._strip_caption.value = (
-            f"<b style='font-size:12px'>strip: {n} decoded steps (top), each over its nearest real sample "
-            f"(bottom, latent distance d): {nearest}</b>"
-        )
-        self.strip_box.layout.grid_template_columns = f"repeat({n}, {self.tile_width}px)"
-        self.strip_box.children = [t[4] for t in tiles] + [t[5] for t in tiles]
-        with self.fraction_lines.hold_sync():
-            self.fraction_lines.x = strip.alphas
-            self.fraction_lines.y = strip.fractions.T
+        self.strip_tiles.show(strip, movement)
+        self.fraction_plot.show(strip.alphas, strip.fractions)
         self.strip_version += 1
