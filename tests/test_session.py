@@ -630,7 +630,7 @@ def test_a_json_round_trip_reproduces_every_field_and_the_map(model, ds, tmp_pat
     # a map of cells and its clicked cell too (PCA: a t-SNE of every cell takes long)
     s.map_method = "pca"
     s.map_points = "cells"
-    s.click_point(s.sample_points([5])[2 * s.grid[1] + 3])
+    s.click_point(s.points_of_samples([5])[2 * s.grid[1] + 3])
     cells_text = s.to_json()
     assert json.loads(cells_text)["selected_cell"] == [2, 3]
     r = ExplorerSession.from_json(cells_text, model, ds, asynchronous=False, scrub_steps=0)
@@ -737,7 +737,7 @@ def test_a_map_of_cells_has_a_point_per_latent_cell(model, ds) -> None:
     assert s.point_sample(k) == (7, 2, 5)
     assert s.click_point(k) == 7 and (s.selected, s.selected_cell) == (7, (2, 5))
     assert s.select_points([0, 1, k, k + 1]).tolist() == [0, 7]
-    np.testing.assert_array_equal(s.sample_points([1]), np.arange(h * w, 2 * h * w))
+    np.testing.assert_array_equal(s.points_of_samples([1]), np.arange(h * w, 2 * h * w))
     with pytest.raises(IndexError, match="no point"):
         s.point_sample(n * h * w)
     with pytest.raises(traitlets.TraitError, match="outside the"):

@@ -407,13 +407,13 @@ class ExplorerSession(traitlets.HasTraits):
         """What point ``point`` of the current map is: ``(sample, row, col)``; see :meth:`.MapState.point_sample`."""
         return self.map_state.point_sample(point)
 
-    def point_samples(self, points: Sequence[int] | np.ndarray) -> np.ndarray:
+    def samples_of_points(self, points: Sequence[int] | np.ndarray) -> np.ndarray:
         """The samples (sorted, unique, int64) the map points ``points`` belong to."""
-        return self.map_state.point_samples(points)
+        return self.map_state.samples_of_points(points)
 
-    def sample_points(self, samples: Sequence[int] | np.ndarray) -> np.ndarray:
+    def points_of_samples(self, samples: Sequence[int] | np.ndarray) -> np.ndarray:
         """The map points of ``samples``: the samples themselves, or all their cells (cells map)."""
-        return self.map_state.sample_points(samples)
+        return self.map_state.points_of_samples(samples)
 
     def click_point(self, point: int) -> int:
         """Do what a click on map point ``point`` does (:attr:`selected`, :attr:`selected_cell`); its sample."""

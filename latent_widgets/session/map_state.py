@@ -96,7 +96,7 @@ class MapState:
         h, w = self.grid()  # type: ignore[misc]
         return k // (h * w), (k // w) % h, k % w
 
-    def point_samples(self, points: Sequence[int] | np.ndarray) -> np.ndarray:
+    def samples_of_points(self, points: Sequence[int] | np.ndarray) -> np.ndarray:
         """The samples (sorted, unique, int64) the map points ``points`` belong to."""
         pts = np.asarray(points, np.int64).reshape(-1)
         n_pts = self.n_points()
@@ -110,7 +110,7 @@ class MapState:
             pts = pts // (h * w)
         return np.unique(pts)
 
-    def sample_points(self, samples: Sequence[int] | np.ndarray) -> np.ndarray:
+    def points_of_samples(self, samples: Sequence[int] | np.ndarray) -> np.ndarray:
         """The map points of ``samples``: the samples themselves, or all their cells (cells map)."""
         idx = np.asarray(samples, np.int64).reshape(-1)
         if self.session.map_points != "cells":
@@ -138,7 +138,7 @@ class MapState:
         On a map of cells the selection is the samples that own at least one
         of the cells: it stays a set of samples.
         """
-        self.session.selection = self.point_samples(points)
+        self.session.selection = self.samples_of_points(points)
         return self.session.selection
 
     # ------------------------------------------------------------------ fitting

@@ -231,7 +231,7 @@ def export_session(session: Any, folder: str | Path) -> list[Path]:
         pts,
         path=s.path_points if strip is not None and on_samples else None,
         neighbors=strip.neighbor_indices if strip is not None and on_samples else None,
-        highlight=s.sample_points(highlight).tolist(),
+        highlight=s.points_of_samples(highlight).tolist(),
         title=f"{s.map_method} map · colour: {s.color_by}",
         **kw,
     )

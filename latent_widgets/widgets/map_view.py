@@ -279,7 +279,9 @@ class MapView(MapSurface, View):
         samples = s.selection.tolist() if len(s.selection) else None if self.selected is None else [int(self.selected)]
         self._writing = True
         try:
-            self._draw_highlight(None if samples is None else s.sample_points(samples).tolist(), len(s.selection) > 0)
+            self._draw_highlight(
+                None if samples is None else s.points_of_samples(samples).tolist(), len(s.selection) > 0
+            )
         finally:
             self._writing = False
 
@@ -288,7 +290,7 @@ class MapView(MapSurface, View):
         if index is None or pts is None or len(pts) != self.session.n_points():
             self._draw_linked_hover(None)
         else:
-            self._draw_linked_hover(pts[self.session.sample_points([index])])  # every cell of a sample
+            self._draw_linked_hover(pts[self.session.points_of_samples([index])])  # every cell of a sample
 
     # ------------------------------------------------------------------ state
 

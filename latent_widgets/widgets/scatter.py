@@ -474,4 +474,4 @@ class ProjectionScatter(MapView):
             return
         new = change["new"]
         # On a map of cells, the samples of the cells inside (the selection is a set of samples).
-        self.session.selection = None if new is None else self.session.point_samples(np.asarray(new, np.int64))
+        self.session.selection = None if new is None else self.session.samples_of_points(np.asarray(new, np.int64))

@@ -319,7 +319,7 @@ class WebGLMap(MapView):
             self.click_point(int(sel[0]))
         elif len(sel) > 1:
             # On a map of cells: the samples of the cells inside.
-            self.lasso_selection = self.session.point_samples(sel)
+            self.lasso_selection = self.session.samples_of_points(sel)
         else:
             # A click on the background clears the lasso and the selection; the clicked sample stays shown.
             self.lasso_selection = None
@@ -330,7 +330,7 @@ class WebGLMap(MapView):
         polygon = change["new"]
         if polygon is not None and len(polygon):
             sel = self.map_widget.selection
-            self.lasso_selection = None if sel is None else self.session.point_samples(np.asarray(sel, np.int64))
+            self.lasso_selection = None if sel is None else self.session.samples_of_points(np.asarray(sel, np.int64))
 
     def _on_lasso_selection(self, change: Mapping[str, Any]) -> None:
         sel = change["new"]
