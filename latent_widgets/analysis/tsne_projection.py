@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .neighbour_placement import NeighbourPlacement
+from .neighbor_placement import NeighborPlacement
 from .projection_base import is_int, is_positive
 
 __all__ = ["TSNE_THREADS_MIN_SAMPLES", "TSNEProjection"]
@@ -24,7 +24,7 @@ __all__ = ["TSNE_THREADS_MIN_SAMPLES", "TSNEProjection"]
 TSNE_THREADS_MIN_SAMPLES: int = 5000
 
 
-class TSNEProjection(NeighbourPlacement):
+class TSNEProjection(NeighborPlacement):
     """t-SNE of the latents (openTSNE: FFT-accelerated at scale, multithreaded, seeded).
 
     The map is ``openTSNE.TSNE(...).fit`` of the prepared features, the

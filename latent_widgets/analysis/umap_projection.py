@@ -19,13 +19,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .neighbour_placement import NeighbourPlacement
+from .neighbor_placement import NeighborPlacement
 from .umap_runtime import import_umap, wait_for_the_warm_up
 
 __all__ = ["UMAPProjection"]
 
 
-class UMAPProjection(NeighbourPlacement):
+class UMAPProjection(NeighborPlacement):
     """UMAP of the latents (``umap-learn``, seeded, hence single-threaded).
 
     ``transform`` is UMAP's own out-of-sample embedding.

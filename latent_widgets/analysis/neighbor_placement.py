@@ -1,6 +1,6 @@
 """Placing new latents on a t-SNE or UMAP map: the training features kept, equal latents snapped to their point.
 
-:class:`NeighbourPlacement` is the common part of
+:class:`NeighborPlacement` is the common part of
 :class:`~latent_widgets.analysis.tsne_projection.TSNEProjection` and
 :class:`~latent_widgets.analysis.umap_projection.UMAPProjection`: after a
 fit it keeps the features the map was made of, and a new latent whose
@@ -13,7 +13,7 @@ Examples
 >>> from latent_widgets.analysis.tsne_projection import TSNEProjection
 >>> z = np.random.default_rng(0).normal(size=(25, 5))
 >>> tsne = TSNEProjection(max_iter=300).fit(z)
->>> isinstance(tsne, NeighbourPlacement), bool(np.allclose(tsne.transform(z[3]), tsne.embedding_[3]))
+>>> isinstance(tsne, NeighborPlacement), bool(np.allclose(tsne.transform(z[3]), tsne.embedding_[3]))
 (True, True)
 """
 
@@ -25,10 +25,10 @@ import numpy as np
 
 from .projection_base import Projection
 
-__all__ = ["NeighbourPlacement"]
+__all__ = ["NeighborPlacement"]
 
 
-class NeighbourPlacement(Projection):
+class NeighborPlacement(Projection):
     """A projection that keeps the prepared training features for placing new points.
 
     A new latent equal to a training latent (a path endpoint) lands on that
