@@ -92,7 +92,7 @@ class ProjectionScatter(MapView):
 
     Parameters
     ----------
-    latents, dataset, session, method, methods, projections, projection_kwargs, predictions, splits, color_by, errors
+    latents, dataset
         As in :class:`~latent_widgets.widgets.map_view.MapView`.
     show_labels : bool, optional
         Index labels; default on with the SVG renderer. Only labels that
@@ -102,8 +102,12 @@ class ProjectionScatter(MapView):
     gl_threshold : int
         Above this many points use bqplot-gl's ``ScatterGL`` when installed
         (the SVG scatter otherwise, with a warning).
-    width, height : int
-        Figure size in px (the figure shrinks to a narrower output area).
+    **kwargs
+        The other arguments of :class:`~latent_widgets.widgets.map_view.MapView`
+        (``session``, ``method``, ``methods``, ``projections``,
+        ``projection_kwargs``, ``predictions``, ``splits``, ``color_by``,
+        ``errors``); ``width`` and ``height``, the figure's size in px (the
+        figure shrinks to a narrower output area).
 
     Attributes
     ----------

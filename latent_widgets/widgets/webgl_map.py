@@ -79,12 +79,16 @@ class WebGLMap(MapView):
 
     Parameters
     ----------
-    latents, dataset, session, method, methods, projections, projection_kwargs, predictions, splits, color_by, errors
+    latents, dataset
         As in :class:`~latent_widgets.widgets.map_view.MapView`.
-    width, height : int
-        Map size in px (the map shrinks to a narrower output area).
     point_size : float, optional
         Point diameter in px; by default 6 up to 10k points, 4 up to 50k, 3 above.
+    **kwargs
+        The other arguments of :class:`~latent_widgets.widgets.map_view.MapView`
+        (``session``, ``method``, ``methods``, ``projections``,
+        ``projection_kwargs``, ``predictions``, ``splits``, ``color_by``,
+        ``errors``); ``width`` and ``height``, the map's size in px (the map
+        shrinks to a narrower output area).
 
     Attributes
     ----------
