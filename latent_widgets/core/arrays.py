@@ -175,12 +175,7 @@ def is_row_store(x: Any) -> bool:
     """
     if isinstance(x, np.ndarray):
         return isinstance(x, np.memmap)
-    return (
-        hasattr(x, "shape")
-        and hasattr(x, "__getitem__")
-        and not isinstance(x, (list, tuple))
-        and len(getattr(x, "shape", ())) >= 1
-    )
+    return hasattr(x, "shape") and hasattr(x, "__getitem__") and not isinstance(x, (list, tuple)) and len(x.shape) >= 1
 
 
 def quiet_nanmean(x: np.ndarray, axis: int | None = None) -> Any:

@@ -56,33 +56,26 @@ class BatchEncoder(Protocol):
 def encode_dataset(
     model: BatchEncoder,
     dataset: SegmentationDataset,
-    batch_size: int = 32,
-    cache: bool = True,
+    options: EncodeOptions,
     *,
+    cache: bool = True,
     store: str | os.PathLike[str] | bool | None = None,
-    resume: bool = True,
-    overwrite: bool = False,
     progress: bool | None = None,
-    store_skips: bool = False,
-    chunk_rows: int | None = None,
     client: Any = None,
     on_batch: Callable[[int, int], Any] | None = None,
 ) -> Encoding:
     """:meth:`~latent_widgets.model.latent_base.LatentModelBase.encode_dataset` of ``model`` (documented there).
 
+    ``options``: what the encode writes (built once by the method from its
+    keywords); the others say where it goes and how it reports.
+
     Examples
     --------
-    >>> enc = encode_dataset(lm, synthetic_road_scenes(100_000, lazy=True), store="road.zarr")  # doctest: +SKIP
+    >>> lazy = synthetic_road_scenes(100_000, lazy=True)  # doctest: +SKIP
+    >>> enc = encode_dataset(lm, lazy, EncodeOptions(), store="road.zarr")  # doctest: +SKIP
     """
     from ..core.cache import cache_dir, cached_arrays, content_hash
 
-    options = EncodeOptions(
-        batch_size=batch_size,
-        chunk_rows=chunk_rows,
-        store_skips=store_skips,
-        resume=resume and cache,
-        overwrite=overwrite,
-    )
     if client is not None:
         from ..latents.distributed import submit_encode
 
@@ -96,7 +89,7 @@ def encode_dataset(
     if store is not False:
         if store is True:
             name = content_hash("encode_dataset-store-v1", model_hash, data_hash)
-            store = cache_dir("latents") / f"{name}{'-skips' if store_skips else ''}.zarr"
+            store = cache_dir("latents") / f"{name}{'-skips' if options.store_skips else ''}.zarr"
         return encode_to_store(
             model,
             dataset,
@@ -111,7 +104,7 @@ def encode_dataset(
     key = content_hash("encode_dataset-v1", model_hash, data_hash)
 
     def compute() -> dict[str, np.ndarray]:
-        enc = model.encode(dataset.images, batch_size=batch_size, progress=progress, on_batch=on_batch)
+        enc = model.encode(dataset.images, batch_size=options.batch_size, progress=progress, on_batch=on_batch)
         out = {"latents": enc.latents}
         out.update({f"skip_{k}": s for k, s in enumerate(enc.skips)})
         return out

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..core.arrays import iter_row_blocks
 from .dataset_encode import encode_dataset
+from .encode_options import EncodeOptions
 from .encoding import Encoding
 from .errors import LatentModelError
 from .input_checks import check_images, check_latents
@@ -335,19 +336,15 @@ class LatentModelBase:
         (10, 6, 8, 128)
         >>> enc = lm.encode_dataset(ds, store="/shared/road.zarr", client=dask_client)  # doctest: +SKIP
         """
-        return encode_dataset(
-            self,
-            dataset,
-            batch_size,
-            cache,
-            store=store,
-            resume=resume,
-            overwrite=overwrite,
-            progress=progress,
-            store_skips=store_skips,
+        options = EncodeOptions(
+            batch_size=batch_size,
             chunk_rows=chunk_rows,
-            client=client,
-            on_batch=on_batch,
+            store_skips=store_skips,
+            resume=resume and cache,
+            overwrite=overwrite,
+        )
+        return encode_dataset(
+            self, dataset, options, cache=cache, store=store, progress=progress, client=client, on_batch=on_batch
         )
 
     def encode_batch(self, images: Any) -> tuple[Any, ...]:
