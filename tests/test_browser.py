@@ -96,6 +96,9 @@ def chromium():
 def page(voila_url: str, chromium):
     with explorer_page(voila_url, chromium=chromium) as pg:
         wait_for_svg_map(pg)
+        # The path's overlay (A, B, the ringed neighbours, their labels) is drawn once the map can place the
+        # path: a message after the map's own, which a test reading labels or clicking points must wait for.
+        pg.wait_for_function(f"() => ({LABELS_JS})().some(b => b.text === '25')", timeout=30_000)
         yield pg
 
 
