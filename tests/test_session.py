@@ -290,6 +290,32 @@ def test_in_the_background_the_newest_alpha_wins(model, ds) -> None:
     s.close()
 
 
+def test_decoding_alphas_reads_each_endpoint_once_from_a_lazy_dataset(model, ds) -> None:
+    from latent_widgets import synthetic_road_scenes
+
+    lazy = synthetic_road_scenes(24, size=(48, 64), seed=0, frames_per_drive=12, lazy=True)
+    source, rows_read = lazy.images.source, []
+    read = source.read
+
+    def counting_read(indices, field):
+        if field == "images":
+            rows_read.extend(np.asarray(indices).reshape(-1).tolist())
+        return read(indices, field)
+
+    source.read = counting_read
+    s = ExplorerSession(model, lazy, index_a=1, index_b=17, asynchronous=False, scrub_steps=8, predict=False)
+    rows_read.clear()  # the start: the dataset's encode, the strip and the grid
+    for alpha in (0.11, 0.23, 0.31, 0.42, 0.57):
+        s.alpha = alpha
+        np.testing.assert_array_equal(s.current.mask, lerp_mask(model, ds, 1, 17, alpha))
+    assert s.ondemand_decodes >= 5 and rows_read == []  # a scene rendered per alpha before: 2 reads each
+    s.index_b = 9  # a new path: its endpoints are read once, for its strip, grid and slider together
+    s.alpha = 0.37
+    assert sorted(rows_read) == [1, 9]
+    np.testing.assert_array_equal(s.current.mask, lerp_mask(model, ds, 1, 9, 0.37))
+    s.close()
+
+
 def test_a_given_map_places_the_path_once_the_dataset_is_encoded(model, ds) -> None:
     # The given map is drawn before the dataset is encoded, and the strip may arrive first: its path is
     # placed (among the samples' latents) once they are there, not failed in the background.

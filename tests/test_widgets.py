@@ -462,6 +462,39 @@ def test_slider_decodes_the_strip_in_one_batch(model, ds, encoding):
     assert len(s.strip_box.children) == 24  # steps over their neighbours
 
 
+def test_busy_indicators_show_a_job_once_it_has_lasted_a_moment(model, ds, encoding):
+    from latent_widgets.widgets import LatentExplorer
+    from latent_widgets.widgets.busy_status import SHOW_AFTER_S
+
+    ex = LatentExplorer(model, ds, encoding=encoding, index_a=1, index_b=17)
+    s = ex.session
+    s.wait()
+    said: list[str] = []
+    for html_widget in (ex.slider._status, ex.busy_indicator):
+        html_widget.observe(lambda c: said.append(c["new"]), "value")
+    for alpha in (0.11, 0.23, 0.31, 0.42):  # decodes of a millisecond: no "decode" flashing on and off
+        s.alpha = alpha
+        s.wait()
+    time.sleep(2 * SHOW_AFTER_S)
+    assert said == [] and s.ondemand_decodes >= 4
+    # A job of a second: on both indicators once it has lasted SHOW_AFTER_S, off the moment it ends.
+    t0 = time.monotonic()
+    s.jobs.model_lane.submit("predict", lambda: time.sleep(1.0))
+    assert s.busy == ("predict",) and ex.slider._status.value == ex.busy_indicator.value == ""
+    deadline = time.monotonic() + 10
+    while "predict" not in ex.busy_indicator.value and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert time.monotonic() - t0 >= SHOW_AFTER_S and "predict" in ex.slider._status.value
+    s.wait()
+    assert ex.slider._status.value == ex.busy_indicator.value == "" and ex.busy_status.text == ""
+    # A map's fit is the map's business: on the explorer's indicator, not the slider's.
+    s.jobs.map_lane.submit("map: umap", lambda: time.sleep(0.6))
+    time.sleep(SHOW_AFTER_S + 0.2)
+    assert "map: umap" in ex.busy_indicator.value and ex.slider._status.value == ""
+    s.wait()
+    ex.close()
+
+
 def test_slider_sends_the_grid_frames_to_the_browser_once(model, ds, encoding):
     s = InterpolationSlider(model, ds, encoding=encoding, index_a=1, index_b=17, asynchronous=False)
     frames, view = s.session.frames, s.frames_view

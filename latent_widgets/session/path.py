@@ -21,7 +21,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from ..views import render
 from .jobs import FRAMES, NOW
 from .values import PathKey, ScrubFrames, Strip, StripStep
 
-__all__ = ["PARTIAL_GRID_SECONDS", "PathDecodes"]
+__all__ = ["PARTIAL_GRID_SECONDS", "PathDecodes", "PathEnds"]
 
 #: A partial scrub grid (all its frames: 7 MiB at 288x384) is sent to the page at most this often.
 PARTIAL_GRID_SECONDS = 1.0
@@ -44,6 +44,15 @@ def _joined_paths(parts: Sequence[Any]) -> Any:
 
     skips = tuple(np.concatenate([p.skips[k] for p in parts]) for k in range(len(parts[0].skips)))
     return PathResult(cat("alphas"), cat("latents"), skips, cat("probs"), cat("masks"))
+
+
+class PathEnds(NamedTuple):
+    """A path's endpoints as its decodes take them: images (H, W, 3) and single-sample encodings."""
+
+    image_a: np.ndarray
+    image_b: np.ndarray
+    encoding_a: Any
+    encoding_b: Any
 
 
 class PathDecodes:
@@ -75,6 +84,7 @@ class PathDecodes:
         self._frames_running: set[tuple] = set()
         self._published: dict[str, float] = {}
         self._movement: tuple[Strip, Any] | None = None
+        self._ends: tuple[tuple[int, int], Any, Any, PathEnds] | None = None
 
     # ------------------------------------------------------------------ strip
 
@@ -122,7 +132,7 @@ class PathDecodes:
 
         s = self.session
         key = key or s.key
-        ds, encodings = s.dataset, s.encodings
+        ds, ends = s.dataset, self.endpoints(key)
         alphas = np.asarray(steps(key.n_steps), np.float64)
         rows = s.jobs.chunk_rows(self._alpha_seconds(key), cap=len(alphas), row_bytes=self.row_bytes)
         parts = []
@@ -132,13 +142,13 @@ class PathDecodes:
             parts.append(
                 decode_path(
                     s.model,
-                    ds.images[key.index_a],
-                    ds.images[key.index_b],
+                    ends.image_a,
+                    ends.image_b,
                     alphas[start : start + rows],
                     method=key.method,
                     skip_policy=key.skip_policy,
-                    encoding_a=encodings.encoding_of(key.index_a),
-                    encoding_b=encodings.encoding_of(key.index_b),
+                    encoding_a=ends.encoding_a,
+                    encoding_b=ends.encoding_b,
                 )
             )
         result = parts[0] if len(parts) == 1 else _joined_paths(parts)
@@ -326,22 +336,45 @@ class PathDecodes:
         # BMP: writing it takes microseconds, zlib (PNG) a sizeable share of a decode.
         return StripStep(float(alpha), latents[0], probs, mask, render.mask_bmp(mask, self.session.dataset.palette))
 
+    def endpoints(self, key: PathKey | None = None) -> PathEnds:
+        """The endpoints of path ``key`` (default: the current one): their images and encodings.
+
+        Read once per pair of endpoints, not once per decoded alpha: a lazy dataset renders or loads an
+        image at each read (a procedural scene at 288x384 takes ~18 ms), an on-disk store reads its
+        rows. Read again once the dataset's own encoding replaces the samples' (or the model changes).
+        """
+        s = self.session
+        key = key or s.key
+        tag = (key.index_a, key.index_b)
+        cached = self._ends
+        if cached is not None and cached[0] == tag and cached[1] is s.encoding and cached[2] is s.model:
+            return cached[3]
+        ds, encodings = s.dataset, s.encodings
+        ends = PathEnds(
+            np.asarray(ds.images[key.index_a]),
+            np.asarray(ds.images[key.index_b]),
+            encodings.encoding_of(key.index_a),
+            encodings.encoding_of(key.index_b),
+        )
+        self._ends = (tag, s.encoding, s.model, ends)
+        return ends
+
     def decode(self, alphas: np.ndarray, key: PathKey | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(latents, probabilities, masks) of the path ``key`` (default: the current one) at ``alphas``."""
         from ..analysis.interpolation import path_inputs
 
         s = self.session
         key = key or s.key
-        ds, model = s.dataset, s.model
+        model, ends = s.model, self.endpoints(key)
         latents, skips = path_inputs(
             model,
-            ds.images[key.index_a],
-            ds.images[key.index_b],
+            ends.image_a,
+            ends.image_b,
             np.asarray(alphas, np.float32),
             method=key.method,
             skip_policy=key.skip_policy,
-            encoding_a=s.encodings.encoding_of(key.index_a),
-            encoding_b=s.encodings.encoding_of(key.index_b),
+            encoding_a=ends.encoding_a,
+            encoding_b=ends.encoding_b,
         )
         t0 = time.perf_counter()
         probs, masks = model.decode_with_masks(latents, skips if model.has_skips else None)

@@ -88,6 +88,7 @@ class JobRunner:
         self._generations: dict[str, int] = {}
         self._shown = 0
         self._busy_counts: dict[str, int] = {}
+        self._busy_since: dict[str, float] = {}
         self._published: dict[str, float] = {}
         self.model_lane = Lane("model", asynchronous, self._busy_change, self._report)
         self.map_lane = Lane("map", asynchronous, self._busy_change, self._report)
@@ -225,13 +226,29 @@ class JobRunner:
             lane.take_finished()
         self.owner.errors = ()
 
+    def busy_since(self, label: str) -> float | None:
+        """When (``time.monotonic()``) ``label`` last became busy, or None while it is not.
+
+        A busy indicator shows a job once it has lasted a moment (a slider's 3 ms decode never flickers).
+
+        Examples
+        --------
+        >>> from types import SimpleNamespace
+        >>> jobs = JobRunner(SimpleNamespace(busy=(), errors=(), progress={}), asynchronous=False)
+        >>> jobs.model_lane.submit("add", lambda: jobs.busy_since("add") is not None).result(), jobs.busy_since("add")
+        (True, None)
+        """
+        return self._busy_since.get(label)
+
     def _busy_change(self, label: str, delta: int) -> None:
         with self.lock:
             count = self._busy_counts.get(label, 0) + delta
             if count > 0:
                 self._busy_counts[label] = count
+                self._busy_since.setdefault(label, time.monotonic())
             else:
                 self._busy_counts.pop(label, None)
+                self._busy_since.pop(label, None)
             self.owner.busy = tuple(sorted(self._busy_counts))
 
     def _report(self, exc: BaseException, context: str) -> None:

@@ -14,7 +14,8 @@ import traitlets
 
 from ..session import ExplorerSession
 from ..study.figures import default_endpoints
-from ._common import ErrorSink, View, busy_text, relay_session_errors, wait_quietly, watch_session
+from ._common import ErrorSink, View, relay_session_errors, wait_quietly, watch_session
+from .busy_status import BusyStatus
 from .interpolation_slider import InterpolationSlider
 from .map_choice import map_class, projection_map
 from .mask_viewer import MaskViewer
@@ -220,9 +221,9 @@ class LatentExplorer(View):
         self.scatter.observe(self.errors.guard(self._on_clicked), "selected")
         watch_session(self, session, self._on_map_points, "map_points")
         self.slider.observe(self.errors.guard(self._on_alpha), "alpha")
-        watch_session(self, session, self._on_busy, ["busy", "progress"])
+        #: What the session computes (jobs that have lasted a moment), on :attr:`busy_indicator`.
+        self.busy_status = BusyStatus(self, session, self._show_busy)
         relay_session_errors(self.errors, session)
-        self._on_busy(None)
         self.scatter.set_current(session.alpha)
 
     @staticmethod
@@ -260,12 +261,10 @@ class LatentExplorer(View):
     def _on_alpha(self, change: Mapping[str, Any]) -> None:
         self.scatter.set_current(float(change["new"]))
 
-    def _on_busy(self, _change: Any) -> None:
-        jobs = self.session.busy
-        text = busy_text(jobs, self.session.progress)
+    def _show_busy(self, text: str) -> None:
         self.busy_indicator.value = (
             f"<span style='color:#555'><i class='fa fa-spinner fa-spin'></i> {html.escape(text)}…</span>"
-            if jobs
+            if text
             else ""
         )
 

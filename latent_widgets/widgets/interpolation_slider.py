@@ -15,13 +15,13 @@ from ..views import render
 from ._common import (
     ErrorSink,
     View,
-    busy_text,
     image_pane,
     labelled,
     relay_session_errors,
     wait_quietly,
     watch_session,
 )
+from .busy_status import BusyStatus
 from .current_mask import PIXELATED_CSS, CurrentMask
 from .fraction_plot import FractionPlot
 from .strip_tiles import StripTiles, movement_png
@@ -272,12 +272,12 @@ class InterpolationSlider(View):
         self._observe_guarded(self._on_show_movement, "show_movement")
         watch_session(self, session, self._on_strip, "strip")
         watch_session(self, session, self._on_current, "current")
-        watch_session(self, session, self._on_busy, ["busy", "progress"])
+        #: The jobs the slider waits for (not the maps'), once they have lasted a moment.
+        self.busy_status = BusyStatus(self, session, self._show_busy, keep=lambda job: not job.startswith("map"))
         watch_session(self, session, self._on_frames, "frames")
         self.observe(lambda c: self.fraction_plot.move_cursor(c["new"]), "alpha")
         self._on_strip(None)
         self._on_current(None)
-        self._on_busy(None)
         self._on_frames(None)
 
     # ------------------------------------------------------------------ public
@@ -386,9 +386,8 @@ class InterpolationSlider(View):
     def _on_frames(self, _change: Any) -> None:
         self.current_pane.show_frames(self.session.frames)
 
-    def _on_busy(self, _change: Any) -> None:
-        running = [b for b in self.session.busy if not b.startswith("map")]
-        self._status.value = f"<i>{html.escape(busy_text(running, self.session.progress))}…</i>" if running else ""
+    def _show_busy(self, text: str) -> None:
+        self._status.value = f"<i>{html.escape(text)}…</i>" if text else ""
 
     def _on_current(self, _change: Any) -> None:
         if self.session.current is not None:
