@@ -84,7 +84,7 @@ class PathDecodes:
         self._frames_running: set[tuple] = set()
         self._published: dict[str, float] = {}
         self._movement: tuple[Strip, Any] | None = None
-        self._ends: tuple[tuple[int, int], Any, Any, PathEnds] | None = None
+        self._ends: tuple[tuple[int, int], tuple[Any, Any, Any], PathEnds] | None = None
 
     # ------------------------------------------------------------------ strip
 
@@ -341,14 +341,15 @@ class PathDecodes:
 
         Read once per pair of endpoints, not once per decoded alpha: a lazy dataset renders or loads an
         image at each read (a procedural scene at 288x384 takes ~18 ms), an on-disk store reads its
-        rows. Read again once the dataset's own encoding replaces the samples' (or the model changes).
+        rows. Read again once the dataset's own encoding replaces the samples' (or the dataset or model changes).
         """
         s = self.session
         key = key or s.key
         tag = (key.index_a, key.index_b)
+        sources = (s.dataset, s.encoding, s.model)
         cached = self._ends
-        if cached is not None and cached[0] == tag and cached[1] is s.encoding and cached[2] is s.model:
-            return cached[3]
+        if cached is not None and cached[0] == tag and all(x is y for x, y in zip(cached[1], sources, strict=True)):
+            return cached[2]
         ds, encodings = s.dataset, s.encodings
         ends = PathEnds(
             np.asarray(ds.images[key.index_a]),
@@ -356,7 +357,7 @@ class PathDecodes:
             encodings.encoding_of(key.index_a),
             encodings.encoding_of(key.index_b),
         )
-        self._ends = (tag, s.encoding, s.model, ends)
+        self._ends = (tag, sources, ends)
         return ends
 
     def decode(self, alphas: np.ndarray, key: PathKey | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
