@@ -624,3 +624,21 @@ def test_the_first_compile_runs_in_a_child_process_once(tmp_path, monkeypatch) -
     t0 = time.perf_counter()
     _compile_in_a_child()  # done: no child process this time
     assert time.perf_counter() - t0 < 0.5
+
+
+def test_sessions_started_together_share_one_warm_up_that_ends() -> None:
+    """Each session asks for the warm-up; two of them running at once waited for each other for 15 minutes."""
+    import threading
+
+    from latent_widgets.analysis import umap_runtime
+    from latent_widgets.analysis.warm_up import warm_up_projections
+
+    started = [warm_up_projections() for _ in range(6)]  # six sessions, as the widget tests start them
+    assert all(t is started[0] for t in started) and umap_runtime.warm_up_thread is started[0]
+    started[0].join(300)
+    assert not started[0].is_alive()
+    assert [t for t in threading.enumerate() if t.name == "latent-widgets-warm-up"] == []
+    again = warm_up_projections()  # the next session: a new warm-up (cheap now), which ends too
+    assert again is not started[0]
+    again.join(300)
+    assert not again.is_alive()

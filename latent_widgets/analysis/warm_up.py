@@ -21,6 +21,8 @@ from .umap_projection import UMAPProjection
 
 __all__ = ["warm_up_projections"]
 
+_STARTING = threading.Lock()
+
 
 def _warm_up() -> None:
     rng = np.random.default_rng(0)
@@ -97,7 +99,13 @@ def warm_up_projections() -> threading.Thread:
     --------
     >>> warm_up_projections().join()  # doctest: +SKIP
     """
-    thread = threading.Thread(target=_warm_up_in_the_background, name="latent-widgets-warm-up", daemon=True)
-    thread.start()
-    umap_runtime.warm_up_thread = thread
+    with _STARTING:
+        # One warm-up at a time: a second one would only compile the same code, and two of them waited
+        # for each other (each read the other as "the running warm-up" in wait_for_the_warm_up).
+        running = umap_runtime.warm_up_thread
+        if running is not None and running.is_alive():
+            return running
+        thread = threading.Thread(target=_warm_up_in_the_background, name="latent-widgets-warm-up", daemon=True)
+        umap_runtime.warm_up_thread = thread  # before it starts: its own fits must see themselves in it
+        thread.start()
     return thread
