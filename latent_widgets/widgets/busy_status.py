@@ -111,7 +111,7 @@ class BusyStatus:
         self._render, self._keep = render, keep
         self._lock = threading.Lock()
         self._woken = on_kernel_thread(view.errors.guard(self._on_wakeup))
-        self._wakeup_at: float | None = None
+        self._waking = False  # a wake-up is set
         self.observer = watch_session(view, session, self.update, ["busy", "progress"])
         self.update()
 
@@ -137,11 +137,11 @@ class BusyStatus:
                 self.text = text
                 self._render(text)
             # One wake-up at a time: when it comes, it looks again and sets the next.
-            if due is not None and self._wakeup_at is None:
-                self._wakeup_at = due
+            if due is not None and not self._waking:
+                self._waking = True
                 _WAKEUPS.at(due, lambda: self._woken(None))
 
     def _on_wakeup(self, _change: Any) -> None:
         with self._lock:
-            self._wakeup_at = None
+            self._waking = False
         self.update()
